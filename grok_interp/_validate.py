@@ -1,0 +1,55 @@
+"""Input checks shared by the public API: one message shape for every bad value.
+
+Every check raises :class:`ValueError` whose message names the parameter, the value
+that was given and what is allowed, so the CLI can print it as one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def bad_value(name: str, value: Any, allowed: str) -> ValueError:
+    """Build the project's one error shape: ``name=value is invalid: allowed``."""
+    return ValueError(f"{name}={value!r} is invalid: {allowed}")
+
+
+def is_prime(n: int) -> bool:
+    """Trial-division primality test (p is at most a few thousand here)."""
+    if n < 2:
+        return False
+    if n % 2 == 0:
+        return n == 2
+    f = 3
+    while f * f <= n:
+        if n % f == 0:
+            return False
+        f += 2
+    return True
+
+
+def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
+    """Check that ``value`` is an int in ``[low, high]`` (either bound optional)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_value(name, value, "must be an integer")
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else str(low)
+        hi = "inf" if high is None else str(high)
+        raise bad_value(name, value, f"must lie in [{lo}, {hi}]")
+    return value
+
+
+def check_open_unit(name: str, value: Any) -> float:
+    """Check that ``value`` is a real number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad_value(name, value, "must be a number in the open interval (0, 1)")
+    if not 0.0 < float(value) < 1.0:
+        raise bad_value(name, value, "must lie in the open interval (0, 1)")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...] | list[Any]) -> Any:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise bad_value(name, value, "must be one of " + ", ".join(repr(c) for c in choices))
+    return value
