@@ -1,0 +1,34 @@
+"""grok_interp: study grokking with mechanistic interpretability, on TransformerLens.
+
+Train a hooked transformer on a prime-field operation, keep its whole training
+history, and analyse it with the tools you already use::
+
+    import grok_interp as g
+    run = g.train_hooked(p=113, out="runs/p113")     # GrokRun: model, history, ...
+    logits, cache = run.model.run_with_cache(run.task.tokens(run.task.all_pairs()))
+    run = g.load_run("runs/p113")
+"""
+
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .models import MLPBaseline, build_model, weights
+from .runs import GrokRun, RunDirectoryError, load_run, train_hooked
+from .tasks import OPERATIONS, Split, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "train_hooked",
+    "load_run",
+    "GrokRun",
+    "RunDirectoryError",
+    "Task",
+    "Split",
+    "OPERATIONS",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "RunConfig",
+    "build_model",
+    "weights",
+    "MLPBaseline",
+]

@@ -19,6 +19,7 @@ import logging
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
@@ -67,22 +68,26 @@ def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tens
 
     x_eq = W_E[tokens[0, 2]] + W_pos[2]  # (d_model,) the last position's residual
     q = torch.einsum("d,hde->he", x_eq, W_Q) + b_Q  # (H, d_head)
-    # Per-position tables over the vocabulary, then gathered per input.
+    n_vocab, n_heads = W_E.shape[0], W_Q.shape[0]
+    # Per-position tables over the vocabulary (score, value-output rows), gathered per
+    # input with one-hot matmuls: dense GEMMs forward and backward, unlike index_put.
     scores, vo = [], []
     for pos in (0, 1):
         resid = W_E + W_pos[pos]  # (V, d_model)
         k = torch.einsum("vd,hde->vhe", resid, W_K) + b_K  # (V, H, d_head)
         v = torch.einsum("vd,hde->vhe", resid, W_V) + b_V
-        scores.append((k * q).sum(-1)[tokens[:, pos]])  # (n, H)
-        vo.append(torch.einsum("vhe,hed->vhd", v, W_O)[tokens[:, pos]])  # (n, H, d_model)
+        table = torch.cat([(k * q).sum(-1), torch.einsum("vhe,hed->vhd", v, W_O).reshape(n_vocab, -1)], dim=1)
+        rows = F.one_hot(tokens[:, pos], n_vocab).to(table.dtype) @ table  # (n, H + H*d_model)
+        scores.append(rows[:, :n_heads])
+        vo.append(rows[:, n_heads:].reshape(len(tokens), n_heads, -1))  # (n, H, d_model)
     k2 = torch.einsum("d,hde->he", x_eq, W_K) + b_K
     v2 = torch.einsum("d,hde->he", x_eq, W_V) + b_V
     scores.append((k2 * q).sum(-1).expand_as(scores[0]))
     pattern = torch.softmax(torch.stack(scores, dim=-1) / d_head**0.5, dim=-1)  # (n, H, 3)
     vo2 = torch.einsum("he,hed->hd", v2, W_O)  # (H, d_model)
     attn_out = (
-        torch.einsum("nh,nhd->nd", pattern[..., 0], vo[0])
-        + torch.einsum("nh,nhd->nd", pattern[..., 1], vo[1])
+        (pattern[..., 0, None] * vo[0]).sum(1)
+        + (pattern[..., 1, None] * vo[1]).sum(1)
         + pattern[..., 2] @ vo2
         + b_O
     )

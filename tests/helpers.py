@@ -1,0 +1,24 @@
+"""Shared test helpers: small tasks and runs that train in seconds."""
+
+from __future__ import annotations
+
+import torch
+
+import grok_interp as g
+from grok_interp import _tl
+
+# Backends available in this TransformerLens: both under 3.x, only the bridge under 4.x.
+BACKENDS = ["hooked", "bridge"] if _tl.HAS_HOOKED_TRANSFORMER else ["bridge"]
+
+SMALL_MODEL = dict(d_model=32, n_heads=4, d_mlp=64)
+
+
+def small_run(**overrides):
+    """A p=23 run of a small transformer: about a second of training."""
+    opts = dict(p=23, steps=60, eval_every=10, checkpoint_every=20, progress=False, **SMALL_MODEL)
+    opts.update(overrides)
+    return g.train_hooked(**opts)
+
+
+def all_tokens(task: g.Task) -> torch.Tensor:
+    return task.tokens(task.all_pairs())

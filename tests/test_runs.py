@@ -1,0 +1,146 @@
+"""Run directories: save, load, corrupt files, bad `out`, and resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import grok_interp as g
+
+from .helpers import SMALL_MODEL, all_tokens, small_run
+
+pytestmark = pytest.mark.portable
+
+
+def _same_weights(a, b):
+    wa, wb = g.weights(a), g.weights(b)
+    return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_out_directory_roundtrip(tmp_path):
+    run = small_run(out=tmp_path / "r")
+    names = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.json", "data.safetensors", "model.safetensors", "history.csv", "status.json", "checkpoints"} <= names
+    loaded = g.load_run(tmp_path / "r")
+    assert _same_weights(run.model, loaded.model)
+    assert run.history.equals(loaded.history)
+    assert torch.equal(run.split.train_mask, loaded.split.train_mask)
+    assert loaded.config.to_dict() == run.config.to_dict()
+    assert loaded.checkpoint_steps == run.checkpoint_steps
+    assert _same_weights(run.model_at(20), loaded.model_at(20))
+
+
+def test_in_memory_run_saves_and_loads(tmp_path):
+    run = small_run(op="a2_ab_b2", split="square", k=5)
+    run.save(tmp_path / "saved")
+    loaded = g.load_run(tmp_path / "saved")
+    assert loaded.task.op_name == "a2_ab_b2" and loaded.split.kind == "square"
+    assert torch.equal(loaded.split.forced_test, run.split.forced_test)
+    toks = all_tokens(run.task)
+    assert torch.equal(loaded.model(toks), run.model(toks))
+    assert _same_weights(loaded.model_at(40), run.model_at(40))
+
+
+def test_custom_operation_run_reloads_from_saved_labels(tmp_path):
+    def cubic(a, b):
+        return a * a * a + 2 * b
+
+    run = small_run(op=cubic, out=tmp_path / "c", steps=20)
+    loaded = g.load_run(tmp_path / "c")
+    assert loaded.task.op_name == "custom:cubic"
+    assert torch.equal(loaded.task.labels, run.task.labels)
+
+
+def test_no_pickles_on_disk(tmp_path):
+    small_run(out=tmp_path / "r", steps=20)
+    for f in (tmp_path / "r").rglob("*"):
+        assert f.suffix in {"", ".json", ".csv", ".safetensors", ".pt"}, f
+    state = next((tmp_path / "r").glob("state-*"))
+    torch.load(state / "optimizer.pt", weights_only=True)  # loads without unpickling objects
+
+
+@pytest.mark.parametrize("victim", ["model.safetensors", "history.csv", "config.json", "data.safetensors"])
+def test_truncated_file_is_named(tmp_path, victim):
+    small_run(out=tmp_path / "r", steps=20)
+    path = tmp_path / "r" / victim
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)] if victim != "history.csv" else b"")
+    with pytest.raises(g.RunDirectoryError, match=victim):
+        g.load_run(tmp_path / "r")
+
+
+def test_missing_file_is_named(tmp_path):
+    small_run(out=tmp_path / "r", steps=20)
+    (tmp_path / "r" / "model.safetensors").unlink()
+    with pytest.raises(g.RunDirectoryError, match="model.safetensors is missing"):
+        g.load_run(tmp_path / "r")
+
+
+def test_out_must_be_new_empty_or_a_run(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    with pytest.raises(ValueError, match="^out=.*not a run directory"):
+        small_run(out=tmp_path / "notes")
+    small_run(out=tmp_path / "r", steps=20)
+    with pytest.raises(ValueError, match="^out=.*resume=True"):
+        small_run(out=tmp_path / "r", steps=20)
+    with pytest.raises(ValueError, match="^resume=.*another configuration"):
+        small_run(out=tmp_path / "r", steps=20, lr=0.01, resume=True)
+
+
+def test_resume_extends_a_finished_run_exactly(tmp_path):
+    full = small_run(steps=60)
+    small_run(out=tmp_path / "r", steps=40)
+    resumed = small_run(out=tmp_path / "r", steps=60, resume=True)
+    assert resumed.history.equals(full.history)
+    assert _same_weights(resumed.model, full.model)
+
+
+TRAIN_SCRIPT = textwrap.dedent(
+    """
+    import sys, grok_interp as g
+    g.train_hooked(p=23, steps={steps}, eval_every=10, checkpoint_every=25, progress=False,
+                   out=sys.argv[1], resume=True, **{model})
+    """
+)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
+    steps = 400
+    script = TRAIN_SCRIPT.format(steps=steps, model=SMALL_MODEL)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # kill once a mid-run resume state exists
+            states = sorted(out.glob("state-*"))
+            if states and int(states[-1].name.split("-")[1]) >= 100:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("training subprocess never reached step 100")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = json.loads((out / "status.json").read_text())
+    assert status["finished"] is False and status["step"] < steps
+    # Killed mid-run, the directory still loads: the last checkpoint, never a half-written file.
+    partial = g.load_run(out)
+    latest_state = int(sorted(out.glob("state-*"))[-1].name.split("-")[1])
+    assert partial.history["step"].max() == latest_state
+    assert _same_weights(partial.model, partial.model_at(latest_state))
+    resumed = g.train_hooked(p=23, steps=steps, eval_every=10, checkpoint_every=25, progress=False,
+                             out=out, resume=True, **SMALL_MODEL)
+    straight = g.train_hooked(p=23, steps=steps, eval_every=10, checkpoint_every=25, progress=False, **SMALL_MODEL)
+    assert resumed.history.equals(straight.history)
+    assert _same_weights(resumed.model, straight.model)
+    assert json.loads((out / "status.json").read_text())["finished"] is True

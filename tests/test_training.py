@@ -1,0 +1,77 @@
+"""The training loop: determinism, schedule, losses, early stopping, callbacks."""
+
+import pytest
+import torch
+
+import grok_interp as g
+from grok_interp.training import checkpoint_schedule, loss_fn
+
+from .helpers import small_run
+
+pytestmark = pytest.mark.portable
+
+
+def test_same_seed_same_history_bit_for_bit():
+    a, b = small_run(), small_run()
+    assert a.history.equals(b.history)
+    for name, w in g.weights(a.model).items():
+        assert torch.equal(w, g.weights(b.model)[name])
+    c = small_run(seed=1)
+    assert not a.history.equals(c.history)
+
+
+def test_history_columns_and_cadence():
+    run = small_run(steps=45)
+    assert run.history.columns.tolist()[:5] == ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
+    assert run.history["step"].tolist() == [0, 10, 20, 30, 40, 45]
+    assert run.checkpoint_steps == [0, 1, 2, 4, 8, 16, 20, 40, 45]
+
+
+def test_history_step_zero_is_the_initial_model():
+    run = small_run(steps=20)
+    init = run.model_at(0)
+    toks = run.task.tokens(run.split.test_pairs)
+    expected = loss_fn(init(toks)[:, -1], run.task.answers(run.split.test_pairs)).item()
+    assert run.history["test_loss"].iloc[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_warmup_first_step_changes_nothing():
+    """The learning-rate multiplier is min(step/10, 1): step 0 uses lr 0."""
+    run = small_run(steps=2, checkpoint_every=1)
+    w0, w1, w2 = (run.weights_at(s) for s in (0, 1, 2))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert any(not torch.equal(w1[k], w2[k]) for k in w0)
+
+
+def test_training_reduces_loss_with_mse_too():
+    run = small_run(loss="mse", steps=100)
+    assert run.history["train_loss"].iloc[-1] < 0.5 * run.history["train_loss"].iloc[0]
+
+
+def test_stop_after_grok():
+    # A threshold any model passes at once: "grokking" at step 0, stop 25 steps later.
+    run = small_run(steps=500, grok_threshold=1e-9, stop_after_grok=25)
+    assert run.history["step"].iloc[-1] == 25
+
+
+def test_callbacks_add_history_columns():
+    seen = []
+
+    def norm(step, model, ctx):
+        seen.append(step)
+        return {"w_e_norm": model.W_E.norm().item(), "n_train": len(ctx.train_labels)}
+
+    run = small_run(steps=30, callbacks=[norm])
+    assert seen == [0, 10, 20, 30]
+    assert (run.history["n_train"] == run.split.n_train).all()
+    assert run.history["w_e_norm"].is_monotonic_decreasing  # weight decay 1.0 shrinks W_E
+
+
+def test_schedule_is_dense_early():
+    assert checkpoint_schedule(1000, 100)[:8] == [0, 1, 2, 4, 8, 16, 32, 64]
+    assert checkpoint_schedule(1000, 100)[-1] == 1000
+
+
+def test_mlp_baseline_trains():
+    run = small_run(arch="mlp", steps=200)
+    assert run.history["train_acc"].iloc[-1] > 0.9
