@@ -1,0 +1,71 @@
+"""Events of synthetic histories are found at the steps they were built to occur."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grok_interp.measures import events
+
+pytestmark = pytest.mark.portable
+
+
+def _history(steps, train, test):
+    return pd.DataFrame({"step": steps, "train_acc": train, "test_acc": test, "train_loss": 0.0})
+
+
+def test_grokking_history_events_at_built_steps():
+    steps = np.arange(0, 5000, 10)
+    train = np.where(steps >= 1200, 1.0, steps / 1200 * 0.9)  # memorised at 1200
+    # test: 0.05 until 3000, linear rise to 1.0 at 4000 (half way, 0.525, at 3500), dip to 0.97 at 4500
+    test = np.where(steps < 3000, 0.05, np.minimum(0.05 + (steps - 3000) / 1000 * 0.95, 1.0))
+    test[steps == 4500] = 0.97
+    ev = events(_history(steps, train, test))
+    assert ev.memorised_at == 1200
+    assert ev.acc_at_memorised == pytest.approx(0.05)
+    assert ev.u_acc == pytest.approx(1.0)
+    assert ev.grokked_at == 3500
+    assert ev.grokked
+    # U-Acc first approached (>= 0.99) at 3990; the lowest afterwards is the dip
+    assert ev.l_acc == pytest.approx(0.97)
+
+
+def test_no_memorisation_and_no_grokking():
+    steps = np.arange(0, 100, 10)
+    never = events(_history(steps, np.full(10, 0.5), np.full(10, 0.3)))
+    assert never.memorised_at is None and never.grokked_at is None and math.isnan(never.u_acc)
+    # memorised at 20, test accuracy only rises 0.04 (< 5 points): no grokking
+    train = np.where(steps >= 20, 1.0, 0.2)
+    test = np.where(steps >= 60, 0.34, 0.30)
+    ev = events(_history(steps, train, test))
+    assert ev.memorised_at == 20
+    assert ev.grokked_at is None and not ev.grokked
+    assert ev.u_acc == pytest.approx(0.34)
+
+
+def test_thresholds_are_parameters_and_rows_may_be_unsorted_dicts():
+    rows = [
+        {"step": 30, "train_acc": 1.0, "test_acc": 0.6},
+        {"step": 0, "train_acc": 0.0, "test_acc": 0.0},
+        {"step": 10, "train_acc": 0.95, "test_acc": 0.0},
+        {"step": 20, "train_acc": 1.0, "test_acc": 0.2},
+        {"step": 40, "train_acc": 1.0, "test_acc": 1.0},
+    ]
+    assert events(rows).memorised_at == 20
+    assert events(rows, train_threshold=0.9).memorised_at == 10
+    assert events(rows).grokked_at == 30  # half way from 0.2 to 1.0 is 0.6
+    assert events(rows, rise=0.9).grokked_at == 40
+
+
+def test_epoch_history_with_custom_columns_and_bad_inputs():
+    h = pd.DataFrame({"epoch": [1, 2, 3], "tr": [1.0, 1.0, 1.0], "te": [0.3, 0.3, 0.9]})
+    ev = events(h, step_col="epoch", train_col="tr", test_col="te")
+    assert (ev.memorised_at, ev.grokked_at) == (1, 3)
+    assert set(ev.to_dict()) >= {"memorised_at", "grokked_at", "u_acc", "l_acc"}
+    with pytest.raises(ValueError, match="needs columns"):
+        events(h)
+    with pytest.raises(ValueError, match="fractions"):
+        events(pd.DataFrame({"step": [0], "train_acc": [99.0], "test_acc": [10.0]}))
