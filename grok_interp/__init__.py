@@ -13,6 +13,8 @@ from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .models import MLPBaseline, build_model, weights
 from .runs import GrokRun, RunDirectoryError, load_run, train_hooked
 from .tasks import OPERATIONS, Split, Task
+from . import measures
+from .measures import events
 
 __version__ = "0.1.0"
 
@@ -31,4 +33,6 @@ __all__ = [
     "build_model",
     "weights",
     "MLPBaseline",
+    "measures",
+    "events",
 ]
