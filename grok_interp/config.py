@@ -189,7 +189,11 @@ class TrainConfig(_DictMixin):
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)
-        self.grok_threshold = check_open_unit("grok_threshold", self.grok_threshold) if self.grok_threshold != 1 else 1.0
+        if isinstance(self.grok_threshold, bool) or not isinstance(self.grok_threshold, (int, float)) or not (
+            0 < self.grok_threshold <= 1
+        ):
+            raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
+        self.grok_threshold = float(self.grok_threshold)
         check_choice("forward", self.forward, ("auto", "hooked", "fast"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
 

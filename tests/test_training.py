@@ -75,3 +75,25 @@ def test_schedule_is_dense_early():
 def test_mlp_baseline_trains():
     run = small_run(arch="mlp", steps=200)
     assert run.history["train_acc"].iloc[-1] > 0.9
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"steps": 0}, "steps="),
+        ({"lr": 0}, "lr="),
+        ({"loss": "hinge"}, "loss="),
+        ({"grok_threshold": 1.5}, "grok_threshold="),
+        ({"betas": (0.9, 1.0)}, "betas="),
+        ({"device": "tpu"}, "device="),
+    ],
+)
+def test_bad_train_options(options, name):
+    with pytest.raises(ValueError) as err:
+        g.TrainConfig(**options)
+    assert str(err.value).startswith(name)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ValueError, match="^colour="):
+        g.train_hooked(p=23, steps=5, colour="red", progress=False)
