@@ -1,0 +1,582 @@
+"""Training a hooked ResNet-18 on the shapes-sum dataset, with run directories.
+
+The paper's recipe is the default: Adam, learning rate 1e-3, weight decay 1e-4 (added
+to the gradient, as ``torch.optim.Adam`` does), mini-batches of 200 drawn by a
+``DataLoader``, cross-entropy, a random 25% of the 14641 images for training. One
+history row per evaluation (``step`` = epochs done), with train/test loss and accuracy
+in evaluation mode (BatchNorm running statistics) and the pooled-feature uniformity of
+:func:`feature_uniformity`.
+
+The run directory has the same files as a transformer run (``config.json`` with
+``"kind": "resnet"``, ``data.safetensors``, ``model.safetensors``, ``history.csv``,
+``status.json``, ``checkpoints/step_*.safetensors``, ``state-*/``), so
+:func:`grok_interp.load_run` and the history tools read it. Weights are saved in
+torchvision's state-dict layout (BatchNorm buffers included). Each epoch's shuffle is
+drawn from a generator seeded with ``seed * 100003 + epoch``, so a run resumed from a
+saved state repeats the uninterrupted run exactly (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from safetensors.torch import save_file
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
+
+from .._validate import bad_value, check_choice, check_int, check_open_unit
+from ..runs import (
+    RunDirectoryError,
+    _atomic_write,
+    _read,
+    _read_csv,
+    _read_json,
+    _read_weights,
+    _write_csv,
+    _write_json,
+    _write_weights,
+)
+from ..training import checkpoint_schedule, resolve_device
+from .resnet import HookedResNet, build_resnet
+from .shapes import N_CLASSES, ShapesDataset, ShapesSplit, all_combos, load_shapes
+
+__all__ = [
+    "ResNetConfig",
+    "ResNetRun",
+    "PRESETS",
+    "train_resnet",
+    "load_resnet_run",
+    "feature_uniformity",
+    "evaluate",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+#: Named settings. ``paper``: the paper's network and images (224 px, width 64).
+#: ``cpu``: chosen from ``benchmarks/resnet_epoch.py`` so thousands of epochs fit in
+#: hours on two CPU cores (see the README section on the ResNet-18 branch).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(image_size=224, width=64, eval_every=1, checkpoint_every=50),
+    "cpu": dict(image_size=32, width=16, eval_every=10, checkpoint_every=100),
+}
+
+
+@dataclass
+class ResNetConfig:
+    """Everything that defines a ResNet shapes-sum run (``config.json`` holds it).
+
+    Args:
+        image_size: Image side in pixels (224 in the paper).
+        width: Channels after the stem (64: torchvision's ResNet-18 itself).
+        frac: Training fraction of the images (random split).
+        data_seed: Seed of the split (and of ``subset``).
+        subset: Use only this many images (drawn with ``data_seed``); None: all 14641.
+        seed: Seed of the initialisation and of the per-epoch shuffles.
+        weights_path: Optional local weights file (torchvision layout); never downloaded.
+        epochs: Epochs to train.
+        lr: Learning rate.
+        weight_decay: Weight decay (L2 added to the gradient for ``adam``, decoupled
+            for ``adamw``).
+        optimizer: ``adam`` (the paper) or ``adamw``.
+        batch_size: Training mini-batch size.
+        eval_every: History row every N epochs (and at epoch 0 and the last).
+        checkpoint_every: Weights and a resume state every N epochs (plus 0, 1, 2, 4, ...).
+        eval_batch_size: Batch size of the evaluation passes.
+        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
+    """
+
+    image_size: int = 224
+    width: int = 64
+    frac: float = 0.25
+    data_seed: int = 0
+    subset: int | None = None
+    seed: int = 0
+    weights_path: str | None = None
+    epochs: int = 3000
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adam"
+    batch_size: int = 200
+    eval_every: int = 1
+    checkpoint_every: int = 50
+    eval_batch_size: int = 500
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_int("image_size", self.image_size, low=16)
+        if self.image_size % 2:
+            raise bad_value("image_size", self.image_size, "must be even (a 2 x 2 grid of square cells)")
+        check_int("width", self.width, low=1)
+        check_open_unit("frac", self.frac)
+        check_int("data_seed", self.data_seed)
+        if self.subset is not None:
+            check_int("subset", self.subset, low=2, high=11**4)
+        check_int("seed", self.seed, low=0)
+        check_int("epochs", self.epochs, low=0)
+        if not self.lr > 0:
+            raise bad_value("lr", self.lr, "must be > 0")
+        if not self.weight_decay >= 0:
+            raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
+        check_choice("optimizer", self.optimizer, ("adam", "adamw"))
+        check_int("batch_size", self.batch_size, low=1)
+        check_int("eval_every", self.eval_every, low=1)
+        check_int("checkpoint_every", self.checkpoint_every, low=1)
+        check_int("eval_batch_size", self.eval_batch_size, low=1)
+        check_choice("device", self.device, ("cpu", "cuda", "auto"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ResNetConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise bad_value("ResNetConfig", sorted(unknown), "unknown keys; allowed: " + ", ".join(sorted(names)))
+        return cls(**d)
+
+
+# --- measures ----------------------------------------------------------------------
+def feature_uniformity(
+    features: Float[Tensor, "n d"], labels: Int[Tensor, " n"]
+) -> dict[str, float]:
+    """How evenly the class means of a representation line up along the label order.
+
+    Let ``mu_y`` be the mean feature vector (here: ``hook_pooled``) of the samples with
+    label ``y``, for the label values present, in increasing order ``y_0 < y_1 < ...``,
+    and ``d_j = ||mu_{y_{j+1}} - mu_{y_j}||_2`` the distances between consecutive class
+    means. This is the paper's MED taken on representations instead of embeddings (the
+    labels are sums, not residues, so there is no wrap-around):
+
+    * ``feature_med`` = mean_j d_j;
+    * ``feature_med_ratio`` = ``feature_med`` / (mean distance over all pairs of class
+      means): scale-free; about 1 when the classes sit in no particular order, and
+      ``3 / (K + 1)`` (0.06 for K = 49 classes) when they are evenly spaced on a line;
+    * ``feature_cv`` = std_j d_j / mean_j d_j: 0 when consecutive classes are equally
+      far apart (uniform spacing).
+
+    Args:
+        features: One feature vector per sample.
+        labels: Label per sample.
+
+    Returns:
+        ``{"feature_med": ..., "feature_med_ratio": ..., "feature_cv": ...}``.
+    """
+    features = features.to(torch.float64)
+    values = labels.unique(sorted=True)
+    if len(values) < 3:
+        raise bad_value("labels", values.tolist(), "need at least three label values")
+    onehot = (labels[:, None] == values[None, :]).to(torch.float64)
+    means = (onehot.T @ features) / onehot.sum(0)[:, None]
+    steps = (means[1:] - means[:-1]).norm(dim=1)
+    pair = torch.cdist(means, means)
+    k = len(values)
+    mean_pair = pair.sum() / (k * (k - 1))
+    med = steps.mean()
+    return {
+        "feature_med": float(med),
+        "feature_med_ratio": float(med / mean_pair) if mean_pair > 0 else float("nan"),
+        "feature_cv": float(steps.std(unbiased=False) / med) if med > 0 else float("nan"),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500
+) -> dict[str, float]:
+    """Loss and accuracy on the train and test images (evaluation mode) and the
+    pooled-feature uniformity of :func:`feature_uniformity` over all images."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    labels = dataset.labels
+    losses, correct, pooled = [], [], []
+    for start in range(0, len(dataset), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(dataset)))
+        logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
+        y = labels[idx].to(device)
+        losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
+        correct.append((logits.argmax(-1) == y).cpu())
+        pooled.append(feats.cpu())
+    model.train(was_training)
+    loss, hit = torch.cat(losses), torch.cat(correct).float()
+    tr, te = split.train_mask, split.test_mask
+    row = {
+        "train_loss": float(loss[tr].mean()),
+        "test_loss": float(loss[te].mean()),
+        "train_acc": float(hit[tr].mean()),
+        "test_acc": float(hit[te].mean()),
+    }
+    row.update(feature_uniformity(torch.cat(pooled), labels))
+    return row
+
+
+# --- the run object ------------------------------------------------------------------
+@dataclass
+class ResNetRun:
+    """A trained ResNet with its split, configuration and history.
+
+    Attributes:
+        model: The :class:`HookedResNet` after training.
+        config: Its :class:`ResNetConfig`.
+        history: One row per evaluation: step (= epochs done), train/test loss and
+            accuracy, ``epoch_loss`` (mean mini-batch loss in training mode) and the
+            feature-uniformity columns.
+        indices: Which of the 14641 images the run uses (all, or a ``subset``).
+        split: The train/test split over those images.
+        path: The run directory, if the run lives on disk.
+    """
+
+    model: HookedResNet
+    config: ResNetConfig
+    history: pd.DataFrame
+    indices: Int[Tensor, " n"] = field(repr=False)
+    split: ShapesSplit = field(repr=False)
+    path: Path | None = None
+    _memory_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict, repr=False)
+
+    @property
+    def combos(self) -> Int[Tensor, "n 4"]:
+        """Shape indices of the run's images."""
+        return all_combos()[self.indices]
+
+    @property
+    def labels(self) -> Int[Tensor, " n"]:
+        """Labels of the run's images (sum of the four shapes' weights)."""
+        from .shapes import SHAPE_WEIGHTS
+
+        return torch.tensor(SHAPE_WEIGHTS)[self.combos].sum(1)
+
+    def dataset(self, cache_dir: str | os.PathLike | None = None) -> ShapesDataset:
+        """The run's images (from the dataset cache, drawn when missing)."""
+        full = load_shapes(self.config.image_size, cache_dir=cache_dir)
+        return _take(full, self.indices)
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Epochs with saved weights, ascending."""
+        if self.path is not None:
+            return sorted(int(f.stem.split("_")[1]) for f in (self.path / "checkpoints").glob("step_*.safetensors"))
+        return sorted(self._memory_checkpoints)
+
+    def weights_at(self, step: int) -> dict[str, Tensor]:
+        """The state dict (torchvision layout) saved after ``step`` epochs."""
+        if step not in self.checkpoint_steps:
+            raise bad_value("step", step, f"has no checkpoint; saved steps: {self.checkpoint_steps}")
+        if self.path is not None:
+            return _read_weights(self.path / "checkpoints" / f"step_{step:07d}.safetensors")
+        return self._memory_checkpoints[step]
+
+    def model_at(self, step: int) -> HookedResNet:
+        """A fresh model holding the weights saved after ``step`` epochs (eval mode)."""
+        model = build_resnet(self.config.width, N_CLASSES, seed=self.config.seed)
+        _load_state(model, self.weights_at(step))
+        return model.to(next(self.model.parameters()).device).eval()
+
+    def __repr__(self) -> str:
+        last = self.history.iloc[-1] if len(self.history) else None
+        tail = "" if last is None else f", epoch={int(last['step'])}, test_acc={last['test_acc']:.3f}"
+        c = self.config
+        return f"ResNetRun(image_size={c.image_size}, width={c.width}{tail}, path={self.path})"
+
+
+def _take(full: ShapesDataset, indices: Tensor) -> ShapesDataset:
+    if len(indices) == len(full):
+        return full
+    return ShapesDataset(images=full.images[indices], combos=full.combos[indices], image_size=full.image_size)
+
+
+def _state(model: HookedResNet) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in model.net.state_dict().items()}
+
+
+def _load_state(model: HookedResNet, state: dict[str, Tensor]) -> None:
+    try:
+        model.net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RunDirectoryError(f"saved weights do not fit the configured ResNet: {exc}") from exc
+
+
+# --- data loading ------------------------------------------------------------------------
+class _Batches(Dataset):
+    """Index a dataset by a list of sample positions: one call returns a whole batch."""
+
+    def __init__(self, dataset: ShapesDataset, positions: Tensor) -> None:
+        self.dataset, self.positions = dataset, positions
+        self.labels = dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, batch: list[int]) -> tuple[Tensor, Tensor]:
+        idx = self.positions[torch.as_tensor(batch)]
+        return self.dataset.inputs(idx), self.labels[idx]
+
+
+def epoch_loader(dataset: ShapesDataset, split: ShapesSplit, batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """The training mini-batches of ``epoch``: a shuffle drawn from a generator seeded
+    with ``seed * 100003 + epoch`` (so any epoch can be replayed after a resume)."""
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    batches = _Batches(dataset, split.train_indices)
+    sampler = BatchSampler(RandomSampler(range(len(batches)), generator=gen), batch_size, drop_last=False)
+    return DataLoader(batches, sampler=sampler, batch_size=None)
+
+
+# --- run directory ------------------------------------------------------------------------
+def _write_static(path: Path, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    data = {"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)}
+    _atomic_write(path / "data.safetensors", lambda t: save_file({k: v.contiguous() for k, v in data.items()}, t))
+    meta = {
+        "kind": "resnet",
+        "grok_interp": {"format": FORMAT_VERSION, "torchvision": version("torchvision")},
+        "config": config.to_dict(),
+    }
+    _write_json(path / "config.json", meta)
+
+
+def _save_state(path: Path, epoch: int, model: HookedResNet, opt: torch.optim.Optimizer, rows: list[dict]) -> None:
+    final = path / f"state-{epoch:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=path))
+    try:
+        _write_weights(tmp / "model.safetensors", _state(model))
+        _atomic_write(tmp / "optimizer.pt", lambda t: torch.save(opt.state_dict(), t))
+        _write_csv(tmp / "history.csv", rows)
+        _write_json(tmp / "status.json", {"step": epoch})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in path.glob("state-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_config(path: Path) -> ResNetConfig:
+    raw = _read_json(path / "config.json")
+    if raw.get("kind") != "resnet":
+        raise RunDirectoryError(f"run file {path / 'config.json'} is not a ResNet run (kind={raw.get('kind')!r})")
+    try:
+        return ResNetConfig.from_dict(raw["config"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RunDirectoryError(f"run file {path / 'config.json'} is invalid: {exc}") from exc
+
+
+def _read_data(path: Path, config: ResNetConfig) -> tuple[Tensor, ShapesSplit]:
+    data = _read_weights(path / "data.safetensors")
+    try:
+        indices, mask = data["indices"].long(), data["train_mask"].bool()
+    except KeyError as exc:
+        raise RunDirectoryError(f"run file {path / 'data.safetensors'} lacks {exc}") from exc
+    return indices, ShapesSplit(kind="random", frac=config.frac, seed=config.data_seed, train_mask=mask)
+
+
+def _latest_state(path: Path) -> Path | None:
+    states = sorted(path.glob("state-*"))
+    return states[-1] if states else None
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.json").exists()
+
+
+# --- training ---------------------------------------------------------------------------
+def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _select(dataset: ShapesDataset | None, config: ResNetConfig, cache_dir: Any) -> tuple[ShapesDataset, Tensor]:
+    if dataset is None:
+        dataset = load_shapes(config.image_size, cache_dir=cache_dir)
+    elif dataset.image_size != config.image_size or len(dataset) != 11**4:
+        raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px",
+                        f"must be the full dataset at image_size={config.image_size}")
+    if config.subset is None:
+        return dataset, torch.arange(len(dataset))
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.data_seed))
+    indices = indices[: config.subset].sort().values
+    return _take(dataset, indices), indices
+
+
+_RESUMABLE = {"epochs", "device", "eval_batch_size"}
+
+ResNetCallback = Callable[[int, HookedResNet, dict[str, Any]], "dict[str, float] | None"]
+
+
+def train_resnet(
+    config: ResNetConfig | None = None,
+    *,
+    preset: str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    dataset: ShapesDataset | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    callbacks: Iterable[ResNetCallback] = (),
+    progress: bool = True,
+    **options: Any,
+) -> ResNetRun:
+    """Train a hooked ResNet-18 on the shapes-sum images and return the run.
+
+    Args:
+        config: A complete :class:`ResNetConfig` (then ``preset`` and options are ignored).
+        preset: ``paper`` or ``cpu`` (see :data:`PRESETS`); options override it.
+        out: Run directory written as training goes (None: in memory only).
+        resume: Continue the run in ``out`` from its latest resume state; only
+            ``epochs``, ``device`` and ``eval_batch_size`` may differ from the saved config.
+        dataset: The full dataset at the configured image size (default: loaded from
+            the cache with :func:`~grok_interp.vision.load_shapes`).
+        cache_dir: Dataset cache directory (default ``~/.cache/grok_interp``).
+        callbacks: ``cb(epoch, model, context) -> dict | None`` at every history row;
+            ``context`` holds ``dataset``, ``split`` and ``device``; values become columns.
+        progress: Show a bar over epochs and a transient bar over each epoch's batches.
+        **options: Fields of :class:`ResNetConfig`.
+
+    Returns:
+        A :class:`ResNetRun`.
+    """
+    if config is None:
+        base = dict(PRESETS[check_choice("preset", preset, tuple(PRESETS))]) if preset is not None else {}
+        base.update(options)
+        config = ResNetConfig(**base)
+    device = resolve_device(config.device)
+    data, indices = _select(dataset, config, cache_dir)
+    split = data.split(config.frac, config.data_seed)
+    model = build_resnet(config.width, N_CLASSES, seed=config.seed, weights_path=config.weights_path).to(device)
+    optimizer = _make_optimizer(model, config)
+    rows: list[dict[str, Any]] = []
+    start = 0
+    path = Path(out) if out is not None else None
+    if path is not None:
+        if path.exists() and not path.is_dir():
+            raise bad_value("out", str(path), "is a file; give a new or empty directory, or a run directory")
+        if path.is_dir() and any(path.iterdir()):
+            if not _is_run(path):
+                raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
+            if not resume:
+                raise bad_value("out", str(path), "already holds a run; pass resume=True (--resume) or a new directory")
+            start, rows = _restore(path, config, split, model, optimizer)
+        else:
+            _write_static(path, config, indices, split, data.labels)
+    ctx = {"dataset": data, "split": split, "device": device}
+    memory: dict[int, dict[str, Tensor]] = {}
+    saves = set(checkpoint_schedule(config.epochs, config.checkpoint_every))
+    callbacks = list(callbacks)
+
+    def record(epoch: int, epoch_loss: float) -> None:
+        row: dict[str, Any] = {"step": epoch, **evaluate(model, data, split, config.eval_batch_size),
+                               "epoch_loss": epoch_loss}
+        for cb in callbacks:
+            row.update(cb(epoch, model, ctx) or {})
+        rows.append(row)
+        log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", epoch,
+                 row["train_acc"], row["test_acc"], row["test_loss"], row["feature_med_ratio"])
+        if path is not None:
+            _write_csv(path / "history.csv", rows)
+
+    def save(epoch: int) -> None:
+        w = _state(model)
+        if path is None:
+            memory[epoch] = w
+            return
+        _write_weights(path / "checkpoints" / f"step_{epoch:07d}.safetensors", w)
+        _save_state(path, epoch, model, optimizer, rows)
+        _write_weights(path / "model.safetensors", w)
+        _write_json(path / "status.json", {"step": epoch, "finished": False})
+
+    if start == 0:
+        record(0, float("nan"))
+        save(0)
+    bar = tqdm(range(start + 1, config.epochs + 1), desc="epochs", disable=not progress, initial=start,
+               total=config.epochs)
+    model.train()
+    for epoch in bar:
+        total, count = 0.0, 0
+        loader = epoch_loader(data, split, config.batch_size, config.seed, epoch)
+        for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            count += len(y)
+        if epoch % config.eval_every == 0 or epoch == config.epochs or epoch in saves:
+            record(epoch, total / count)
+            bar.set_postfix(train_acc=f"{rows[-1]['train_acc']:.3f}", test_acc=f"{rows[-1]['test_acc']:.3f}")
+        if epoch in saves:
+            save(epoch)
+    model.eval()
+    if path is not None:
+        if not (path / "checkpoints" / f"step_{config.epochs:07d}.safetensors").exists():
+            save(config.epochs)
+        _write_csv(path / "history.csv", rows)
+        _write_json(path / "status.json", {"step": config.epochs, "finished": True})
+    return ResNetRun(model=model, config=config, history=pd.DataFrame(rows), indices=indices, split=split,
+                     path=path, _memory_checkpoints=memory)
+
+
+def _restore(
+    path: Path, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict[str, Any]]]:
+    saved = _read_config(path)
+    a, b = saved.to_dict(), config.to_dict()
+    diffs = [f"{k}: saved {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k] and k not in _RESUMABLE]
+    if diffs:
+        raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
+    _, saved_split = _read_data(path, saved)
+    if not torch.equal(saved_split.train_mask, split.train_mask):
+        raise RunDirectoryError(f"run file {path / 'data.safetensors'}: train mask differs from the rebuilt split")
+    if a["epochs"] != b["epochs"]:
+        meta = _read_json(path / "config.json")
+        meta["config"] = b
+        _write_json(path / "config.json", meta)
+    state = _latest_state(path)
+    if state is None:
+        return 0, []
+    _load_state(model, _read_weights(state / "model.safetensors"))
+    device = next(model.parameters()).device
+    optimizer.load_state_dict(_read(state / "optimizer.pt", lambda p: torch.load(p, weights_only=True, map_location=device)))
+    epoch = int(_read_json(state / "status.json")["step"])
+    log.info("resuming %s from epoch %d", path, epoch)
+    return epoch, _read_csv(state / "history.csv").to_dict("records")
+
+
+def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
+    """Load a ResNet run directory (finished, or its latest resume state if unfinished).
+
+    Raises:
+        RunDirectoryError: naming the missing, corrupt or truncated file.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirectoryError(f"run directory {path} does not exist")
+    config = _read_config(path)
+    indices, split = _read_data(path, config)
+    model = build_resnet(config.width, N_CLASSES, seed=config.seed)
+    status = _read_json(path / "status.json") if (path / "status.json").exists() else {}
+    source = path
+    state = _latest_state(path)
+    if state is not None and not status.get("finished", False):
+        source = state
+    _load_state(model, _read_weights(source / "model.safetensors"))
+    history = _read_csv(source / "history.csv")
+    model = model.to(resolve_device(device)).eval()
+    return ResNetRun(model=model, config=config, history=history, indices=indices, split=split, path=path)
