@@ -432,12 +432,19 @@ def _restore(
 def load_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
     """Load a run directory written by :func:`train_hooked` or :meth:`GrokRun.save`.
 
+    A ResNet run (``"kind": "resnet"`` in config.json) loads as a
+    :class:`grok_interp.vision.ResNetRun`.
+
     Raises:
         RunDirectoryError: (a ``ValueError``) naming the missing, corrupt or truncated file.
     """
     path = Path(path)
     if not path.is_dir():
         raise RunDirectoryError(f"run directory {path} does not exist")
+    if (path / "config.json").exists() and _read_json(path / "config.json").get("kind") == "resnet":
+        from .vision.train import load_resnet_run  # the image branch; imported only for its runs
+
+        return load_resnet_run(path, device=device)  # type: ignore[return-value]
     rd = _RunDir(path)
     config = rd.read_config()
     task, split = rd.read_task_split(config)
