@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .vision._cli import add_resnet_parser  # the image branch's `resnet` subcommand
+
+    add_resnet_parser(sub)
     return parser
 
 
@@ -94,7 +97,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train}
+def _cmd_resnet(args: argparse.Namespace) -> int:
+    from .vision._cli import cmd_resnet
+
+    return cmd_resnet(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "resnet": _cmd_resnet}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
