@@ -1,13 +1,74 @@
 """Progress measures and circuit analyses of grokking runs.
 
-Plain functions of (weights or model, task) returning numbers or tensors; the trainer
-records the cheap ones through :func:`recorder`, and :meth:`GrokRun.measure` evaluates
-any of them over saved checkpoints. One definition per measure (see each docstring);
-other published variants are named options.
+Plain functions of (weights or model, task) returning numbers or tensors; one
+documented default per measure (formula in each docstring), other published variants
+as named options. The trainer records any of them by name through :func:`recorder`
+(``train_hooked(..., measures="default")``); :meth:`GrokRun.measure` evaluates them over
+saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
 
-* events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history).
+* uniformity (the paper): :func:`med`, :func:`activation_med`,
+  :func:`uniformity_stats`, and :func:`rqi` (Liu et al. 2022);
+* Fourier (Nanda et al.): :func:`fourier_basis`, :func:`fourier_transform_1d`,
+  :func:`fourier_transform_2d`, :func:`embedding_fourier_norms`,
+  :func:`neuron_frequency_clusters`, :func:`key_frequencies`, :func:`gini`,
+  :func:`fourier_gini`;
+* circuits: :func:`restricted_loss`, :func:`excluded_loss`,
+  :func:`logit_cosine_similarity`, :func:`weight_norm`;
+* events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history);
+* recording: :func:`recorder`, :func:`compute_measures`, :func:`measure_checkpoints`;
+* comparison: :func:`compare_measures`.
+
+Activations are always read with TransformerLens hooks (``run_with_cache`` with a
+names filter) on the hooked model.
 """
 
+from ._probe import Probe
+from .circuits import excluded_loss, key_projection, logit_cosine_similarity, restricted_loss, weight_norm
+from .compare import compare_measures
 from .events import Events, events
+from .fourier import (
+    embedding_fourier_norms,
+    fourier_basis,
+    fourier_basis_names,
+    fourier_gini,
+    fourier_transform_1d,
+    fourier_transform_2d,
+    gini,
+    key_frequencies,
+    neuron_frequency_clusters,
+    neuron_logit_map,
+)
+from .record import DEFAULT_MEASURES, FOURIER_MEASURES, MEASURE_NAMES, compute_measures, measure_checkpoints, recorder
+from .uniformity import activation_med, med, rqi, uniformity_stats
 
-__all__ = ["Events", "events"]
+__all__ = [
+    "med",
+    "activation_med",
+    "uniformity_stats",
+    "rqi",
+    "fourier_basis",
+    "fourier_basis_names",
+    "fourier_transform_1d",
+    "fourier_transform_2d",
+    "embedding_fourier_norms",
+    "neuron_frequency_clusters",
+    "key_frequencies",
+    "gini",
+    "fourier_gini",
+    "neuron_logit_map",
+    "restricted_loss",
+    "excluded_loss",
+    "logit_cosine_similarity",
+    "key_projection",
+    "weight_norm",
+    "Events",
+    "events",
+    "compare_measures",
+    "recorder",
+    "compute_measures",
+    "measure_checkpoints",
+    "MEASURE_NAMES",
+    "DEFAULT_MEASURES",
+    "FOURIER_MEASURES",
+    "Probe",
+]

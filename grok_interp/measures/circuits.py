@@ -1,0 +1,276 @@
+"""Circuit measures (Nanda et al. 2023): restricted and excluded loss, logit similarity,
+weight norm.
+
+All of them look at the last-position logits of the ``p x p`` grid of pairs as a cube
+``L(a, b, c)`` and at the *key directions* of frequency ``k``,
+``cos(w_k (r(a, b) - c))`` and ``sin(w_k (r(a, b) - c))`` with ``w_k = 2 pi k / p`` and
+``r(a, b)`` the task's answer; for addition this is ``a + b - c``, the directions of
+the Fourier multiplication algorithm. Only valid pairs enter (``divide`` skips
+``b = 0``). For operations other than ``add`` the same definition is applied to the
+answer ``r(a, b)``; it measures how much of the logits is a function of ``r - c`` at
+the key frequencies, which is the algorithm's signature only for addition.
+
+Pair sets: ``all`` (every valid pair), ``train`` or ``test`` (need a
+:class:`~grok_interp.Split` or a run as ``data``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from .._validate import bad_value, check_choice
+from ..models import MLPBaseline
+from ..tasks import Split, Task
+from ._probe import Probe, as_task, canonical, neuron_hook, probe_of
+from .fourier import fourier_basis, key_frequencies
+
+__all__ = [
+    "key_projection",
+    "restricted_loss",
+    "excluded_loss",
+    "logit_cosine_similarity",
+    "weight_norm",
+]
+
+
+def _task_split(data: Any) -> tuple[Task, Split | None]:
+    """``data`` may be a Task (or prime p), a Split, or a run with ``.task``/``.split``."""
+    if isinstance(data, Split):
+        return data.task, data
+    if hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
+        return data.task, data.split
+    return as_task(data), None
+
+
+def _pair_mask(task: Task, split: Split | None, pairs: str) -> Tensor:
+    check_choice("pairs", pairs, ("all", "train", "test"))
+    if pairs == "all":
+        return task.valid.reshape(-1)
+    if split is None:
+        raise bad_value("pairs", pairs, "needs a Split (or a run) as data, not a bare Task; or use pairs='all'")
+    return (split.train_mask if pairs == "train" else split.test_mask).reshape(-1)
+
+
+def _freq_rows(p: int, freqs: Iterable[int], parts: str = "cos+sin") -> list[int]:
+    K = (p - 1) // 2
+    rows = []
+    for k in freqs:
+        k = int(k)
+        if not 1 <= k <= K:
+            raise bad_value("key_freqs", k, f"frequencies must lie in [1, {K}]")
+        rows += [2 * k - 1] if parts == "cos" else [2 * k - 1, 2 * k]
+    return rows
+
+
+def key_projection(
+    logits: Float[Tensor, "n p"], answers: Int[Tensor, " n"], key_freqs: Iterable[int], parts: str = "cos+sin"
+) -> Float[Tensor, "n p"]:
+    """Orthogonal projection of logits onto the key directions ``cos/sin(w_k (r - c))``.
+
+    Every row is a pair with answer ``r``; column ``c`` is an output class. The directions,
+    as functions of ``(pair, c)``, depend only on ``r - c mod p``, so the projection is
+    computed from the sums ``G(s) = sum of L[pair, c] over r - c = s`` (``O(n p)``):
+    ``proj[pair, c] = f((r - c) mod p)``, ``f = (1/n) sum_k <G, F_k> F_k`` with ``F_k`` the
+    unit cos/sin rows of :func:`fourier_basis`. ``parts="cos"`` keeps cosines only.
+    """
+    n, p = logits.shape
+    rows = _freq_rows(p, key_freqs, parts)
+    if not rows:
+        return torch.zeros_like(logits)
+    idx = (answers.to(logits.device)[:, None] - torch.arange(p, device=logits.device)[None, :]) % p
+    G = torch.zeros(p, dtype=logits.dtype, device=logits.device).index_add_(0, idx.reshape(-1), logits.reshape(-1))
+    Fk = fourier_basis(p, dtype=logits.dtype).to(logits.device)[rows]
+    f = (Fk @ G) @ Fk / n
+    return f[idx]
+
+
+def _ce(logits: Tensor, answers: Tensor) -> float:
+    if len(answers) == 0:
+        return math.nan
+    return float(F.cross_entropy(logits.double(), answers))
+
+
+# --- neuron-level variants (TransformerLens demo) ------------------------------------------
+def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
+    """Logits with the last MLP layer's neuron activations restricted to / stripped of the
+    key directions ``cos/sin(w_k r(a, b))`` over pairs, the attention skip path kept."""
+    model, task = probe.model, probe.task
+    w = canonical(model)
+    hook = neuron_hook(model)
+    if isinstance(model, MLPBaseline):
+        skip = None
+        W_out, b_out = None, None
+    else:
+        cfg = model.cfg
+        if cfg.n_layers != 1 or cfg.normalization_type is not None:
+            raise bad_value("level", "neurons", "needs a one-layer transformer without LayerNorm")
+        skip = probe.act("blocks.0.hook_resid_mid").double()
+        W_out, b_out = w["blocks.0.mlp.W_out"].detach().double(), w["blocks.0.mlp.b_out"].detach().double()
+    N = probe.act(hook).double()
+    valid = probe.valid
+    r = probe.answers[valid]
+    p = task.p
+    basis = fourier_basis(p, dtype=torch.float64).to(N.device)
+    rows = [0] + _freq_rows(p, key_freqs)
+    D = basis[rows][:, r]  # (1 + 2K, n_valid): const + key directions over pairs
+    Nv = N[valid]
+    coef = torch.linalg.lstsq(D.T, Nv).solution  # least squares: exact projection
+    mean_part = D[:1].T @ torch.linalg.lstsq(D[:1].T, Nv).solution
+    key_part = D.T @ coef - mean_part
+    Nv = mean_part + key_part if mode == "restricted" else Nv - key_part
+    out = torch.full((N.shape[0], p), math.nan, dtype=torch.float64, device=N.device)
+    W_U, b_U = w["unembed.W_U"].detach().double(), w["unembed.b_U"].detach().double()
+    if skip is None:
+        out[valid] = Nv @ W_U + b_U
+    else:
+        out[valid] = (skip[valid] + Nv @ W_out + b_out) @ W_U + b_U
+    return out
+
+
+def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Iterable[str] = ()) -> tuple[Probe, list[int]]:
+    probe = probe_of(model, task, hooks)
+    if key_freqs is None:
+        key_freqs = key_frequencies(probe, task)
+    return probe, sorted(int(k) for k in key_freqs)
+
+
+@torch.no_grad()
+def restricted_loss(
+    model: nn.Module | Probe,
+    data: Task | Split | Any,
+    key_freqs: Iterable[int] | None = None,
+    *,
+    pairs: str = "all",
+    level: str = "logits",
+) -> float:
+    """Loss of the model restricted to its key frequencies.
+
+    Default (logit level, all pairs): ``L' = proj_key(L) + mean_c L``, the projection of
+    the logit cube onto ``span{cos(w_k (r - c)), sin(w_k (r - c)) : k key}`` plus each
+    pair's mean logit, and ``restricted_loss = CE(L', r)`` over every valid pair. It
+    falls before test loss does, as the generalising circuit forms.
+
+    Args:
+        model: A hooked model (or a :class:`Probe` run on it).
+        data: Task, Split or run (a Split is needed for ``pairs="train"/"test"``).
+        key_freqs: Frequencies to keep; default the model's own
+            ``key_frequencies(model, task)`` (hold the final checkpoint's fixed to follow
+            the literature: :meth:`GrokRun.measure`).
+        pairs: ``all`` (default), ``train`` or ``test``.
+        level: ``logits`` (default) or ``neurons`` (the TransformerLens demo's variant:
+            last-layer neuron activations projected onto ``const, cos/sin(w_k r(a, b))``
+            then mapped through ``W_out`` and ``W_U``, the skip path kept).
+
+    Returns:
+        Cross-entropy (nats).
+    """
+    task, split = _task_split(data)
+    check_choice("level", level, ("logits", "neurons"))
+    mask = _pair_mask(task, split, pairs)
+    probe, freqs = _resolve(model, task, key_freqs)
+    ans = probe.answers
+    if level == "neurons":
+        return _ce(_neuron_logits(probe, freqs, "restricted")[mask], ans[mask])
+    L = probe.logits().double()[task.valid.reshape(-1)]
+    r = ans[task.valid.reshape(-1)]
+    Lr = key_projection(L, r, freqs) + L.mean(1, keepdim=True)
+    sel = mask[task.valid.reshape(-1)]
+    return _ce(Lr[sel], r[sel])
+
+
+@torch.no_grad()
+def excluded_loss(
+    model: nn.Module | Probe,
+    data: Task | Split | Any,
+    key_freqs: Iterable[int] | None = None,
+    *,
+    pairs: str = "train",
+    per_frequency: bool = False,
+    level: str = "logits",
+) -> float | dict[int, float]:
+    """Loss of the model with its key frequencies removed.
+
+    Default (all key frequencies at once, train split): ``L' = L - proj_key(L)`` and
+    ``excluded_loss = CE(L', r)`` on the training pairs. Memorisation does not need the
+    key directions, so it stays low while the model memorises and rises as the
+    generalising circuit takes over the training loss.
+
+    Args:
+        model: A hooked model (or a :class:`Probe`).
+        data: Split or run (default ``pairs="train"`` needs one), or a Task with
+            ``pairs="all"``.
+        key_freqs: As in :func:`restricted_loss`.
+        pairs: ``train`` (default), ``test`` or ``all``.
+        per_frequency: Remove one frequency at a time instead (returns a dict).
+        level: ``logits`` (default) or ``neurons`` (see :func:`restricted_loss`).
+
+    Returns:
+        Cross-entropy (nats), or ``{k: loss with frequency k removed}``.
+    """
+    task, split = _task_split(data)
+    check_choice("level", level, ("logits", "neurons"))
+    mask = _pair_mask(task, split, pairs)
+    probe, freqs = _resolve(model, task, key_freqs)
+    groups = [[k] for k in freqs] if per_frequency else [freqs]
+    ans = probe.answers
+    valid = task.valid.reshape(-1)
+    out = []
+    for g in groups:
+        if level == "neurons":
+            out.append(_ce(_neuron_logits(probe, g, "excluded")[mask], ans[mask]))
+            continue
+        L = probe.logits().double()[valid]
+        r = ans[valid]
+        sel = mask[valid]
+        out.append(_ce((L - key_projection(L, r, g))[sel], r[sel]))
+    return {k[0]: v for k, v in zip(groups, out)} if per_frequency else out[0]
+
+
+@torch.no_grad()
+def logit_cosine_similarity(
+    model: nn.Module | Probe, data: Task | Split | Any, key_freqs: Iterable[int] | None = None
+) -> float:
+    """How well ``sum_k <L, C_k> C_k`` approximates the logit cube (cosine similarity).
+
+    ``L`` is the logit cube over valid pairs with each pair's mean removed,
+    ``C_k = cos(w_k (r - c)) / ||cos(w_k (r - c))||`` for the key frequencies; since the
+    ``C_k`` are orthonormal the cosine similarity of ``L`` with its approximation is
+    ``||sum_k <L, C_k> C_k|| / ||L||``, the fraction of the cube's norm explained.
+
+    Returns:
+        A value in [0, 1].
+    """
+    task, _ = _task_split(data)
+    probe, freqs = _resolve(model, task, key_freqs)
+    valid = task.valid.reshape(-1)
+    L = probe.logits().double()[valid]
+    L = L - L.mean(1, keepdim=True)
+    approx = key_projection(L, probe.answers[valid], freqs, parts="cos")
+    denom = L.norm()
+    return float(approx.norm() / denom) if denom > 0 else math.nan
+
+
+@torch.no_grad()
+def weight_norm(model: nn.Module | dict[str, Tensor]) -> dict[str, float]:
+    """Sum of squared parameters, total and per component.
+
+    ``weight_norm = sum over every canonical parameter of sum(theta^2)``; components are
+    the parameter names without their last part (``embed``, ``pos_embed``,
+    ``blocks.0.attn``, ``blocks.0.mlp``, ``unembed``, ``hidden1`` ...).
+
+    Returns:
+        ``{"weight_norm": total, "weight_norm.<component>": ...}``.
+    """
+    per: dict[str, float] = defaultdict(float)
+    for name, t in canonical(model).items():
+        per[name.rsplit(".", 1)[0]] += float(t.detach().double().pow(2).sum())
+    out = {"weight_norm": sum(per.values())}
+    out.update({f"weight_norm.{k}": v for k, v in sorted(per.items())})
+    return out

@@ -1,0 +1,270 @@
+"""Taking measures by name: during training (:func:`recorder`) and over saved
+checkpoints (:func:`measure_checkpoints`, behind :meth:`GrokRun.measure`).
+
+Each named measure adds one or more columns:
+
+==================  =====================================================  =========
+name                columns                                                forward?
+==================  =====================================================  =========
+``med``             ``med`` (wrap, mean)                                   no
+``med_sum``         ``med_sum`` (the paper's plotted scale)                no
+``med_nowrap``      ``med_nowrap`` (the reference code's variant)          no
+``uniformity``      ``med_cv``, ``nn_spread``, ``norm_spread``,            no
+                    ``top2_variance``
+``weight_norm``     ``weight_norm`` and ``weight_norm.<component>``        no
+``gini``            ``gini_embed``, ``gini_logit``                         no
+``activation_med``  ``activation_med`` (first MLP layer's ``hook_post``)    p inputs
+``rqi``             ``rqi`` (addition only)                                no
+``key_freqs``       ``n_key_freqs``, ``key_freqs`` (e.g. ``"14 35 41"``)    yes
+``restricted_loss`` ``restricted_loss``                                    yes
+``excluded_loss``   ``excluded_loss``                                      yes
+``logit_cosine``    ``logit_cosine``                                       yes
+==================  =====================================================  =========
+
+Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
+``"fourier"`` = ``key_freqs``, ``restricted_loss``, ``excluded_loss``, ``gini``,
+``logit_cosine``. A callable ``f(model, task) -> float | dict`` is also a measure
+(column: its ``__name__``, or the dict's keys). Measures that need a forward share one
+``run_with_cache`` over the ``p x p`` grid per evaluation.
+
+Key frequencies: during training the circuit measures use the current model's own
+key frequencies (nothing later is known yet); over checkpoints they default to the
+final checkpoint's, held fixed, as in the literature.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._validate import bad_value, check_choice
+from ..tasks import Split, Task
+from ._probe import Probe, as_task, neuron_hook
+from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, weight_norm
+from .fourier import fourier_gini, key_frequencies
+from .uniformity import activation_med, med, rqi, uniformity_stats
+
+__all__ = ["MEASURE_NAMES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEASURES = ("med", "weight_norm", "uniformity")
+FOURIER_MEASURES = ("key_freqs", "restricted_loss", "excluded_loss", "gini", "logit_cosine")
+
+
+@dataclass
+class _Ctx:
+    model: nn.Module
+    task: Task
+    split: Split | None
+    key_freqs: list[int] | None = None
+    key_rule: str = "neurons"
+    _probe: Probe | None = field(default=None, repr=False)
+
+    @property
+    def probe(self) -> Probe:
+        if self._probe is None:  # capture the neurons in the same forward if key freqs need them
+            want = [neuron_hook(self.model)] if self.key_freqs is None and self.key_rule == "neurons" else []
+            self._probe = Probe(self.model, self.task, want)
+        return self._probe
+
+    def freqs(self) -> list[int]:
+        if self.key_freqs is None:
+            self.key_freqs = key_frequencies(self.probe, self.task, self.key_rule)
+        return self.key_freqs
+
+    @property
+    def data(self) -> Any:
+        return self.split if self.split is not None else self.task
+
+
+def _excluded(c: _Ctx) -> dict[str, float]:
+    pairs = "train" if c.split is not None else "all"
+    return {"excluded_loss": excluded_loss(c.probe, c.data, c.freqs(), pairs=pairs)}
+
+
+_REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
+    "med": lambda c: {"med": med(c.model, c.task)},
+    "med_sum": lambda c: {"med_sum": med(c.model, c.task, reduce="sum")},
+    "med_nowrap": lambda c: {"med_nowrap": med(c.model, c.task, wrap=False)},
+    "uniformity": lambda c: uniformity_stats(c.model, c.task),
+    "weight_norm": lambda c: weight_norm(c.model),
+    "gini": lambda c: fourier_gini(c.model, c.task),
+    "activation_med": lambda c: {"activation_med": activation_med(c.model, c.task)},
+    "rqi": lambda c: {"rqi": rqi(c.model, c.data)},
+    "key_freqs": lambda c: {"n_key_freqs": len(c.freqs()), "key_freqs": " ".join(map(str, c.freqs()))},
+    "restricted_loss": lambda c: {"restricted_loss": restricted_loss(c.probe, c.data, c.freqs())},
+    "excluded_loss": _excluded,
+    "logit_cosine": lambda c: {"logit_cosine": logit_cosine_similarity(c.probe, c.data, c.freqs())},
+}
+MEASURE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES}
+
+
+def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Callable[..., Any]]:
+    items = [measures] if isinstance(measures, str) or callable(measures) else list(measures)
+    out: list[str | Callable[..., Any]] = []
+    for m in items:
+        if isinstance(m, str) and m in _ALIASES:
+            out += [x for x in _ALIASES[m] if x not in out]
+        elif callable(m) or m in _REGISTRY:
+            if m not in out:
+                out.append(m)
+        else:
+            raise bad_value("measure", m, "must be a callable or one of " + ", ".join(map(repr, (*_ALIASES, *_REGISTRY))))
+    return out
+
+
+def _call(m: Callable[..., Any], c: _Ctx) -> dict[str, Any]:
+    value = m(c.model, c.task)
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    return {getattr(m, "__name__", "measure"): value}
+
+
+@torch.no_grad()
+def compute_measures(
+    model: nn.Module,
+    data: Task | Split | Any,
+    measures: str | Iterable[str | Callable[..., Any]] = "default",
+    *,
+    key_freqs: Sequence[int] | None = None,
+    key_rule: str = "neurons",
+) -> dict[str, Any]:
+    """Evaluate named measures on one model; one shared forward for those that need it.
+
+    Args:
+        model: A hooked model.
+        data: Its Task, or a Split / run (needed for ``rqi`` and the train-split
+            ``excluded_loss``; with a bare Task, ``excluded_loss`` uses all pairs).
+        measures: Names (see the module table), aliases or callables.
+        key_freqs: Key frequencies for the circuit measures (default: the model's own,
+            by ``key_rule``).
+        key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+
+    Returns:
+        ``{column: value}``.
+    """
+    check_choice("key_rule", key_rule, ("neurons", "embedding"))
+    if isinstance(data, Split):
+        task, split = data.task, data
+    elif hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
+        task, split = data.task, data.split
+    else:
+        task, split = as_task(data), None
+    ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
+    row: dict[str, Any] = {}
+    for m in _expand(measures):
+        row.update(_REGISTRY[m](ctx) if isinstance(m, str) else _call(m, ctx))
+    return row
+
+
+def recorder(
+    measures: str | Iterable[str | Callable[..., Any]] = "default",
+    *,
+    every: int | None = None,
+    key_freqs: Sequence[int] | None = None,
+) -> Callable[[int, nn.Module, Any], dict[str, Any] | None]:
+    """A training callback that records measures as history columns.
+
+    ``train_hooked(..., measures=[...])`` appends ``recorder(measures)`` to its callbacks,
+    so every history row (each ``eval_every`` steps) gets the measures' columns.
+
+    Args:
+        measures: Names, aliases (``"default"``: MED, weight norm, uniformity) or
+            callables ``f(model, task)``.
+        every: Only measure at steps divisible by this (other rows get no value, NaN in
+            the history); default every history row.
+        key_freqs: Fixed key frequencies for the circuit measures (default: the current
+            model's own at each row).
+
+    Returns:
+        ``callback(step, model, context) -> dict``.
+    """
+    names = _expand(measures)
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise bad_value("every", every, "must be a positive integer or None")
+
+    def callback(step: int, model: nn.Module, context: Any) -> dict[str, Any] | None:
+        if every is not None and step % every:
+            return None
+        return compute_measures(model, context.split, names, key_freqs=key_freqs)
+
+    callback.measures = names  # type: ignore[attr-defined]
+    return callback
+
+
+def measure_checkpoints(
+    run: Any,
+    measures: str | Iterable[str | Callable[..., Any]] = ("default", "fourier"),
+    *,
+    key_freqs_from: str | int | Sequence[int] = "final",
+    key_rule: str = "neurons",
+    steps: Iterable[int] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Evaluate measures on every saved checkpoint of a run.
+
+    Args:
+        run: A :class:`~grok_interp.GrokRun`.
+        measures: Names, aliases or callables (default: the cheap and Fourier suites).
+        key_freqs_from: Where the circuit measures' key frequencies come from: ``final``
+            (the last checkpoint's, held fixed, as in the literature), ``each`` (every
+            checkpoint's own), a checkpoint step, or an explicit list of frequencies.
+        key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+        steps: Checkpoint steps to measure (default all).
+        progress: Show a progress bar.
+
+    Returns:
+        DataFrame, one row per checkpoint: ``step``, the measures' columns, and the
+        history's ``train_loss``, ``test_loss``, ``train_acc``, ``test_acc`` at that step
+        where recorded. ``df.attrs["key_freqs"]`` holds the fixed frequencies (if any).
+    """
+    from ..models import build_model, load_weights  # noqa: PLC0415 - avoid an import cycle
+
+    check_choice("key_rule", key_rule, ("neurons", "embedding"))
+    names = _expand(measures)
+    available = run.checkpoint_steps
+    if not available:
+        raise bad_value("run", run, "has no saved checkpoints")
+    steps = sorted(available if steps is None else steps)
+    missing = sorted(set(steps) - set(available))
+    if missing:
+        raise bad_value("steps", missing[:5], f"have no checkpoint; saved steps: {available[:5]} ... {available[-1]}")
+    device = next(run.model.parameters()).device
+    model = build_model(run.config.model, run.task, device=device)
+
+    fixed: list[int] | None
+    if isinstance(key_freqs_from, str):
+        check_choice("key_freqs_from", key_freqs_from, ("final", "each"))
+        ref = available[-1] if key_freqs_from == "final" else None
+        fixed = None
+    elif isinstance(key_freqs_from, int) and not isinstance(key_freqs_from, bool):
+        ref, fixed = key_freqs_from, None
+    else:
+        ref, fixed = None, sorted(int(k) for k in key_freqs_from)
+    if ref is not None:
+        load_weights(model, run.weights_at(ref))
+        fixed = key_frequencies(model, run.task, key_rule)
+        log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
+
+    rows = []
+    for step in tqdm(steps, disable=not progress, desc="measures", unit="ckpt"):
+        load_weights(model, run.weights_at(step))
+        row = {"step": step}
+        row.update(compute_measures(model, run.split, names, key_freqs=fixed, key_rule=key_rule))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    hist_cols = [c for c in ("step", "train_loss", "test_loss", "train_acc", "test_acc") if c in run.history.columns]
+    df = df.merge(run.history[hist_cols], on="step", how="left")
+    df.attrs["key_freqs"] = fixed
+    df.attrs["key_rule"] = key_rule
+    return df

@@ -1,0 +1,220 @@
+"""Embedding uniformity (the paper's side): MED, activation MED, uniformity statistics,
+and RQI (Liu et al. 2022).
+
+MED, the "main embedding diff", is the mean distance between the embeddings of
+consecutive residues. It falls as the operand embeddings spread evenly over a smooth
+low-dimensional curve (a circle, for addition), and it traces test loss.
+
+Example:
+    >>> import math, torch
+    >>> p, r = 7, 2.0
+    >>> theta = 2 * math.pi * torch.arange(p) / p
+    >>> W_E = torch.zeros(p + 1, 4)                       # p operand tokens and "="
+    >>> W_E[:p, 0], W_E[:p, 1] = r * torch.cos(theta), r * torch.sin(theta)
+    >>> round(med(W_E, p), 6) == round(2 * r * math.sin(math.pi / p), 6)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from .._validate import bad_value, check_choice
+from ..tasks import Split, Task
+from ._probe import _last_position, as_task, embedding_matrix, neuron_hook
+
+__all__ = ["med", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
+
+
+def _operands(task: Task) -> tuple[str, ...]:
+    return ("a", "b") if task.offset else ("a",)
+
+
+def consecutive_distances(x: Float[Tensor, "p d"], wrap: bool = True) -> Float[Tensor, " n"]:
+    """``||x[i+1] - x[i]||_2`` for i = 0..p-1 with ``x[p] = x[0]`` (``wrap``), or i = 0..p-2."""
+    nxt = torch.roll(x, -1, dims=0) if wrap else x[1:]
+    return (nxt - x[: len(nxt)]).norm(dim=1)
+
+
+def _reduce(d: Tensor, reduce: str) -> float:
+    return float(d.mean() if reduce == "mean" else d.sum())
+
+
+@torch.no_grad()
+def med(
+    model: nn.Module | dict[str, Tensor] | Tensor,
+    task: Task | int,
+    *,
+    wrap: bool = True,
+    reduce: str = "mean",
+) -> float:
+    """MED: mean distance between embeddings of consecutive residues.
+
+    ``MED = (1/p) sum_{i=0}^{p-1} ||E[tok(i+1 mod p)] - E[tok(i)]||_2``, with ``tok(i)`` the
+    operand token of residue ``i``. With an operand offset ``d > 0`` the value is the
+    average over the two operand ranges (a-tokens ``i``, b-tokens ``i + d``). Evenly
+    spaced points on a circle of radius ``r`` give ``2 r sin(pi / p)``.
+
+    Args:
+        model: A model, canonical weights, or ``W_E`` itself ``(d_vocab, d_model)``.
+        task: The task (or a prime p, offset 0).
+        wrap: Include the pair ``(p-1, 0)`` (default). ``False`` is the reference code's
+            variant: ``i = 0..p-2`` and a mean over ``p - 1`` distances.
+        reduce: ``mean`` (default) or ``sum`` (the scale of the paper's plots).
+
+    Returns:
+        MED as a float.
+    """
+    task = as_task(task)
+    check_choice("reduce", reduce, ("mean", "sum"))
+    W = embedding_matrix(model).detach()
+    vals = [_reduce(consecutive_distances(W[task.operand_tokens(o).to(W.device)].double(), wrap), reduce) for o in _operands(task)]
+    return sum(vals) / len(vals)
+
+
+@torch.no_grad()
+def activation_med(
+    model: nn.Module,
+    task: Task | int,
+    hook: str | None = None,
+    *,
+    pos: int = -1,
+    wrap: bool = True,
+    reduce: str = "mean",
+) -> float:
+    """MED on a hooked activation: for a frozen embedding, where embedding MED is constant.
+
+    Run the inputs ``(i, i + d, "=")``, i = 0..p-1, through the model with
+    ``run_with_cache`` (names filter ``hook``), take the activation at position ``pos``
+    (the query position for attention patterns/scores; the MLP baseline's hidden layers
+    have no position) flattened to a vector ``h_i``, and return
+    ``(1/p) sum_i ||h_{i+1 mod p} - h_i||_2`` (options as in :func:`med`).
+
+    Args:
+        model: A hooked model.
+        task: Its task.
+        hook: Any hook name; default the first MLP layer's ``hook_post`` (``hidden1``
+            for the MLP baseline, as in the paper).
+        pos: Position to read (default the last).
+
+    Returns:
+        Activation MED as a float.
+    """
+    task = as_task(task)
+    check_choice("reduce", reduce, ("mean", "sum"))
+    if hook is None:
+        hook = "hidden1.hook_post" if neuron_hook(model).startswith("hidden") else "blocks.0.mlp.hook_post"
+    device = next(model.parameters()).device
+    i = torch.arange(task.p)
+    tokens = task.tokens(torch.stack([i, i], 1)).to(device)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == hook)
+    if hook not in cache:
+        raise bad_value("hook", hook, "is not a hook point of this model")
+    h = _last_position(hook, cache[hook], pos).reshape(task.p, -1).double()
+    return _reduce(consecutive_distances(h, wrap), reduce)
+
+
+@torch.no_grad()
+def uniformity_stats(model: nn.Module | dict[str, Tensor] | Tensor, task: Task | int) -> dict[str, float]:
+    """How evenly the operand embeddings lie on a smooth low-dimensional curve.
+
+    For the ``(p, d_model)`` operand embeddings ``X`` (averaged over both operand ranges
+    when ``d > 0``):
+
+    * ``med_cv``: coefficient of variation (std / mean) of the consecutive distances
+      ``||X[i+1 mod p] - X[i]||`` (0 for equal steps);
+    * ``nn_spread``: coefficient of variation of each embedding's nearest-neighbour
+      distance (0 when every point is equally isolated);
+    * ``norm_spread``: coefficient of variation of the norms of the centred rows
+      ``X - mean(X)`` (0 on a centred circle or sphere);
+    * ``top2_variance``: share of the centred variance in the top two principal
+      components (1 for points on a plane, e.g. a circle).
+
+    Standard deviations are population ones (``ddof = 0``).
+
+    Returns:
+        ``{"med_cv", "nn_spread", "norm_spread", "top2_variance"}`` floats.
+    """
+    task = as_task(task)
+    W = embedding_matrix(model).detach()
+    stats = []
+    for o in _operands(task):
+        X = W[task.operand_tokens(o).to(W.device)].double()
+        steps = consecutive_distances(X)
+        D = torch.cdist(X, X)
+        D.fill_diagonal_(float("inf"))
+        nn_d = D.min(1).values
+        Xc = X - X.mean(0, keepdim=True)
+        norms = Xc.norm(dim=1)
+        s2 = torch.linalg.svdvals(Xc).pow(2)
+        stats.append(
+            {
+                "med_cv": _cv(steps),
+                "nn_spread": _cv(nn_d),
+                "norm_spread": _cv(norms),
+                "top2_variance": float(s2[:2].sum() / s2.sum()) if s2.sum() > 0 else float("nan"),
+            }
+        )
+    return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+
+
+def _cv(x: Tensor) -> float:
+    m = x.mean()
+    return float(x.std(unbiased=False) / m) if m > 0 else float("nan")
+
+
+@torch.no_grad()
+def rqi(
+    model: nn.Module | dict[str, Tensor] | Tensor, data: Task | Split | Any, *, threshold: float = 0.01
+) -> float:
+    """Representation quality index (Liu et al. 2022), for addition.
+
+    Among the training parallelograms, ordered pairs of distinct training pairs
+    ``(a, b) != (c, d)`` with ``a + b = c + d (mod p)``, the fraction whose standardised
+    embeddings satisfy ``mean((r_a + r_b - r_c - r_d)^2) < threshold``; ``r`` is the
+    operand embeddings (a-range for a, c; b-range for b, d) centred by their mean and
+    divided by their overall standard deviation, the mean taken over ``d_model``.
+
+    Args:
+        model: A model, canonical weights or ``W_E``.
+        data: A Split or run (its training pairs), or a Task (all valid pairs).
+        threshold: The tolerance (0.01).
+
+    Returns:
+        RQI in [0, 1] (NaN when there is no parallelogram).
+    """
+    if isinstance(data, Split):
+        task, mask = data.task, data.train_mask
+    elif hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
+        task, mask = data.task, data.split.train_mask
+    else:
+        task = as_task(data)
+        mask = task.valid
+    if task.op_name != "add":
+        raise bad_value("op", task.op_name, "RQI is defined for addition (a + b = c + d) only")
+    W = embedding_matrix(model).detach().double()
+    ra = W[task.operand_tokens("a").to(W.device)]
+    rb = W[task.operand_tokens("b").to(W.device)]
+    both = torch.cat([ra, rb]) if task.offset else ra
+    mu, sd = both.mean(0, keepdim=True), both.std(unbiased=False)
+    if sd == 0:
+        return float("nan")
+    ra, rb = (ra - mu) / sd, (rb - mu) / sd
+    pairs = mask.nonzero().to(W.device)
+    s = ra[pairs[:, 0]] + rb[pairs[:, 1]]  # (n, d_model)
+    labels = task.labels[mask].to(W.device)
+    good = total = 0
+    for r in labels.unique():
+        v = s[labels == r]
+        n = len(v)
+        if n < 2:
+            continue
+        err = torch.cdist(v, v).pow(2) / v.shape[1]  # mean over d_model of the squared gap
+        ok = int((err < threshold).sum()) - n  # drop the diagonal (a pair with itself)
+        good += ok
+        total += n * (n - 1)
+    return good / total if total else float("nan")
