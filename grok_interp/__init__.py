@@ -14,7 +14,7 @@ from .models import MLPBaseline, build_model, weights
 from .runs import GrokRun, RunDirectoryError, load_run, train_hooked
 from .tasks import OPERATIONS, Split, Task
 from . import measures
-from .measures import events
+from .measures import compare_measures, events
 
 __version__ = "0.1.0"
 
@@ -35,4 +35,5 @@ __all__ = [
     "MLPBaseline",
     "measures",
     "events",
+    "compare_measures",
 ]

@@ -166,6 +166,16 @@ class GrokRun:
         load_weights(model, w)
         return model
 
+    def measure(self, measures: Any = ("default", "fourier"), **options: Any) -> pd.DataFrame:
+        """Evaluate progress measures on every saved checkpoint; one row per step.
+
+        ``key_freqs_from="final"`` (default) holds the final checkpoint's key frequencies
+        fixed, as the literature does. See :func:`grok_interp.measures.measure_checkpoints`.
+        """
+        from .measures import measure_checkpoints  # noqa: PLC0415 - keeps runs importable alone
+
+        return measure_checkpoints(self, measures, **options)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write this run to a run directory (a new or empty directory, or its own)."""
         path = Path(path)
