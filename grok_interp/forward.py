@@ -5,12 +5,29 @@ equivalent can replace the hooked model's own forward without touching the loop.
 
 * :func:`hooked_forward` runs the model itself (every position, every hook point).
 * :func:`fast_forward` computes the same last-position logits of a one-layer,
-  LayerNorm-free transformer from the model's own (canonical) weights. Keys, values
-  and value-output products at positions 0 and 1 depend on one token each, and the
-  last position's query is the same for every input (``"="`` plus its position), so
-  they are computed once per call as ``(d_vocab, ...)`` tables and gathered; only the
-  MLP and the unembedding run per input. Gradients flow to the same parameters, so
-  the model stays a plain hooked transformer for analysis.
+  LayerNorm-free transformer from the model's own (canonical) weights, through
+  :func:`fast_logits`, which also runs ``K`` same-shaped models at once (used by
+  :mod:`grok_interp.batched`). Gradients flow to the same parameters, so the model
+  stays a plain hooked transformer for analysis.
+
+Why it is fast. Only the answer position matters, and in a one-layer model:
+
+* the last position's query ``q`` is the same for every input (``"="`` plus its
+  position), so the attention score of a key is ``x @ (W_K q) + b_K . q``: a linear
+  function of the key's residual ``x = W_E[t] + W_pos[pos]``. Scores and values of
+  positions 0 and 1 depend on one token each, so they are computed once per call as
+  ``(2 * d_vocab, n_heads + n_heads * d_head)`` tables and gathered per input;
+* the attention output is mixed in ``d_head`` space (``z = sum_pos pattern * v``, one
+  ``(n, n_heads * d_head)`` array), never as ``(n, n_heads, d_model)`` head outputs;
+* linear maps are folded before they meet the batch: with ``x0 = x_eq + b_O``,
+  ``resid_mid = x0 + z W_O`` and ``logits = (resid_mid + post W_out + b_out) W_U + b_U``,
+  so ``pre = [z, 1] [W_O W_in; x0 W_in + b_in]`` and
+  ``logits = [z, 1] [W_O W_U; (x0 + b_out) W_U + b_U] + post (W_out W_U)``.
+
+Per input this leaves three matrix products, ``(n, H d_head + 1) x (.., d_mlp)``,
+``(.., d_vocab_out)`` and ``(n, d_mlp) x (d_mlp, d_vocab_out)``, instead of the
+hooked model's three positions of attention, MLP and unembedding (and
+``(n, d_mlp) x (d_mlp, d_model)`` then ``(n, d_model) x (d_model, d_vocab_out)``).
 """
 
 from __future__ import annotations
@@ -26,11 +43,32 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .models import ACTIVATIONS, weights
 
-__all__ = ["hooked_forward", "fast_forward", "fast_unsupported_reason", "select_forward", "Forward"]
+__all__ = [
+    "hooked_forward",
+    "fast_forward",
+    "fast_logits",
+    "fast_unsupported_reason",
+    "select_forward",
+    "Forward",
+    "FAST_WEIGHTS",
+]
 
 log = logging.getLogger(__name__)
 
 Forward = Callable[[nn.Module, Tensor], Tensor]
+
+# The canonical weights :func:`fast_logits` reads (a one-layer, LayerNorm-free model).
+FAST_WEIGHTS = (
+    "embed.W_E",
+    "pos_embed.W_pos",
+    *(f"blocks.0.attn.{w}_{x}" for w in ("W", "b") for x in "QKVO"),
+    "blocks.0.mlp.W_in",
+    "blocks.0.mlp.b_in",
+    "blocks.0.mlp.W_out",
+    "blocks.0.mlp.b_out",
+    "unembed.W_U",
+    "unembed.b_U",
+)
 
 
 def hooked_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
@@ -51,49 +89,79 @@ def fast_unsupported_reason(cfg: ModelConfig) -> str | None:
     return None
 
 
+def fast_logits(
+    w: dict[str, Float[Tensor, "run ..."]],
+    tokens: Int[Tensor, "run batch 3"],
+    act_fn: str = "relu",
+) -> Float[Tensor, "run batch d_vocab_out"]:
+    """Last-position logits of ``K`` one-layer, LayerNorm-free transformers at once.
+
+    ``w`` maps each name of :data:`FAST_WEIGHTS` to that weight of every run stacked on
+    a leading ``run`` axis (``embed.W_E`` is ``(K, d_vocab, d_model)``, ...). Run ``k``
+    reads ``tokens[k]``; every sequence must end in the same ``"="`` token (the query
+    is computed once per run from ``tokens[k, 0, 2]``). Equal to each model's own
+    ``model(tokens[k])[:, -1]`` within float rounding; see the module docstring for the
+    algebra.
+
+    Args:
+        w: Stacked canonical weights (differentiable: gradients reach them).
+        tokens: ``[a, b + offset, "="]`` per input, per run.
+        act_fn: MLP activation (a key of :data:`grok_interp.models.ACTIVATIONS`).
+
+    Returns:
+        Logits at the last position, ``(K, batch, d_vocab_out)``.
+    """
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
+    b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
+    W_in, b_in = w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"]
+    W_out, b_out = w["blocks.0.mlp.W_out"], w["blocks.0.mlp.b_out"]
+    W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
+    act = ACTIVATIONS[act_fn]
+    K, V, d = W_E.shape
+    H, dh = W_Q.shape[1], W_Q.shape[3]
+    n = tokens.shape[1]
+    runs = torch.arange(K, device=tokens.device)
+
+    # The last position: its residual, its query, and the score map it induces.
+    x_eq = W_E[runs, tokens[:, 0, 2]] + W_pos[:, 2]  # (K, d)
+    q = torch.einsum("kd,khde->khe", x_eq, W_Q) + b_Q  # (K, H, dh)
+    scale = dh**-0.5
+    qk = torch.einsum("khde,khe->kdh", W_K, q) * scale  # (K, d, H): score = x @ qk + sb
+    sb = torch.einsum("khe,khe->kh", b_K, q) * scale
+    # One map from a residual to [scores (H), values (H * dh)], shared by all positions.
+    M = torch.cat([qk, W_V.permute(0, 2, 1, 3).reshape(K, d, H * dh)], dim=2)  # (K, d, C)
+    bias = torch.cat([sb, b_V.reshape(K, H * dh)], dim=1)[:, None]  # (K, 1, C)
+    resid = torch.cat([W_E + W_pos[:, 0, None], W_E + W_pos[:, 1, None], x_eq[:, None]], dim=1)
+    tables = torch.baddbmm(bias, resid, M)  # (K, 2V + 1, C): rows of pos 0, pos 1, then "="
+    # Gather each input's two rows: position p of run k reads row k*(2V+1) + p*V + token.
+    rows_per_run = 2 * V + 1
+    offsets = torch.tensor([0, V], device=tokens.device) + (runs * rows_per_run)[:, None, None]
+    rows = F.embedding(tokens[:, :, :2] + offsets, tables.reshape(K * rows_per_run, -1))  # (K, n, 2, C)
+    score_ab, v_ab = rows.split([H, H * dh], dim=-1)
+    score_eq, v_eq = tables[:, -1].split([H, H * dh], dim=-1)  # (K, H), (K, H*dh)
+    pattern = torch.softmax(torch.cat([score_ab, score_eq[:, None, None].expand(K, n, 1, H)], dim=2), dim=2)
+    # z: the pattern-weighted values, (K, n, H*dh), plus a column of ones for the biases.
+    z = (pattern[:, :, :2, :, None] * v_ab.reshape(K, n, 2, H, dh)).sum(2)
+    z = z + pattern[:, :, 2, :, None] * v_eq.reshape(K, 1, H, dh)
+    z1 = torch.cat([z.reshape(K, n, H * dh), z.new_ones(K, n, 1)], dim=2)
+
+    W_Oflat = W_O.reshape(K, H * dh, d)
+    x0 = (x_eq + b_O)[:, None]  # (K, 1, d): resid_mid = x0 + z @ W_O
+    A_in = torch.cat([W_Oflat @ W_in, torch.baddbmm(b_in[:, None], x0, W_in)], dim=1)  # (K, H*dh+1, d_mlp)
+    A_U = torch.cat([W_Oflat @ W_U, torch.baddbmm(b_U[:, None], x0 + b_out[:, None], W_U)], dim=1)
+    post = act(z1 @ A_in)  # (K, n, d_mlp)
+    return torch.baddbmm(z1 @ A_U, post, W_out @ W_U)
+
+
 def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
-    """Last-position logits of a one-layer, LayerNorm-free transformer, from tables.
+    """Last-position logits of a one-layer, LayerNorm-free transformer (see :func:`fast_logits`).
 
     Equal to ``model(tokens)[:, -1]`` within float rounding (tested for every option
     the factory supports). Assumes every sequence ends in the same token (``"="``).
     """
     w = weights(model)
-    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
-    b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
-    W_in, b_in, W_out, b_out = (w[f"blocks.0.mlp.{x}"] for x in ("W_in", "b_in", "W_out", "b_out"))
-    W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
-    act = ACTIVATIONS[model.cfg.act_fn]
-    d_head = W_Q.shape[-1]
-
-    x_eq = W_E[tokens[0, 2]] + W_pos[2]  # (d_model,) the last position's residual
-    q = torch.einsum("d,hde->he", x_eq, W_Q) + b_Q  # (H, d_head)
-    n_vocab, n_heads = W_E.shape[0], W_Q.shape[0]
-    # Per-position tables over the vocabulary (score, value-output rows), gathered per
-    # input with one-hot matmuls: dense GEMMs forward and backward, unlike index_put.
-    scores, vo = [], []
-    for pos in (0, 1):
-        resid = W_E + W_pos[pos]  # (V, d_model)
-        k = torch.einsum("vd,hde->vhe", resid, W_K) + b_K  # (V, H, d_head)
-        v = torch.einsum("vd,hde->vhe", resid, W_V) + b_V
-        table = torch.cat([(k * q).sum(-1), torch.einsum("vhe,hed->vhd", v, W_O).reshape(n_vocab, -1)], dim=1)
-        rows = F.one_hot(tokens[:, pos], n_vocab).to(table.dtype) @ table  # (n, H + H*d_model)
-        scores.append(rows[:, :n_heads])
-        vo.append(rows[:, n_heads:].reshape(len(tokens), n_heads, -1))  # (n, H, d_model)
-    k2 = torch.einsum("d,hde->he", x_eq, W_K) + b_K
-    v2 = torch.einsum("d,hde->he", x_eq, W_V) + b_V
-    scores.append((k2 * q).sum(-1).expand_as(scores[0]))
-    pattern = torch.softmax(torch.stack(scores, dim=-1) / d_head**0.5, dim=-1)  # (n, H, 3)
-    vo2 = torch.einsum("he,hed->hd", v2, W_O)  # (H, d_model)
-    attn_out = (
-        (pattern[..., 0, None] * vo[0]).sum(1)
-        + (pattern[..., 1, None] * vo[1]).sum(1)
-        + pattern[..., 2] @ vo2
-        + b_O
-    )
-    resid_mid = x_eq + attn_out
-    post = act(resid_mid @ W_in + b_in)
-    return (resid_mid + post @ W_out + b_out) @ W_U + b_U
+    return fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, tokens[None], model.cfg.act_fn)[0]
 
 
 def select_forward(cfg: ModelConfig, choice: str = "auto") -> tuple[Forward, str]:
