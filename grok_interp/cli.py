@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweep
+
+    add_sweep_parser(sub)
+    report = sub.add_parser(
+        "report",
+        help="write a run's self-contained HTML report (plots, attention, events, config)",
+        description="Write one self-contained HTML page for a run directory: plots embedded, the circuitsvis "
+        "attention widget inlined, no external URLs. Opens nothing.",
+    )
+    report.add_argument("run_dir", help="a run directory written by grok-interp train")
+    report.add_argument("--out", default=None, help="output file (default RUN_DIR/report.html)")
+    report.add_argument("--step", type=int, default=None, help="checkpoint for spectrum, clusters and attention (default: final)")
+    report.add_argument("--smooth", action="store_true", help="smooth the curves as in the paper")
+    report.add_argument("--no-compare", dest="compare", action="store_false", help="leave out the compare_measures table")
     from .vision._cli import add_resnet_parser  # the image branch's `resnet` subcommand
 
     add_resnet_parser(sub)
@@ -97,13 +111,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ._sweep_cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .viz.report import write_report
+
+    path = write_report(args.run_dir, args.out, step=args.step, smoothing=args.smooth, compare=args.compare)
+    print(f"report written to {path}")
+    return 0
+
+
 def _cmd_resnet(args: argparse.Namespace) -> int:
     from .vision._cli import cmd_resnet
 
     return cmd_resnet(args)
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "resnet": _cmd_resnet}
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report, "resnet": _cmd_resnet}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
