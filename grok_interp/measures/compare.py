@@ -4,9 +4,10 @@ For every measure column of a run's history (and, optionally, of a
 :meth:`GrokRun.measure` table), after memorisation:
 
 * ``spearman``, ``pearson``: correlation with test loss at the same steps;
-* ``best_lag``, ``spearman_at_lag``: the shift (in steps) maximising ``|Spearman|``
-  between ``measure(t)`` and ``test_loss(t + lag)``; a positive lag means the measure
-  moves *before* test loss (test loss is interpolated between its recorded steps);
+* ``best_lag``, ``pearson_at_lag``: the shift (in steps) maximising ``|Pearson|``
+  between ``measure(t)`` and ``test_loss(t + lag)`` (a cross-correlation; Spearman is
+  blind to a shift between two monotone curves); a positive lag means the measure moves
+  *before* test loss (test loss is interpolated between its recorded steps);
 * ``direction``: ``falls`` or ``rises`` over the window;
 * ``moved_at``: the first step at which the measure has covered ``move_frac`` (half) of
   its change from its value at memorisation to its final level (median of the last
@@ -83,7 +84,7 @@ def compare_measures(
 
     Returns:
         DataFrame sorted by ``|spearman|`` (best first), one row per measure:
-        ``measure, n, spearman, pearson, best_lag, spearman_at_lag, direction, moved_at,
+        ``measure, n, spearman, pearson, best_lag, pearson_at_lag, direction, moved_at,
         before_test_loss, before_acc, lead_over_acc``. ``attrs`` holds ``memorised_at``,
         ``grokked_at`` and the target's ``moved_at``.
     """
@@ -119,7 +120,7 @@ def compare_measures(
         row: dict[str, Any] = {"measure": col, "n": len(d)}
         rho, r = _corr(x, np.interp(s, t_steps, t_vals))
         row.update(spearman=rho, pearson=r)
-        best_lag, best_rho = 0, rho
+        best_lag, best_r = 0, r
         if len(s) >= 3:
             spacing = float(np.median(np.diff(s)))
             cand = list(lags) if lags is not None else [
@@ -131,10 +132,10 @@ def compare_measures(
                 keep = (s + lag >= t_steps[0]) & (s + lag <= t_steps[-1])
                 if keep.sum() < max(3, len(s) // 2):
                     continue
-                rl, _ = _corr(x[keep], np.interp(s[keep] + lag, t_steps, t_vals))
-                if np.isfinite(rl) and (not np.isfinite(best_rho) or abs(rl) > abs(best_rho) + 1e-12):
-                    best_lag, best_rho = lag, rl
-        row.update(best_lag=best_lag, spearman_at_lag=best_rho)
+                _, rl = _corr(x[keep], np.interp(s[keep] + lag, t_steps, t_vals))
+                if np.isfinite(rl) and (not np.isfinite(best_r) or abs(rl) > abs(best_r) + 1e-12):
+                    best_lag, best_r = lag, rl
+        row.update(best_lag=best_lag, pearson_at_lag=best_r)
         m = moved_at(s, x, move_frac)
         tail = max(1, len(x) // 10)
         row["direction"] = "" if len(x) < 2 else ("falls" if np.median(x[-tail:]) < x[0] else "rises")
