@@ -1,0 +1,336 @@
+"""One self-contained HTML page per run: plots, attention, events and configuration.
+
+:func:`write_report` (``grok-interp report RUN_DIR``) writes ``RUN_DIR/report.html``:
+a single file with every plot embedded as a PNG data URI, the circuitsvis attention
+widget with its JavaScript bundle inlined, and the events and configuration as
+tables. It references no external URL, so it opens offline, from an e-mail
+attachment or a cluster's scratch disk; nothing is opened or served.
+
+Sections whose measure a run does not support (attention of the MLP baseline, say)
+are replaced by a one-line note saying why, so a report is always written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .._validate import bad_value
+from .attention import attention_heads, html_page
+from .plots import (
+    BASE_COLUMNS,
+    plot_embedding_fourier_norms,
+    plot_measures,
+    plot_neuron_clusters,
+    plot_split,
+    plot_table,
+    plot_training,
+)
+
+__all__ = ["write_report", "report_html"]
+
+log = logging.getLogger(__name__)
+
+_STYLE = """
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.summary{color:#444;margin-top:0} .note{color:#8a6d3b;background:#fcf8e3;padding:6px 10px;border-radius:4px}
+figure{margin:.6em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em} table.data{border-collapse:collapse;font-size:.9em;margin:.4em 0}
+table.data td,table.data th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table.data th{background:#f0f0f0} .attention-widget{max-width:900px} .cols{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+"""
+
+
+#: Cheap measures taken over the checkpoints when the run recorded none (no forward pass).
+_CHECKPOINT_MEASURES = ("med", "gini", "weight_norm", "uniformity")
+#: Measure columns plotted first, at most _MAX_PANELS of them.
+_PLOT_ORDER = ("med", "activation_med", "gini_embed", "gini_logit", "restricted_loss", "excluded_loss",
+               "logit_cosine", "weight_norm", "med_sum", "med_nowrap", "rqi", "n_key_freqs")
+_MAX_PANELS = 5
+
+
+def _numeric(df: pd.DataFrame, col: str) -> bool:
+    return pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
+
+
+class _Unavailable(Exception):
+    """A section cannot be drawn for this run; the message says why."""
+
+
+def _png(fig: Figure, dpi: int = 110) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure_html(key: str, fig: Figure, caption: str) -> str:
+    return (
+        f'<figure id="plot-{key}" class="plot"><img alt="{html.escape(caption)}" '
+        f'src="data:image/png;base64,{_png(fig)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    )
+
+
+def _table_html(df: pd.DataFrame, index: bool = False) -> str:
+    return df.to_html(index=index, classes="data", border=0, na_rep="-", float_format=lambda v: f"{v:.4g}")
+
+
+def _section(key: str, title: str, make: Callable[[], str]) -> str:
+    """One ``<section>``; a missing measure or a run it does not apply to becomes a note."""
+    t0 = time.perf_counter()
+    try:
+        body = make()
+    except _Unavailable as exc:
+        body = f'<p class="note">Not available: {html.escape(str(exc))}</p>'
+    log.debug("report section %s: %.2fs", key, time.perf_counter() - t0)
+    return f'<section id="{key}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
+
+
+def _measures_module() -> Any:
+    from .. import measures
+
+    return measures
+
+
+def _need(name: str) -> Any:
+    """A function of :mod:`grok_interp.measures`, or _Unavailable if it is not there."""
+    fn = getattr(_measures_module(), name, None)
+    if fn is None:
+        raise _Unavailable(f"grok_interp.measures has no {name}() in this version")
+    return fn
+
+
+def _events_frame(run: Any) -> pd.DataFrame:
+    ev = _need("events")(run.history)
+    rows = ev.to_dict() if hasattr(ev, "to_dict") else dict(ev)
+    return pd.DataFrame({"event": list(rows), "value": [("-" if v is None else v) for v in rows.values()]})
+
+
+def _config_frame(run: Any) -> pd.DataFrame:
+    cfg = run.config.to_dict()
+    rows = [(sec, k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for sec in cfg for k, v in cfg[sec].items()]
+    if run.path is not None and (Path(run.path) / "config.json").exists():
+        raw = json.loads((Path(run.path) / "config.json").read_text())
+        rows += [("versions", k, str(v)) for k, v in raw.get("grok_interp", {}).items()]
+        if "backend" in raw:
+            rows.append(("versions", "backend", str(raw["backend"])))
+    return pd.DataFrame(rows, columns=["section", "option", "value"])
+
+
+def _nearest_checkpoint(run: Any, step: int) -> int:
+    steps = run.checkpoint_steps
+    return min(steps, key=lambda s: (abs(s - step), s))
+
+
+def _attention_steps(run: Any, ev: Any) -> list[int | None]:
+    """Checkpoints nearest to memorisation and grokking, then the final model."""
+    out: list[int | None] = []
+    if run.checkpoint_steps:
+        for s in (getattr(ev, "memorised_at", None), getattr(ev, "grokked_at", None)):
+            if s is not None:
+                c = _nearest_checkpoint(run, int(s))
+                if c not in out:
+                    out.append(c)
+    return out + [None]
+
+
+def report_html(
+    run: Any,
+    *,
+    step: int | None = None,
+    pairs: Sequence[Sequence[int]] | None = None,
+    measures: Sequence[str] | None = None,
+    smoothing: bool = False,
+    compare: bool = True,
+    title: str | None = None,
+) -> str:
+    """The report page as an HTML string (see :func:`write_report`)."""
+    if not hasattr(run, "history") or not hasattr(run, "config"):
+        raise bad_value("run", type(run).__name__, "must be a GrokRun or a run directory")
+    if step is not None and step not in run.checkpoint_steps:
+        raise bad_value("step", step, f"has no checkpoint; saved steps: {run.checkpoint_steps}")
+    hist = run.history
+    last = hist.iloc[-1]
+    is_mlp = run.config.model.arch == "mlp"
+    where = f" at step {step}" if step is not None else f" (final model, step {int(last['step'])})"
+    cache: dict[str, Any] = {}
+
+    def events_section() -> str:
+        ev = _need("events")(hist)
+        cache["events"] = ev
+        return _table_html(_events_frame(run))
+
+    def training_section() -> str:
+        fig = plot_training(run, smoothing=smoothing)
+        return _figure_html("training", fig, "Loss (log) and accuracy over steps (log); dotted: memorised, dashed: grokked.")
+
+    def measure_table() -> pd.DataFrame | None:
+        """Measures to plot and compare: the recorded columns, else cheap ones over checkpoints."""
+        if "measures" not in cache:
+            recorded = [c for c in hist.columns if c not in BASE_COLUMNS and _numeric(hist, c)]
+            if measures is None and recorded:
+                cache["measures"] = None  # the history has them
+            elif not run.checkpoint_steps:
+                raise _Unavailable("no measures recorded and no checkpoints to measure")
+            else:
+                names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
+                try:
+                    cache["measures"] = _need("measure_checkpoints")(run, names)
+                except ValueError as exc:
+                    raise _Unavailable(f"measures {names}: {exc}") from exc
+        return cache["measures"]
+
+    def measures_section() -> str:
+        table = measure_table()
+        source = hist if table is None else table
+        cols = [c for c in source.columns if c not in BASE_COLUMNS and _numeric(source, c)]
+        shown = sorted(cols, key=lambda c: (_PLOT_ORDER.index(c) if c in _PLOT_ORDER else len(_PLOT_ORDER), c))
+        shown = shown[:_MAX_PANELS]
+        fig = plot_measures(source, shown, history=hist, smoothing=smoothing)
+        origin = "recorded during training" if table is None else f"measured on {len(table)} checkpoints"
+        more = f" ({len(cols) - len(shown)} more in the table below)" if len(cols) > len(shown) else ""
+        return _figure_html("measures", fig, f"{', '.join(shown)} ({origin}){more}, each beside test loss "
+                            "(grey, right axis, log).")
+
+    def split_section() -> str:
+        fig = plot_split(run)
+        return _figure_html("split", fig, "Left: the split on the (a, b) grid. Right: pairs the final model answers correctly.")
+
+    def fourier_section() -> str:
+        norms_fn = _need("embedding_fourier_norms")
+        source = run.model if step is None else run.weights_at(step)
+        norms = norms_fn(source, run.task)
+        keys = cache.get("keys")
+        fig = plot_embedding_fourier_norms(norms, key_frequencies=keys, title=f"embedding Fourier norms{where}")
+        return _figure_html("fourier", fig, "Norm of the operand embeddings per frequency k; red: key frequencies "
+                            "(frequencies with at least one MLP neuron, from the clusters below).")
+
+    def clusters_section() -> str:
+        clusters_fn = _need("neuron_frequency_clusters")
+        model = run.model if step is None else run.model_at(step)
+        try:
+            table = clusters_fn(model, run.task)
+        except ValueError as exc:
+            raise _Unavailable(str(exc)) from exc
+        cache["keys"] = sorted(int(k) for k in set(table["frequency"]) if k > 0)
+        fig = plot_neuron_clusters(table, title=f"MLP neurons by frequency{where}")
+        return _figure_html("clusters", fig, "Each column a neuron, in the row of the frequency whose 3x3 Fourier block "
+                            "explains >= 0.85 of its variance (FVE, colour); right: neurons per row.")
+
+    def compare_section() -> str:
+        if not compare:
+            raise _Unavailable("left out (compare=False / --no-compare)")
+        fn = _need("compare_measures")
+        try:
+            df = fn(run, measure_table())
+        except ValueError as exc:
+            raise _Unavailable(str(exc)) from exc
+        fig = plot_table(df, title="compare_measures: which measure tracks test loss after memorisation")
+        return _figure_html("compare", fig, "Spearman/Pearson correlation with test loss after memorisation, the "
+                            "lag (steps) that maximises it, and when each measure moved relative to test loss and "
+                            "to the accuracy jump (grok_interp.measures.compare_measures).")
+
+    def attention_section() -> str:
+        if is_mlp:
+            raise _Unavailable("the MLP baseline has no attention")
+        steps: list[int | None] = [step] if step is not None else _attention_steps(run, cache.get("events"))
+        widget = attention_heads(run, pairs, step=steps)
+        names = ", ".join("final" if s is None else f"step {s}" for s in steps)
+        return (f"<p>Attention of layer 0 at {html.escape(names)} (hover a head to zoom, click to lock). Several "
+                "inputs sit side by side; each attends only within its own a, b, = (block-diagonal).</p>\n"
+                f'<div class="attention-widget">{widget.local_src}</div>')
+
+    def config_section() -> str:
+        return _table_html(_config_frame(run))
+
+    # clusters before the spectrum: they give the key frequencies the spectrum highlights
+    sections = {
+        "events": ("Events", events_section),
+        "training": ("Training curves", training_section),
+        "measures": ("Progress measures", measures_section),
+        "clusters": (f"Neuron frequency clusters{where}", clusters_section),
+        "fourier": (f"Embedding Fourier spectrum{where}", fourier_section),
+        "split": ("Split and what the model gets right", split_section),
+        "compare": ("Measures compared", compare_section),
+        "attention": ("Attention patterns (circuitsvis)", attention_section),
+        "config": ("Configuration", config_section),
+    }
+    rendered = {key: _section(key, name, fn) for key, (name, fn) in sections.items()}
+    order = ["events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "config"]
+    d = run.config.data
+    split_desc = d.split + (f"(k={d.k})" if d.k is not None else "") + (f"(t={d.t})" if d.t is not None else "")
+    heading = title or f"grok_interp run report{': ' + str(run.path) if run.path is not None else ''}"
+    summary = (
+        f"p={d.p}, op={d.op}, split={split_desc}, frac={d.frac}, arch={run.config.model.arch}; "
+        f"step {int(last['step'])}: train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}, "
+        f"test loss {last['test_loss']:.4g}"
+    )
+    body = f"<h1>{html.escape(heading)}</h1>\n<p class=\"summary\">{html.escape(summary)}</p>\n" + "\n".join(
+        rendered[k] for k in order
+    )
+    return html_page(heading, body, _STYLE)
+
+
+def write_report(
+    run: Any,
+    out: str | os.PathLike | None = None,
+    *,
+    step: int | None = None,
+    pairs: Sequence[Sequence[int]] | None = None,
+    measures: Sequence[str] | None = None,
+    smoothing: bool = False,
+    compare: bool = True,
+    title: str | None = None,
+) -> Path:
+    """Write a run's self-contained HTML report and return its path (opens nothing).
+
+    The page holds: events (memorised, grokked, U-Acc, L-Acc); loss and accuracy
+    curves; recorded progress measures (or MED over the checkpoints) beside test loss;
+    the embedding Fourier spectrum and the neuron frequency clusters; the split grid
+    with what the model answers correctly; the ``compare_measures`` table; the
+    circuitsvis attention widget at memorisation, grokking and the end; the
+    configuration. Plots are PNG data URIs and the circuitsvis bundle is inlined: no
+    external URL is referenced.
+
+    Args:
+        run: A :class:`~grok_interp.GrokRun` or a run directory.
+        out: Output file (default ``<run dir>/report.html``; required for an
+            in-memory run).
+        step: Draw the spectrum, clusters and attention at this checkpoint instead of
+            the final model.
+        pairs: Inputs ``(a, b)`` for the attention widget.
+        measures: Measure columns to plot (default: those recorded in the history,
+            else ``["med"]`` through ``run.measure``).
+        smoothing: Smooth the curves as in the paper (window mean, then Gaussian).
+        compare: Include the ``compare_measures`` table.
+        title: Page title.
+
+    Returns:
+        The path written.
+    """
+    if isinstance(run, (str, os.PathLike)):
+        from ..runs import load_run
+
+        run = load_run(run)
+    if out is None:
+        if run.path is None:
+            raise bad_value("out", None, "is required for a run that was not saved to a directory")
+        out = Path(run.path) / "report.html"
+    out = Path(out)
+    t0 = time.perf_counter()
+    page = report_html(run, step=step, pairs=pairs, measures=measures, smoothing=smoothing, compare=compare, title=title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name("." + out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    log.info("report written to %s (%.1f MB, %.1fs)", out, len(page) / 1e6, time.perf_counter() - t0)
+    return out
