@@ -3,10 +3,12 @@
 One process, one thread (``torch.set_num_threads(1)``, as the background runs use).
 For each (image_size, width) it times ``--batches`` training mini-batches of 200
 (forward, backward, Adam step, after one warm-up batch) and ``--batches`` evaluation
-batches of 500 (forward only, with pooled features), takes the median, and
-extrapolates to one epoch of the paper's split: 3660 training images (18.3 batches)
-plus one evaluation pass over all 14641 images (29.3 batches). Prints a readable table
-and one JSON line.
+batches of 500 (forward only, with pooled features), takes the median of both the
+CPU time and the wall-clock time, and extrapolates to one epoch of the paper's split:
+3660 training images (18.3 batches) plus one evaluation pass over all 14641 images
+(29.3 batches). CPU seconds are the cost on a free core; wall seconds also count the
+waiting on a shared machine (the 1-minute load average is printed with them). Prints
+a readable table and one JSON line.
 
     python benchmarks/resnet_epoch.py --sizes 32 48 64 --widths 8 16 32 64
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -24,14 +27,17 @@ import torch.nn.functional as F
 from grok_interp.vision import build_resnet, load_shapes
 
 
-def _median_time(fn, repeats: int) -> float:
+def _median_time(fn, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and CPU seconds of ``fn`` (one thread: CPU time is what the
+    call costs whatever else runs on the machine; wall time includes waiting)."""
     fn()  # warm-up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def measure(image_size: int, width: int, batches: int, cache_dir: str | None) -> dict:
@@ -55,21 +61,24 @@ def measure(image_size: int, width: int, batches: int, cache_dir: str | None) ->
         model.eval()
         model(data.inputs(idx), return_pooled=True)
 
-    t_train = _median_time(train_batch, batches)
-    t_eval = _median_time(eval_batch, batches)
-    train_epoch = t_train * 3660 / 200
-    eval_pass = t_eval * 14641 / 500
+    wall_train, cpu_train = _median_time(train_batch, batches)
+    wall_eval, cpu_eval = _median_time(eval_batch, batches)
+    per_epoch = 3660 / 200  # training batches per epoch
+    per_pass = 14641 / 500  # evaluation batches per pass over all images
+    cpu_epoch, cpu_pass = cpu_train * per_epoch, cpu_eval * per_pass
     return {
         "image_size": image_size,
         "width": width,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_batch_s": round(t_train, 4),
-        "eval_batch_s": round(t_eval, 4),
-        "train_epoch_s": round(train_epoch, 2),
-        "eval_pass_s": round(eval_pass, 2),
-        "epoch_plus_eval_s": round(train_epoch + eval_pass, 2),
-        # hours for 1000 epochs when evaluating every 10 epochs
-        "hours_per_1000_epochs_eval10": round((1000 * train_epoch + 100 * eval_pass) / 3600, 2),
+        "train_batch_wall_s": round(wall_train, 4),
+        "train_batch_cpu_s": round(cpu_train, 4),
+        "eval_batch_wall_s": round(wall_eval, 4),
+        "eval_batch_cpu_s": round(cpu_eval, 4),
+        "train_epoch_cpu_s": round(cpu_epoch, 2),
+        "eval_pass_cpu_s": round(cpu_pass, 2),
+        "train_epoch_wall_s": round(wall_train * per_epoch, 2),
+        # CPU hours for 1000 epochs evaluating every 10 epochs (= wall hours on a free core)
+        "cpu_hours_per_1000_epochs_eval10": round((1000 * cpu_epoch + 100 * cpu_pass) / 3600, 2),
     }
 
 
@@ -82,13 +91,18 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = [measure(s, w, args.batches, args.cache_dir) for s in args.sizes for w in args.widths]
-    head = ("size", "width", "params", "train/epoch s", "eval pass s", "h per 1000 ep (eval/10)")
-    print("{:>5} {:>6} {:>10} {:>14} {:>12} {:>24}".format(*head))
+    load_after = os.getloadavg()[0]
+    head = ("size", "width", "params", "train epoch cpu-s", "eval pass cpu-s", "train epoch wall-s", "cpu-h/1000 ep")
+    print("{:>5} {:>6} {:>9} {:>18} {:>16} {:>19} {:>14}".format(*head))
     for r in rows:
-        print(f"{r['image_size']:>5} {r['width']:>6} {r['params']:>10} {r['train_epoch_s']:>14} "
-              f"{r['eval_pass_s']:>12} {r['hours_per_1000_epochs_eval10']:>24}")
-    print(json.dumps({"benchmark": "resnet_epoch", "threads": args.threads, "rows": rows}))
+        print(f"{r['image_size']:>5} {r['width']:>6} {r['params']:>9} {r['train_epoch_cpu_s']:>18} "
+              f"{r['eval_pass_cpu_s']:>16} {r['train_epoch_wall_s']:>19} {r['cpu_hours_per_1000_epochs_eval10']:>14}")
+    # the machine is shared: the 1-minute load average says how contended these timings are
+    print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}; cores {os.cpu_count()}")
+    print(json.dumps({"benchmark": "resnet_epoch", "threads": args.threads, "load_before": load_before,
+                      "load_after": load_after, "cpus": os.cpu_count(), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import grok_interp as g  # noqa: E402
@@ -31,8 +32,11 @@ from grok_interp.vision import train_resnet  # noqa: E402
 
 
 def report(run_dir: Path, plot: Path) -> None:
-    run = g.load_run(run_dir)
+    run = g.load_run(run_dir)  # weights and history of the latest saved state
     h = run.history
+    live = pd.read_csv(run_dir / "history.csv")  # a run still training has evaluated further
+    if len(live) > len(h):
+        h = live
     ev = events(h)
     print(f"run {run_dir}: {run.config}")
     print(f"epochs recorded: {int(h['step'].max())}; {len(h)} history rows")
@@ -68,6 +72,24 @@ def report(run_dir: Path, plot: Path) -> None:
     fig.savefig(plot, dpi=110)
     plt.close(fig)
     print(f"plot written to {plot}")
+
+    # a few training and test images with their labels, as the network sees them (grey)
+    data = run.dataset()
+    gen = torch.Generator().manual_seed(0)
+    pick = lambda ix: ix[torch.randperm(len(ix), generator=gen)[:4]]  # noqa: E731
+    idx = torch.cat([pick(run.split.train_indices), pick(run.split.test_indices)])
+    pred = run.model(data.inputs(idx)).argmax(-1)
+    fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
+    for ax, i, yhat in zip(axes.flat, idx.tolist(), pred.tolist()):
+        ax.imshow(data.images[i].numpy(), cmap="gray", interpolation="nearest")
+        kind = "train" if run.split.train_mask[i] else "test"
+        ax.set_title(f"{kind}: label {int(data.labels[i])}, model {yhat}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    samples = plot.with_name("samples.png")
+    fig.savefig(samples, dpi=110)
+    plt.close(fig)
+    print(f"sample images written to {samples}")
 
 
 def main() -> None:

@@ -261,3 +261,21 @@ def test_cli_resnet(tmp_path, capsys, data16, monkeypatch):
     assert isinstance(g.load_run(out), ResNetRun)
     assert main(["resnet", "--image-size", "15", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "image_size=15 is invalid" in capsys.readouterr().err
+
+
+def test_theory_coverage_accepts_the_shapes_dataset(data16):
+    from grok_interp.theory import class_coverage, coverage_ceiling
+
+    split = data16.subset(400, seed=1).split(0.05, seed=2)
+    sub = data16.subset(400, seed=1)
+    cov = class_coverage(sub.labels, split.train_mask)
+    labels = sub.labels
+    for y, row in cov.iterrows():
+        assert row["n_train"] == int(((labels == y) & split.train_mask).sum())
+        assert row["n_test"] == int(((labels == y) & ~split.train_mask).sum())
+    seen = set(labels[split.train_mask].tolist())
+    test_labels = labels[~split.train_mask].tolist()
+    assert coverage_ceiling(sub.labels, split.train_mask) == pytest.approx(
+        sum(y in seen for y in test_labels) / len(test_labels)
+    )
+    assert coverage_ceiling(sub.labels, split.train_mask) < 1  # 20 training images miss some classes
