@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .vision._cli import add_resnet_parser  # the image branch's `resnet` subcommand
 
     add_resnet_parser(sub)
+    from .measures._cli import add_measure_parser  # `measure`: progress measures over checkpoints
+
+    add_measure_parser(sub)
     return parser
 
 
@@ -131,7 +134,13 @@ def _cmd_resnet(args: argparse.Namespace) -> int:
     return cmd_resnet(args)
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report, "resnet": _cmd_resnet}
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from .measures._cli import cmd_measure
+
+    return cmd_measure(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report, "resnet": _cmd_resnet, "measure": _cmd_measure}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -103,3 +103,16 @@ def test_compare_measures_merges_a_measures_table():
     out = compare_measures(h.drop(columns=["leading", "rising", "noise"]), extra).set_index("measure")
     assert out.loc["sparse", "best_lag"] == 600
     assert out.loc["sparse", "n"] == len(extra[extra["step"] >= 1000])
+
+
+def test_cli_measure_writes_csv_and_prints_the_comparison(tmp_path, capsys):
+    from grok_interp import cli
+
+    small_run(steps=60, out=tmp_path / "run")
+    assert cli.main(["measure", str(tmp_path / "run"), "--measures", "med", "restricted_loss", "--key-freqs-from", "1,3"]) == 0
+    out = capsys.readouterr().out
+    assert "key frequencies (neurons rule): [1, 3]" in out and "spearman" in out
+    df = pd.read_csv(tmp_path / "run" / "measures.csv")
+    assert {"step", "med", "restricted_loss", "test_loss"} <= set(df.columns)
+    assert cli.main(["measure", str(tmp_path / "run"), "--key-freqs-from", "soon"]) == 2
+    assert "--key-freqs-from='soon' is invalid" in capsys.readouterr().err

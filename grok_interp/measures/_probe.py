@@ -85,7 +85,7 @@ class Probe:
         batch: Pairs per forward call.
     """
 
-    def __init__(self, model: nn.Module, task: Task, hooks: Iterable[str] = (), batch: int = 8192) -> None:
+    def __init__(self, model: nn.Module, task: Task, hooks: Iterable[str] = (), batch: int = 16384) -> None:
         self.model = model
         self.task = task
         self.batch = batch

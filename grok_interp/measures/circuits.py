@@ -29,7 +29,7 @@ from .._validate import bad_value, check_choice
 from ..models import MLPBaseline
 from ..tasks import Split, Task
 from ._probe import Probe, as_task, canonical, neuron_hook, probe_of
-from .fourier import fourier_basis, key_frequencies
+from .fourier import _basis64, key_frequencies
 
 __all__ = [
     "key_projection",
@@ -70,25 +70,61 @@ def _freq_rows(p: int, freqs: Iterable[int], parts: str = "cos+sin") -> list[int
 
 
 def key_projection(
-    logits: Float[Tensor, "n p"], answers: Int[Tensor, " n"], key_freqs: Iterable[int], parts: str = "cos+sin"
+    logits: Float[Tensor, "n p"],
+    answers: Int[Tensor, " n"],
+    key_freqs: Iterable[int],
+    parts: str = "cos+sin",
+    *,
+    index: Int[Tensor, "n p"] | None = None,
 ) -> Float[Tensor, "n p"]:
     """Orthogonal projection of logits onto the key directions ``cos/sin(w_k (r - c))``.
 
     Every row is a pair with answer ``r``; column ``c`` is an output class. The directions,
-    as functions of ``(pair, c)``, depend only on ``r - c mod p``, so the projection is
+    as functions of ``(pair, c)``, depend only on ``s = r - c mod p``, so the projection is
     computed from the sums ``G(s) = sum of L[pair, c] over r - c = s`` (``O(n p)``):
     ``proj[pair, c] = f((r - c) mod p)``, ``f = (1/n) sum_k <G, F_k> F_k`` with ``F_k`` the
     unit cos/sin rows of :func:`fourier_basis`. ``parts="cos"`` keeps cosines only.
+    ``index`` may pass ``(r - c) mod p`` precomputed.
     """
     n, p = logits.shape
     rows = _freq_rows(p, key_freqs, parts)
     if not rows:
         return torch.zeros_like(logits)
-    idx = (answers.to(logits.device)[:, None] - torch.arange(p, device=logits.device)[None, :]) % p
+    idx = _rc_index(answers.to(logits.device), p) if index is None else index
     G = torch.zeros(p, dtype=logits.dtype, device=logits.device).index_add_(0, idx.reshape(-1), logits.reshape(-1))
-    Fk = fourier_basis(p, dtype=logits.dtype).to(logits.device)[rows]
+    Fk = _basis64(p).to(logits.device, logits.dtype)[rows]
     f = (Fk @ G) @ Fk / n
     return f[idx]
+
+
+def _rc_index(answers: Tensor, p: int) -> Tensor:
+    return (answers[:, None] - torch.arange(p, device=answers.device)[None, :]) % p
+
+
+class _Cube:
+    """The float64 logits of the valid pairs, their answers and ``(r - c) mod p``, cached
+    on the probe so several measures of one checkpoint share them."""
+
+    def __init__(self, probe: Probe) -> None:
+        valid = probe.valid
+        self.L = probe.logits().double()[valid]
+        self.r = probe.answers[valid].to(self.L.device)
+        self.index = _rc_index(self.r, probe.task.p)
+        self.mean = self.L.mean(1, keepdim=True)
+        self.valid = valid
+
+    @classmethod
+    def of(cls, probe: Probe) -> "_Cube":
+        cube = getattr(probe, "_cube", None)
+        if cube is None or cube.source is not probe.logits():
+            cube = cls(probe)
+            cube.source = probe.logits()
+            probe._cube = cube  # type: ignore[attr-defined]
+        return cube
+
+    def project(self, freqs: Iterable[int], parts: str = "cos+sin", centred: bool = False) -> Tensor:
+        L = self.L - self.mean if centred else self.L
+        return key_projection(L, self.r, freqs, parts, index=self.index)
 
 
 def _ce(logits: Tensor, answers: Tensor) -> float:
@@ -117,7 +153,7 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
     valid = probe.valid
     r = probe.answers[valid]
     p = task.p
-    basis = fourier_basis(p, dtype=torch.float64).to(N.device)
+    basis = _basis64(p).to(N.device)
     rows = [0] + _freq_rows(p, key_freqs)
     D = basis[rows][:, r]  # (1 + 2K, n_valid): const + key directions over pairs
     Nv = N[valid]
@@ -178,11 +214,9 @@ def restricted_loss(
     ans = probe.answers
     if level == "neurons":
         return _ce(_neuron_logits(probe, freqs, "restricted")[mask], ans[mask])
-    L = probe.logits().double()[task.valid.reshape(-1)]
-    r = ans[task.valid.reshape(-1)]
-    Lr = key_projection(L, r, freqs) + L.mean(1, keepdim=True)
-    sel = mask[task.valid.reshape(-1)]
-    return _ce(Lr[sel], r[sel])
+    cube = _Cube.of(probe)
+    sel = mask[cube.valid]
+    return _ce((cube.project(freqs) + cube.mean)[sel], cube.r[sel])
 
 
 @torch.no_grad()
@@ -220,16 +254,14 @@ def excluded_loss(
     probe, freqs = _resolve(model, task, key_freqs)
     groups = [[k] for k in freqs] if per_frequency else [freqs]
     ans = probe.answers
-    valid = task.valid.reshape(-1)
     out = []
     for g in groups:
         if level == "neurons":
             out.append(_ce(_neuron_logits(probe, g, "excluded")[mask], ans[mask]))
             continue
-        L = probe.logits().double()[valid]
-        r = ans[valid]
-        sel = mask[valid]
-        out.append(_ce((L - key_projection(L, r, g))[sel], r[sel]))
+        cube = _Cube.of(probe)
+        sel = mask[cube.valid]
+        out.append(_ce((cube.L - cube.project(g))[sel], cube.r[sel]))
     return {k[0]: v for k, v in zip(groups, out)} if per_frequency else out[0]
 
 
@@ -249,11 +281,9 @@ def logit_cosine_similarity(
     """
     task, _ = _task_split(data)
     probe, freqs = _resolve(model, task, key_freqs)
-    valid = task.valid.reshape(-1)
-    L = probe.logits().double()[valid]
-    L = L - L.mean(1, keepdim=True)
-    approx = key_projection(L, probe.answers[valid], freqs, parts="cos")
-    denom = L.norm()
+    cube = _Cube.of(probe)
+    approx = cube.project(freqs, parts="cos", centred=True)
+    denom = (cube.L - cube.mean).norm()
     return float(approx.norm() / denom) if denom > 0 else math.nan
 
 

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -58,16 +59,19 @@ def fourier_basis(p: int, dtype: torch.dtype = torch.float32) -> Float[Tensor, "
     Returns:
         ``(p, p)`` tensor; row names in :func:`fourier_basis_names`.
     """
+    return _basis64(p).to(dtype=dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _basis64(p: int) -> Tensor:
+    """The float64 basis, built once per p (callers never modify it)."""
     if isinstance(p, bool) or not isinstance(p, int) or p < 3 or p % 2 == 0:
         raise bad_value("p", p, "must be an odd integer >= 3")
     x = torch.arange(p, dtype=torch.float64)
-    rows = [torch.full((p,), 1.0 / math.sqrt(p), dtype=torch.float64)]
-    for k in range(1, (p - 1) // 2 + 1):
-        w = 2 * math.pi * k / p
-        rows += [torch.cos(w * x), torch.sin(w * x)]
-    F = torch.stack(rows)
-    F[1:] = F[1:] / F[1:].norm(dim=1, keepdim=True)
-    return F.to(dtype)
+    k = torch.arange(1, (p - 1) // 2 + 1, dtype=torch.float64)[:, None]
+    waves = torch.stack([torch.cos(2 * math.pi * k * x / p), torch.sin(2 * math.pi * k * x / p)], 1).reshape(-1, p)
+    F = torch.cat([torch.full((1, p), 1.0 / math.sqrt(p), dtype=torch.float64), waves * math.sqrt(2.0 / p)])
+    return F / F.norm(dim=1, keepdim=True)
 
 
 def fourier_basis_names(p: int) -> list[str]:
@@ -82,7 +86,7 @@ def fourier_transform_1d(x: Float[Tensor, "*batch p"], dim: int = -1) -> Float[T
     (``const``, ``cos 1``, ``sin 1``, ...). Orthonormal, so norms are preserved.
     """
     p = x.shape[dim]
-    F = fourier_basis(p, dtype=x.dtype if x.is_floating_point() else torch.float32).to(x.device)
+    F = _basis64(p).to(x.device, x.dtype if x.is_floating_point() else torch.float32)
     return torch.movedim(torch.movedim(x, dim, -1) @ F.T, -1, dim)
 
 
@@ -94,7 +98,7 @@ def fourier_transform_2d(x: Float[Tensor, "p p *rest"]) -> Float[Tensor, "p p *r
     if x.ndim < 2 or x.shape[0] != x.shape[1]:
         raise bad_value("x", tuple(x.shape), "must be (p, p, ...)")
     p, rest = x.shape[0], x.shape[2:]
-    F = fourier_basis(p, dtype=x.dtype).to(x.device)
+    F = _basis64(p).to(x.device, x.dtype)
     y = (F @ x.reshape(p, -1)).reshape(p, p, -1)  # over a
     y = (F @ y.transpose(0, 1).reshape(p, -1)).reshape(p, p, -1).transpose(0, 1)  # over b
     return y.reshape(p, p, *rest)
