@@ -51,7 +51,7 @@ from ..runs import (
 )
 from ..training import checkpoint_schedule, resolve_device
 from .resnet import HookedResNet, build_resnet
-from .shapes import N_CLASSES, ShapesDataset, ShapesSplit, all_combos, load_shapes
+from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
 __all__ = [
     "ResNetConfig",
@@ -258,8 +258,6 @@ class ResNetRun:
     @property
     def labels(self) -> Int[Tensor, " n"]:
         """Labels of the run's images (sum of the four shapes' weights)."""
-        from .shapes import SHAPE_WEIGHTS
-
         return torch.tensor(SHAPE_WEIGHTS)[self.combos].sum(1)
 
     def dataset(self, cache_dir: str | os.PathLike | None = None) -> ShapesDataset:
