@@ -32,7 +32,9 @@ def _assert_same_run(a, b, checkpoints=True):
         ), col
     assert a.checkpoint_steps == b.checkpoint_steps or not checkpoints
     wa, wb = g.weights(a.model), g.weights(b.model)
-    for name in wa:
+    # b_K's gradient is zero in exact arithmetic (it shifts all of a query's scores
+    # equally), so AdamW steps it by normalised rounding noise in any implementation.
+    for name in set(wa) - {"blocks.0.attn.b_K"}:
         assert torch.allclose(wa[name], wb[name], rtol=1e-4, atol=1e-5), name
 
 
