@@ -87,29 +87,93 @@ def run_name(config: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
+# Options of train_hooked that are not part of the run's configuration.
+_RUN_ONLY = ("measures",)
+
+
 def _run_config(options: Mapping[str, Any]) -> RunConfig:
-    return RunConfig.from_kwargs(**options)
+    return RunConfig.from_kwargs(**{k: v for k, v in options.items() if k not in _RUN_ONLY})
+
+
+def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
+    """True when ``path`` holds a finished run of exactly this configuration."""
+    from .runs import _is_run_dir, _read_json
+
+    if not (path.is_dir() and _is_run_dir(path) and (path / "status.json").exists()):
+        return False
+    try:
+        status = _read_json(path / "status.json")
+        saved = _read_json(path / "config.json")
+        wanted = _run_config(options).to_dict()
+    except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
+        return False
+    return bool(status.get("finished")) and all(saved.get(s) == wanted[s] for s in ("data", "model", "train"))
 
 
 def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
-    from .runs import _is_run_dir, _read_json, train_hooked
+    from .runs import _is_run_dir, train_hooked
 
     torch.set_num_threads(max(1, threads))
     path = Path(run_dir)
     start = time.perf_counter()
     try:
+        if _is_finished(options, path):
+            return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and _is_run_dir(path)
-        if exists and (path / "status.json").exists():
-            status = _read_json(path / "status.json")
-            saved = _read_json(path / "config.json")
-            wanted = _run_config(options).to_dict()
-            if status.get("finished") and all(saved.get(s) == wanted[s] for s in ("data", "model", "train")):
-                return {"status": "skipped", "error": "", "wall_s": 0.0}
         train_hooked(out=path, resume=exists, progress=False, **options)
-        return {"status": "done", "error": "", "wall_s": time.perf_counter() - start}
+        return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start}
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start,
+                "batch_size": 1}
+
+
+def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> dict[str, dict[str, Any]]:
+    """Train one unit of work: a single run, or a batch of compatible runs trained as
+    one computation by :func:`grok_interp.batched.train_many`. If the batch fails, its
+    runs are trained one by one, so a bad configuration only fails its own row."""
+    if len(unit) == 1:
+        name, opts, run_dir = unit[0]
+        return {name: _train_one(opts, run_dir, threads)}
+    from .batched import train_many
+
+    torch.set_num_threads(max(1, threads))
+    start = time.perf_counter()
+    try:
+        specs = [{k: v for k, v in opts.items() if k not in _RUN_ONLY} for _, opts, _ in unit]
+        train_many(specs, outs=[d for _, _, d in unit], resume=True, measures=unit[0][1].get("measures"),
+                   progress=False)
+    except Exception as exc:  # noqa: BLE001 - isolate the failing run(s)
+        log.warning("a batch of %d runs failed (%s: %s); training them one by one", len(unit), type(exc).__name__, exc)
+        return {name: _train_one(opts, run_dir, threads) for name, opts, run_dir in unit}
+    wall = time.perf_counter() - start
+    return {name: {"status": "done", "error": "", "wall_s": wall, "batch_size": len(unit)} for name, _, _ in unit}
+
+
+def _units(
+    jobs: list[tuple[str, dict[str, Any], str]], workers: int, batched: bool
+) -> list[list[tuple[str, dict[str, Any], str]]]:
+    """Group runs that can share one batched computation (same shapes, same measures)
+    into units, about ``len(group) / workers`` runs each so every worker gets work."""
+    if not batched or len(jobs) < 2:
+        return [[j] for j in jobs]
+    try:
+        from .batched import batch_key
+    except ImportError:  # pragma: no cover - older installs without the batched trainer
+        return [[j] for j in jobs]
+    groups: dict[Any, list[tuple[str, dict[str, Any], str]]] = {}
+    for i, job in enumerate(jobs):
+        try:
+            key = batch_key(_run_config(job[1]))
+        except Exception:  # noqa: BLE001 - an invalid config trains alone and fails there
+            key = None
+        key = ("single", i) if key is None else (key, repr(job[1].get("measures")))
+        groups.setdefault(key, []).append(job)
+    units = []
+    for members in groups.values():
+        size = max(1, math.ceil(len(members) / workers))
+        units.extend(members[j : j + size] for j in range(0, len(members), size))
+    return units
 
 
 def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str, Any]:
@@ -176,13 +240,15 @@ def sweep(
     max_workers: int | None = None,
     address: str | None = None,
     radii: Sequence[int] = (),
+    batched: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train every configuration (skipping finished ones) and return one results table.
 
     Args:
         configs: Option dicts for :func:`grok_interp.train_hooked` (see :func:`grid`);
-            each names its run directory ``out/<run_name(config)>``.
+            each names its run directory ``out/<run_name(config)>``. ``measures``
+            (names to record while training) may be given too.
         out: Directory holding the run directories and ``sweep.csv``.
         base: Options shared by every configuration (a configuration's own value wins).
         executor: ``"local"`` (process pool) or ``"ray"`` (Ray tasks; needs the
@@ -192,6 +258,10 @@ def sweep(
         address: Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...);
             ``None`` starts a local Ray for this sweep (``max_workers`` CPUs).
         radii: Radii for extra ``ceiling_r{r}`` columns.
+        batched: Train runs with identical shapes (see
+            :func:`grok_interp.batched.batch_key`) as one batched computation
+            (:func:`grok_interp.batched.train_many`), split into about one batch per
+            worker; each run still gets its own directory and row.
         progress: Show a progress bar over finished runs.
 
     Returns:
@@ -211,18 +281,29 @@ def sweep(
         raise bad_value("configs", dupes, "two configurations share a run directory name; make them differ")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(name, {**base, **c}) for name, c in zip(names, overrides)]
+    jobs = [(name, {**base, **c}, str(out.resolve() / name)) for name, c in zip(names, overrides)]
 
+    # Finished runs are skipped here, before any worker starts.
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        if _is_finished(job[1], Path(job[2])):
+            results[job[0]] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
+        else:
+            todo.append(job)
     cores = os.cpu_count() or 1
-    if executor == "local":
-        workers = min(max_workers or cores, len(jobs))
-        results = _run_local(jobs, out, workers, max(1, cores // workers), progress)
-    else:
-        results = _run_ray(jobs, out, address, max_workers, progress)
+    if todo and executor == "local":
+        workers = min(max_workers or cores, len(todo))
+        units = _units(todo, workers, batched)
+        workers = min(workers, len(units))
+        results.update(_run_local(units, workers, max(1, cores // workers), progress))
+    elif todo:
+        units = _units(todo, max_workers or cores, batched)
+        results.update(_run_ray(units, address, max_workers, progress))
 
     rows = []
     keys = list(dict.fromkeys(k for c in overrides for k in c))
-    for (name, options), c in zip(jobs, overrides):
+    for (name, options, _), c in zip(jobs, overrides):
         res = results[name]
         row: dict[str, Any] = {"run": name, **{k: c.get(k) for k in keys}, "status": res["status"], "error": res["error"]}
         run_dir = out / name
@@ -233,6 +314,7 @@ def sweep(
                 row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
             row.update(_predicted_only(options, radii))
         row["wall_s"] = res["wall_s"]
+        row["batch_size"] = res["batch_size"]
         row["path"] = str(run_dir)
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -248,17 +330,21 @@ def sweep(
     return table
 
 
+def _failed(exc: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": math.nan, "batch_size": 1}
+
+
 def _run_local(
-    jobs: list[tuple[str, dict[str, Any]]], out: Path, workers: int, threads: int, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(jobs), disable=not progress, desc="sweep", unit="run")
-    if workers == 1:  # one at a time: in this process (no start-up cost, easy to debug)
+    bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run")
+    if workers == 1:  # one unit at a time, in this process (no start-up cost, easy to debug)
         before = torch.get_num_threads()
         try:
-            for name, opts in jobs:
-                results[name] = _train_one(opts, str(out / name), before)
-                bar.update(1)
+            for unit in units:
+                results.update(_train_unit(unit, before))
+                bar.update(len(unit))
         finally:
             torch.set_num_threads(before)
             bar.close()
@@ -266,23 +352,23 @@ def _run_local(
     # spawn: a fresh interpreter per worker (forking a process that already runs torch
     # threads can deadlock).
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_train_one, opts, str(out / name), threads): name for name, opts in jobs}
+        futures = {pool.submit(_train_unit, unit, threads): unit for unit in units}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                name = futures[fut]
+                unit = futures[fut]
                 try:
-                    results[name] = fut.result()
+                    results.update(fut.result())
                 except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": math.nan}
-                bar.update(1)
+                    results.update({name: _failed(exc) for name, _, _ in unit})
+                bar.update(len(unit))
     bar.close()
     return results
 
 
 def _run_ray(
-    jobs: list[tuple[str, dict[str, Any]]], out: Path, address: str | None, max_workers: int | None, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool
 ) -> dict[str, dict[str, Any]]:
     try:
         import ray
@@ -297,19 +383,19 @@ def _run_ray(
         started = True
     results: dict[str, dict[str, Any]] = {}
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_train_one)
-        refs = {task.remote(opts, str(out.resolve() / name), 1): name for name, opts in jobs}
-        bar = tqdm(total=len(jobs), disable=not progress, desc="sweep (ray)", unit="run")
+        task = ray.remote(num_cpus=1, max_retries=0)(_train_unit)
+        refs = {task.remote(unit, 1): unit for unit in units}
+        bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run")
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                name = refs[ref]
+                unit = refs[ref]
                 try:
-                    results[name] = ray.get(ref)
+                    results.update(ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - a lost worker or node
-                    results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": math.nan}
-                bar.update(1)
+                    results.update({name: _failed(exc) for name, _, _ in unit})
+                bar.update(len(unit))
         bar.close()
     finally:
         if started:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -110,6 +111,25 @@ def test_interrupted_run_is_continued(tmp_path):
     a = g.load_run(cut.loc[0, "path"]).history
     b = g.load_run(full.loc[0, "path"]).history
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_compatible_runs_train_as_one_batch(tmp_path):
+    pytest.importorskip("grok_interp.batched")
+    # Two seeds of one configuration share every shape: one batched computation. Each
+    # still gets its own directory and row, equal to training it alone.
+    configs = [{"seed": 1}, {"seed": 2}, {"seed": 3, "d_mlp": 32}]  # the third has other shapes
+    batched = sweep(configs, tmp_path / "b", base=BASE, max_workers=1, progress=False)
+    alone = sweep(configs, tmp_path / "a", base=BASE, max_workers=1, batched=False, progress=False)
+    assert list(batched["batch_size"]) == [2, 2, 1]
+    assert list(alone["batch_size"]) == [1, 1, 1]
+    assert (batched["status"] == "done").all()
+    for col in ("memorised_at", "final_step", "n_train"):
+        assert list(batched[col]) == list(alone[col])
+    for col in ("u_acc", "final_test_acc"):
+        np.testing.assert_allclose(batched[col], alone[col], atol=0.02)
+    for i in range(3):
+        _check_row_against_run(batched.loc[i])
 
 
 def test_summarise_reads_an_unfinished_run(tmp_path):
