@@ -364,3 +364,21 @@ def test_report_of_an_mlp_run_explains_what_is_missing(tmp_path):
     page = write_report(r).read_text()
     assert "Not available: the MLP baseline has no attention" in page
     assert "CircuitsVis.render(" not in page and '<figure id="plot-training"' in page
+
+
+def test_plots_compute_their_data_from_a_run(run):
+    table = g.measures.neuron_frequency_clusters(run.model_at(100), run.task)
+    grid = np.ma.filled(plot_neuron_clusters(run, step=100).axes[0].images[0].get_array(), np.nan)
+    assert grid.shape[1] == SMALL_MODEL["d_mlp"] and (~np.isnan(grid)).sum(axis=0).tolist() == [1] * SMALL_MODEL["d_mlp"]
+    np.testing.assert_allclose(np.sort(grid[~np.isnan(grid)]), np.sort(table["fve"].to_numpy()), rtol=1e-6)
+    cells = plot_table(run).axes[0].tables[0].get_celld()
+    compared = g.measures.compare_measures(run)
+    assert cells[(0, 0)].get_text().get_text() == "measure"
+    assert [cells[(r + 1, 0)].get_text().get_text() for r in range(len(compared))] == compared["measure"].tolist()
+
+
+def test_report_plots_measures_recorded_during_training(tmp_path):
+    r = small_run(steps=40, measures=["med", "gini"], out=tmp_path / "rec")
+    page = write_report(r, compare=False).read_text()
+    caption = re.search(r'<figure id="plot-measures".*?<figcaption>(.*?)</figcaption>', page, re.S).group(1)
+    assert caption.startswith("med, gini_embed, gini_logit (recorded during training)")

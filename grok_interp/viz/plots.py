@@ -295,7 +295,7 @@ def plot_measures(
     return fig
 
 
-def _frequency_norms(data: Any, step: int | None) -> np.ndarray:
+def _frequency_norms(data: Float[Tensor, " k"] | np.ndarray | Any, step: int | None) -> np.ndarray:
     if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
         return np.asarray(torch.as_tensor(data, dtype=torch.float64))
     from ..measures import embedding_fourier_norms
@@ -305,7 +305,7 @@ def _frequency_norms(data: Any, step: int | None) -> np.ndarray:
 
 
 def plot_embedding_fourier_norms(
-    data: Any,
+    data: Float[Tensor, " k"] | np.ndarray | Any,
     *,
     step: int | None = None,
     key_frequencies: Iterable[int] | None = None,
