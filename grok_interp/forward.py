@@ -136,7 +136,7 @@ def fast_logits(
     tables = torch.baddbmm(bias, resid, M)  # (K, 2V + 1, C): rows of pos 0, pos 1, then "="
     # Gather each input's two rows: position p of run k reads row k*(2V+1) + p*V + token.
     rows_per_run = 2 * V + 1
-    offsets = torch.tensor([0, V], device=tokens.device) + (runs * rows_per_run)[:, None, None]
+    offsets = torch.arange(2, device=tokens.device) * V + (runs * rows_per_run)[:, None, None]
     rows = F.embedding(tokens[:, :, :2] + offsets, tables.reshape(K * rows_per_run, -1))  # (K, n, 2, C)
     score_ab, v_ab = rows.split([H, H * dh], dim=-1)
     score_eq, v_eq = tables[:, -1].split([H, H * dh], dim=-1)  # (K, H), (K, H*dh)
