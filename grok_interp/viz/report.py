@@ -26,6 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .._validate import bad_value
+from ..measures import compare_measures, embedding_fourier_norms, events, measure_checkpoints, neuron_frequency_clusters
 from .attention import attention_heads, html_page
 from .plots import (
     BASE_COLUMNS,
@@ -95,23 +96,8 @@ def _section(key: str, title: str, make: Callable[[], str]) -> str:
     return f'<section id="{key}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
-def _measures_module() -> Any:
-    from .. import measures
-
-    return measures
-
-
-def _need(name: str) -> Any:
-    """A function of :mod:`grok_interp.measures`, or _Unavailable if it is not there."""
-    fn = getattr(_measures_module(), name, None)
-    if fn is None:
-        raise _Unavailable(f"grok_interp.measures has no {name}() in this version")
-    return fn
-
-
 def _events_frame(run: Any) -> pd.DataFrame:
-    ev = _need("events")(run.history)
-    rows = ev.to_dict() if hasattr(ev, "to_dict") else dict(ev)
+    rows = events(run.history).to_dict()
     return pd.DataFrame({"event": list(rows), "value": [("-" if v is None else v) for v in rows.values()]})
 
 
@@ -165,8 +151,7 @@ def report_html(
     cache: dict[str, Any] = {}
 
     def events_section() -> str:
-        ev = _need("events")(hist)
-        cache["events"] = ev
+        cache["events"] = events(hist)
         return _table_html(_events_frame(run))
 
     def training_section() -> str:
@@ -184,7 +169,7 @@ def report_html(
             else:
                 names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
                 try:
-                    cache["measures"] = _need("measure_checkpoints")(run, names)
+                    cache["measures"] = measure_checkpoints(run, names)
                 except ValueError as exc:
                     raise _Unavailable(f"measures {names}: {exc}") from exc
         return cache["measures"]
@@ -206,19 +191,17 @@ def report_html(
         return _figure_html("split", fig, "Left: the split on the (a, b) grid. Right: pairs the final model answers correctly.")
 
     def fourier_section() -> str:
-        norms_fn = _need("embedding_fourier_norms")
         source = run.model if step is None else run.weights_at(step)
-        norms = norms_fn(source, run.task)
+        norms = embedding_fourier_norms(source, run.task)
         keys = cache.get("keys")
         fig = plot_embedding_fourier_norms(norms, key_frequencies=keys, title=f"embedding Fourier norms{where}")
         return _figure_html("fourier", fig, "Norm of the operand embeddings per frequency k; red: key frequencies "
                             "(frequencies with at least one MLP neuron, from the clusters below).")
 
     def clusters_section() -> str:
-        clusters_fn = _need("neuron_frequency_clusters")
         model = run.model if step is None else run.model_at(step)
         try:
-            table = clusters_fn(model, run.task)
+            table = neuron_frequency_clusters(model, run.task)
         except ValueError as exc:
             raise _Unavailable(str(exc)) from exc
         cache["keys"] = sorted(int(k) for k in set(table["frequency"]) if k > 0)
@@ -229,9 +212,8 @@ def report_html(
     def compare_section() -> str:
         if not compare:
             raise _Unavailable("left out (compare=False / --no-compare)")
-        fn = _need("compare_measures")
         try:
-            df = fn(run, measure_table())
+            df = compare_measures(run, measure_table())
         except ValueError as exc:
             raise _Unavailable(str(exc)) from exc
         fig = plot_table(df, title="compare_measures: which measure tracks test loss after memorisation")
