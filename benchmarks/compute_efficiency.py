@@ -1,0 +1,107 @@
+"""Achieved FLOP/s of a training step against a large matmul's FLOP/s in the same run.
+
+The step is the p = 113 README job's (3830 pairs, forward + float64 cross-entropy +
+backward + AdamW). Its FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode`
+(matrix products, forward and backward); its time is the median of ``--repeats``
+blocks of ``--steps`` steps. The machine's practical limit is the FLOP/s of an fp32
+``--size`` x ``--size`` matmul timed in the same process, threads and moment
+(alternating with the steps). Reported for the fast forward and for the hooked model's
+own forward, each as FLOP/s over its own counted FLOPs and as the fraction of the
+matmul limit; ``useful`` divides the fast step's FLOPs (what the loss needs) by each
+step's time.
+
+    python benchmarks/compute_efficiency.py --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import grok_interp as g
+from grok_interp.forward import fast_forward, hooked_forward
+from grok_interp.training import loss_fn, make_optimizer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--p", type=int, default=113)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--size", type=int, default=2048)
+    args = ap.parse_args()
+
+    cfg = g.RunConfig.from_kwargs(p=args.p)
+    task = g.Task(p=args.p)
+    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
+    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
+    model = g.build_model(cfg.model, task)
+    opt = make_optimizer(model, cfg.train)
+
+    def step(fwd) -> None:
+        loss = loss_fn(fwd(model, toks), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    forwards = {"fast": fast_forward, "hooked": hooked_forward}
+    flops = {}
+    for name, fwd in forwards.items():
+        with FlopCounterMode(display=False) as counter:
+            step(fwd)
+        flops[name] = counter.get_total_flops()
+
+    a, b = torch.randn(args.size, args.size), torch.randn(args.size, args.size)
+    mm_flops = 2 * args.size**3
+
+    def matmul() -> None:
+        a @ b
+
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        jobs = {"matmul": (matmul, 1), **{k: ((lambda f=f: step(f)), args.steps) for k, f in forwards.items()}}
+        for fn, _ in jobs.values():
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in jobs}
+        for _ in range(args.repeats):
+            for name, (fn, n) in jobs.items():
+                t = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                times[name].append((time.perf_counter() - t) / n)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        peak = mm_flops / med["matmul"]
+        row = {"threads": threads, "matmul_gflops": peak / 1e9}
+        for name in forwards:
+            achieved = flops[name] / med[name]
+            row[f"{name}_ms"] = med[name] * 1e3
+            row[f"{name}_gflops"] = achieved / 1e9
+            row[f"{name}_fraction"] = achieved / peak
+            row[f"{name}_useful_fraction"] = flops["fast"] / med[name] / peak
+        rows.append(row)
+
+    print(json.dumps({
+        "benchmark": "compute_efficiency", "p": args.p, "n_train": len(toks), "torch": torch.__version__,
+        "step_gflop": {k: v / 1e9 for k, v in flops.items()}, "matmul_size": args.size, "rows": rows,
+    }))
+    print(f"\nFLOPs per training step at p={args.p}: fast {flops['fast'] / 1e9:.2f} GFLOP, "
+          f"hooked {flops['hooked'] / 1e9:.2f} GFLOP (matrix products, forward + backward)")
+    print(f"{'threads':>7} | {'matmul':>8} | {'fast ms':>8} {'GFLOP/s':>8} {'of peak':>7} | "
+          f"{'hooked ms':>9} {'GFLOP/s':>8} {'of peak':>7} {'useful':>7}")
+    for r in rows:
+        print(
+            f"{r['threads']:>7} | {r['matmul_gflops']:>8.1f} | {r['fast_ms']:>8.1f} {r['fast_gflops']:>8.1f}"
+            f" {r['fast_fraction']:>6.0%} | {r['hooked_ms']:>9.1f} {r['hooked_gflops']:>8.1f}"
+            f" {r['hooked_fraction']:>6.0%} {r['hooked_useful_fraction']:>6.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
