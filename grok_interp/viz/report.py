@@ -169,7 +169,9 @@ def report_html(
             else:
                 names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
                 try:
-                    cache["measures"] = measure_checkpoints(run, names)
+                    # the cheap default needs no key frequencies: skip their forward pass
+                    opts = {"key_freqs_from": []} if measures is None else {}
+                    cache["measures"] = measure_checkpoints(run, names, **opts)
                 except ValueError as exc:
                     raise _Unavailable(f"measures {names}: {exc}") from exc
         return cache["measures"]
