@@ -50,7 +50,7 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--checkpoint-every", int, "save weights every N steps, plus denser early (default 100)"),
     ("--stop-after-grok", _none_or(int), "stop N steps after test accuracy reaches --grok-threshold"),
     ("--grok-threshold", float, "test accuracy that counts as grokked (default 0.99)"),
-    ("--forward", str, "auto, fast or hooked training forward (default auto)"),
+    ("--forward", str, "auto, fast, compile (fast via torch.compile) or hooked training forward (default auto)"),
     ("--device", str, "cpu, cuda or auto (default cpu)"),
 ]
 

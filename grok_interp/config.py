@@ -157,7 +157,8 @@ class TrainConfig(_DictMixin):
             reaches ``grok_threshold`` (None: always run ``steps``).
         grok_threshold: Test accuracy that counts as grokked for early stopping.
         forward: ``auto`` (fast last-position forward where the architecture allows,
-            else the hooked forward), ``hooked`` or ``fast``.
+            else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
+            forward through ``torch.compile``: faster steps after a one-off compilation).
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
     """
 
@@ -194,7 +195,7 @@ class TrainConfig(_DictMixin):
         ):
             raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
         self.grok_threshold = float(self.grok_threshold)
-        check_choice("forward", self.forward, ("auto", "hooked", "fast"))
+        check_choice("forward", self.forward, ("auto", "hooked", "fast", "compile"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
 
 

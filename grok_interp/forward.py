@@ -46,6 +46,7 @@ from .models import ACTIVATIONS, weights
 __all__ = [
     "hooked_forward",
     "fast_forward",
+    "compiled_forward",
     "fast_logits",
     "fast_unsupported_reason",
     "select_forward",
@@ -164,18 +165,62 @@ def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tens
     return fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, tokens[None], model.cfg.act_fn)[0]
 
 
+_compiled: dict[str, Callable[..., Tensor] | None] = {}
+
+
+def _compiled_fast_logits() -> Callable[..., Tensor] | None:
+    """``torch.compile(fast_logits)``, or None once compiling has failed in this process."""
+    if "fn" not in _compiled:
+        _compiled["fn"] = torch.compile(fast_logits, dynamic=False)
+    return _compiled["fn"]
+
+
+def compiled_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
+    """:func:`fast_forward` compiled with ``torch.compile`` (TorchInductor) for training steps.
+
+    Fuses the elementwise work around the matrix products: about 1.3x faster steps at
+    p = 113 on CPU (``benchmarks/train_step.py``), after a one-off compilation (tens of
+    seconds to minutes with a cold cache; seconds once TorchInductor's on-disk cache
+    holds the graph). Gradient-free calls (the test evaluation) run the eager fast
+    forward, so only one graph per training-set shape is compiled. If compilation
+    fails (no C++ compiler, an unsupported platform), it logs a warning once and runs
+    the eager fast forward from then on: results are the same within float rounding.
+    """
+    fn = _compiled_fast_logits() if torch.is_grad_enabled() else None
+    if fn is None:
+        return fast_forward(model, tokens)
+    w = weights(model)
+    stacked = {k: w[k][None] for k in FAST_WEIGHTS}
+    key = ("warm", tuple(tokens.shape), str(tokens.device), model.cfg.act_fn, tuple(v.shape for v in stacked.values()))
+    if key not in _compiled:
+        # Compile forward *and* backward (built at the first backward) here, on copies,
+        # so that a failing compiler shows up inside this try and not in loss.backward().
+        try:
+            probe = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in stacked.items()}
+            fn(probe, tokens[None], model.cfg.act_fn).sum().backward()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+            log.warning("torch.compile of the fast forward failed (%s: %s); using the eager fast forward",
+                        type(exc).__name__, exc)
+            _compiled["fn"] = None
+            return fast_forward(model, tokens)
+        _compiled[key] = None
+    return fn(stacked, tokens[None], model.cfg.act_fn)[0]
+
+
 def select_forward(cfg: ModelConfig, choice: str = "auto") -> tuple[Forward, str]:
     """Pick the training forward: ``fast`` where supported (``auto``), else ``hooked``.
 
-    Returns the function and its name. ``choice="fast"`` on an unsupported
-    architecture raises ``ValueError`` saying why; ``auto`` falls back and logs why.
+    ``compile`` is the fast forward through ``torch.compile`` (:func:`compiled_forward`).
+    Returns the function and its name. ``choice="fast"`` or ``"compile"`` on an
+    unsupported architecture raises ``ValueError`` saying why; ``auto`` falls back and
+    logs why.
     """
     reason = fast_unsupported_reason(cfg)
     if choice == "hooked":
         return hooked_forward, "hooked"
     if reason is None:
-        return fast_forward, "fast"
-    if choice == "fast":
-        raise ValueError(f"forward='fast' is invalid for this model: {reason}; use 'auto' or 'hooked'")
+        return (compiled_forward, "compile") if choice == "compile" else (fast_forward, "fast")
+    if choice in ("fast", "compile"):
+        raise ValueError(f"forward={choice!r} is invalid for this model: {reason}; use 'auto' or 'hooked'")
     log.info("training with the hooked forward: %s", reason)
     return hooked_forward, "hooked"

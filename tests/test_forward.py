@@ -78,3 +78,38 @@ def test_fast_forward_on_large_logits():
     ref = hooked_forward(model, toks)
     assert ref.abs().max() > 10
     assert torch.allclose(fast_forward(model, toks), ref, atol=1e-5 * ref.abs().max().item())
+
+
+def test_compile_failure_falls_back_to_the_eager_fast_forward(monkeypatch, caplog):
+    import grok_interp.forward as fw
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fw, "_compiled", {"fn": broken})
+    model = _model(BACKENDS[0])
+    toks = all_tokens(TASK)
+    with caplog.at_level("WARNING", logger="grok_interp.forward"):
+        out = fw.compiled_forward(model, toks)
+    assert "no C++ compiler" in caplog.text
+    assert torch.equal(out, fast_forward(model, toks))
+    assert fw._compiled["fn"] is None  # given up for this process: no retry every step
+
+
+@pytest.mark.slow
+def test_compiled_forward_equals_fast_forward():
+    import grok_interp.forward as fw
+
+    model = _model(BACKENDS[0], freeze_biases=True)
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    grads = []
+    for fwd in (fw.compiled_forward, fast_forward):
+        model.zero_grad()
+        out = fwd(model, toks)
+        loss_fn(out, labels).backward()
+        grads.append((out.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (a, ga), (b, gb) = grads
+    assert torch.allclose(a, b, atol=1e-5)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], atol=1e-6), k
