@@ -30,6 +30,8 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None, help=f"output directory (default {default_out}, or {default_out}-quick)")
     ap.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU cores)")
     ap.add_argument("--executor", default="local", help="local or ray")
+    ap.add_argument("--no-batch", action="store_true",
+                    help="train every run on its own (no grok_interp.batched batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.set_defaults(default_out=default_out)
     return ap
@@ -87,4 +89,5 @@ class Timer:
 
 
 def sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet}
+    return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet,
+            "batched": not args.no_batch}

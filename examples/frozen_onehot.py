@@ -34,7 +34,7 @@ SCALES = {
                   stop_after_grok=500, measures=MEASURES),
     ),
     "reduced": dict(  # p = 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
-        base=dict(p=47, op="add", split="random", frac=0.5, lr=3e-3, steps=3000, eval_every=10,
+        base=dict(p=47, op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10,
                   checkpoint_every=250, stop_after_grok=500, measures=MEASURES),
     ),
     "quick": dict(

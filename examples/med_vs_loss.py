@@ -35,7 +35,7 @@ SCALES = {
         ps=[47, 97, 211],
     ),
     "reduced": dict(  # p = 23, 31, 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
-        base=dict(op="add", split="random", frac=0.5, lr=3e-3, steps=3000, eval_every=10, checkpoint_every=250,
+        base=dict(op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
                   stop_after_grok=500, measures=MEASURES),
         ps=[23, 31, 47],
     ),

@@ -31,7 +31,7 @@ SCALES = {
               *grid(op=["a2_ab_b2"], frac=[0.5], arch=["transformer", "mlp"])],
     ),
     "reduced": dict(  # p = 47, frac 0.5 for both operations, lr 3e-3: what fitted this session's CPU
-        base=dict(p=47, split="random", lr=3e-3, steps=3000, eval_every=10, checkpoint_every=500,
+        base=dict(p=47, split="random", lr=3e-3, steps=2000, eval_every=10, checkpoint_every=500,
                   stop_after_grok=500),
         runs=[*grid(op=["add", "a2_ab_b2"], frac=[0.5], arch=["transformer", "mlp"])],
     ),

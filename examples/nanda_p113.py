@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     c.show(m, "measures over checkpoints", cols)
     m.to_csv(out / "measures.csv", index=False)
 
-    cmp = compare_measures(run, m[["step", "restricted_loss", "excluded_loss", "gini_embed", "gini_logit"]])
+    cmp = compare_measures(run, m[["step", "restricted_loss", "excluded_loss", "gini_embed", "gini_logit", "med"]])
     c.show(cmp, "compare_measures (after memorisation)")
     moved = dict(zip(cmp["measure"], cmp["moved_at"]))
     excl_peak = int(m.loc[m["excluded_loss"].idxmax(), "step"]) if m["excluded_loss"].notna().any() else None

@@ -33,7 +33,7 @@ SCALES = {
         radii=[4, 8, 16],
     ),
     "reduced": dict(  # p = 47, lr 3e-3: what fitted this session's shared CPU
-        base=dict(p=47, op="a2_ab_b2", split="random", lr=3e-3, steps=2500, eval_every=10, checkpoint_every=250,
+        base=dict(p=47, op="a2_ab_b2", split="random", lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
                   stop_after_grok=500),
         fracs=[0.5, 0.6, 0.7],
         radii=[4, 8, 16],
