@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import _common as c  # noqa: E402
 from grok_interp import Split, Task  # noqa: E402
 from grok_interp.sweep import sweep  # noqa: E402
-from grok_interp.theory import ceiling_curve  # noqa: E402
+from grok_interp.theory import alpha_bound, ceiling_curve, covered_per_point  # noqa: E402
 
 SCALES = {
     "paper": dict(
@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling", *[f"ceiling_r{r}" for r in radii], "status", "error"]
     c.show(table, "SQUARE / STRIP: measured (U-Acc, L-Acc, GO-Epoch) and predicted ceilings", cols)
     table.to_csv(out / "square_strip.csv", index=False)
+    task = Task(p=scale["base"]["p"], op=scale["base"]["op"])
+    bound = [(r, covered_per_point(task, r)) for r in radii]
+    print(f"\nrandom-split bound alpha = 2 ln(p) / C at p={task.p} (C: same-class pairs within r of a pair):")
+    for r, C in bound:
+        print(f"  r={r:3d}: C={C:6.2f}  alpha={alpha_bound(task.p, C):.3f}  (this study's frac: {scale['base']['frac']})")
 
     # Plot 1: test accuracy over training, one line per run.
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -90,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Plot 2: predicted ceiling curves against the measured U-Acc of each run.
     base = scale["base"]
-    task = Task(p=base["p"], op=base["op"])
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (_, row) in enumerate(table.iterrows()):
