@@ -2,14 +2,19 @@
 
 K = 8 runs at p = 97 (frac 0.3, Nanda config), different model seeds, data seeds and
 weight decays (same shapes), ``--steps`` full-batch steps each with a history row (test
-evaluation) every 10 steps, in memory. ``sequential`` trains them one after another
-with ``train_hooked`` (fast forward); ``batched`` trains them together with
-:func:`grok_interp.batched.train_many`. The two alternate ``--repeats`` times per
-thread count; medians are reported as run-steps per second (wall and CPU time) and
-their ratio. The final test losses of the two are compared as a check that both did
-the same work.
+evaluation) every 10 steps, in memory. Modes, alternating ``--repeats`` times per
+thread count:
+
+* ``sequential``: one after another with ``train_hooked`` (fast forward);
+* ``batched``: all K as one batch, ``train_many(max_batch=K)``;
+* ``auto``: ``train_many`` with its default batch sizing (cache-sized on CPU).
+
+Reported: median run-steps per second (wall and CPU time) and the ratios to
+sequential. The final test losses of batched and sequential are compared as a check
+that both did the same work (they drift apart slowly: AdamW amplifies rounding).
 
     python benchmarks/many_runs.py --k 8 --steps 100 --threads 1 2 --repeats 3
+    python benchmarks/many_runs.py --p 31     # a small task, where CPU batching pays
 """
 
 from __future__ import annotations
@@ -43,17 +48,22 @@ def main() -> None:
         return [g.train_hooked(progress=False, **s) for s in specs]
 
     def batched():
+        return train_many(specs, progress=False, max_batch=args.k)
+
+    def auto():
         return train_many(specs, progress=False)
+
+    modes = {"sequential": sequential, "batched": batched, "auto": auto}
 
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         train_many([{**s, "steps": 3} for s in specs[:2]], progress=False)  # warm-up
-        wall: dict[str, list[float]] = {"sequential": [], "batched": []}
-        cpu: dict[str, list[float]] = {"sequential": [], "batched": []}
+        wall: dict[str, list[float]] = {k: [] for k in modes}
+        cpu: dict[str, list[float]] = {k: [] for k in modes}
         finals = {}
         for _ in range(args.repeats):
-            for name, fn in (("sequential", sequential), ("batched", batched)):
+            for name, fn in modes.items():
                 t, c = time.perf_counter(), time.process_time()
                 runs = fn()
                 wall[name].append(time.perf_counter() - t)
@@ -66,8 +76,9 @@ def main() -> None:
             row[f"{name}_cpu_s"] = statistics.median(cpu[name])
             row[f"{name}_steps_per_s_wall"] = work / row[f"{name}_wall_s"]
             row[f"{name}_steps_per_s_cpu"] = work / row[f"{name}_cpu_s"]
-        row["speedup_wall"] = row["sequential_wall_s"] / row["batched_wall_s"]
-        row["speedup_cpu"] = row["sequential_cpu_s"] / row["batched_cpu_s"]
+        for name in ("batched", "auto"):
+            row[f"{name}_speedup_wall"] = row["sequential_wall_s"] / row[f"{name}_wall_s"]
+            row[f"{name}_speedup_cpu"] = row["sequential_cpu_s"] / row[f"{name}_cpu_s"]
         row["max_rel_diff_final_test_loss"] = float(
             ((finals["batched"] - finals["sequential"]).abs() / finals["sequential"].abs()).max()
         )
@@ -76,13 +87,16 @@ def main() -> None:
     print(json.dumps({"benchmark": "many_runs", "p": args.p, "k": args.k, "steps": args.steps,
                       "repeats": args.repeats, "torch": torch.__version__, "rows": rows}))
     print(f"\n{args.k} runs x {args.steps} steps at p={args.p} (frac 0.3), run-steps per second (median of {args.repeats})")
-    print(f"{'threads':>7} | {'seq wall':>9} {'batch wall':>10} {'ratio':>6} | {'seq cpu':>8} {'batch cpu':>9} {'ratio':>6} | max rel diff")
+    print(f"{'threads':>7} {'time':>4} | {'sequential':>10} | {'batched':>8} {'ratio':>6} | {'auto':>8} {'ratio':>6}")
     for r in rows:
-        print(
-            f"{r['threads']:>7} | {r['sequential_steps_per_s_wall']:>9.1f} {r['batched_steps_per_s_wall']:>10.1f}"
-            f" {r['speedup_wall']:>5.2f}x | {r['sequential_steps_per_s_cpu']:>8.1f} {r['batched_steps_per_s_cpu']:>9.1f}"
-            f" {r['speedup_cpu']:>5.2f}x | {r['max_rel_diff_final_test_loss']:.1e}"
-        )
+        for t in ("wall", "cpu"):
+            print(
+                f"{r['threads']:>7} {t:>4} | {r[f'sequential_steps_per_s_{t}']:>10.1f} |"
+                f" {r[f'batched_steps_per_s_{t}']:>8.1f} {r[f'batched_speedup_{t}']:>5.2f}x |"
+                f" {r[f'auto_steps_per_s_{t}']:>8.1f} {r[f'auto_speedup_{t}']:>5.2f}x"
+            )
+        print(f"{'':>7} max relative difference of final test losses, batched vs sequential: "
+              f"{r['max_rel_diff_final_test_loss']:.1e}")
 
 
 if __name__ == "__main__":

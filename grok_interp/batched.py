@@ -19,7 +19,10 @@ What stays per run, exactly as :func:`grok_interp.train_hooked` does it:
   each run from its own latest state).
 
 A run that finishes (its ``steps`` or ``stop_after_grok``) leaves the batch; the rest
-go on. Each run's history equals its ``train_hooked`` history within float rounding
+go on. Batching pays where one run leaves the hardware idle: on a GPU, and on CPU for
+small tasks (p up to about 47 at the Nanda sizes); on CPU a large task already keeps a
+core busy, and a batch of them only spills the caches, so by default
+(:func:`auto_batch_size`) CPU batches stay cache-sized and large tasks train one by one. Each run's history equals its ``train_hooked`` history within float rounding
 (batched and single matrix products may round differently; tested).
 
 Runs can share a batch when :func:`batch_key` gives them the same key: one-layer,
@@ -52,7 +55,7 @@ from .runs import GrokRun, _prepare_out, _restore, _RunDir, _write_csv, _write_j
 from .tasks import Split, Task
 from .training import Callback, TrainContext, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
 
-__all__ = ["train_many", "batch_key", "batch_groups"]
+__all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +95,32 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
     )
 
 
+# On CPU a batch pays only while the runs' MLP activations (n_train x d_mlp floats
+# each) stay cache-sized: measured on a 2-core Xeon (1 thread, fwd+bwd per run-step),
+# 8 runs at once were 1.3x faster than one by one at p=31 (0.6 MB per run), even at
+# p=47 (1.4 MB), and 1.3x slower at p=97 (5.8 MB), where each run alone already keeps
+# the core busy. On a GPU, batching is what fills the device.
+CPU_BATCH_BYTES = 4 * 2**20
+
+
+def auto_batch_size(key: tuple) -> int | None:
+    """Largest useful batch for runs with :func:`batch_key` ``key`` (None: no limit).
+
+    CUDA: no limit. CPU: as many runs as fit ``CPU_BATCH_BYTES`` of MLP activations
+    (at least 1, i.e. one run at a time for large tasks).
+    """
+    d_mlp, n_train, device = key[5], key[7], key[9]
+    if device.startswith("cuda"):
+        return None
+    return max(1, CPU_BATCH_BYTES // (4 * n_train * d_mlp))
+
+
 def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[list[int]]:
     """Partition run indices into batches (same :func:`batch_key`), at most ``max_batch`` each.
 
-    Unbatchable runs come back as groups of one. Groups keep the input order inside.
+    ``max_batch=None`` sizes each batch with :func:`auto_batch_size` (no limit on a
+    GPU; on CPU only as many runs as stay cache-sized). Unbatchable runs come back as
+    groups of one. Groups keep the input order inside; groups are ordered by first run.
     """
     groups: dict[Any, list[int]] = {}
     for i, spec in enumerate(runs):
@@ -103,8 +128,9 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
         key = batch_key(config, mask) if config is not None else None
         groups.setdefault(("single", i) if key is None else key, []).append(i)
     out = []
-    for idx in groups.values():
-        size = max_batch or len(idx)
+    for key, idx in groups.items():
+        size = max_batch if max_batch is not None else (None if key[0] == "single" else auto_batch_size(key))
+        size = size or len(idx)
         out.extend(idx[j : j + size] for j in range(0, len(idx), size))
     return sorted(out, key=lambda g: g[0])
 
@@ -308,7 +334,10 @@ def train_many(
             every run, with that run's own model and context.
         measures: Progress measures recorded at every history row of every run.
         progress: Show a progress bar per batch.
-        max_batch: At most this many runs per batch (memory grows with it).
+        max_batch: At most this many runs per batch; None (default) sizes batches
+            with :func:`auto_batch_size`: every compatible run together on a GPU, on
+            CPU only while the batch stays cache-sized (large tasks then train one
+            by one, which is faster there; see ``benchmarks/many_runs.py``).
 
     Returns:
         The runs, in the order given.

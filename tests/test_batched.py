@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp.batched import batch_groups, train_many
+from grok_interp.batched import auto_batch_size, batch_groups, batch_key, train_many
 from grok_interp.training import checkpoint_schedule
 
 from .helpers import SMALL_MODEL
@@ -92,3 +92,14 @@ def test_incompatible_runs_are_grouped_or_trained_alone():
     runs = train_many([{**s, "steps": 10} for s in specs[:2]], progress=False)
     assert [r.config.model.n_layers for r in runs] == [1, 2]
     assert runs[1].history["step"].tolist() == [0, 10]
+
+
+def test_cpu_batches_stay_cache_sized_gpu_batches_do_not():
+    big = [{"p": 97, "seed": s} for s in range(3)]  # 2822 pairs x 512 floats each: too big for a CPU batch
+    assert batch_groups(big) == [[0], [1], [2]]
+    assert batch_groups(big, max_batch=8) == [[0, 1, 2]]
+    key = batch_key(g.RunConfig.from_kwargs(p=97))
+    assert auto_batch_size(key) == 1
+    assert auto_batch_size(key[:9] + ("cuda:0",)) is None
+    small = batch_key(g.RunConfig.from_kwargs(p=31))  # 288 pairs: 0.6 MB of activations per run
+    assert auto_batch_size(small) == (4 * 2**20) // (4 * 288 * 512) == 7
