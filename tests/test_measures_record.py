@@ -93,6 +93,7 @@ def test_compare_measures_finds_lag_direction_and_lead():
     assert out.loc["leading", "before_acc"] and out.loc["leading", "before_test_loss"]
     assert abs(out.loc["noise", "spearman"]) < 0.2
     assert math.isnan(out.loc["train_loss", "spearman"])  # constant: no correlation
+    assert out.loc["train_loss", "direction"] == "flat" and pd.isna(out.loc["train_loss", "moved_at"])
     assert out.index[0] in ("leading", "rising")
 
 

@@ -8,7 +8,7 @@ For every measure column of a run's history (and, optionally, of a
   between ``measure(t)`` and ``test_loss(t + lag)`` (a cross-correlation; Spearman is
   blind to a shift between two monotone curves); a positive lag means the measure moves
   *before* test loss (test loss is interpolated between its recorded steps);
-* ``direction``: ``falls`` or ``rises`` over the window;
+* ``direction``: ``falls``, ``rises`` or ``flat`` over the window (final level vs start);
 * ``moved_at``: the first step at which the measure has covered ``move_frac`` (half) of
   its change from its value at memorisation to its final level (median of the last
   tenth of the window); ``before_test_loss`` / ``before_acc`` say whether that is
@@ -138,13 +138,20 @@ def compare_measures(
         row.update(best_lag=best_lag, pearson_at_lag=best_r)
         m = moved_at(s, x, move_frac)
         tail = max(1, len(x) // 10)
-        row["direction"] = "" if len(x) < 2 else ("falls" if np.median(x[-tail:]) < x[0] else "rises")
+        end = float(np.median(x[-tail:])) if len(x) else math.nan
+        scale = float(np.max(np.abs(x))) if len(x) else 0.0
+        row["direction"] = (
+            "" if len(x) < 2 else "flat" if abs(end - x[0]) <= 1e-9 * max(scale, 1e-300) else "falls" if end < x[0] else "rises"
+        )
         row["moved_at"] = m
         row["before_test_loss"] = None if m is None or target_moved is None else bool(m < target_moved)
         row["before_acc"] = None if m is None or ev.grokked_at is None else bool(m < ev.grokked_at)
         row["lead_over_acc"] = None if m is None or ev.grokked_at is None else ev.grokked_at - m
         rows.append(row)
     out = pd.DataFrame(rows)
+    for col in ("moved_at", "lead_over_acc", "best_lag"):
+        if col in out.columns:
+            out[col] = out[col].astype("Int64")
     if len(out):
         out = out.sort_values("spearman", key=lambda v: -v.abs().fillna(-1), kind="stable").reset_index(drop=True)
     out.attrs.update(memorised_at=ev.memorised_at, grokked_at=ev.grokked_at, target_moved_at=target_moved, start=start)
