@@ -8,7 +8,8 @@ blocks of ``--steps`` steps. The machine's practical limit is the FLOP/s of an f
 (alternating with the steps). Reported for the fast forward and for the hooked model's
 own forward, each as FLOP/s over its own counted FLOPs and as the fraction of the
 matmul limit; ``useful`` divides the fast step's FLOPs (what the loss needs) by each
-step's time.
+step's time. Both clocks are reported: ``wall`` (elapsed) and ``cpu`` (process CPU
+time: with one thread, the cost on a free core, robust to waiting on a shared machine).
 
     python benchmarks/compute_efficiency.py --threads 1 2
 """
@@ -70,22 +71,25 @@ def main() -> None:
         for fn, _ in jobs.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in jobs}
+        cpu: dict[str, list[float]] = {k: [] for k in jobs}
         for _ in range(args.repeats):
             for name, (fn, n) in jobs.items():
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for _ in range(n):
                     fn()
                 times[name].append((time.perf_counter() - t) / n)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        peak = mm_flops / med["matmul"]
-        row = {"threads": threads, "matmul_gflops": peak / 1e9}
-        for name in forwards:
-            achieved = flops[name] / med[name]
-            row[f"{name}_ms"] = med[name] * 1e3
-            row[f"{name}_gflops"] = achieved / 1e9
-            row[f"{name}_fraction"] = achieved / peak
-            row[f"{name}_useful_fraction"] = flops["fast"] / med[name] / peak
-        rows.append(row)
+                cpu[name].append((time.process_time() - c) / n)
+        for clock, samples in (("wall", times), ("cpu", cpu)):
+            med = {k: statistics.median(v) for k, v in samples.items()}
+            peak = mm_flops / med["matmul"]
+            row = {"threads": threads, "clock": clock, "matmul_gflops": peak / 1e9}
+            for name in forwards:
+                achieved = flops[name] / med[name]
+                row[f"{name}_ms"] = med[name] * 1e3
+                row[f"{name}_gflops"] = achieved / 1e9
+                row[f"{name}_fraction"] = achieved / peak
+                row[f"{name}_useful_fraction"] = flops["fast"] / med[name] / peak
+            rows.append(row)
 
     print(json.dumps({
         "benchmark": "compute_efficiency", "p": args.p, "n_train": len(toks), "torch": torch.__version__,
@@ -93,11 +97,11 @@ def main() -> None:
     }))
     print(f"\nFLOPs per training step at p={args.p}: fast {flops['fast'] / 1e9:.2f} GFLOP, "
           f"hooked {flops['hooked'] / 1e9:.2f} GFLOP (matrix products, forward + backward)")
-    print(f"{'threads':>7} | {'matmul':>8} | {'fast ms':>8} {'GFLOP/s':>8} {'of peak':>7} | "
+    print(f"{'threads':>7} {'clock':>5} | {'matmul':>8} | {'fast ms':>8} {'GFLOP/s':>8} {'of peak':>7} | "
           f"{'hooked ms':>9} {'GFLOP/s':>8} {'of peak':>7} {'useful':>7}")
     for r in rows:
         print(
-            f"{r['threads']:>7} | {r['matmul_gflops']:>8.1f} | {r['fast_ms']:>8.1f} {r['fast_gflops']:>8.1f}"
+            f"{r['threads']:>7} {r['clock']:>5} | {r['matmul_gflops']:>8.1f} | {r['fast_ms']:>8.1f} {r['fast_gflops']:>8.1f}"
             f" {r['fast_fraction']:>6.0%} | {r['hooked_ms']:>9.1f} {r['hooked_gflops']:>8.1f}"
             f" {r['hooked_fraction']:>6.0%} {r['hooked_useful_fraction']:>6.0%}"
         )

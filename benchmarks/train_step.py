@@ -9,7 +9,10 @@ medians are reported.
 
 * ``naive``: the HookedTransformer's own forward, ``model(tokens)[:, -1]``, i.e. every
   position, every hook point (what a plain TransformerLens training loop does);
-* ``fast``: :func:`grok_interp.forward.fast_forward` (what ``train_hooked`` uses).
+* ``fast``: :func:`grok_interp.forward.fast_forward` (what ``train_hooked`` uses);
+* ``compile`` (with ``--compile``): :func:`grok_interp.forward.compiled_forward`, the
+  fast forward through ``torch.compile``; its one-off compile time is reported (it
+  depends on whether TorchInductor's on-disk cache already holds the graph).
 
 ``wall_ms`` is elapsed time; ``cpu_ms`` is process CPU time, what the step costs on a
 free core when one thread is used (on a shared machine wall time also counts waiting;
@@ -30,7 +33,7 @@ import time
 import torch
 
 import grok_interp as g
-from grok_interp.forward import fast_forward, hooked_forward
+from grok_interp.forward import compiled_forward, fast_forward, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
 
@@ -48,6 +51,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--loop", action="store_true", help="also time train_hooked itself (1 thread)")
+    ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd fast forward")
     ap.add_argument("--loop-steps", type=int, default=100)
     args = ap.parse_args()
 
@@ -69,6 +73,12 @@ def main() -> None:
         return step
 
     loops = {"naive": stepper(hooked_forward), "fast": stepper(fast_forward)}
+    compile_s = None
+    if args.compile:
+        loops["compile"] = stepper(compiled_forward)
+        t = time.perf_counter()
+        loops["compile"]()
+        compile_s = time.perf_counter() - t
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -83,12 +93,14 @@ def main() -> None:
                 cpu[name].append(c)
         med_w = {k: statistics.median(v) for k, v in wall.items()}
         med_c = {k: statistics.median(v) for k, v in cpu.items()}
-        rows.append({
-            "threads": threads,
-            "naive_wall_ms": med_w["naive"], "fast_wall_ms": med_w["fast"],
-            "naive_cpu_ms": med_c["naive"], "fast_cpu_ms": med_c["fast"],
-            "speedup_wall": med_w["naive"] / med_w["fast"], "speedup_cpu": med_c["naive"] / med_c["fast"],
-        })
+        row = {"threads": threads}
+        for name in loops:
+            row[f"{name}_wall_ms"], row[f"{name}_cpu_ms"] = med_w[name], med_c[name]
+        row["speedup_wall"], row["speedup_cpu"] = med_w["naive"] / med_w["fast"], med_c["naive"] / med_c["fast"]
+        if "compile" in loops:
+            row["compile_speedup_wall"] = med_w["naive"] / med_w["compile"]
+            row["compile_speedup_cpu"] = med_c["naive"] / med_c["compile"]
+        rows.append(row)
 
     loop = None
     if args.loop:
@@ -114,7 +126,7 @@ def main() -> None:
     result = {
         "benchmark": "train_step", "p": args.p, "n_train": len(toks), "backend": backend,
         "torch": torch.__version__, "repeats": args.repeats, "steps_per_block": args.steps,
-        "step": rows, "train_hooked_loop": loop,
+        "compile_s": compile_s, "step": rows, "train_hooked_loop": loop,
     }
     print(json.dumps(result))
     print(f"\ntrain step at p={args.p} ({len(toks)} pairs, full batch, AdamW), median ms/step")
@@ -124,6 +136,12 @@ def main() -> None:
             f"{r['threads']:>7} | {r['naive_wall_ms']:>10.1f} {r['fast_wall_ms']:>10.1f} {r['speedup_wall']:>5.2f}x |"
             f" {r['naive_cpu_ms']:>10.1f} {r['fast_cpu_ms']:>10.1f} {r['speedup_cpu']:>5.2f}x"
         )
+        if "compile_wall_ms" in r:
+            print(
+                f"{'compile':>7} | {'':>10} {r['compile_wall_ms']:>10.1f} {r['compile_speedup_wall']:>5.2f}x |"
+                f" {'':>10} {r['compile_cpu_ms']:>10.1f} {r['compile_speedup_cpu']:>5.2f}x"
+                f"   (first call, compiling: {compile_s:.1f} s)"
+            )
     if loop:
         print(
             f"\ntrain_hooked, {loop['steps']} steps, eval every 10, 1 thread: forward=hooked {loop['hooked_cpu_ms']:.1f} "
