@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -56,8 +57,9 @@ class RunDirectoryError(ValueError):
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # A unique name created with the process umask (mkstemp would make it 0600).
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
+    open(tmp, "xb").close()
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
