@@ -208,6 +208,12 @@ def test_plot_training_draws_the_history_on_log_axes_with_events():
     smoothed = plot_training(h, smoothing=True, window=101, sigma=20, start=0)
     line = next(x for x in smoothed.axes[0].get_lines() if x.get_label() == "test (smoothed)")
     sub = h[h["step"] > 0]
+    want = np.exp(smooth(np.log(sub["test_loss"]), sub["step"], window=101, sigma=20, start=0))  # log space
+    np.testing.assert_allclose(line.get_ydata(), want)
+    acc = next(x for x in smoothed.axes[1].get_lines() if x.get_label() == "test (smoothed)")
+    np.testing.assert_allclose(acc.get_ydata(), smooth(sub["test_acc"], sub["step"], window=101, sigma=20, start=0))
+    raw = plot_training(h, smoothing=True, window=101, sigma=20, start=0, log_smooth=False)
+    line = next(x for x in raw.axes[0].get_lines() if x.get_label() == "test (smoothed)")
     np.testing.assert_allclose(line.get_ydata(), smooth(sub["test_loss"], sub["step"], window=101, sigma=20, start=0))
     linear = plot_training(h, log_x=False, events=False)
     assert linear.axes[0].get_xscale() == "linear" and _vlines(linear.axes[1]) == []

@@ -145,6 +145,7 @@ def plot_training(
     start: float = 1000,
     log_x: bool = True,
     events: bool = True,
+    log_smooth: bool = True,
     title: str | None = None,
 ) -> Figure:
     """Train/test loss (log y) and accuracy over steps, on a log step axis.
@@ -156,6 +157,10 @@ def plot_training(
         window, sigma, start: Smoothing parameters, in steps (see :func:`smooth`).
         log_x: Log step axis (step 0 is left out: it has no place on a log axis).
         events: Mark memorisation and grokking (:func:`grok_interp.measures.events`).
+        log_smooth: Smooth ``log(loss)`` (the quantity the log axis shows) rather than
+            the loss. A window mean of a loss that falls by orders of magnitude is
+            dominated by its largest values, which draws steps and bumps on a log
+            axis; ``False`` smooths the raw values as the reference code does.
         title: Figure title.
 
     Returns:
@@ -174,7 +179,10 @@ def plot_training(
             col = f"{split}_{kind}"
             if smoothing:
                 ax.plot(df["step"], df[col], color=color, alpha=0.25, linewidth=1)
-                ax.plot(df["step"], smooth(df[col], df["step"], window=window, sigma=sigma, start=start),
+                in_log = log_smooth and kind == "loss" and bool((df[col] > 0).all())
+                values = np.log(df[col]) if in_log else df[col]
+                smoothed = smooth(values, df["step"], window=window, sigma=sigma, start=start)
+                ax.plot(df["step"], np.exp(smoothed) if in_log else smoothed,
                         color=color, linewidth=1.8, label=f"{split} (smoothed)")
             else:
                 ax.plot(df["step"], df[col], color=color, linewidth=1.5, label=split)
