@@ -5,7 +5,8 @@ with random splits, and that ``acc * (1 - frac)`` - the share of *all* pairs ans
 correctly outside the training set - stays about constant across fractions: more data
 does not let more test pairs be answered. This prints, per fraction, the measured
 U-Acc and final test accuracy, both products, and the ceilings predicted from the
-split (:mod:`grok_interp.theory`).
+split (:mod:`grok_interp.theory`), including ``ceiling_transpose``: the share of test
+pairs whose transpose ``(b, a)`` was trained on.
 
     python examples/nonisomorphic.py            # p = 97 (the paper's scale)
     python examples/nonisomorphic.py --quick    # p = 23, seconds
@@ -23,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import matplotlib.pyplot as plt  # noqa: E402
 
 import _common as c  # noqa: E402
+import grok_interp as g  # noqa: E402
 from grok_interp.sweep import sweep  # noqa: E402
+from grok_interp.theory import symmetry_ceiling  # noqa: E402
 
 SCALES = {
     "paper": dict(
@@ -54,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     scale = c.scale(args, SCALES)
     radii = scale["radii"]
     table = sweep([{"frac": f} for f in scale["fracs"]], out, base=scale["base"], radii=radii, **c.sweep_kwargs(args))
+    # The share of test pairs whose transpose (b, a) - same answer, f is symmetric - was
+    # trained on: what a model answering only through the transpose can reach.
+    table["ceiling_transpose"] = [
+        symmetry_ceiling(g.load_run(p).split) if s != "failed" else float("nan")
+        for p, s in zip(table["path"], table["status"])
+    ]
     table["u_acc_x_1mfrac"] = table["u_acc"] * (1 - table["frac"])
     table["final_x_1mfrac"] = table["final_test_acc"] * (1 - table["frac"])
     cols = ["run", "frac", "n_train", "memorised_at", "grokked_at", "u_acc", "final_test_acc", "u_acc_x_1mfrac",
-            "final_x_1mfrac", "ceiling", *[f"ceiling_r{r}" for r in radii], "final_step", "status", "error"]
+            "final_x_1mfrac", "ceiling_transpose", "ceiling", *[f"ceiling_r{r}" for r in radii], "final_step", "status", "error"]
     c.show(table, "a^2 + ab + b^2: accuracy and acc * (1 - frac) per training fraction", cols)
     ok = table[table["status"] != "failed"]
     if len(ok) > 1:

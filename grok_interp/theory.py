@@ -16,6 +16,9 @@ reach: a test input can only be answered if a training input of the same class l
 * :func:`ceiling_curve` / :func:`predicted_ceiling` - the predicted ceiling at radius
   ``r``: the share of test pairs with a same-class training pair within ``r``. Set the
   curve beside the measured U-Acc (:func:`grok_interp.measures.events`).
+* :func:`symmetry_ceiling` - share of test pairs that some symmetry of the grid (e.g.
+  the transpose ``(a, b) -> (b, a)``) maps onto a training pair of the same class:
+  the cap of a model that only answers a test pair through such an image.
 * :func:`covered_per_point` and :func:`alpha_bound` - the random-split bound
   ``alpha >= 2 ln(p) / C``: if each training pair "covers" ``C`` grid points of its
   class, a random fraction ``alpha`` leaves a given pair uncovered with probability
@@ -39,7 +42,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -59,6 +62,8 @@ __all__ = [
     "predicted_ceiling",
     "covered_per_point",
     "alpha_bound",
+    "symmetry_ceiling",
+    "SYMMETRIES",
 ]
 
 # Pairwise distance blocks are computed in chunks of at most this many entries.
@@ -217,6 +222,50 @@ def predicted_ceiling(split: Split, radius: int | None = None) -> float:
     if radius is None:
         return coverage_ceiling(split)
     return float(ceiling_curve(split, [radius])["ceiling"].iloc[0])
+
+
+SYMMETRIES: dict[str, Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]] = {
+    "transpose": lambda a, b, p: (b, a),
+    "negate": lambda a, b, p: ((-a) % p, (-b) % p),
+    "negate_transpose": lambda a, b, p: ((-b) % p, (-a) % p),
+}
+"""Named maps of the grid ``(a, b) -> (a', b')`` for :func:`symmetry_ceiling`."""
+
+
+def symmetry_ceiling(
+    split: Split, maps: Iterable[str | Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]] = ("transpose",)
+) -> float:
+    """Share of test pairs that one of ``maps`` sends onto a training pair of the same class.
+
+    A model that answers a test pair only when its image under a symmetry of the task
+    was trained on (e.g. ``(b, a)`` for a symmetric ``f``) can reach at most this test
+    accuracy. For a random split and the transpose it is about ``frac`` (diagonal pairs
+    are their own transpose and never count).
+
+    Args:
+        split: A split of a prime-field task.
+        maps: Names in :data:`SYMMETRIES` or callables ``(a, b, p) -> (a', b')`` on int64
+            tensors. An image with another answer than the pair does not count.
+
+    Returns:
+        The share in [0, 1].
+    """
+    if not isinstance(split, Split):
+        raise bad_value("split", type(split).__name__, "must be a grok_interp.Split")
+    p, labels = split.task.p, split.task.labels
+    pairs = split.test_pairs
+    a, b = pairs[:, 0], pairs[:, 1]
+    hit = torch.zeros(len(pairs), dtype=torch.bool)
+    for m in maps:
+        if isinstance(m, str):
+            if m not in SYMMETRIES:
+                raise bad_value("maps", m, "must be a callable or one of " + ", ".join(map(repr, SYMMETRIES)))
+            m = SYMMETRIES[m]
+        a2, b2 = (torch.as_tensor(x, dtype=torch.int64) % p for x in m(a, b, p))
+        hit |= split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])
+    if len(pairs) == 0:
+        raise bad_value("split", "no test pairs", "needs at least one test pair")
+    return float(hit.float().mean())
 
 
 def covered_per_point(task: Task, radius: int) -> float:

@@ -20,6 +20,7 @@ from grok_interp.theory import (
     covered_per_point,
     nearest_train_distance,
     predicted_ceiling,
+    symmetry_ceiling,
     torus_distance,
 )
 
@@ -170,3 +171,25 @@ def test_alpha_bound():
 def test_nearest_distance_needs_a_split():
     with pytest.raises(ValueError, match="split"):
         nearest_train_distance(torch.zeros(5, 5))
+
+
+def test_symmetry_ceiling_hand_counted():
+    # p=5, a+b, training pairs (0, 1), (2, 3), (4, 4). Test pairs whose transpose trains:
+    # (1, 0) and (3, 2) -> 2 of 22. (4, 4) is its own transpose and trains itself.
+    split = mask_split(Task(p=5, op="add"), [(0, 1), (2, 3), (4, 4)])
+    assert symmetry_ceiling(split) == pytest.approx(2 / 22)
+    # Negation sends a+b to -(a+b): the same class only when a+b = 0. Of the training
+    # pairs only (2, 3) has a+b = 0, so only the test pair (3, 2) = -(2, 3) counts.
+    assert symmetry_ceiling(split, ["negate"]) == pytest.approx(1 / 22)
+    # A brute-force count with several maps on a^2+b^2 (negating one operand keeps the class).
+    task = Task(p=7, op="a2_b2")
+    split = Split.random(task, frac=0.3, seed=2)
+    tr, lab = split.train_mask, task.labels
+    maps = ["transpose", "negate", lambda a, b, p: (a, (-b) % p)]
+    want = [
+        any(tr[x, y] and lab[x, y] == lab[a, b] for x, y in ((b, a), ((-a) % 7, (-b) % 7), (a, (-b) % 7)))
+        for a, b in split.test_pairs.tolist()
+    ]
+    assert symmetry_ceiling(split, maps) == pytest.approx(sum(want) / len(want))
+    with pytest.raises(ValueError, match="maps="):
+        symmetry_ceiling(split, ["rotate"])
