@@ -41,7 +41,7 @@ SCALES = {
     # lr 3e-3 (the paper: p = 97, frac 0.3, lr 1e-3). With frac 0.5 the strips t >= 23 leave
     # fewer pairs outside than int(frac p^2), so all of them train.
     "reduced": dict(
-        base=dict(p=47, op="add", frac=0.5, lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
+        base=dict(p=47, op="add", frac=0.5, lr=3e-3, steps=1500, eval_every=10, checkpoint_every=250,
                   stop_after_grok=500),
         squares=[15, 17, 19, 22, 24, 27, 29],
         strips=[19, 24, 29, 32],
