@@ -28,6 +28,10 @@ Executors:
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
   the machine's cores (``max_workers``), each process with ``cores // workers`` torch
   threads; ``max_workers=1`` trains one run after another in the calling process.
+  Workers are *spawned* (fresh interpreters that import your script), so a script
+  calling :func:`sweep` with more than one worker needs the usual
+  ``if __name__ == "__main__":`` guard; without it every run comes back ``failed``
+  with ``BrokenProcessPool``.
 * ``"ray"`` (``pip install grok-interp[ray]``): each run is a Ray task on the cluster
   at ``address`` (default: a local Ray started for the sweep and shut down after).
   ``out`` must then be storage every node can reach.
