@@ -17,7 +17,7 @@ BASE = dict(p=23, steps=60, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
 # warm-up, loss, frozen parts, operation, cadence and length.
 VARIANTS = [
     {},
-    {"seed": 1, "data_seed": 3, "weight_decay": 0.1},
+    {"seed": 1, "data_seed": 3, "weight_decay": 0.1, "device": "auto"},
     {"seed": 2, "lr": 3e-3, "betas": (0.8, 0.95), "warmup_steps": 0, "steps": 35},
     {"op": "subtract", "loss": "mse", "freeze_biases": True, "eval_every": 7, "checkpoint_every": 9},
     {"seed": 4, "init": "tl", "embed_init": "circulant", "grok_threshold": 0.05, "stop_after_grok": 12},
