@@ -77,7 +77,7 @@ def compare_measures(
             ``step``, the target and the accuracies; ``train_loss`` stays as a baseline).
         target: The column to track (``test_loss``).
         lags: Candidate lags in steps (default: multiples of the measure's step spacing
-            up to a quarter of the window, at most 40 each way).
+            up to a quarter of the window each way, thinned to at most about 40 a side).
         move_frac: Fraction of its change at which a measure has "moved".
         start: First step of the window (default: ``memorised_at``; step 0 if the run
             never memorised).
@@ -123,11 +123,12 @@ def compare_measures(
         best_lag, best_r = 0, r
         if len(s) >= 3:
             spacing = float(np.median(np.diff(s)))
-            cand = list(lags) if lags is not None else [
-                int(round(spacing * i))
-                for i in range(-40, 41)
-                if abs(spacing * i) <= 0.25 * (s[-1] - s[0])
-            ]
+            if lags is not None:
+                cand = list(lags)
+            else:  # up to a quarter of the window each way, at most ~40 lags per side
+                n_max = int(0.25 * (s[-1] - s[0]) // spacing) if spacing > 0 else 0
+                stride = max(1, -(-n_max // 40))
+                cand = [int(round(spacing * i)) for i in range(-(n_max // stride) * stride, n_max + 1, stride)]
             for lag in cand:
                 keep = (s + lag >= t_steps[0]) & (s + lag <= t_steps[-1])
                 if keep.sum() < max(3, len(s) // 2):
