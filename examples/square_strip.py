@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  r={r:3d}: C={C:6.2f}  alpha={alpha_bound(task.p, C):.3f}  (this study's frac: {scale['base']['frac']})")
 
     # Plot 1: test accuracy over training, one line per run.
+    colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(table))]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for _, row in table.iterrows():
+    for i, (_, row) in enumerate(table.iterrows()):
         if row["status"] == "failed":
             continue
         h = c.history(row["path"])
-        ax.plot(h["step"], h["test_acc"], label=row["run"], lw=1)
+        ax.plot(h["step"], h["test_acc"], label=row["run"], lw=1, color=colors[i])
     ax.set(xlabel="step", ylabel="test accuracy", title="SQUARE / STRIP: test accuracy", ylim=(0, 1.02))
     ax.legend(fontsize=7, ncol=2)
     c.save(fig, out / "test_accuracy.png")
@@ -96,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     # Plot 2: predicted ceiling curves against the measured U-Acc of each run.
     base = scale["base"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (_, row) in enumerate(table.iterrows()):
         split = Split.build(task, row.get("split") or "random", base["frac"], 598,
                             k=None if np.isnan(row.get("k", np.nan)) else int(row["k"]),
                             t=None if np.isnan(row.get("t", np.nan)) else int(row["t"]))
         curve = ceiling_curve(split)
-        color = colors[i % len(colors)]
+        color = colors[i]
         ax.plot(curve["radius"], curve["ceiling"], color=color, lw=1, label=row["run"])
         if row["status"] != "failed" and np.isfinite(row["u_acc"]):
             ax.axhline(row["u_acc"], color=color, ls=":", lw=1)
