@@ -19,11 +19,14 @@ What stays per run, exactly as :func:`grok_interp.train_hooked` does it:
   each run from its own latest state).
 
 A run that finishes (its ``steps`` or ``stop_after_grok``) leaves the batch; the rest
-go on. Batching pays where one run leaves the hardware idle: on a GPU, and on CPU for
-small tasks (p up to about 47 at the Nanda sizes); on CPU a large task already keeps a
-core busy, and a batch of them only spills the caches, so by default
-(:func:`auto_batch_size`) CPU batches stay cache-sized and large tasks train one by one. Each run's history equals its ``train_hooked`` history within float rounding
+go on. Each run's history equals its ``train_hooked`` history within float rounding
 (batched and single matrix products may round differently; tested).
+
+Batching pays where one run leaves the hardware idle: on a GPU, and on CPU for small
+tasks (1.6x for 8 runs at p = 31 with the Nanda sizes, break-even at p = 47). On CPU a
+large task already keeps a core busy and a batch of them only spills the caches (8 runs
+at p = 97: no gain), so by default (:func:`auto_batch_size`) CPU batches stay
+cache-sized and large tasks train one by one.
 
 Runs can share a batch when :func:`batch_key` gives them the same key: one-layer,
 LayerNorm-free transformers with the same shapes (``p``, ``offset``, ``d_model``,
@@ -99,7 +102,7 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
 # each) stay cache-sized: measured on a 2-core Xeon (1 thread, fwd+bwd per run-step),
 # 8 runs at once were 1.3x faster than one by one at p=31 (0.6 MB per run), even at
 # p=47 (1.4 MB), and 1.3x slower at p=97 (5.8 MB), where each run alone already keeps
-# the core busy. On a GPU, batching is what fills the device.
+# the core busy (benchmarks/many_runs.py). On a GPU, batching is what fills the device.
 CPU_BATCH_BYTES = 4 * 2**20
 
 
@@ -271,7 +274,7 @@ def _train_batch(members: list[_Member], progress: bool) -> None:
     data: tuple[list[_Member], Tensor, Tensor] | None = None
     try:
         while active:
-            if data is None or [id(m) for m in data[0]] != [id(m) for m in active]:  # the batch changed: restack the data
+            if data is None or [id(m) for m in data[0]] != [id(m) for m in active]:  # the batch changed
                 data = (
                     list(active),
                     torch.stack([m.ctx.train_tokens for m in active]),
