@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     table = sweep(configs(scale), out, base=scale["base"], radii=radii, **c.sweep_kwargs(args))
     table = table.rename(columns={"grokked_at": "go_epoch"})
     cols = ["run", "n_train", "memorised_at", "go_epoch", "u_acc", "l_acc", "final_test_acc", "final_step",
-            "ceiling", *[f"ceiling_r{r}" for r in radii], "status", "error"]
+            "ceiling", "ceiling_transpose", *[f"ceiling_r{r}" for r in radii], "status", "error"]
     c.show(table, "SQUARE / STRIP: measured (U-Acc, L-Acc, GO-Epoch) and predicted ceilings", cols)
     table.to_csv(out / "square_strip.csv", index=False)
     task = Task(p=scale["base"]["p"], op=scale["base"]["op"])

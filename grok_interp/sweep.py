@@ -14,7 +14,8 @@ Columns: ``run`` (the directory name), the configuration keys, ``status``
 ``error``, the events of :func:`grok_interp.measures.events` (``memorised_at``,
 ``grokked_at``, ``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the
 training-set size and the predicted ceilings of :mod:`grok_interp.theory`
-(``ceiling``: class coverage; ``ceiling_r{r}`` for each radius asked for), ``wall_s``
+(``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transpose trains
+with the same answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``
 and ``path``. The table is also written to ``out/sweep.csv``.
 
 Why it is safe to rerun: each run goes through ``train_hooked(out=dir, resume=True)``,
@@ -215,9 +216,14 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
 
 
 def _ceilings(split: Any, radii: Sequence[int]) -> dict[str, Any]:
-    from .theory import coverage_ceiling, predicted_ceiling
+    from .theory import coverage_ceiling, predicted_ceiling, symmetry_ceiling
 
-    out: dict[str, Any] = {"n_train": split.n_train, "n_test": split.n_test, "ceiling": coverage_ceiling(split)}
+    out: dict[str, Any] = {
+        "n_train": split.n_train,
+        "n_test": split.n_test,
+        "ceiling": coverage_ceiling(split),
+        "ceiling_transpose": symmetry_ceiling(split, ["transpose"]),
+    }
     for r in radii:
         out[f"ceiling_r{r}"] = predicted_ceiling(split, r)
     return out

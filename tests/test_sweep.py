@@ -14,7 +14,7 @@ import grok_interp.sweep as sweep_mod
 from grok_interp.cli import main
 from grok_interp.measures import events
 from grok_interp.sweep import grid, run_name, summarise, sweep
-from grok_interp.theory import coverage_ceiling, predicted_ceiling
+from grok_interp.theory import coverage_ceiling, predicted_ceiling, symmetry_ceiling
 
 from .helpers import SMALL_MODEL
 
@@ -57,6 +57,7 @@ def _check_row_against_run(row: pd.Series, radii=()) -> None:
     assert row["final_test_acc"] == pytest.approx(run.history["test_acc"].iloc[-1])
     assert row["n_train"] == run.split.n_train
     assert row["ceiling"] == pytest.approx(coverage_ceiling(run.split))
+    assert row["ceiling_transpose"] == pytest.approx(symmetry_ceiling(run.split, ["transpose"]))
     for r in radii:
         assert row[f"ceiling_r{r}"] == pytest.approx(predicted_ceiling(run.split, r))
 
