@@ -36,7 +36,7 @@ from torch import nn
 
 from . import _tl
 from ._validate import bad_value
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import ModelConfig, RunConfig
 from .forward import select_forward
 from .models import build_model, load_weights, weights
 from .tasks import Split, Task
@@ -111,6 +111,32 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return df
 
     return _read(path, reader)
+
+
+def write_resume_state(
+    path: Path, step: int, w: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, history: list[dict]
+) -> None:
+    """Write ``path/state-<step>/`` (weights, optimiser, history, status) as one unit.
+
+    The directory is filled under a temporary name and renamed into place, so a resume
+    state is either complete or absent; older states are removed afterwards.
+    """
+    final = path / f"state-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=path))
+    try:
+        _write_weights(tmp / "model.safetensors", w)
+        _atomic_write(tmp / "optimizer.pt", lambda t: torch.save(optimizer.state_dict(), t))
+        _write_csv(tmp / "history.csv", history)
+        _write_json(tmp / "status.json", {"step": step})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in path.glob("state-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -230,22 +256,7 @@ class _RunDir:
 
     def save_state(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict]) -> None:
         """Write a complete resume state for ``step`` and drop older ones."""
-        final = self.path / f"state-{step:07d}"
-        tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=self.path))
-        try:
-            _write_weights(tmp / "model.safetensors", weights(model))
-            _atomic_write(tmp / "optimizer.pt", lambda t: torch.save(optimizer.state_dict(), t))
-            _write_csv(tmp / "history.csv", history)
-            _write_json(tmp / "status.json", {"step": step})
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in self.path.glob("state-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        write_resume_state(self.path, step, weights(model), optimizer, history)
 
     def latest_state(self) -> Path | None:
         states = sorted(self.path.glob("state-*"))

@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -48,6 +46,7 @@ from ..runs import (
     _write_csv,
     _write_json,
     _write_weights,
+    write_resume_state,
 )
 from ..training import checkpoint_schedule, resolve_device
 from .resnet import HookedResNet, build_resnet
@@ -349,22 +348,7 @@ def _write_static(path: Path, config: ResNetConfig, indices: Tensor, split: Shap
 
 
 def _save_state(path: Path, epoch: int, model: HookedResNet, opt: torch.optim.Optimizer, rows: list[dict]) -> None:
-    final = path / f"state-{epoch:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=path))
-    try:
-        _write_weights(tmp / "model.safetensors", _state(model))
-        _atomic_write(tmp / "optimizer.pt", lambda t: torch.save(opt.state_dict(), t))
-        _write_csv(tmp / "history.csv", rows)
-        _write_json(tmp / "status.json", {"step": epoch})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in path.glob("state-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    write_resume_state(path, epoch, _state(model), opt, rows)
 
 
 def _read_config(path: Path) -> ResNetConfig:
