@@ -116,3 +116,21 @@ def test_compiled_forward_equals_fast_forward():
     assert ga.keys() == gb.keys()
     for k in ga:
         assert torch.allclose(ga[k], gb[k], atol=1e-6), k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_gradient_has_no_subnormal_floats(dtype):
+    """A fitted example's wrong classes get float64 probabilities ~e^-100: their gradient,
+    cast back to float32, would be subnormal (slow CPU arithmetic); it must be 0 instead."""
+    logits = torch.zeros(4, 13, dtype=dtype)
+    logits[:, 0] = torch.tensor([100.0, 95.0, 20.0, 3.0], dtype=dtype)
+    logits.requires_grad_(True)
+    loss_fn(logits, torch.zeros(4, dtype=torch.long)).backward()
+    grad, tiny = logits.grad, torch.finfo(dtype).tiny
+    assert grad.dtype == dtype
+    assert not ((grad != 0) & (grad.abs() < tiny)).any()
+    # Everything representable is the exact float64 gradient, rounded: (softmax - onehot) / n.
+    ref = (torch.softmax(logits.detach().double(), -1) - torch.nn.functional.one_hot(torch.zeros(4, dtype=torch.long), 13)) / 4
+    normal = ref.abs() >= tiny
+    assert torch.allclose(grad[normal].double(), ref[normal], rtol=1e-6, atol=0)
+    assert torch.count_nonzero(grad[:2, 1:]) == (0 if dtype == torch.float32 else 24)
