@@ -43,7 +43,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -53,8 +52,8 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
-from .models import build_model, weights
-from .runs import GrokRun, _prepare_out, _restore, _RunDir, _write_csv, _write_json, _write_weights, train_hooked
+from .models import weights
+from .runs import GrokRun, _RunDir, _write_csv, _write_json, _write_weights, prepare_run, train_hooked
 from .tasks import Split, Task
 from .training import Callback, TrainContext, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
 
@@ -227,37 +226,9 @@ def _member(
     callbacks: Iterable[Callback], measures: Iterable[Any] | None,
 ) -> _Member:
     """Set one run up as ``train_hooked`` does (same model, optimiser, data, run directory)."""
-    d = config.data
-    task = Task(p=d.p, op=d.op, offset=d.offset)
-    split = Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t, mask=mask)
-    device = resolve_device(config.train.device)
-    out_path = Path(out) if out is not None else None
-    resuming = _prepare_out(out_path, resume) if out_path is not None else False
-    model = build_model(config.model, task, device=device)
-    optimizer = _fused_optimizer(model, config.train)
-    history: list[dict[str, Any]] = []
-    start = 0
-    rd = _RunDir(out_path) if out_path is not None else None
-    if resuming:
-        assert rd is not None
-        start, history = _restore(rd, config, task, split, model, optimizer)
-    elif rd is not None:
-        rd.write_static(config, task, split)
-    ctx = TrainContext(
-        task=task,
-        split=split,
-        train_tokens=task.tokens(split.train_pairs).to(device),
-        train_labels=task.answers(split.train_pairs).to(device),
-        test_tokens=task.tokens(split.test_pairs).to(device),
-        test_labels=task.answers(split.test_pairs).to(device),
-        forward=fast_forward,
-    )
-    cbs = list(callbacks)
-    if measures is not None:
-        from .measures import recorder  # measures are optional; imported only when asked
-
-        cbs.append(recorder(measures))
-    return _Member(config, task, split, model, optimizer, ctx, cbs, rd, start, history)
+    s = prepare_run(config, mask=mask, out=out, resume=resume, callbacks=callbacks, measures=measures,
+                    forward=fast_forward, make_opt=_fused_optimizer)
+    return _Member(config, s.task, s.split, s.model, s.optimizer, s.ctx, s.callbacks, s.rd, s.start, s.history)
 
 
 def _stack(members: list[_Member], detach: bool = False) -> dict[str, Tensor]:

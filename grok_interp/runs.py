@@ -351,40 +351,13 @@ def train_hooked(
         config = RunConfig.from_kwargs(
             p=p, op=("custom:" + getattr(op, "__name__", "f")) if custom_op else op, split=split, **options
         )
-    d = config.data
-    task = Task(p=d.p, op=op if custom_op else d.op, offset=d.offset)
-    split_obj = Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t, mask=mask)
-    device = resolve_device(config.train.device)
-    out_path = Path(out) if out is not None else None
-    resuming = _prepare_out(out_path, resume) if out_path is not None else False
-
-    model = build_model(config.model, task, device=device)
-    optimizer = make_optimizer(model, config.train)
-    history: list[dict[str, Any]] = []
-    start = 0
-    rd = _RunDir(out_path) if out_path is not None else None
-    if resuming:
-        assert rd is not None
-        start, history = _restore(rd, config, task, split_obj, model, optimizer)
-    elif rd is not None:
-        rd.write_static(config, task, split_obj)
-
     forward, forward_name = select_forward(config.model, config.train.forward)
-    log.info("training p=%d op=%s with the %s forward on %s", task.p, task.op_name, forward_name, device)
-    ctx = TrainContext(
-        task=task,
-        split=split_obj,
-        train_tokens=task.tokens(split_obj.train_pairs).to(device),
-        train_labels=task.answers(split_obj.train_pairs).to(device),
-        test_tokens=task.tokens(split_obj.test_pairs).to(device),
-        test_labels=task.answers(split_obj.test_pairs).to(device),
-        forward=forward,
+    s = prepare_run(
+        config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
+        measures=measures, forward=forward, make_opt=make_optimizer,
     )
-    all_callbacks = list(callbacks)
-    if measures is not None:
-        from .measures import recorder  # measures are optional; imported only when asked
-
-        all_callbacks.append(recorder(measures))
+    task, split_obj, model, optimizer, ctx, rd = s.task, s.split, s.model, s.optimizer, s.ctx, s.rd
+    log.info("training p=%d op=%s with the %s forward on %s", task.p, task.op_name, forward_name, s.device)
     memory: dict[int, dict[str, torch.Tensor]] = {}
 
     def on_checkpoint(step: int, m: nn.Module, opt: torch.optim.Optimizer, hist: list[dict]) -> None:
@@ -399,15 +372,83 @@ def train_hooked(
         _write_json(rd.path / "status.json", {"step": step, "finished": False})
 
     rows = train_loop(
-        model, ctx, config.train, optimizer=optimizer, start_step=start, history=history,
-        callbacks=all_callbacks, on_checkpoint=on_checkpoint, progress=progress,
+        model, ctx, config.train, optimizer=optimizer, start_step=s.start, history=s.history,
+        callbacks=s.callbacks, on_checkpoint=on_checkpoint, progress=progress,
     )
     if rd is not None:
         _write_json(rd.path / "status.json", {"step": rows[-1]["step"], "finished": True})
     return GrokRun(
         model=model, task=task, split=split_obj, config=config, history=pd.DataFrame(rows),
-        path=out_path, _memory_checkpoints=memory,
+        path=s.out_path, _memory_checkpoints=memory,
     )
+
+
+@dataclass(eq=False)
+class PreparedRun:
+    """Everything a training loop needs for one run, set up from its configuration."""
+
+    task: Task
+    split: Split
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    ctx: TrainContext
+    callbacks: list[Callback]
+    rd: _RunDir | None
+    out_path: Path | None
+    device: torch.device
+    start: int
+    history: list[dict[str, Any]]
+
+
+def prepare_run(
+    config: RunConfig,
+    *,
+    op: Callable[[Any, Any], Any] | None = None,
+    mask: Any = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    callbacks: Iterable[Callback] = (),
+    measures: Iterable[Any] | None = None,
+    forward: Callable[..., torch.Tensor],
+    make_opt: Callable[[nn.Module, Any], torch.optim.Optimizer] = make_optimizer,
+) -> PreparedRun:
+    """Build one run's task, split, model, optimiser, data and run directory.
+
+    Shared by :func:`train_hooked` and :func:`grok_interp.batched.train_many`, so a run
+    is set up the same way whichever trains it. With ``resume`` and an existing run
+    directory, the model and optimiser are loaded from its latest resume state.
+    """
+    d = config.data
+    task = Task(p=d.p, op=op if op is not None else d.op, offset=d.offset)
+    split = Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t, mask=mask)
+    device = resolve_device(config.train.device)
+    out_path = Path(out) if out is not None else None
+    resuming = _prepare_out(out_path, resume) if out_path is not None else False
+    model = build_model(config.model, task, device=device)
+    optimizer = make_opt(model, config.train)
+    history: list[dict[str, Any]] = []
+    start = 0
+    rd = _RunDir(out_path) if out_path is not None else None
+    if resuming:
+        assert rd is not None
+        start, history = _restore(rd, config, task, split, model, optimizer)
+    elif rd is not None:
+        rd.write_static(config, task, split)
+    ctx = TrainContext(
+        task=task,
+        split=split,
+        train_tokens=task.tokens(split.train_pairs).to(device),
+        train_labels=task.answers(split.train_pairs).to(device),
+        test_tokens=task.tokens(split.test_pairs).to(device),
+        test_labels=task.answers(split.test_pairs).to(device),
+        forward=forward,
+    )
+    all_callbacks = list(callbacks)
+    if measures is not None:
+        from .measures import recorder  # measures are optional; imported only when asked
+
+        all_callbacks.append(recorder(measures))
+    return PreparedRun(task, split, model, optimizer, ctx, all_callbacks, rd, out_path, device, start, history)
 
 
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "device"}
