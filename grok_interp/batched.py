@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -53,9 +53,9 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
-from .runs import GrokRun, _RunDir, _write_csv, _write_json, _write_weights, prepare_run, train_hooked
+from .runs import GrokRun, PreparedRun, _write_json, prepare_run, save_checkpoint, train_hooked
 from .tasks import Split, Task
-from .training import Callback, TrainContext, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
+from .training import Callback, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
 
 __all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
 
@@ -138,19 +138,10 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
 
 
 @dataclass(eq=False)
-class _Member:
+class _Member(PreparedRun):
     """One run inside a batch: its model, optimiser, data, history and run directory."""
 
-    config: RunConfig
-    task: Task
-    split: Split
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    ctx: TrainContext
-    callbacks: list[Callback]
-    rd: _RunDir | None
-    step: int
-    history: list[dict[str, Any]]
+    step: int = 0
     memory: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     end: int = 0
     last_row: int = -1
@@ -159,6 +150,7 @@ class _Member:
 
     def __post_init__(self) -> None:
         cfg = self.config.train
+        self.step = self.start
         self.schedule = set(checkpoint_schedule(cfg.steps, cfg.checkpoint_every))
         self.last_row = self.history[-1]["step"] if self.history else -1
         self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= cfg.grok_threshold), None)
@@ -168,15 +160,7 @@ class _Member:
 
     def on_checkpoint(self) -> None:
         """Save weights (and resume state) exactly as ``train_hooked`` does."""
-        w = {k: v.detach().to("cpu").clone() for k, v in weights(self.model).items()}
-        if self.rd is None:
-            self.memory[self.step] = w
-            return
-        _write_weights(self.rd.checkpoint_path(self.step), w)
-        self.rd.save_state(self.step, self.model, self.optimizer, self.history)
-        _write_csv(self.rd.path / "history.csv", self.history)
-        _write_weights(self.rd.path / "model.safetensors", w)
-        _write_json(self.rd.path / "status.json", {"step": self.step, "finished": False})
+        save_checkpoint(self.rd, self.memory, self.step, self.model, self.optimizer, self.history)
 
     def record(self, train_logits: Tensor, train_loss: Tensor, test_logits: Tensor) -> None:
         """Append the history row of the current step (the ``train_loop`` row) and run callbacks."""
@@ -228,7 +212,7 @@ def _member(
     """Set one run up as ``train_hooked`` does (same model, optimiser, data, run directory)."""
     s = prepare_run(config, mask=mask, out=out, resume=resume, callbacks=callbacks, measures=measures,
                     forward=fast_forward, make_opt=_fused_optimizer)
-    return _Member(config, s.task, s.split, s.model, s.optimizer, s.ctx, s.callbacks, s.rd, s.start, s.history)
+    return _Member(**{f.name: getattr(s, f.name) for f in fields(PreparedRun)})
 
 
 def _stack(members: list[_Member], detach: bool = False) -> dict[str, Tensor]:

@@ -361,15 +361,7 @@ def train_hooked(
     memory: dict[int, dict[str, torch.Tensor]] = {}
 
     def on_checkpoint(step: int, m: nn.Module, opt: torch.optim.Optimizer, hist: list[dict]) -> None:
-        w = {k: v.detach().to("cpu").clone() for k, v in weights(m).items()}
-        if rd is None:
-            memory[step] = w
-            return
-        _write_weights(rd.checkpoint_path(step), w)
-        rd.save_state(step, m, opt, hist)
-        _write_csv(rd.path / "history.csv", hist)
-        _write_weights(rd.path / "model.safetensors", w)
-        _write_json(rd.path / "status.json", {"step": step, "finished": False})
+        save_checkpoint(rd, memory, step, m, opt, hist)
 
     rows = train_loop(
         model, ctx, config.train, optimizer=optimizer, start_step=s.start, history=s.history,
@@ -387,6 +379,7 @@ def train_hooked(
 class PreparedRun:
     """Everything a training loop needs for one run, set up from its configuration."""
 
+    config: RunConfig
     task: Task
     split: Split
     model: nn.Module
@@ -448,7 +441,27 @@ def prepare_run(
         from .measures import recorder  # measures are optional; imported only when asked
 
         all_callbacks.append(recorder(measures))
-    return PreparedRun(task, split, model, optimizer, ctx, all_callbacks, rd, out_path, device, start, history)
+    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rd, out_path, device, start, history)
+
+
+def save_checkpoint(
+    rd: _RunDir | None, memory: dict[int, dict[str, torch.Tensor]], step: int, model: nn.Module,
+    optimizer: torch.optim.Optimizer, history: list[dict[str, Any]],
+) -> None:
+    """Keep the weights of ``step``: in ``memory`` without a run directory, else on disk.
+
+    On disk: the checkpoint, a resume state, the history so far, the latest weights and
+    an unfinished status, each written atomically.
+    """
+    w = {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
+    if rd is None:
+        memory[step] = w
+        return
+    _write_weights(rd.checkpoint_path(step), w)
+    rd.save_state(step, model, optimizer, history)
+    _write_csv(rd.path / "history.csv", history)
+    _write_weights(rd.path / "model.safetensors", w)
+    _write_json(rd.path / "status.json", {"step": step, "finished": False})
 
 
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "device"}
