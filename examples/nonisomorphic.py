@@ -6,7 +6,8 @@ correctly outside the training set - stays about constant across fractions: more
 does not let more test pairs be answered. This prints, per fraction, the measured
 U-Acc and final test accuracy, both products, and the ceilings predicted from the
 split (:mod:`grok_interp.theory`), including ``ceiling_transpose``: the share of test
-pairs whose transpose ``(b, a)`` was trained on.
+pairs whose transpose ``(b, a)`` was trained on, and the final model's accuracy on
+those pairs (``acc_transpose_trained``) and on the rest (``acc_other``).
 
     python examples/nonisomorphic.py            # p = 97 (the paper's scale)
     python examples/nonisomorphic.py --quick    # p = 23, seconds
@@ -26,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import _common as c  # noqa: E402
 import grok_interp as g  # noqa: E402
 from grok_interp.sweep import sweep  # noqa: E402
-from grok_interp.theory import symmetry_ceiling  # noqa: E402
+import torch  # noqa: E402
+from grok_interp.theory import symmetry_covered  # noqa: E402
 
 SCALES = {
     "paper": dict(
@@ -57,16 +59,31 @@ def main(argv: list[str] | None = None) -> int:
     scale = c.scale(args, SCALES)
     radii = scale["radii"]
     table = sweep([{"frac": f} for f in scale["fracs"]], out, base=scale["base"], radii=radii, **c.sweep_kwargs(args))
-    # The share of test pairs whose transpose (b, a) - same answer, f is symmetric - was
-    # trained on: what a model answering only through the transpose can reach.
-    table["ceiling_transpose"] = [
-        symmetry_ceiling(g.load_run(p).split) if s != "failed" else float("nan")
-        for p, s in zip(table["path"], table["status"])
-    ]
+    # Per run: the share of test pairs whose transpose (b, a) - same answer, f is
+    # symmetric - was trained on (what a model answering only through the transpose can
+    # reach), and the final model's accuracy on those test pairs and on all the others.
+    ceil, acc_cov, acc_rest = [], [], []
+    for path, status in zip(table["path"], table["status"]):
+        if status == "failed":
+            ceil.append(float("nan"))
+            acc_cov.append(float("nan"))
+            acc_rest.append(float("nan"))
+            continue
+        run = g.load_run(path)
+        covered = symmetry_covered(run.split, ["transpose"])
+        pairs = run.split.test_pairs
+        with torch.no_grad():
+            correct = run.model(run.task.tokens(pairs))[:, -1].argmax(-1) == run.task.answers(pairs)
+        ceil.append(covered.float().mean().item())
+        acc_cov.append(correct[covered].float().mean().item() if covered.any() else float("nan"))
+        acc_rest.append(correct[~covered].float().mean().item() if (~covered).any() else float("nan"))
+    table["ceiling_transpose"] = ceil
+    table["acc_transpose_trained"] = acc_cov
+    table["acc_other"] = acc_rest
     table["u_acc_x_1mfrac"] = table["u_acc"] * (1 - table["frac"])
     table["final_x_1mfrac"] = table["final_test_acc"] * (1 - table["frac"])
     cols = ["run", "frac", "n_train", "memorised_at", "grokked_at", "u_acc", "final_test_acc", "u_acc_x_1mfrac",
-            "final_x_1mfrac", "ceiling_transpose", "ceiling", *[f"ceiling_r{r}" for r in radii], "final_step", "status", "error"]
+            "final_x_1mfrac", "ceiling_transpose", "acc_transpose_trained", "acc_other", "ceiling", *[f"ceiling_r{r}" for r in radii], "final_step", "status", "error"]
     c.show(table, "a^2 + ab + b^2: accuracy and acc * (1 - frac) per training fraction", cols)
     ok = table[table["status"] != "failed"]
     if len(ok) > 1:

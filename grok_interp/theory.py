@@ -61,6 +61,7 @@ __all__ = [
     "ceiling_curve",
     "predicted_ceiling",
     "covered_per_point",
+    "symmetry_covered",
     "alpha_bound",
     "symmetry_ceiling",
     "SYMMETRIES",
@@ -232,23 +233,20 @@ SYMMETRIES: dict[str, Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]] = 
 """Named maps of the grid ``(a, b) -> (a', b')`` for :func:`symmetry_ceiling`."""
 
 
-def symmetry_ceiling(
-    split: Split, maps: Iterable[str | Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]] = ("transpose",)
-) -> float:
-    """Share of test pairs that one of ``maps`` sends onto a training pair of the same class.
+Maps = Iterable[str | Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]]
 
-    A model that answers a test pair only when its image under a symmetry of the task
-    was trained on (e.g. ``(b, a)`` for a symmetric ``f``) can reach at most this test
-    accuracy. For a random split and the transpose it is about ``frac`` (diagonal pairs
-    are their own transpose and never count).
+
+def symmetry_covered(split: Split, maps: Maps = ("transpose",)) -> Bool[Tensor, " n_test"]:
+    """Per test pair (in the order of ``split.test_pairs``): does one of ``maps`` send it
+    onto a training pair with the same answer?
+
+    Set it beside a model's per-pair correctness to see whether the model answers
+    exactly the pairs a symmetry lets it copy from training (``examples/nonisomorphic.py``).
 
     Args:
         split: A split of a prime-field task.
         maps: Names in :data:`SYMMETRIES` or callables ``(a, b, p) -> (a', b')`` on int64
             tensors. An image with another answer than the pair does not count.
-
-    Returns:
-        The share in [0, 1].
     """
     if not isinstance(split, Split):
         raise bad_value("split", type(split).__name__, "must be a grok_interp.Split")
@@ -263,7 +261,27 @@ def symmetry_ceiling(
             m = SYMMETRIES[m]
         a2, b2 = (torch.as_tensor(x, dtype=torch.int64) % p for x in m(a, b, p))
         hit |= split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])
-    if len(pairs) == 0:
+    return hit
+
+
+def symmetry_ceiling(split: Split, maps: Maps = ("transpose",)) -> float:
+    """Share of test pairs that one of ``maps`` sends onto a training pair of the same class.
+
+    A model that answers a test pair only when its image under a symmetry of the task
+    was trained on (e.g. ``(b, a)`` for a symmetric ``f``) can reach at most this test
+    accuracy. For a random split and the transpose it is about ``frac`` (diagonal pairs
+    are their own transpose and never count). The mean of :func:`symmetry_covered`.
+
+    Args:
+        split: A split of a prime-field task.
+        maps: Names in :data:`SYMMETRIES` or callables ``(a, b, p) -> (a', b')`` on int64
+            tensors. An image with another answer than the pair does not count.
+
+    Returns:
+        The share in [0, 1].
+    """
+    hit = symmetry_covered(split, maps)
+    if len(hit) == 0:
         raise bad_value("split", "no test pairs", "needs at least one test pair")
     return float(hit.float().mean())
 

@@ -178,6 +178,8 @@ def test_symmetry_ceiling_hand_counted():
     # (1, 0) and (3, 2) -> 2 of 22. (4, 4) is its own transpose and trains itself.
     split = mask_split(Task(p=5, op="add"), [(0, 1), (2, 3), (4, 4)])
     assert symmetry_ceiling(split) == pytest.approx(2 / 22)
+    covered = theory.symmetry_covered(split)
+    assert sorted(map(tuple, split.test_pairs[covered].tolist())) == [(1, 0), (3, 2)]
     # Negation sends a+b to -(a+b): the same class only when a+b = 0. Of the training
     # pairs only (2, 3) has a+b = 0, so only the test pair (3, 2) = -(2, 3) counts.
     assert symmetry_ceiling(split, ["negate"]) == pytest.approx(1 / 22)
@@ -191,5 +193,6 @@ def test_symmetry_ceiling_hand_counted():
         for a, b in split.test_pairs.tolist()
     ]
     assert symmetry_ceiling(split, maps) == pytest.approx(sum(want) / len(want))
+    assert theory.symmetry_covered(split, maps).tolist() == want
     with pytest.raises(ValueError, match="maps="):
         symmetry_ceiling(split, ["rotate"])
