@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     out = c.setup(args)
     timer = c.Timer()
     scale = c.scale(args, SCALES)
-    configs = grid(embed_init=["random", "circulant"], seed=scale["seeds"])
+    # Seed by seed, both inits each: a sweep stopped early still has matched pairs.
+    configs = grid(seed=scale["seeds"], embed_init=["random", "circulant"])
     table = sweep(configs, out, base=scale["base"], **c.sweep_kwargs(args))
     table["steps_to_99"] = [
         steps_to(c.history(p)) if s != "failed" else np.nan for p, s in zip(table["path"], table["status"])
