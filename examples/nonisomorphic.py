@@ -59,25 +59,25 @@ def main(argv: list[str] | None = None) -> int:
     scale = c.scale(args, SCALES)
     radii = scale["radii"]
     table = sweep([{"frac": f} for f in scale["fracs"]], out, base=scale["base"], radii=radii, **c.sweep_kwargs(args))
-    # Per run: the share of test pairs whose transpose (b, a) - same answer, f is
-    # symmetric - was trained on (what a model answering only through the transpose can
-    # reach), and the final model's accuracy on those test pairs and on all the others.
-    ceil, acc_cov, acc_rest = [], [], []
+    # The sweep's ceiling_transpose is the share of test pairs whose transpose (b, a) -
+    # same answer, f is symmetric - was trained on: what a model answering only through
+    # the transpose can reach. Per run, the final model's accuracy on those test pairs
+    # and on all the others.
+    acc_cov, acc_rest = [], []
     for path, status in zip(table["path"], table["status"]):
-        if status == "failed":
-            ceil.append(float("nan"))
-            acc_cov.append(float("nan"))
-            acc_rest.append(float("nan"))
-            continue
-        run = g.load_run(path)
-        covered = symmetry_covered(run.split, ["transpose"])
-        pairs = run.split.test_pairs
-        with torch.no_grad():
-            correct = run.model(run.task.tokens(pairs))[:, -1].argmax(-1) == run.task.answers(pairs)
-        ceil.append(covered.float().mean().item())
-        acc_cov.append(correct[covered].float().mean().item() if covered.any() else float("nan"))
-        acc_rest.append(correct[~covered].float().mean().item() if (~covered).any() else float("nan"))
-    table["ceiling_transpose"] = ceil
+        cov, rest = float("nan"), float("nan")
+        if status != "failed":
+            run = g.load_run(path)
+            covered = symmetry_covered(run.split, ["transpose"])
+            pairs = run.split.test_pairs
+            with torch.no_grad():
+                correct = run.model(run.task.tokens(pairs))[:, -1].argmax(-1) == run.task.answers(pairs)
+            if covered.any():
+                cov = correct[covered].float().mean().item()
+            if (~covered).any():
+                rest = correct[~covered].float().mean().item()
+        acc_cov.append(cov)
+        acc_rest.append(rest)
     table["acc_transpose_trained"] = acc_cov
     table["acc_other"] = acc_rest
     table["u_acc_x_1mfrac"] = table["u_acc"] * (1 - table["frac"])

@@ -254,10 +254,6 @@ class _RunDir:
         }
         _write_json(self.path / "config.json", meta)
 
-    def save_state(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, history: list[dict]) -> None:
-        """Write a complete resume state for ``step`` and drop older ones."""
-        write_resume_state(self.path, step, weights(model), optimizer, history)
-
     def latest_state(self) -> Path | None:
         states = sorted(self.path.glob("state-*"))
         return states[-1] if states else None
@@ -458,7 +454,7 @@ def save_checkpoint(
         memory[step] = w
         return
     _write_weights(rd.checkpoint_path(step), w)
-    rd.save_state(step, model, optimizer, history)
+    write_resume_state(rd.path, step, w, optimizer, history)
     _write_csv(rd.path / "history.csv", history)
     _write_weights(rd.path / "model.safetensors", w)
     _write_json(rd.path / "status.json", {"step": step, "finished": False})

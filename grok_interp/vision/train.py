@@ -347,10 +347,6 @@ def _write_static(path: Path, config: ResNetConfig, indices: Tensor, split: Shap
     _write_json(path / "config.json", meta)
 
 
-def _save_state(path: Path, epoch: int, model: HookedResNet, opt: torch.optim.Optimizer, rows: list[dict]) -> None:
-    write_resume_state(path, epoch, _state(model), opt, rows)
-
-
 def _read_config(path: Path) -> ResNetConfig:
     raw = _read_json(path / "config.json")
     if raw.get("kind") != "resnet":
@@ -479,7 +475,7 @@ def train_resnet(
             memory[epoch] = w
             return
         _write_weights(path / "checkpoints" / f"step_{epoch:07d}.safetensors", w)
-        _save_state(path, epoch, model, optimizer, rows)
+        write_resume_state(path, epoch, w, optimizer, rows)
         _write_weights(path / "model.safetensors", w)
         _write_json(path / "status.json", {"step": epoch, "finished": False})
 
