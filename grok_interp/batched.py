@@ -42,20 +42,17 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
-import pandas as pd
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
-from .runs import GrokRun, PreparedRun, _write_json, prepare_run, save_checkpoint, train_hooked
+from .runs import GrokRun, prepare_run, train_hooked
 from .tasks import Split, Task
-from .training import Callback, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
+from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
 
 __all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
 
@@ -137,144 +134,53 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
     return sorted(out, key=lambda g: g[0])
 
 
-@dataclass(eq=False)
-class _Member(PreparedRun):
-    """One run inside a batch: its model, optimiser, data, history and run directory."""
+class StackedStep:
+    """One full-batch step of ``K`` same-shaped runs as one batched computation.
 
-    step: int = 0
-    memory: dict[int, dict[str, Tensor]] = field(default_factory=dict)
-    end: int = 0
-    last_row: int = -1
-    grok_step: int | None = None
-    schedule: set[int] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        cfg = self.config.train
-        self.step = self.start
-        self.schedule = set(checkpoint_schedule(cfg.steps, cfg.checkpoint_every))
-        self.last_row = self.history[-1]["step"] if self.history else -1
-        self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= cfg.grok_threshold), None)
-        self.end = cfg.steps
-        if self.grok_step is not None and cfg.stop_after_grok is not None:
-            self.end = min(self.end, self.grok_step + cfg.stop_after_grok)
-
-    def on_checkpoint(self) -> None:
-        """Save weights (and resume state) exactly as ``train_hooked`` does."""
-        save_checkpoint(self.rd, self.memory, self.step, self.model, self.optimizer, self.history)
-
-    def record(self, train_logits: Tensor, train_loss: Tensor, test_logits: Tensor) -> None:
-        """Append the history row of the current step (the ``train_loop`` row) and run callbacks."""
-        cfg = self.config.train
-        row = {
-            "step": self.step,
-            "train_loss": train_loss.item(),
-            "test_loss": loss_fn(test_logits, self.ctx.test_labels, cfg.loss).item(),
-            "train_acc": accuracy(train_logits, self.ctx.train_labels),
-            "test_acc": accuracy(test_logits, self.ctx.test_labels),
-        }
-        for cb in self.callbacks:
-            row.update(cb(self.step, self.model, self.ctx) or {})
-        self.history.append(row)
-        self.last_row = self.step
-        if self.grok_step is None and row["test_acc"] >= cfg.grok_threshold:
-            self.grok_step = self.step
-            if cfg.stop_after_grok is not None:
-                self.end = min(self.end, self.step + cfg.stop_after_grok)
-
-    def result(self) -> GrokRun:
-        if self.rd is not None:
-            _write_json(self.rd.path / "status.json", {"step": self.history[-1]["step"], "finished": True})
-        return GrokRun(
-            model=self.model, task=self.task, split=self.split, config=self.config,
-            history=pd.DataFrame(self.history), path=None if self.rd is None else self.rd.path,
-            _memory_checkpoints=self.memory,
-        )
-
-
-def _fused_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """:func:`~grok_interp.training.make_optimizer`'s AdamW with the fused kernel where available.
-
-    The same algorithm and the same ``state_dict`` layout (so resume states move between
-    ``train_hooked`` and ``train_many``), in one kernel per step instead of about ten
-    small operations per parameter: the optimiser is most of a small run's step.
+    The runs' weights are stacked on a leading ``run`` axis every step (``torch.stack``
+    is differentiable, so gradients land in each model's own ``.grad``) and all
+    forwards run through :func:`~grok_interp.forward.fast_logits`; the runs' losses are
+    independent, so one backward of them all gives each run its own gradient. Each
+    run's :attr:`RunState.context` is its :class:`~grok_interp.training.TrainContext`.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
-        return make_optimizer(model, cfg)
 
+    def __init__(self, act_fn: str) -> None:
+        self.act_fn = act_fn
+        self._data: tuple[list[int], Tensor, Tensor] | None = None
 
-def _member(
-    config: RunConfig, mask: Tensor | None, out: str | os.PathLike | None, resume: bool,
-    callbacks: Iterable[Callback], measures: Iterable[Any] | None,
-) -> _Member:
-    """Set one run up as ``train_hooked`` does (same model, optimiser, data, run directory)."""
-    s = prepare_run(config, mask=mask, out=out, resume=resume, callbacks=callbacks, measures=measures,
-                    forward=fast_forward, make_opt=_fused_optimizer)
-    return _Member(**{f.name: getattr(s, f.name) for f in fields(PreparedRun)})
+    def _tokens(self, states: Sequence[RunState]) -> tuple[Tensor, Tensor]:
+        ids = [id(s) for s in states]
+        if self._data is None or self._data[0] != ids:  # the batch changed: restack the data
+            self._data = (
+                ids,
+                torch.stack([s.context.train_tokens for s in states]),
+                torch.stack([s.context.test_tokens for s in states]),
+            )
+        return self._data[1], self._data[2]
 
+    @staticmethod
+    def _stack(states: Sequence[RunState], detach: bool = False) -> dict[str, Tensor]:
+        ws = [weights(s.model) for s in states]
+        return {k: torch.stack([w[k].detach() if detach else w[k] for w in ws]) for k in FAST_WEIGHTS}
 
-def _stack(members: list[_Member], detach: bool = False) -> dict[str, Tensor]:
-    ws = [weights(m.model) for m in members]
-    return {k: torch.stack([w[k].detach() if detach else w[k] for w in ws]) for k in FAST_WEIGHTS}
+    def forward(self, states: Sequence[RunState]) -> tuple[Tensor, list[Tensor]]:
+        train_tokens, _ = self._tokens(states)
+        logits = fast_logits(self._stack(states), train_tokens, self.act_fn)
+        losses = [loss_fn(logits[i], s.context.train_labels, s.context.loss) for i, s in enumerate(states)]
+        return logits, losses
 
+    @torch.no_grad()
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        logits, losses = out
+        _, test_tokens = self._tokens(states)
+        test_logits = fast_logits(self._stack([states[i] for i in due], detach=True), test_tokens[due], self.act_fn)
+        return [eval_row(logits[i], losses[i], test_logits[j], states[i].context) for j, i in enumerate(due)]
 
-def _train_batch(members: list[_Member], progress: bool) -> None:
-    """The batched ``train_loop``: every member follows its own schedule and stops on its own."""
-    act = members[0].config.model.act_fn
-    total = sum(m.config.train.steps - m.step for m in members)
-    bar = tqdm(total=total, disable=not progress, desc=f"train x{len(members)}", unit="step", dynamic_ncols=True)
-    active = list(members)
-    data: tuple[list[_Member], Tensor, Tensor] | None = None
-    try:
-        while active:
-            if data is None or [id(m) for m in data[0]] != [id(m) for m in active]:  # the batch changed
-                data = (
-                    list(active),
-                    torch.stack([m.ctx.train_tokens for m in active]),
-                    torch.stack([m.ctx.test_tokens for m in active]),
-                )
-            _, train_tokens, test_tokens = data
-            logits = fast_logits(_stack(active), train_tokens, act)
-            losses = [loss_fn(logits[i], m.ctx.train_labels, m.config.train.loss) for i, m in enumerate(active)]
-            due = [
-                i for i, m in enumerate(active)
-                if (m.step % m.config.train.eval_every == 0 or m.step >= m.end) and m.step > m.last_row
-            ]
-            if due:
-                sub = [active[i] for i in due]
-                with torch.no_grad():
-                    test_logits = fast_logits(_stack(sub, detach=True), test_tokens[due], act)
-                for j, i in enumerate(due):
-                    active[i].record(logits[i].detach(), losses[i].detach(), test_logits[j])
-            going = []
-            for i, m in enumerate(active):
-                final = m.step >= m.end
-                if m.step in m.schedule or final:
-                    m.on_checkpoint()
-                if not final:
-                    going.append(i)
-                else:
-                    bar.update(m.config.train.steps - m.step)
-            if not going:
-                break
-            for i in going:
-                m = active[i]
-                cfg = m.config.train
-                mult = min(m.step / cfg.warmup_steps, 1.0) if cfg.warmup_steps else 1.0
-                for group in m.optimizer.param_groups:
-                    group["lr"] = cfg.lr * mult
-                m.optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward([losses[i] for i in going])  # independent runs: each gets its own gradient
-            for i in going:
-                active[i].optimizer.step()
-                active[i].step += 1
-            bar.update(len(going))
-            active = [active[i] for i in going]
-            bar.set_postfix(runs=len(active), refresh=False)
-    finally:
-        bar.close()
+    def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
+        _, losses = out
+        torch.autograd.backward([losses[i] for i in going])  # independent runs: each gets its own gradient
+        for i in going:
+            states[i].optimizer_step()
 
 
 def train_many(
@@ -286,6 +192,7 @@ def train_many(
     measures: Iterable[Any] | None = None,
     progress: bool = True,
     max_batch: int | None = None,
+    gradient_transforms: Iterable[GradientTransform] = (),
 ) -> list[GrokRun]:
     """Train many runs, batching those that share shapes; one :class:`GrokRun` per run.
 
@@ -306,6 +213,7 @@ def train_many(
             every run, with that run's own model and context.
         measures: Progress measures recorded at every history row of every run.
         progress: Show a progress bar per batch.
+        gradient_transforms: As ``train_hooked``'s, applied to every run.
         max_batch: At most this many runs per batch; None (default) sizes batches
             with :func:`auto_batch_size`: every compatible run together on a GPU, on
             CPU only while the batch stays cache-sized (large tasks then train one
@@ -329,16 +237,22 @@ def train_many(
             spec = runs[i]
             kwargs = {"config": spec} if isinstance(spec, RunConfig) else dict(spec)
             results[i] = train_hooked(
-                out=outs[i], resume=resume, callbacks=callbacks, measures=measures, progress=progress, **kwargs
+                out=outs[i], resume=resume, callbacks=callbacks, measures=measures, progress=progress,
+                gradient_transforms=gradient_transforms, **kwargs
             )
             continue
-        members = []
+        prepared = []
         for i in group:
             config, mask = _as_config(runs[i])
             assert config is not None
-            members.append(_member(config, mask, outs[i], resume, callbacks, measures))
-        log.info("training %d runs as one batch (p=%d)", len(members), members[0].task.p)
-        _train_batch(members, progress)
-        for i, m in zip(group, members):
-            results[i] = m.result()
+            prepared.append(prepare_run(
+                config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, measures=measures,
+                forward=fast_forward, fused_optimizer=True,
+            ))
+        log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
+        states = [r.run_state(gradient_transforms) for r in prepared]
+        train_loop(states, StackedStep(prepared[0].config.model.act_fn), progress=progress,
+                   desc=f"train x{len(states)}")
+        for i, r, state in zip(group, prepared, states):
+            results[i] = r.result(state)
     return [r for r in results if r is not None]

@@ -40,7 +40,17 @@ from .config import ModelConfig, RunConfig
 from .forward import select_forward
 from .models import build_model, load_weights, weights
 from .tasks import Split, Task
-from .training import Callback, TrainContext, make_optimizer, resolve_device, train_loop
+from .training import (
+    Callback,
+    FullBatchStep,
+    GradientTransform,
+    RunState,
+    Schedule,
+    TrainContext,
+    make_optimizer,
+    resolve_device,
+    train_loop,
+)
 
 __all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError"]
 
@@ -311,6 +321,7 @@ def train_hooked(
     measures: Iterable[Any] | None = None,
     progress: bool = True,
     config: RunConfig | None = None,
+    gradient_transforms: Iterable[GradientTransform] = (),
     **options: Any,
 ) -> GrokRun:
     """Train a hooked model on a prime-field task and return the run.
@@ -329,6 +340,9 @@ def train_hooked(
             :mod:`grok_interp.measures`); None records none.
         progress: Show a progress bar.
         config: A complete :class:`RunConfig` (then ``p``, ``op`` and options are ignored).
+        gradient_transforms: Functions ``fn(params)`` that change the trainable
+            parameters' ``.grad`` in place before every optimiser step (see
+            :class:`grok_interp.training.RunState`).
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -350,25 +364,12 @@ def train_hooked(
     forward, forward_name = select_forward(config.model, config.train.forward)
     s = prepare_run(
         config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
-        measures=measures, forward=forward, make_opt=make_optimizer,
+        measures=measures, forward=forward,
     )
-    task, split_obj, model, optimizer, ctx, rd = s.task, s.split, s.model, s.optimizer, s.ctx, s.rd
-    log.info("training p=%d op=%s with the %s forward on %s", task.p, task.op_name, forward_name, s.device)
-    memory: dict[int, dict[str, torch.Tensor]] = {}
-
-    def on_checkpoint(step: int, m: nn.Module, opt: torch.optim.Optimizer, hist: list[dict]) -> None:
-        save_checkpoint(rd, memory, step, m, opt, hist)
-
-    rows = train_loop(
-        model, ctx, config.train, optimizer=optimizer, start_step=s.start, history=s.history,
-        callbacks=s.callbacks, on_checkpoint=on_checkpoint, progress=progress,
-    )
-    if rd is not None:
-        _write_json(rd.path / "status.json", {"step": rows[-1]["step"], "finished": True})
-    return GrokRun(
-        model=model, task=task, split=split_obj, config=config, history=pd.DataFrame(rows),
-        path=s.out_path, _memory_checkpoints=memory,
-    )
+    log.info("training p=%d op=%s with the %s forward on %s", s.task.p, s.task.op_name, forward_name, s.device)
+    state = s.run_state(gradient_transforms)
+    train_loop([state], FullBatchStep(), progress=progress)
+    return s.result(state)
 
 
 @dataclass(eq=False)
@@ -387,6 +388,29 @@ class PreparedRun:
     device: torch.device
     start: int
     history: list[dict[str, Any]]
+    memory: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
+        """The run as the training loop drives it; checkpoints go to the run directory
+        (or stay in memory without one)."""
+
+        def on_checkpoint(state: RunState) -> None:
+            save_checkpoint(self.rd, self.memory, state.step, state.model, state.optimizer, state.history)
+
+        return RunState(
+            model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
+            history=self.history, step=self.start, callbacks=self.callbacks, context=self.ctx,
+            on_checkpoint=on_checkpoint, gradient_transforms=list(gradient_transforms),
+        )
+
+    def result(self, state: RunState) -> GrokRun:
+        """The trained run; a run directory is marked finished."""
+        if self.rd is not None:
+            _write_json(self.rd.path / "status.json", {"step": state.history[-1]["step"], "finished": True})
+        return GrokRun(
+            model=self.model, task=self.task, split=self.split, config=self.config,
+            history=pd.DataFrame(state.history), path=self.out_path, _memory_checkpoints=self.memory,
+        )
 
 
 def prepare_run(
@@ -399,7 +423,7 @@ def prepare_run(
     callbacks: Iterable[Callback] = (),
     measures: Iterable[Any] | None = None,
     forward: Callable[..., torch.Tensor],
-    make_opt: Callable[[nn.Module, Any], torch.optim.Optimizer] = make_optimizer,
+    fused_optimizer: bool = False,
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
@@ -414,7 +438,7 @@ def prepare_run(
     out_path = Path(out) if out is not None else None
     resuming = _prepare_out(out_path, resume) if out_path is not None else False
     model = build_model(config.model, task, device=device)
-    optimizer = make_opt(model, config.train)
+    optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
     history: list[dict[str, Any]] = []
     start = 0
     rd = _RunDir(out_path) if out_path is not None else None
@@ -431,6 +455,7 @@ def prepare_run(
         test_tokens=task.tokens(split.test_pairs).to(device),
         test_labels=task.answers(split.test_pairs).to(device),
         forward=forward,
+        loss=config.train.loss,
     )
     all_callbacks = list(callbacks)
     if measures is not None:

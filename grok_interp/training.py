@@ -1,25 +1,36 @@
-"""The full-batch training loop.
+"""The one training loop, its run state, and the step functions it drives.
 
-One step is one AdamW update on the whole training set (an "epoch" in the grokking
-literature). The loop is deliberately small: it calls a *forward* (see
-:mod:`grok_interp.forward`) for last-position logits, a loss, the optimiser, and at
-scheduled steps it hands control out:
+Every model this package trains goes through :func:`train_loop`: a single transformer
+run (:func:`grok_interp.train_hooked`), ``K`` same-shaped runs stacked into one
+computation (:func:`grok_interp.batched.train_many`) and the ResNet-18 image runs
+(:func:`grok_interp.vision.train_resnet`). What differs between them is only the
+*step function* (:class:`StepFunction`); what a run is while it trains is one
+:class:`RunState`:
 
-* every ``eval_every`` steps a history row is recorded (train loss/accuracy from the
-  step's own forward, test loss/accuracy from a no-grad forward) and each *callback*
-  ``callback(step, model, context) -> dict | None`` adds columns to that row;
-* at every checkpoint step ``on_checkpoint(step, model, optimizer, history)`` runs
-  (the run directory saves weights and resume state there).
+* its model and optimiser, and the gradient transforms applied between the backward
+  pass and the optimiser step (:meth:`RunState.optimizer_step`, the one seam where
+  gradient filters plug in);
+* its :class:`Schedule`: steps, learning-rate warm-up ``min(step / warmup, 1)``, a
+  history row every ``eval_every`` steps, checkpoints at :func:`checkpoint_schedule`,
+  and the grok-stop rule (stop ``stop_after_grok`` steps after test accuracy first
+  reaches ``grok_threshold``);
+* its history rows and the callbacks that add columns to them;
+* what happens at a checkpoint (``on_checkpoint``: the run directory writes weights and
+  a resume state there).
 
-History row ``step = s`` describes the model after ``s`` updates. Nothing here is
+One iteration of the loop at step ``s`` (the model after ``s`` updates) is: the step
+function's training forward; a history row for each run that is due (the step
+function evaluates, callbacks add columns, the grok-stop rule may end the run); a
+checkpoint for each run that is due; then, for the runs that go on, the learning rate
+of step ``s``, zeroed gradients and the step function's update. Nothing here is
 random, so the same initial weights give the same history, bit for bit, on CPU.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,14 +42,29 @@ from .config import TrainConfig
 from .forward import Forward
 from .tasks import Split, Task
 
-__all__ = ["TrainContext", "Callback", "checkpoint_schedule", "loss_fn", "accuracy", "train_loop", "resolve_device"]
+__all__ = [
+    "Schedule",
+    "RunState",
+    "StepFunction",
+    "FullBatchStep",
+    "GradientTransform",
+    "TrainContext",
+    "Callback",
+    "checkpoint_schedule",
+    "loss_fn",
+    "accuracy",
+    "train_loop",
+    "make_optimizer",
+    "resolve_device",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainContext:
-    """What callbacks may look at: the task, the split and the data tensors."""
+    """What callbacks may look at: the task, the split, the data tensors, the training
+    forward and the loss (``"ce"`` or ``"mse"``, see :func:`loss_fn`)."""
 
     task: Task
     split: Split
@@ -47,6 +73,7 @@ class TrainContext:
     test_tokens: Tensor
     test_labels: Tensor
     forward: Forward
+    loss: str = "ce"
 
 
 class Callback(Protocol):
@@ -112,92 +139,272 @@ def accuracy(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " b
     return (logits.argmax(-1) == labels).float().mean().item()
 
 
-def train_loop(
-    model: nn.Module,
-    context: TrainContext,
-    cfg: TrainConfig,
-    *,
-    optimizer: torch.optim.Optimizer,
-    start_step: int = 0,
-    history: list[dict[str, Any]] | None = None,
-    callbacks: list[Callback] = (),
-    on_checkpoint: Callable[[int, nn.Module, torch.optim.Optimizer, list[dict[str, Any]]], None] | None = None,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Train ``model`` in place from ``start_step``; return the history rows.
+GradientTransform = Callable[[list[Tensor]], None]
+"""Changes the gradients (``p.grad`` of the trainable parameters, in place) after the
+backward pass and before the optimiser step: the seam for gradient filters."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a run evaluates, saves, warms up and stops (steps are updates done).
 
     Args:
-        model: The hooked model (its parameters with ``requires_grad`` are trained).
-        context: Task, split, data tensors and the training forward.
-        cfg: Steps, learning-rate schedule, loss, cadence and early stopping.
-        optimizer: An AdamW over the trainable parameters (restored when resuming).
-        start_step: Updates already done (resuming); ``history`` holds their rows.
-        callbacks: Called at every history row; their dicts become columns.
-        on_checkpoint: Called at every step of :func:`checkpoint_schedule`.
-        progress: Show a tqdm bar.
+        steps: Last step.
+        lr: Learning rate after the warm-up.
+        warmup_steps: Linear warm-up: step ``s`` uses ``lr * min(s / warmup_steps, 1)``
+            (0: no warm-up).
+        eval_every: A history row every this many steps (and at the last step).
+        checkpoint_every: Checkpoints at :func:`checkpoint_schedule`.
+        stop_after_grok: Stop this many steps after test accuracy first reaches
+            ``grok_threshold`` (None: train all ``steps``).
+        grok_threshold: Test accuracy that counts as grokked.
+        eval_at_checkpoints: Also record a history row at every checkpoint step (the
+            ResNet runs do, so each saved epoch has its row).
     """
-    history = list(history or [])
-    schedule = set(checkpoint_schedule(cfg.steps, cfg.checkpoint_every))
-    last_row = history[-1]["step"] if history else -1
-    grok_step = next((r["step"] for r in history if r["test_acc"] >= cfg.grok_threshold), None)
-    end = cfg.steps
-    if grok_step is not None and cfg.stop_after_grok is not None:
-        end = min(end, grok_step + cfg.stop_after_grok)
-    fwd = context.forward
-    bar = tqdm(total=cfg.steps, initial=start_step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
-    step = start_step
+
+    steps: int
+    lr: float
+    warmup_steps: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 100
+    stop_after_grok: int | None = None
+    grok_threshold: float = 0.99
+    eval_at_checkpoints: bool = False
+
+    @classmethod
+    def of(cls, cfg: Any, **extra: Any) -> "Schedule":
+        """The schedule of a :class:`~grok_interp.config.TrainConfig` (or any object with
+        its field names)."""
+        names = ("steps", "lr", "warmup_steps", "eval_every", "checkpoint_every", "stop_after_grok", "grok_threshold")
+        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **extra)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the update that starts at ``step``."""
+        return self.lr * (min(step / self.warmup_steps, 1.0) if self.warmup_steps else 1.0)
+
+
+@dataclass(eq=False)
+class RunState:
+    """One run while it trains: model, optimiser, schedule, history and what to do at
+    checkpoints. The loop reads and advances it; step functions compute with it.
+
+    Args:
+        model: The model (its parameters with ``requires_grad`` are trained).
+        optimizer: Its optimiser (restored when resuming).
+        schedule: When to evaluate, save and stop.
+        history: Rows already recorded (resuming); new rows are appended.
+        step: Updates already done (resuming).
+        callbacks: ``cb(step, model, context) -> dict | None`` at every history row; the
+            dicts become columns.
+        context: What callbacks receive as their third argument (and what step
+            functions read their data from).
+        on_checkpoint: ``fn(state)`` at every checkpoint step.
+        on_row: ``fn(state)`` after every history row (e.g. to write the history out).
+        gradient_transforms: Applied in order to the trainable parameters' gradients
+            before every optimiser step.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    callbacks: Sequence[Callback] = ()
+    context: Any = None
+    on_checkpoint: Callable[["RunState"], None] | None = None
+    on_row: Callable[["RunState"], None] | None = None
+    gradient_transforms: Sequence[GradientTransform] = ()
+    end: int = field(init=False)
+    grok_step: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        sch = self.schedule
+        self.history = list(self.history)
+        self._checkpoints = set(checkpoint_schedule(sch.steps, sch.checkpoint_every))
+        self._last_row = self.history[-1]["step"] if self.history else -1
+        # A resumed run starts from the checkpoint it was saved at: not saved again.
+        self._saved_at = self.step if self.step > 0 else -1
+        self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= sch.grok_threshold), None)
+        self.end = sch.steps
+        if self.grok_step is not None and sch.stop_after_grok is not None:
+            self.end = min(self.end, self.grok_step + sch.stop_after_grok)
+
+    @property
+    def finished(self) -> bool:
+        """True once the run has reached its last step (``steps`` or the grok stop)."""
+        return self.step >= self.end
+
+    def eval_due(self) -> bool:
+        s, sch = self.step, self.schedule
+        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and s in self._checkpoints)
+        return due and s > self._last_row
+
+    def checkpoint_due(self) -> bool:
+        return (self.step in self._checkpoints or self.finished) and self.step != self._saved_at
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Append the history row of the current step (callbacks add columns) and apply
+        the grok-stop rule."""
+        row = {"step": self.step, **row}
+        for cb in self.callbacks:
+            row.update(cb(self.step, self.model, self.context) or {})
+        self.history.append(row)
+        self._last_row = self.step
+        sch = self.schedule
+        if self.grok_step is None and row["test_acc"] >= sch.grok_threshold:
+            self.grok_step = self.step
+            if sch.stop_after_grok is not None:
+                self.end = min(self.end, self.step + sch.stop_after_grok)
+        if self.on_row is not None:
+            self.on_row(self)
+
+    def checkpoint(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self)
+        self._saved_at = self.step
+
+    def start_update(self) -> None:
+        """Set the learning rate of this step and clear the gradients."""
+        lr = self.schedule.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def optimizer_step(self) -> None:
+        """Apply the gradient transforms, then the optimiser: every update of every step
+        function goes through here."""
+        if self.gradient_transforms:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            for transform in self.gradient_transforms:
+                transform(params)
+        self.optimizer.step()
+
+
+class StepFunction(Protocol):
+    """How one step of a set of runs is computed; the loop decides when.
+
+    ``forward`` runs at every step before anything else and returns what ``evaluate``
+    and ``update`` need (e.g. the training logits and losses). ``evaluate`` returns one
+    history row (without ``step``) per run index in ``due``; rows must have
+    ``train_loss``, ``test_loss``, ``train_acc`` and ``test_acc``. ``update`` does the
+    backward passes and optimiser steps (through :meth:`RunState.optimizer_step`) of
+    the runs at indices ``going``; their learning rates are set and gradients cleared.
+    """
+
+    def forward(self, states: Sequence[RunState]) -> Any: ...
+
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]: ...
+
+    def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None: ...
+
+
+def train_loop(
+    states: Sequence[RunState], step_fn: StepFunction, *, progress: bool = True, desc: str = "train"
+) -> None:
+    """Train every run in ``states`` in place until each reaches its last step.
+
+    Runs follow their own schedules; a run that finishes leaves, the others go on.
+
+    Args:
+        states: The runs (a single run is a list of one).
+        step_fn: How a step is computed (:class:`FullBatchStep`, the batched step of
+            :mod:`grok_interp.batched`, the ResNet epoch step).
+        progress: Show a tqdm bar over the steps of all runs.
+        desc: The bar's label.
+    """
+    active = list(states)
+    total = sum(s.schedule.steps - s.step for s in active)
+    bar = tqdm(total=total, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
     try:
-        while True:
-            final = step >= end
-            logits = fwd(model, context.train_tokens)
-            loss = loss_fn(logits, context.train_labels, cfg.loss)
-            if (step % cfg.eval_every == 0 or final) and step > last_row:
-                row = _evaluate(step, model, logits, loss, context, cfg)
-                for cb in callbacks:
-                    row.update(cb(step, model, context) or {})
-                history.append(row)
-                last_row = step
-                bar.set_postfix(
-                    train_loss=f"{row['train_loss']:.3g}", test_loss=f"{row['test_loss']:.3g}",
-                    train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}", refresh=False,
-                )
-                if grok_step is None and row["test_acc"] >= cfg.grok_threshold:
-                    grok_step = step
-                    if cfg.stop_after_grok is not None:
-                        end = min(end, step + cfg.stop_after_grok)
-                        final = step >= end
-            if on_checkpoint is not None and (step in schedule or final):
-                on_checkpoint(step, model, optimizer, history)
-            if final:
+        while active:
+            out = step_fn.forward(active)
+            due = [i for i, s in enumerate(active) if s.eval_due()]
+            if due:
+                for i, row in zip(due, step_fn.evaluate(active, due, out)):
+                    active[i].record(row)
+                if len(active) == 1:
+                    r = active[0].history[-1]
+                    bar.set_postfix(
+                        train_loss=f"{r['train_loss']:.3g}", test_loss=f"{r['test_loss']:.3g}",
+                        train_acc=f"{r['train_acc']:.3f}", test_acc=f"{r['test_acc']:.3f}", refresh=False,
+                    )
+            going = []
+            for i, s in enumerate(active):
+                if s.checkpoint_due():
+                    s.checkpoint()
+                if s.finished:
+                    bar.update(s.schedule.steps - s.step)
+                else:
+                    going.append(i)
+            if not going:
                 break
-            mult = min(step / cfg.warmup_steps, 1.0) if cfg.warmup_steps else 1.0
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * mult
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            bar.update(1)
+            for i in going:
+                active[i].start_update()
+            step_fn.update(active, going, out)
+            for i in going:
+                active[i].step += 1
+            bar.update(len(going))
+            active = [active[i] for i in going]
+            if len(states) > 1:
+                bar.set_postfix(runs=len(active), refresh=False)
     finally:
         bar.close()
-    return history
 
 
-@torch.no_grad()
-def _evaluate(
-    step: int, model: nn.Module, train_logits: Tensor, train_loss: Tensor, ctx: TrainContext, cfg: TrainConfig
-) -> dict[str, Any]:
-    test_logits = ctx.forward(model, ctx.test_tokens)
+class FullBatchStep:
+    """One full-batch step of transformer runs, each through its own forward.
+
+    Each run's :attr:`RunState.context` is its :class:`TrainContext` (data, forward and
+    loss). The history row's train loss and accuracy come from the step's own training
+    forward; test loss and accuracy from a no-grad forward of the test set.
+    """
+
+    def forward(self, states: Sequence[RunState]) -> list[tuple[Tensor, Tensor]]:
+        outs = []
+        for s in states:
+            ctx = s.context
+            logits = ctx.forward(s.model, ctx.train_tokens)
+            outs.append((logits, loss_fn(logits, ctx.train_labels, ctx.loss)))
+        return outs
+
+    @torch.no_grad()
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        rows = []
+        for i in due:
+            ctx = states[i].context
+            logits, loss = out[i]
+            rows.append(eval_row(logits, loss, ctx.forward(states[i].model, ctx.test_tokens), ctx))
+        return rows
+
+    def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
+        for i in going:
+            out[i][1].backward()
+            states[i].optimizer_step()
+
+
+def eval_row(train_logits: Tensor, train_loss: Tensor, test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
+    """The four columns every history row has, from a step's training forward and the
+    test set's logits."""
     return {
-        "step": step,
         "train_loss": train_loss.item(),
-        "test_loss": loss_fn(test_logits, ctx.test_labels, cfg.loss).item(),
-        "train_acc": accuracy(train_logits, ctx.train_labels),
+        "test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
+        "train_acc": accuracy(train_logits.detach(), ctx.train_labels),
         "test_acc": accuracy(test_logits, ctx.test_labels),
     }
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (frozen ones, ``requires_grad=False``, excluded)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (frozen ones, ``requires_grad=False``, excluded).
+
+    ``fused=True`` uses PyTorch's fused kernel where the device has it: the same
+    algorithm and ``state_dict`` layout (resume states move between the two), one kernel
+    per step instead of about ten small operations per parameter.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    kwargs = dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if fused:
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
+            pass
+    return torch.optim.AdamW(params, **kwargs)

@@ -6,7 +6,7 @@ import torch
 import grok_interp as g
 from grok_interp.training import checkpoint_schedule, loss_fn
 
-from .helpers import small_run
+from .helpers import SMALL_MODEL, small_run
 
 pytestmark = pytest.mark.portable
 
@@ -97,3 +97,40 @@ def test_bad_train_options(options, name):
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="^colour="):
         g.train_hooked(p=23, steps=5, colour="red", progress=False)
+
+
+def test_gradient_transforms_run_before_every_optimizer_step():
+    """The one seam for gradient filters: ``fn(params)`` sees every trainable
+    parameter's gradient after the backward pass and before each optimiser step."""
+    calls = []
+
+    def count(params):
+        calls.append(len(params))
+        assert all(p.grad is not None for p in params if p.requires_grad)
+
+    def zero(params):  # no gradient and no weight decay: Adam moves nothing
+        for p in params:
+            p.grad.zero_()
+
+    run = small_run(steps=12, weight_decay=0.0, gradient_transforms=[count, zero])
+    n_trainable = sum(1 for p in run.model.parameters() if p.requires_grad)
+    assert calls == [n_trainable] * 12
+    w0 = run.weights_at(0)
+    assert all(torch.equal(w0[k], v) for k, v in g.weights(run.model).items())
+    # Without the transform the same run moves.
+    moved = small_run(steps=12, weight_decay=0.0)
+    assert any(not torch.equal(w0[k], v) for k, v in g.weights(moved.model).items())
+
+
+def test_gradient_transforms_in_a_batch_apply_to_each_run():
+    from grok_interp.batched import batch_groups, train_many
+
+    def zero(params):
+        for p in params:
+            p.grad.zero_()
+
+    specs = [dict(p=23, steps=8, weight_decay=0.0, seed=s, **SMALL_MODEL) for s in (0, 1)]
+    assert batch_groups(specs) == [[0, 1]]
+    for run in train_many(specs, gradient_transforms=[zero], progress=False):
+        w0 = run.weights_at(0)
+        assert all(torch.equal(w0[k], v) for k, v in g.weights(run.model).items())

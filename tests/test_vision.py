@@ -234,6 +234,23 @@ def test_two_epoch_smoke_run_and_load_run(tmp_path, data16):
         train_resnet(epochs=2, out=out, dataset=data16, progress=False, **TINY)
 
 
+def test_gradient_transforms_reach_every_mini_batch(data16):
+    calls = []
+
+    def zero(params):  # Adam with no gradient and no weight decay leaves the weights alone
+        calls.append(len(params))
+        for p in params:
+            p.grad.zero_()
+
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, dataset=data16, progress=False,
+                       gradient_transforms=[zero], **{**TINY, "weight_decay": 0.0})
+    batches = -(-run.split.n_train // run.config.batch_size)
+    assert len(calls) == 2 * batches
+    w0, w2 = run.weights_at(0), run.weights_at(2)
+    params = dict(run.model.net.named_parameters())
+    assert all(torch.equal(w0[k], w2[k]) for k in params)
+
+
 def test_resume_equals_uninterrupted(tmp_path, data16):
     opts = dict(eval_every=1, checkpoint_every=2, dataset=data16, progress=False, **TINY)
     full = train_resnet(epochs=4, out=tmp_path / "full", **opts)

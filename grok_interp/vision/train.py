@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -48,7 +48,7 @@ from ..runs import (
     _write_weights,
     write_resume_state,
 )
-from ..training import checkpoint_schedule, resolve_device
+from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -409,6 +409,7 @@ def train_resnet(
     cache_dir: str | os.PathLike | None = None,
     callbacks: Iterable[ResNetCallback] = (),
     progress: bool = True,
+    gradient_transforms: Iterable[GradientTransform] = (),
     **options: Any,
 ) -> ResNetRun:
     """Train a hooked ResNet-18 on the shapes-sum images and return the run.
@@ -425,6 +426,8 @@ def train_resnet(
         callbacks: ``cb(epoch, model, context) -> dict | None`` at every history row;
             ``context`` holds ``dataset``, ``split`` and ``device``; values become columns.
         progress: Show a bar over epochs and a transient bar over each epoch's batches.
+        gradient_transforms: ``fn(params)`` changing the gradients in place before
+            every mini-batch's optimiser step (see :class:`grok_interp.training.RunState`).
         **options: Fields of :class:`ResNetConfig`.
 
     Returns:
@@ -455,60 +458,75 @@ def train_resnet(
             _write_static(path, config, indices, split, data.labels)
     ctx = {"dataset": data, "split": split, "device": device}
     memory: dict[int, dict[str, Tensor]] = {}
-    saves = set(checkpoint_schedule(config.epochs, config.checkpoint_every))
-    callbacks = list(callbacks)
 
-    def record(epoch: int, epoch_loss: float) -> None:
-        row: dict[str, Any] = {"step": epoch, **evaluate(model, data, split, config.eval_batch_size),
-                               "epoch_loss": epoch_loss}
-        for cb in callbacks:
-            row.update(cb(epoch, model, ctx) or {})
-        rows.append(row)
-        log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", epoch,
-                 row["train_acc"], row["test_acc"], row["test_loss"], row["feature_med_ratio"])
+    def write_history(state: RunState) -> None:
+        r = state.history[-1]
+        log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", r["step"],
+                 r["train_acc"], r["test_acc"], r["test_loss"], r["feature_med_ratio"])
         if path is not None:
-            _write_csv(path / "history.csv", rows)
+            _write_csv(path / "history.csv", state.history)
 
-    def save(epoch: int) -> None:
-        w = _state(model)
+    def save(state: RunState) -> None:
+        w = _state(state.model)
         if path is None:
-            memory[epoch] = w
+            memory[state.step] = w
             return
-        _write_weights(path / "checkpoints" / f"step_{epoch:07d}.safetensors", w)
-        write_resume_state(path, epoch, w, optimizer, rows)
+        _write_weights(path / "checkpoints" / f"step_{state.step:07d}.safetensors", w)
+        write_resume_state(path, state.step, w, state.optimizer, state.history)
         _write_weights(path / "model.safetensors", w)
-        _write_json(path / "status.json", {"step": epoch, "finished": False})
+        _write_json(path / "status.json", {"step": state.step, "finished": False})
 
-    if start == 0:
-        record(0, float("nan"))
-        save(0)
-    bar = tqdm(range(start + 1, config.epochs + 1), desc="epochs", disable=not progress, initial=start,
-               total=config.epochs)
-    model.train()
-    for epoch in bar:
-        total, count = 0.0, 0
-        loader = epoch_loader(data, split, config.batch_size, config.seed, epoch)
-        for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
-            x, y = x.to(device), y.to(device)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(y)
-            count += len(y)
-        if epoch % config.eval_every == 0 or epoch == config.epochs or epoch in saves:
-            record(epoch, total / count)
-            bar.set_postfix(train_acc=f"{rows[-1]['train_acc']:.3f}", test_acc=f"{rows[-1]['test_acc']:.3f}")
-        if epoch in saves:
-            save(epoch)
+    state = RunState(
+        model=model, optimizer=optimizer,
+        schedule=Schedule(steps=config.epochs, lr=config.lr, eval_every=config.eval_every,
+                          checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True),
+        history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=save, on_row=write_history,
+        gradient_transforms=list(gradient_transforms),
+    )
+    train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
     if path is not None:
-        if not (path / "checkpoints" / f"step_{config.epochs:07d}.safetensors").exists():
-            save(config.epochs)
-        _write_csv(path / "history.csv", rows)
-        _write_json(path / "status.json", {"step": config.epochs, "finished": True})
-    return ResNetRun(model=model, config=config, history=pd.DataFrame(rows), indices=indices, split=split,
+        _write_csv(path / "history.csv", state.history)
+        _write_json(path / "status.json", {"step": state.step, "finished": True})
+    return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
                      path=path, _memory_checkpoints=memory)
+
+
+class EpochStep:
+    """The ResNet's step for :func:`grok_interp.training.train_loop`: one epoch of
+    mini-batches (shuffled by :func:`epoch_loader`), each an optimiser step through
+    :meth:`~grok_interp.training.RunState.optimizer_step`. A history row evaluates the
+    model on all images (:func:`evaluate`) and adds ``epoch_loss``, the mean mini-batch
+    loss of the epoch just trained (NaN at epoch 0)."""
+
+    def __init__(self, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig, device: torch.device,
+                 progress: bool) -> None:
+        self.data, self.split, self.config, self.device, self.progress = data, split, config, device, progress
+        self.epoch_loss = float("nan")
+
+    def forward(self, states: Sequence[RunState]) -> None:
+        return None
+
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: None) -> list[dict[str, Any]]:
+        return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size),
+                 "epoch_loss": self.epoch_loss} for i in due]
+
+    def update(self, states: Sequence[RunState], going: list[int], out: None) -> None:
+        for i in going:
+            state, cfg = states[i], self.config
+            epoch = state.step + 1
+            state.model.train()
+            total, count = 0.0, 0
+            loader = epoch_loader(self.data, self.split, cfg.batch_size, cfg.seed, epoch)
+            for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress):
+                x, y = x.to(self.device), y.to(self.device)
+                loss = F.cross_entropy(state.model(x), y)
+                state.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                state.optimizer_step()
+                total += loss.item() * len(y)
+                count += len(y)
+            self.epoch_loss = total / count
 
 
 def _restore(
