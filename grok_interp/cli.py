@@ -29,6 +29,7 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--k", int, "SQUARE size: pairs with a <= k and b <= k are forced into the test set"),
     ("--t", int, "STRIP width: pairs with a <= t are forced into the test set"),
     ("--data-seed", int, "seed of the split (default 598)"),
+    ("--shuffle", str, "torch, or python (random.Random(data_seed).shuffle: replays the reference code's training pairs) (default torch)"),
     ("--seed", int, "seed of the weight initialisation (default 999)"),
     ("--arch", str, "transformer or mlp (the paper's DNN baseline) (default transformer)"),
     ("--n-layers", int, "transformer layers (default 1)"),

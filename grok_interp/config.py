@@ -54,6 +54,11 @@ class DataConfig(_DictMixin):
         data_seed: Seed of the split's shuffle (598 as in Nanda et al.).
         k: SQUARE size (pairs with a <= k and b <= k forced to test).
         t: STRIP width (pairs with a <= t forced to test).
+        shuffle: How the split orders candidate pairs before taking the training set:
+            ``torch`` (default, ``torch.randperm``) or ``python``: Python's
+            ``random.Random(data_seed).shuffle`` of the row-major pair list, which
+            replays the reference scripts' training pairs exactly (their data seed: 0
+            in ``rec.py``/``str.py``, 11 in ``base.py``). See :data:`grok_interp.tasks.SHUFFLES`.
     """
 
     p: int = 113
@@ -64,6 +69,7 @@ class DataConfig(_DictMixin):
     data_seed: int = 598
     k: int | None = None
     t: int | None = None
+    shuffle: str = "torch"
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 3 or not is_prime(self.p):
@@ -76,6 +82,7 @@ class DataConfig(_DictMixin):
             check_int("k", self.k, low=0, high=self.p - 1)
         if self.t is not None:
             check_int("t", self.t, low=0, high=self.p - 1)
+        check_choice("shuffle", self.shuffle, ("torch", "python"))
         if self.split == "square" and self.k is None:
             raise bad_value("k", None, f"split='square' needs k in [0, {self.p - 1}]")
         if self.split == "strip" and self.t is None:
