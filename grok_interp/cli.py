@@ -46,7 +46,7 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--lr", float, "AdamW learning rate (default 1e-3)"),
     ("--weight-decay", float, "AdamW weight decay (default 1.0)"),
     ("--warmup-steps", int, "linear warm-up steps (default 10)"),
-    ("--loss", str, "ce (float64 cross-entropy) or mse (default ce)"),
+    ("--loss", str, "ce (float64 cross-entropy), ce_float32 (as the reference code) or mse (default ce)"),
     ("--eval-every", int, "history row every N steps (default 10)"),
     ("--checkpoint-every", int, "save weights every N steps, plus denser early (default 100)"),
     ("--stop-after-grok", _none_or(int), "stop N steps after test accuracy reaches --grok-threshold"),

@@ -155,7 +155,9 @@ class TrainConfig(_DictMixin):
         steps: Number of optimiser steps (one full-batch step = one "epoch").
         lr, weight_decay, betas: AdamW settings (1e-3, 1.0, (0.9, 0.98)).
         warmup_steps: Learning-rate multiplier ``min(step / warmup_steps, 1)``.
-        loss: ``ce`` (cross-entropy in float64) or ``mse`` (on one-hot targets).
+        loss: ``ce`` (cross-entropy in float64), ``ce_float32`` (cross-entropy on the
+            float32 logits, as the reference code computes it) or ``mse`` (on one-hot
+            targets).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.
         checkpoint_every: Save weights every this many steps, plus the denser early
@@ -192,7 +194,7 @@ class TrainConfig(_DictMixin):
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
         check_int("warmup_steps", self.warmup_steps, low=0)
-        check_choice("loss", self.loss, ("ce", "mse"))
+        check_choice("loss", self.loss, ("ce", "ce_float32", "mse"))
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:

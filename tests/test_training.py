@@ -97,3 +97,16 @@ def test_bad_train_options(options, name):
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="^colour="):
         g.train_hooked(p=23, steps=5, colour="red", progress=False)
+
+
+def test_float32_cross_entropy_option():
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(50, 7, generator=gen) * 5).requires_grad_(True)
+    labels = torch.randint(0, 7, (50,), generator=gen)
+    f32 = loss_fn(logits, labels, "ce_float32")
+    assert f32.dtype == torch.float32
+    assert torch.equal(f32, torch.nn.functional.cross_entropy(logits, labels))  # as the reference computes it
+    f64 = loss_fn(logits, labels, "ce")
+    assert f64.dtype == torch.float64 and f32.item() == pytest.approx(f64.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="loss"):
+        g.TrainConfig(loss="ce32")
