@@ -102,10 +102,28 @@ class ModelConfig(_DictMixin):
         normalization: ``None`` (no LayerNorm, the reference setting) or ``"LN"``.
         pos_embed: Learned positional embedding on (True) or off.
         init: ``nanda``: every weight ~ N(0, 1/d_model), biases 0, as in both reference
-            codes; ``tl``: TransformerLens' own default initialisation.
+            codes; ``tl``: TransformerLens' own default initialisation;
+            ``linear_default`` (``arch="mlp"`` only): the dense layers as torch's
+            ``nn.Linear`` initialises them, weights and biases ~ U(-1/sqrt(fan_in),
+            1/sqrt(fan_in)), the embedding ~ N(0, 1/d_model): the reference code's MLP
+            baseline (``MLP/rec.py``).
         embed_init: ``random`` (per ``init``), ``circulant`` (rows are cyclic shifts of
-            one random vector) or ``onehot`` (frozen identity; needs d_model >= d_vocab).
+            one zero-mean Gaussian vector), ``toeplitz`` (the reference code's
+            commented-out "circulant" init, ``transformer/rec.py:59-75``: a vector ``v ~
+            U[0, 1)^d_model``, token ``i``'s embedding ``v[|j - i|] / sqrt(d_model)`` for
+            j = 0..d_model-1, a symmetric Toeplitz matrix without wrap-around; all entries
+            positive, so tokens start with mean pairwise cosine about 0.75; needs
+            d_model >= d_vocab) or ``onehot`` (frozen identity; needs d_model >= d_vocab).
         freeze_biases: Keep every bias at zero and out of the optimiser.
+        attn_bias: Give attention its biases ``b_Q, b_K, b_V, b_O`` (default). ``False``
+            builds attention without them, as the reference code does: the model has no
+            such parameters (nothing to train or decay); :func:`grok_interp.models.weights`
+            reports them as zeros so analysis code sees the usual layout.
+        unembed_bias: Give the unembedding its bias ``b_U`` (default). ``False``: none,
+            as in the reference transformer (same treatment as ``attn_bias``).
+        mlp_input: ``arch="mlp"`` only: ``operands`` (default) concatenates the
+            embeddings of a and b (2 x d_model); ``operands_and_eq`` also the ``"="``
+            token's, 3 x d_model, as the reference MLP baseline (``MLP/rec.py:88``).
         backend: ``auto`` (HookedTransformer under TransformerLens 3, the native
             TransformerBridge under 4), ``hooked`` or ``bridge``.
         seed: Seed of the weight initialisation.
@@ -125,6 +143,9 @@ class ModelConfig(_DictMixin):
     freeze_biases: bool = False
     backend: str = "auto"
     seed: int = 999
+    attn_bias: bool = True
+    unembed_bias: bool = True
+    mlp_input: str = "operands"
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ("transformer", "mlp"))
@@ -141,10 +162,21 @@ class ModelConfig(_DictMixin):
         check_int("d_head", self.d_head, low=1)
         check_choice("act_fn", self.act_fn, ("relu", "gelu", "silu", "gelu_new", "solu_ln"))
         check_choice("normalization", self.normalization, (None, "LN"))
-        check_choice("init", self.init, ("nanda", "tl"))
-        check_choice("embed_init", self.embed_init, ("random", "circulant", "onehot"))
+        check_choice("init", self.init, ("nanda", "tl", "linear_default"))
+        check_choice("embed_init", self.embed_init, ("random", "circulant", "toeplitz", "onehot"))
         check_choice("backend", self.backend, ("auto", "hooked", "bridge"))
         check_int("seed", self.seed)
+        for name in ("attn_bias", "unembed_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad_value(name, getattr(self, name), "must be true or false")
+        check_choice("mlp_input", self.mlp_input, ("operands", "operands_and_eq"))
+        if self.arch != "mlp":
+            if self.init == "linear_default":
+                raise bad_value("init", self.init, "is the MLP baseline's init; needs arch='mlp'")
+            if self.mlp_input != "operands":
+                raise bad_value("mlp_input", self.mlp_input, "is an MLP-baseline option; needs arch='mlp'")
+        elif not self.attn_bias:
+            raise bad_value("attn_bias", self.attn_bias, "the MLP baseline has no attention; needs arch='transformer'")
 
 
 @dataclass
