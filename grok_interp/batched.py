@@ -87,7 +87,7 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
     if fast_unsupported_reason(m) is not None or t.forward == "hooked" or d.op.startswith("custom:"):
         return None
     task = Task(p=d.p, op=d.op, offset=d.offset)
-    split = Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t, mask=mask)
+    split = Split.from_config(task, d, mask=mask)
     return (
         d.p, d.offset, m.d_model, m.n_heads, m.d_head, m.d_mlp, m.act_fn,
         split.n_train, int(split.test_mask.sum()), str(resolve_device(t.device)),

@@ -29,6 +29,7 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--k", int, "SQUARE size: pairs with a <= k and b <= k are forced into the test set"),
     ("--t", int, "STRIP width: pairs with a <= t are forced into the test set"),
     ("--data-seed", int, "seed of the split (default 598)"),
+    ("--shuffle", str, "torch, or python (random.Random(data_seed).shuffle: replays the reference code's training pairs) (default torch)"),
     ("--seed", int, "seed of the weight initialisation (default 999)"),
     ("--arch", str, "transformer or mlp (the paper's DNN baseline) (default transformer)"),
     ("--n-layers", int, "transformer layers (default 1)"),
@@ -38,14 +39,15 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--d-mlp", int, "MLP width (default 512)"),
     ("--act-fn", str, "MLP activation: relu, gelu, gelu_new, silu (default relu)"),
     ("--normalization", _none_or(str), "none or LN (default none)"),
-    ("--init", str, "nanda (N(0, 1/d_model)) or tl (TransformerLens default) (default nanda)"),
-    ("--embed-init", str, "random, circulant or onehot (frozen) (default random)"),
+    ("--init", str, "nanda (N(0, 1/d_model)), tl (TransformerLens default) or linear_default (MLP only: nn.Linear's) (default nanda)"),
+    ("--embed-init", str, "random, circulant, toeplitz (the reference's uniform Toeplitz) or onehot (frozen) (default random)"),
+    ("--mlp-input", str, "MLP baseline input: operands (a, b) or operands_and_eq (a, b, =) (default operands)"),
     ("--backend", str, "auto, hooked (TransformerLens 3) or bridge (default auto)"),
     ("--steps", int, "optimiser steps (default 20000)"),
     ("--lr", float, "AdamW learning rate (default 1e-3)"),
     ("--weight-decay", float, "AdamW weight decay (default 1.0)"),
     ("--warmup-steps", int, "linear warm-up steps (default 10)"),
-    ("--loss", str, "ce (float64 cross-entropy) or mse (default ce)"),
+    ("--loss", str, "ce (float64 cross-entropy), ce_float32 (as the reference code) or mse (default ce)"),
     ("--eval-every", int, "history row every N steps (default 10)"),
     ("--checkpoint-every", int, "save weights every N steps, plus denser early (default 100)"),
     ("--stop-after-grok", _none_or(int), "stop N steps after test accuracy reaches --grok-threshold"),
@@ -75,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="turn the learned positional embedding off (zero, frozen)")
     train.add_argument("--freeze-biases", action="store_true", default=argparse.SUPPRESS,
                        help="keep every bias at zero, out of the optimiser")
+    train.add_argument("--no-attn-bias", dest="attn_bias", action="store_false", default=argparse.SUPPRESS,
+                       help="build attention without b_Q, b_K, b_V, b_O (as the reference code)")
+    train.add_argument("--no-unembed-bias", dest="unembed_bias", action="store_false", default=argparse.SUPPRESS,
+                       help="build the unembedding without b_U (as the reference code)")
     train.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

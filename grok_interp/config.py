@@ -54,6 +54,11 @@ class DataConfig(_DictMixin):
         data_seed: Seed of the split's shuffle (598 as in Nanda et al.).
         k: SQUARE size (pairs with a <= k and b <= k forced to test).
         t: STRIP width (pairs with a <= t forced to test).
+        shuffle: How the split orders candidate pairs before taking the training set:
+            ``torch`` (default, ``torch.randperm``) or ``python``: Python's
+            ``random.Random(data_seed).shuffle`` of the row-major pair list, which
+            replays the reference scripts' training pairs exactly (their data seed: 0
+            in ``rec.py``/``str.py``, 11 in ``base.py``). See :data:`grok_interp.tasks.SHUFFLES`.
     """
 
     p: int = 113
@@ -64,6 +69,7 @@ class DataConfig(_DictMixin):
     data_seed: int = 598
     k: int | None = None
     t: int | None = None
+    shuffle: str = "torch"
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 3 or not is_prime(self.p):
@@ -76,6 +82,7 @@ class DataConfig(_DictMixin):
             check_int("k", self.k, low=0, high=self.p - 1)
         if self.t is not None:
             check_int("t", self.t, low=0, high=self.p - 1)
+        check_choice("shuffle", self.shuffle, ("torch", "python"))
         if self.split == "square" and self.k is None:
             raise bad_value("k", None, f"split='square' needs k in [0, {self.p - 1}]")
         if self.split == "strip" and self.t is None:
@@ -95,10 +102,28 @@ class ModelConfig(_DictMixin):
         normalization: ``None`` (no LayerNorm, the reference setting) or ``"LN"``.
         pos_embed: Learned positional embedding on (True) or off.
         init: ``nanda``: every weight ~ N(0, 1/d_model), biases 0, as in both reference
-            codes; ``tl``: TransformerLens' own default initialisation.
+            codes; ``tl``: TransformerLens' own default initialisation;
+            ``linear_default`` (``arch="mlp"`` only): the dense layers as torch's
+            ``nn.Linear`` initialises them, weights and biases ~ U(-1/sqrt(fan_in),
+            1/sqrt(fan_in)), the embedding ~ N(0, 1/d_model): the reference code's MLP
+            baseline (``MLP/rec.py``).
         embed_init: ``random`` (per ``init``), ``circulant`` (rows are cyclic shifts of
-            one random vector) or ``onehot`` (frozen identity; needs d_model >= d_vocab).
+            one zero-mean Gaussian vector), ``toeplitz`` (the reference code's
+            commented-out "circulant" init, ``transformer/rec.py:59-75``: a vector ``v ~
+            U[0, 1)^d_model``, token ``i``'s embedding ``v[|j - i|] / sqrt(d_model)`` for
+            j = 0..d_model-1, a symmetric Toeplitz matrix without wrap-around; all entries
+            positive, so tokens start with mean pairwise cosine about 0.75; needs
+            d_model >= d_vocab) or ``onehot`` (frozen identity; needs d_model >= d_vocab).
         freeze_biases: Keep every bias at zero and out of the optimiser.
+        attn_bias: Give attention its biases ``b_Q, b_K, b_V, b_O`` (default). ``False``
+            builds attention without them, as the reference code does: the model has no
+            such parameters (nothing to train or decay); :func:`grok_interp.models.weights`
+            reports them as zeros so analysis code sees the usual layout.
+        unembed_bias: Give the unembedding its bias ``b_U`` (default). ``False``: none,
+            as in the reference transformer (same treatment as ``attn_bias``).
+        mlp_input: ``arch="mlp"`` only: ``operands`` (default) concatenates the
+            embeddings of a and b (2 x d_model); ``operands_and_eq`` also the ``"="``
+            token's, 3 x d_model, as the reference MLP baseline (``MLP/rec.py:88``).
         backend: ``auto`` (HookedTransformer under TransformerLens 3, the native
             TransformerBridge under 4), ``hooked`` or ``bridge``.
         seed: Seed of the weight initialisation.
@@ -118,6 +143,9 @@ class ModelConfig(_DictMixin):
     freeze_biases: bool = False
     backend: str = "auto"
     seed: int = 999
+    attn_bias: bool = True
+    unembed_bias: bool = True
+    mlp_input: str = "operands"
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ("transformer", "mlp"))
@@ -134,10 +162,21 @@ class ModelConfig(_DictMixin):
         check_int("d_head", self.d_head, low=1)
         check_choice("act_fn", self.act_fn, ("relu", "gelu", "silu", "gelu_new", "solu_ln"))
         check_choice("normalization", self.normalization, (None, "LN"))
-        check_choice("init", self.init, ("nanda", "tl"))
-        check_choice("embed_init", self.embed_init, ("random", "circulant", "onehot"))
+        check_choice("init", self.init, ("nanda", "tl", "linear_default"))
+        check_choice("embed_init", self.embed_init, ("random", "circulant", "toeplitz", "onehot"))
         check_choice("backend", self.backend, ("auto", "hooked", "bridge"))
         check_int("seed", self.seed)
+        for name in ("attn_bias", "unembed_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad_value(name, getattr(self, name), "must be true or false")
+        check_choice("mlp_input", self.mlp_input, ("operands", "operands_and_eq"))
+        if self.arch != "mlp":
+            if self.init == "linear_default":
+                raise bad_value("init", self.init, "is the MLP baseline's init; needs arch='mlp'")
+            if self.mlp_input != "operands":
+                raise bad_value("mlp_input", self.mlp_input, "is an MLP-baseline option; needs arch='mlp'")
+        elif not self.attn_bias:
+            raise bad_value("attn_bias", self.attn_bias, "the MLP baseline has no attention; needs arch='transformer'")
 
 
 @dataclass
@@ -148,7 +187,9 @@ class TrainConfig(_DictMixin):
         steps: Number of optimiser steps (one full-batch step = one "epoch").
         lr, weight_decay, betas: AdamW settings (1e-3, 1.0, (0.9, 0.98)).
         warmup_steps: Learning-rate multiplier ``min(step / warmup_steps, 1)``.
-        loss: ``ce`` (cross-entropy in float64) or ``mse`` (on one-hot targets).
+        loss: ``ce`` (cross-entropy in float64), ``ce_float32`` (cross-entropy on the
+            float32 logits, as the reference code computes it) or ``mse`` (on one-hot
+            targets).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.
         checkpoint_every: Save weights every this many steps, plus the denser early
@@ -185,7 +226,7 @@ class TrainConfig(_DictMixin):
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
         check_int("warmup_steps", self.warmup_steps, low=0)
-        check_choice("loss", self.loss, ("ce", "mse"))
+        check_choice("loss", self.loss, ("ce", "ce_float32", "mse"))
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:

@@ -28,7 +28,7 @@ from ._validate import bad_value
 from .config import ModelConfig
 from .tasks import Task
 
-__all__ = ["build_model", "MLPBaseline", "weights", "backend_of", "ACTIVATIONS"]
+__all__ = ["build_model", "MLPBaseline", "weights", "load_weights", "absent_biases", "backend_of", "ACTIVATIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,30 @@ class _Unembed(nn.Module):
 class MLPBaseline(_tl.HookedRootModule):
     """The paper's DNN baseline: ``[E[a], E[b]] -> d_mlp -> d_mlp -> p``.
 
-    Hook points: ``hook_embed`` (batch, 2, d_model), ``hidden1.hook_pre``,
+    Hook points: ``hook_embed`` (batch, n_inputs, d_model), ``hidden1.hook_pre``,
     ``hidden1.hook_post``, ``hidden2.hook_pre``, ``hidden2.hook_post`` (batch, d_mlp).
-    The ``"="`` token is ignored; logits come back as ``(batch, 1, d_vocab_out)`` so that
+    With ``n_inputs=2`` (default) the ``"="`` token is ignored; with ``n_inputs=3`` its
+    embedding is concatenated too (``[E[a], E[b], E[=]]``, the reference code's
+    ``MLP/rec.py``). Logits come back as ``(batch, 1, d_vocab_out)`` so that
     ``model(tokens)[:, -1]`` reads the answer as it does for transformers.
     """
 
-    def __init__(self, d_vocab: int, d_vocab_out: int, d_model: int = 128, d_mlp: int = 512, act_fn: str = "relu"):
+    def __init__(
+        self,
+        d_vocab: int,
+        d_vocab_out: int,
+        d_model: int = 128,
+        d_mlp: int = 512,
+        act_fn: str = "relu",
+        n_inputs: int = 2,
+    ):
         super().__init__()
+        if n_inputs not in (2, 3):
+            raise bad_value("n_inputs", n_inputs, "must be 2 (a, b) or 3 (a, b, =)")
+        self.n_inputs = n_inputs
         self.embed = _Embed(d_vocab, d_model)
         self.hook_embed = _tl.HookPoint()
-        self.hidden1 = _Dense(2 * d_model, d_mlp, act_fn)
+        self.hidden1 = _Dense(n_inputs * d_model, d_mlp, act_fn)
         self.hidden2 = _Dense(d_mlp, d_mlp, act_fn)
         self.unembed = _Unembed(d_mlp, d_vocab_out)
         self.setup()
@@ -96,7 +109,7 @@ class MLPBaseline(_tl.HookedRootModule):
         return self.unembed.W_U
 
     def forward(self, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch 1 d_vocab_out"]:
-        emb = self.hook_embed(self.embed.W_E[tokens[:, :2]])
+        emb = self.hook_embed(self.embed.W_E[tokens[:, : self.n_inputs]])
         h = self.hidden2(self.hidden1(emb.flatten(1)))
         return (h @ self.unembed.W_U + self.unembed.b_U)[:, None, :]
 
@@ -109,14 +122,83 @@ def backend_of(model: nn.Module) -> str:
 
 
 def weights(model: nn.Module) -> dict[str, Tensor]:
-    """Canonical weights (``HookedTransformer`` names and layout), differentiable views."""
-    if isinstance(model, MLPBaseline):
-        return dict(model.named_parameters())
-    return _tl.canonical_weights(model)
+    """Canonical weights (``HookedTransformer`` names and layout), differentiable views.
+
+    Biases a model was built without (``attn_bias=False``, ``unembed_bias=False``) are
+    reported as zero tensors under their usual names: the model computes exactly as if
+    they were zero, and analysis code (the fast forward, circuits) reads one layout.
+    """
+    w = dict(model.named_parameters()) if isinstance(model, MLPBaseline) else _tl.canonical_weights(model)
+    absent = absent_biases(model)
+    if absent:
+        ref = w["embed.W_E"]
+        for name, shape in absent.items():
+            w[name] = torch.zeros(shape, dtype=ref.dtype, device=ref.device)
+    return w
+
+
+_ABSENT_ATTR = "_grok_absent_biases"
+
+
+def absent_biases(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Canonical names and shapes of the biases ``model`` was built without (often empty)."""
+    return dict(model.__dict__.get(_ABSENT_ATTR, {}))
+
+
+def _remove_parameters(model: nn.Module, names: list[str]) -> None:
+    """Turn the named canonical parameters into constant zero buffers.
+
+    TransformerLens has no switch for attention or unembedding biases, so the factory
+    builds the usual model and then takes these parameters out: each becomes a
+    non-persistent zero buffer under the same attribute, so the backend's forward still
+    adds it (as zero) while ``parameters()``, the optimiser, weight decay and the
+    backend's state dict no longer see it. Works on either backend and the MLP baseline.
+    """
+    params = _params(model)
+    targets = {id(params[n]) for n in names}
+    shapes = {n: tuple(weights(model)[n].shape) for n in names}
+    for module in model.modules():
+        for key, param in list(module._parameters.items()):
+            if param is not None and id(param) in targets:
+                del module._parameters[key]
+                module.register_buffer(key, torch.zeros_like(param.detach()), persistent=False)
+    model.__dict__[_ABSENT_ATTR] = {**absent_biases(model), **shapes}
 
 
 def _is_weight(name: str) -> bool:
     return name.rsplit(".", 1)[-1].startswith("W")
+
+
+def _init_linear_default(shapes: dict[str, torch.Size], cfg: ModelConfig) -> dict[str, Tensor]:
+    """The MLP baseline as the reference code initialises it (``MLP/rec.py``).
+
+    ``embed.W_E ~ N(0, 1/d_model)``; every dense layer (``hidden1``, ``hidden2``,
+    ``unembed``) as torch's ``nn.Linear`` default: weight and bias ~ U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)) with ``fan_in`` the layer's input width (the distribution of
+    ``kaiming_uniform_(a=sqrt(5))``). Drawn in sorted-name order from one generator.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    fan_in = {name.rsplit(".", 1)[0]: shape[0] for name, shape in shapes.items() if _is_weight(name)}
+    out = {}
+    for name in sorted(shapes):
+        if name == "embed.W_E":
+            out[name] = torch.randn(shapes[name], generator=gen) / cfg.d_model**0.5
+            continue
+        bound = fan_in[name.rsplit(".", 1)[0]] ** -0.5
+        out[name] = (torch.rand(shapes[name], generator=gen) * 2 - 1) * bound
+    return out
+
+
+def _toeplitz_embedding(d_vocab: int, d_model: int, seed: int) -> Float[Tensor, "d_vocab d_model"]:
+    """The reference code's "circulant" embedding (``transformer/rec.py:59-75``, commented out).
+
+    ``v ~ U[0, 1)^d_model``; ``W_E[i, j] = v[|i - j|] / sqrt(d_model)``: the first
+    ``d_vocab`` columns of the symmetric Toeplitz matrix ``toeplitz(v, v)`` (no wrap-around,
+    unlike a circulant), transposed to TransformerLens' ``(d_vocab, d_model)`` layout.
+    """
+    v = torch.rand(d_model, generator=torch.Generator().manual_seed(seed))
+    lag = (torch.arange(d_vocab)[:, None] - torch.arange(d_model)[None, :]).abs()
+    return v[lag] / d_model**0.5
 
 
 def _init_nanda(shapes: dict[str, torch.Size], cfg: ModelConfig) -> dict[str, Tensor]:
@@ -146,12 +228,13 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
         with frozen parameters (one-hot embedding, ``pos_embed=False``,
         ``freeze_biases``) marked ``requires_grad=False``.
     """
-    if cfg.embed_init == "onehot" and cfg.d_model < task.d_vocab:
+    if cfg.embed_init in ("onehot", "toeplitz") and cfg.d_model < task.d_vocab:
         raise bad_value(
-            "embed_init", "onehot", f"needs d_model >= d_vocab={task.d_vocab}, got d_model={cfg.d_model}"
+            "embed_init", cfg.embed_init, f"needs d_model >= d_vocab={task.d_vocab}, got d_model={cfg.d_model}"
         )
     if cfg.arch == "mlp":
-        model: nn.Module = MLPBaseline(task.d_vocab, task.d_vocab_out, cfg.d_model, cfg.d_mlp, cfg.act_fn)
+        n_inputs = 3 if cfg.mlp_input == "operands_and_eq" else 2
+        model: nn.Module = MLPBaseline(task.d_vocab, task.d_vocab_out, cfg.d_model, cfg.d_mlp, cfg.act_fn, n_inputs)
     else:
         model = _tl.build_transformer(
             backend=cfg.backend,
@@ -168,12 +251,20 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
             tl_init_seed=cfg.seed if cfg.init == "tl" else None,
         )
     current = {k: v.detach().clone() for k, v in weights(model).items()}
-    new = _init_nanda({k: v.shape for k, v in current.items()}, cfg) if (cfg.init == "nanda" or cfg.arch == "mlp") else current
+    shapes = {k: v.shape for k, v in current.items()}
+    if cfg.init == "linear_default":
+        new = _init_linear_default(shapes, cfg)
+    elif cfg.init == "nanda" or cfg.arch == "mlp":
+        new = _init_nanda(shapes, cfg)
+    else:
+        new = current
     w_e = new["embed.W_E"]
     if cfg.embed_init == "circulant":
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         base = torch.randn(cfg.d_model, generator=gen) / cfg.d_model**0.5
         new["embed.W_E"] = torch.stack([torch.roll(base, i) for i in range(w_e.shape[0])])
+    elif cfg.embed_init == "toeplitz":
+        new["embed.W_E"] = _toeplitz_embedding(w_e.shape[0], w_e.shape[1], cfg.seed + 1)
     elif cfg.embed_init == "onehot":
         new["embed.W_E"] = torch.eye(w_e.shape[0], w_e.shape[1])
     frozen = set()
@@ -188,8 +279,12 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
                 new[name] = torch.zeros_like(new[name])
                 frozen.add(name)
     load_weights(model, new)
+    absent = [n for n in new if (not cfg.attn_bias and re.fullmatch(r"blocks\.\d+\.attn\.b_[QKVO]", n))
+              or (not cfg.unembed_bias and n == "unembed.b_U")]
+    if absent:
+        _remove_parameters(model, absent)
     params = _params(model)
-    for name in frozen:
+    for name in frozen - set(absent):
         params[name].requires_grad_(False)
     with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints on .to()
         return model.to(device)
@@ -202,7 +297,19 @@ def _params(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
-    """Copy canonical weights into ``model`` (either backend, or the MLP baseline)."""
+    """Copy canonical weights into ``model`` (either backend, or the MLP baseline).
+
+    Biases the model was built without may be given (as :func:`weights` reports them)
+    only as zeros; non-zero values there mean the weights come from a model with biases.
+    """
+    absent = absent_biases(model)
+    for name in absent:
+        if name in w and bool(w[name].detach().ne(0).any()):
+            raise ValueError(
+                f"weight {name!r} is non-zero but this model was built without it "
+                "(attn_bias/unembed_bias=False); load it into a model with biases"
+            )
+    w = {k: v for k, v in w.items() if k not in absent}
     if isinstance(model, MLPBaseline):
         own = dict(model.named_parameters())
         if set(own) != set(w):

@@ -287,7 +287,8 @@ class _RunDir:
         )
         if not torch.equal(task.labels, labels):
             raise RunDirectoryError(f"run file {self.path / 'data.safetensors'}: labels disagree with op={d.op!r}")
-        split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t)
+        split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t,
+                      shuffle=d.shuffle)
         return task, split
 
 
@@ -433,7 +434,7 @@ def prepare_run(
     """
     d = config.data
     task = Task(p=d.p, op=op if op is not None else d.op, offset=d.offset)
-    split = Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t, mask=mask)
+    split = Split.from_config(task, d, mask=mask)
     device = resolve_device(config.train.device)
     out_path = Path(out) if out is not None else None
     resuming = _prepare_out(out_path, resume) if out_path is not None else False

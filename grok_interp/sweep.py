@@ -236,7 +236,7 @@ def _predicted_only(options: Mapping[str, Any], radii: Sequence[int]) -> dict[st
     try:
         d = _run_config(options).data
         task = Task(p=d.p, op=d.op, offset=d.offset)
-        return _ceilings(Split.build(task, d.split, d.frac, d.data_seed, k=d.k, t=d.t), radii)
+        return _ceilings(Split.from_config(task, d), radii)
     except Exception:  # noqa: BLE001 - the config itself is bad: its error is already in the row
         return {}
 

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import random as _random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from ._validate import bad_value, check_choice, check_int, check_open_unit, is_prime
 
-__all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS"]
+__all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS", "SHUFFLES"]
 
 
 def _inverse_table(p: int) -> Tensor:
@@ -171,6 +172,20 @@ class Task:
 
 SPLIT_KINDS = ("random", "square", "strip", "mask")
 
+SHUFFLES = ("torch", "python")
+"""How a split orders its candidate pairs before taking the training set.
+
+* ``torch``: ``torch.randperm`` with a ``torch.Generator`` seeded by the split's seed
+  (the library default).
+* ``python``: Python's ``random.Random(seed).shuffle`` of the candidate pairs listed in
+  row-major grid order, then the first ``int(frac * p * p)`` train. This is how the
+  paper's reference scripts (repository Qihuai27/Grokking-Insight, ``gen_train_test``
+  in ``transformer/rec.py``, ``str.py``, ``base.py`` and ``MLP/*.py``) choose their
+  training pairs after ``random.seed(seed)``, so with their seed (0 in ``rec.py`` and
+  ``str.py``, 11 in ``base.py``) the same pairs train. The choice does not depend on the
+  operand offset: the scripts' pair tuples carry ``b + d`` but keep the grid order.
+"""
+
 
 @dataclass(frozen=True, eq=False)
 class Split:
@@ -189,6 +204,7 @@ class Split:
     forced_test: Bool[Tensor, "p p"] = field(repr=False)
     k: int | None = None
     t: int | None = None
+    shuffle: str = "torch"
 
     @property
     def test_mask(self) -> Bool[Tensor, "p p"]:
@@ -215,37 +231,41 @@ class Split:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (a custom mask itself is saved beside it by runs)."""
-        return {"kind": self.kind, "frac": self.frac, "seed": self.seed, "k": self.k, "t": self.t}
+        return {"kind": self.kind, "frac": self.frac, "seed": self.seed, "k": self.k, "t": self.t,
+                "shuffle": self.shuffle}
 
     # --- constructors ----------------------------------------------------------
     @classmethod
-    def random(cls, task: Task, frac: float = 0.3, seed: int = 0) -> "Split":
-        """A fraction ``frac`` of all valid pairs, shuffled with ``seed``, trains."""
+    def random(cls, task: Task, frac: float = 0.3, seed: int = 0, shuffle: str = "torch") -> "Split":
+        """A fraction ``frac`` of all valid pairs, shuffled with ``seed``, trains.
+
+        ``shuffle`` is one of :data:`SHUFFLES` (``python`` replays the reference code).
+        """
         frac = check_open_unit("frac", frac)
         forced = torch.zeros(task.p, task.p, dtype=torch.bool)
         n_train = int(frac * int(task.valid.sum()))
-        return cls._fill(task, "random", frac, seed, forced, n_train)
+        return cls._fill(task, "random", frac, seed, forced, n_train, shuffle=shuffle)
 
     @classmethod
-    def square(cls, task: Task, k: int, frac: float = 0.3, seed: int = 0) -> "Split":
+    def square(cls, task: Task, k: int, frac: float = 0.3, seed: int = 0, shuffle: str = "torch") -> "Split":
         """SQUARE(k): pairs with ``a <= k`` and ``b <= k`` are forced into the test set."""
         frac = check_open_unit("frac", frac)
         check_int("k", k, low=0, high=task.p - 1)
         idx = torch.arange(task.p)
         forced = (idx[:, None] <= k) & (idx[None, :] <= k)
-        return cls._fill(task, "square", frac, seed, forced, int(frac * task.p * task.p), k=k)
+        return cls._fill(task, "square", frac, seed, forced, int(frac * task.p * task.p), k=k, shuffle=shuffle)
 
     @classmethod
-    def strip(cls, task: Task, t: int, frac: float = 0.3, seed: int = 0) -> "Split":
+    def strip(cls, task: Task, t: int, frac: float = 0.3, seed: int = 0, shuffle: str = "torch") -> "Split":
         """STRIP(t): pairs with ``a <= t`` (any b) are forced into the test set."""
         frac = check_open_unit("frac", frac)
         check_int("t", t, low=0, high=task.p - 1)
         forced = (torch.arange(task.p)[:, None] <= t).expand(task.p, task.p).clone()
-        return cls._fill(task, "strip", frac, seed, forced, int(frac * task.p * task.p), t=t)
+        return cls._fill(task, "strip", frac, seed, forced, int(frac * task.p * task.p), t=t, shuffle=shuffle)
 
     @classmethod
     def from_mask(
-        cls, task: Task, forced_test: Bool[Tensor, "p p"], frac: float = 0.3, seed: int = 0
+        cls, task: Task, forced_test: Bool[Tensor, "p p"], frac: float = 0.3, seed: int = 0, shuffle: str = "torch"
     ) -> "Split":
         """A custom forced-test region (boolean ``(p, p)`` mask), filled like SQUARE."""
         frac = check_open_unit("frac", frac)
@@ -254,7 +274,7 @@ class Split:
             raise bad_value(
                 "mask", f"{forced.dtype} {tuple(forced.shape)}", f"must be a bool tensor of shape ({task.p}, {task.p})"
             )
-        return cls._fill(task, "mask", frac, seed, forced.clone(), int(frac * task.p * task.p))
+        return cls._fill(task, "mask", frac, seed, forced.clone(), int(frac * task.p * task.p), shuffle=shuffle)
 
     @classmethod
     def _fill(
@@ -267,12 +287,23 @@ class Split:
         n_train: int,
         k: int | None = None,
         t: int | None = None,
+        shuffle: str = "torch",
     ) -> "Split":
-        """Draw ``n_train`` pairs (or all, if fewer) from valid pairs outside ``forced``."""
+        """Draw ``n_train`` pairs (or all, if fewer) from valid pairs outside ``forced``.
+
+        Candidates are listed in row-major grid order, then put in a seeded random order
+        (``shuffle``, see :data:`SHUFFLES`); the first ``n_train`` train.
+        """
         check_int("seed", seed)
+        check_choice("shuffle", shuffle, SHUFFLES)
         candidates = (task.valid & ~forced).reshape(-1).nonzero().squeeze(1)
-        gen = torch.Generator().manual_seed(seed)
-        chosen = candidates[torch.randperm(len(candidates), generator=gen)[: min(n_train, len(candidates))]]
+        if shuffle == "python":
+            order = list(range(len(candidates)))
+            _random.Random(seed).shuffle(order)  # the same stream as random.seed(seed); random.shuffle
+            perm = torch.tensor(order, dtype=torch.int64)
+        else:
+            perm = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
+        chosen = candidates[perm[: min(n_train, len(candidates))]]
         train = torch.zeros(task.p * task.p, dtype=torch.bool)
         train[chosen] = True
         train = train.reshape(task.p, task.p)
@@ -283,7 +314,9 @@ class Split:
             raise bad_value("split", desc, "leaves no training pair; raise frac or shrink the forced region")
         if not (task.valid & ~train).any():
             raise bad_value("split", desc, "leaves no test pair; lower frac")
-        return cls(task=task, kind=kind, frac=frac, seed=seed, train_mask=train, forced_test=forced, k=k, t=t)
+        return cls(
+            task=task, kind=kind, frac=frac, seed=seed, train_mask=train, forced_test=forced, k=k, t=t, shuffle=shuffle
+        )
 
     @classmethod
     def build(
@@ -295,19 +328,35 @@ class Split:
         k: int | None = None,
         t: int | None = None,
         mask: Tensor | None = None,
+        shuffle: str = "torch",
     ) -> "Split":
         """Build a split from its kind name (the form configs and the CLI use)."""
         check_choice("split", kind, SPLIT_KINDS)
         if kind == "random":
-            return cls.random(task, frac, seed)
+            return cls.random(task, frac, seed, shuffle=shuffle)
         if kind == "square":
             if k is None:
                 raise bad_value("k", k, "a SQUARE split needs k in [0, p-1]")
-            return cls.square(task, k, frac, seed)
+            return cls.square(task, k, frac, seed, shuffle=shuffle)
         if kind == "strip":
             if t is None:
                 raise bad_value("t", t, "a STRIP split needs t in [0, p-1]")
-            return cls.strip(task, t, frac, seed)
+            return cls.strip(task, t, frac, seed, shuffle=shuffle)
         if mask is None:
             raise bad_value("mask", mask, "a mask split needs a bool (p, p) forced-test mask")
-        return cls.from_mask(task, mask, frac, seed)
+        return cls.from_mask(task, mask, frac, seed, shuffle=shuffle)
+
+    @classmethod
+    def from_config(cls, task: Task, data: Any, mask: Tensor | None = None) -> "Split":
+        """The split a :class:`~grok_interp.config.DataConfig` describes, every field honoured.
+
+        Args:
+            task: The config's task.
+            data: A ``DataConfig`` (``split``, ``frac``, ``data_seed``, ``k``, ``t``,
+                ``shuffle``).
+            mask: The forced-test mask of a ``mask`` split.
+        """
+        return cls.build(
+            task, data.split, data.frac, data.data_seed, k=data.k, t=data.t, mask=mask,
+            shuffle=getattr(data, "shuffle", "torch"),
+        )

@@ -124,13 +124,17 @@ class _ToFloat64(torch.autograd.Function):
 def loss_fn(
     logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"], kind: str = "ce"
 ) -> Float[Tensor, ""]:
-    """Cross-entropy in float64 (avoids softmax collapse) or MSE on one-hot targets.
+    """Cross-entropy in float64 (``ce``, avoids softmax collapse), cross-entropy on the
+    logits' own float32 (``ce_float32``, as the reference code computes it) or MSE on
+    one-hot targets (``mse``).
 
     The float64 cast's gradient is flushed of float32 subnormals (see ``_ToFloat64``),
     which keeps late-training CPU steps as fast as early ones.
     """
     if kind == "ce":
         return F.cross_entropy(_ToFloat64.apply(logits), labels)
+    if kind == "ce_float32":
+        return F.cross_entropy(logits.float(), labels)
     target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
     return F.mse_loss(logits, target)
 

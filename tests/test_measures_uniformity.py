@@ -40,24 +40,79 @@ def test_med_with_offset_averages_both_operand_ranges():
     assert med(W_E, task) == pytest.approx(expected, rel=1e-9)
 
 
-def _reference_no_wrap(W_ref: torch.Tensor, a: int, b: int, c: int, d: int) -> float:
-    """The reference code's formula, written out independently: W_ref is (d_model, d_vocab)
-    (embedding columns); mean norm of consecutive column differences over [a, b) and over
-    [c, d), averaged."""
-    first = torch.linalg.vector_norm(W_ref[:, a + 1 : b] - W_ref[:, a : b - 1], dim=0).mean()
-    second = torch.linalg.vector_norm(W_ref[:, c + 1 : d] - W_ref[:, c : d - 1], dim=0).mean()
+def _open_chain_mean(W_cols: torch.Tensor, a: int, b: int, c: int, d: int) -> float:
+    """Written out independently on embedding columns W_cols (d_model, d_vocab): the mean
+    norm of consecutive column differences over [a, b) and over [c, d), averaged."""
+    first = torch.linalg.vector_norm(W_cols[:, a + 1 : b] - W_cols[:, a : b - 1], dim=0).mean()
+    second = torch.linalg.vector_norm(W_cols[:, c + 1 : d] - W_cols[:, c : d - 1], dim=0).mean()
     return float((first + second) / 2)
 
 
 @pytest.mark.parametrize("offset", [0, 7, 13])
-def test_no_wrap_med_reproduces_the_reference_formula(offset):
+def test_no_wrap_med_is_the_open_chain_over_all_p_residues(offset):
+    # wrap=False keeps residue p-1 (p-1 steps); no reference script computes this: they
+    # drop residue p-1 (see the drop_last variants below).
     p = 13
     task = g.Task(p, offset=offset)
     gen = torch.Generator().manual_seed(offset)
     W_E = torch.randn(task.d_vocab, 16, generator=gen)
-    ref = _reference_no_wrap(W_E.T, 0, p, offset, offset + p)
+    ref = _open_chain_mean(W_E.T, 0, p, offset, offset + p)
     assert med(W_E, task, wrap=False) == pytest.approx(ref, rel=1e-6)
     assert med(W_E, task) != pytest.approx(ref, rel=1e-6)  # wrapping adds the (p-1, 0) step
+    assert med(W_E, task, variant="drop_last_avg") != pytest.approx(ref, rel=1e-6)
+
+
+def _line_embedding(positions_a, positions_b=None):
+    """Tokens on the first axis at the given positions (a-range, then b-range), then "="."""
+    rows = list(positions_a) + list(positions_b or []) + [123.0]
+    W = torch.zeros(len(rows), 3, dtype=torch.float64)
+    W[:, 0] = torch.tensor(rows, dtype=torch.float64)
+    return W
+
+
+def test_reference_med_variants_by_hand_offset_zero():
+    # p = 5: residues 0..3 are used (residue 4 dropped): steps 1, 2, 3, mean 2. With d = 0
+    # the reference counts the same range twice.
+    W = _line_embedding([0.0, 1.0, 3.0, 6.0, 10.0])
+    task = g.Task(5)
+    assert med(W, task, variant="drop_last_avg") == pytest.approx(2.0)  # base.py: (2 + 2) / 2
+    assert med(W, task, variant="drop_last_sum") == pytest.approx(4.0)  # str.py: 2 + 2
+    assert med(W, task, variant="drop_last_scaled_sum") == pytest.approx(16.0)  # rec.py: 4 * 2 + 4 * 2
+    # Residue p-1's token takes no part: moving it changes none of them.
+    W2 = W.clone()
+    W2[4, 1] = 50.0
+    for v in ("drop_last_avg", "drop_last_sum", "drop_last_scaled_sum"):
+        assert med(W2, task, variant=v) == med(W, task, variant=v)
+
+
+def test_reference_med_variants_by_hand_with_offset():
+    # p = 5, d = 5: a-steps 1, 2, 3 (mean 2); b-tokens 5..8 at 0, 4, 4, 10: steps 4, 0, 6 (mean 10/3).
+    W = _line_embedding([0.0, 1.0, 3.0, 6.0, -7.0], [0.0, 4.0, 4.0, 10.0, 99.0])
+    task = g.Task(5, offset=5)
+    assert med(W, task, variant="drop_last_avg") == pytest.approx((2 + 10 / 3) / 2)
+    assert med(W, task, variant="drop_last_sum") == pytest.approx(2 + 10 / 3)
+    assert med(W, task, variant="drop_last_scaled_sum") == pytest.approx(4 * 2 + 4 * 10 / 3)
+
+
+def test_reference_med_variants_match_the_scripts_call_on_a_random_matrix():
+    # calculate_embedding_diff(W, 0, p - 1, d, d + p - 1) in the three scripts, transcribed.
+    p, d = 11, 4
+    task = g.Task(p, offset=d)
+    W_E = torch.randn(task.d_vocab, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    cols = W_E.T
+    m1 = torch.linalg.vector_norm(cols[:, 1 : p - 1] - cols[:, 0 : p - 2], dim=0).mean().item()
+    m2 = torch.linalg.vector_norm(cols[:, d + 1 : d + p - 1] - cols[:, d : d + p - 2], dim=0).mean().item()
+    assert med(W_E, task, variant="drop_last_avg") == pytest.approx(0.5 * (m1 + m2))
+    assert med(W_E, task, variant="drop_last_sum") == pytest.approx(m1 + m2)
+    assert med(W_E, task, variant="drop_last_scaled_sum") == pytest.approx((p - 1) * m1 + (p - 1) * m2)
+
+
+def test_med_variant_rejects_other_options():
+    W = _line_embedding([0.0, 1.0, 3.0, 6.0, 10.0])
+    with pytest.raises(ValueError, match="variant"):
+        med(W, 5, variant="rec")
+    with pytest.raises(ValueError, match="variant"):
+        med(W, 5, variant="drop_last_sum", wrap=False)
 
 
 def test_med_reads_a_models_embedding():

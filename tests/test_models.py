@@ -22,6 +22,9 @@ FAST_OPTIONS = [
     {"freeze_biases": True},
     {"embed_init": "circulant"},
     {"embed_init": "onehot", "d_model": 16},
+    {"embed_init": "toeplitz", "d_model": 16},
+    {"attn_bias": False, "unembed_bias": False},
+    {"attn_bias": False, "freeze_biases": True},
     {"act_fn": "gelu"},
     {"act_fn": "gelu_new"},
     {"act_fn": "silu"},
@@ -143,6 +146,119 @@ def test_mlp_baseline_is_hooked():
     [({"d_model": 30, "n_heads": 4}, "d_model="), ({"init": "xavier"}, "init="), ({"backend": "jax"}, "backend=")],
 )
 def test_bad_model_options(options, name):
+    with pytest.raises(ValueError) as err:
+        g.ModelConfig(**options)
+    assert str(err.value).startswith(name)
+
+
+# --- the reference code's architecture options -------------------------------------
+
+_ABSENT = {"blocks.0.attn.b_Q", "blocks.0.attn.b_K", "blocks.0.attn.b_V", "blocks.0.attn.b_O", "unembed.b_U"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_free_attention_and_unembedding_have_no_bias_parameters(backend):
+    cfg = g.ModelConfig(backend=backend, d_model=16, d_mlp=24, attn_bias=False, unembed_bias=False)
+    model = g.build_model(cfg, TASK)
+    canonical = set(_tl.canonical_parameters(model))
+    assert not canonical & _ABSENT
+    assert {"blocks.0.mlp.b_in", "blocks.0.mlp.b_out"} <= canonical  # MLP biases stay, as in the reference
+    # No backend parameter is a bias other than the MLP's two; the optimiser sees only these.
+    n_params = sum(p.numel() for p in model.parameters())
+    full = g.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24), TASK)
+    assert sum(p.numel() for p in full.parameters()) - n_params == 3 * 16 + 16 + TASK.p
+    # weights() still reports them, as zeros; the model equals the full one with zero biases.
+    w = g.weights(model)
+    assert _ABSENT <= set(w) and all(torch.count_nonzero(w[k]) == 0 for k in _ABSENT)
+    load_weights(full, {k: v.detach() for k, v in w.items()})
+    toks = all_tokens(TASK)
+    assert torch.allclose(model(toks), full(toks), atol=1e-6)
+    assert torch.allclose(fast_forward(model, toks), hooked_forward(model, toks), atol=1e-5)
+    # A training step leaves them at zero (there is nothing to update).
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=1.0)
+    model(toks)[:, -1].logsumexp(-1).sum().backward()
+    opt.step()
+    assert all(torch.count_nonzero(g.weights(model)[k]) == 0 for k in _ABSENT)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bias_free_model_refuses_non_zero_biases(backend):
+    model = g.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24, attn_bias=False), TASK)
+    w = {k: v.detach().clone() for k, v in g.weights(model).items()}
+    load_weights(model, w)  # zeros: fine
+    w["blocks.0.attn.b_O"] += 1.0
+    with pytest.raises(ValueError, match="b_O"):
+        load_weights(model, w)
+
+
+def test_unembed_bias_off_alone_keeps_attention_biases():
+    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=16, d_mlp=24, unembed_bias=False), TASK)
+    names = set(_tl.canonical_parameters(model))
+    assert "unembed.b_U" not in names and "blocks.0.attn.b_Q" in names
+
+
+def test_toeplitz_embedding_is_the_reference_matrix():
+    from scipy.linalg import toeplitz
+
+    d_model = 32
+    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=d_model, d_mlp=24, embed_init="toeplitz"), TASK)
+    w = model.W_E.detach().double()
+    v = w[0] * d_model**0.5  # token 0's embedding is the generating vector
+    assert ((v >= 0) & (v < 1)).all()  # U[0, 1)
+    expected = toeplitz(v.numpy(), v.numpy())[:, : TASK.d_vocab].T / d_model**0.5  # rec.py:59-75, transposed
+    assert torch.allclose(w, torch.from_numpy(expected))
+    for i in range(w.shape[0]):  # symmetric Toeplitz, no wrap: entry depends on |i - j| only
+        for j in range(w.shape[0]):
+            assert w[i, j] == w[j, i] == w[0, abs(i - j)]
+
+
+def test_toeplitz_embedding_starts_with_tokens_close_together():
+    task = g.Task(97)
+    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], embed_init="toeplitz"), task)
+    X = torch.nn.functional.normalize(model.W_E.detach()[:97].double(), dim=1)
+    cos = X @ X.T
+    mean_cos = (cos.sum() - 97) / (97 * 96)
+    assert 0.65 < mean_cos < 0.85  # about 0.75; a Gaussian init gives about 0
+    with pytest.raises(ValueError, match="embed_init"):
+        g.build_model(g.ModelConfig(embed_init="toeplitz", d_model=8, n_heads=2), TASK)
+
+
+def test_reference_mlp_baseline_reads_eq_and_uses_linear_default_init():
+    cfg = g.ModelConfig(arch="mlp", d_model=16, d_mlp=32, mlp_input="operands_and_eq", init="linear_default")
+    model = g.build_model(cfg, TASK)
+    toks = all_tokens(TASK)
+    logits, cache = model.run_with_cache(toks)
+    assert cache["hook_embed"].shape == (169, 3, 16)
+    assert model.hidden1.W.shape == (3 * 16, 32)
+    # nn.Linear's default: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    for layer, fan_in in ((model.hidden1, 48), (model.hidden2, 32)):
+        for t in (layer.W, layer.b):
+            assert t.abs().max() <= fan_in**-0.5 and t.abs().max() > 0.8 * fan_in**-0.5
+    assert model.unembed.b_U.abs().max() <= 32**-0.5 and torch.count_nonzero(model.unembed.b_U) > 0
+    assert abs(model.hidden1.W.std().item() - 48**-0.5 / 3**0.5) < 0.1 * 48**-0.5
+    assert abs(model.W_E.std().item() - 16**-0.5) < 0.2 * 16**-0.5  # the embedding stays N(0, 1/d_model)
+    # The "=" embedding now matters; in the default baseline it does not.
+    with torch.no_grad():
+        model.W_E[TASK.eq_token] += 1.0
+    assert not torch.allclose(model(toks), logits)
+    default = g.build_model(g.ModelConfig(arch="mlp", d_model=16, d_mlp=32), TASK)
+    before = default(toks)
+    with torch.no_grad():
+        default.W_E[TASK.eq_token] += 1.0
+    assert torch.equal(default(toks), before)
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"init": "linear_default"}, "init="),
+        ({"mlp_input": "operands_and_eq"}, "mlp_input="),
+        ({"arch": "mlp", "attn_bias": False}, "attn_bias="),
+        ({"attn_bias": "no"}, "attn_bias="),
+        ({"arch": "mlp", "mlp_input": "all"}, "mlp_input="),
+    ],
+)
+def test_reference_options_are_checked(options, name):
     with pytest.raises(ValueError) as err:
         g.ModelConfig(**options)
     assert str(err.value).startswith(name)

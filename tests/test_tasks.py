@@ -1,8 +1,11 @@
 """Tasks, tokens, equivalence classes and splits, against direct computation."""
 
+import random
+
 import pytest
 import torch
 
+import grok_interp as g
 from grok_interp import Split, Task
 from grok_interp.tasks import OPERATIONS
 
@@ -129,3 +132,72 @@ def test_bad_input_names_the_parameter(make, name):
     with pytest.raises(ValueError) as err:
         make()
     assert str(err.value).startswith(name)
+
+
+# --- the reference code's training pairs ------------------------------------------
+
+
+def _reference_train_pairs(p: int, d: int, d_vocab: int, kind: str, size: int, frac: float, seed: int):
+    """The training pairs of the reference scripts' ``gen_train_test``, written out
+    independently (Qihuai27/Grokking-Insight: rec.py SQUARE, str.py STRIP, base.py random):
+    tuples ``(a, b + d, "=")`` listed a-major, the forced region removed (order kept), the
+    global ``random.seed(seed); random.shuffle``, then the first ``int(frac * p * p)``.
+    Returns the ``(a, b)`` pairs."""
+    pairs = [(i, j + d, d_vocab - 1) for i in range(p) for j in range(p)]
+    if kind == "square":
+        forced = {(i, j + d, d_vocab - 1) for i in range(size + 1) for j in range(size + 1)}
+    elif kind == "strip":
+        forced = {(i, j + d, d_vocab - 1) for i in range(size + 1) for j in range(p)}
+    else:
+        forced = set()
+    remaining = [x for x in pairs if x not in forced]
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        random.shuffle(remaining)
+    finally:
+        random.setstate(state)
+    return {(a, b - d) for a, b, _ in remaining[: int(frac * len(pairs))]}
+
+
+@pytest.mark.parametrize(
+    "kind, size, frac, seed, offset, d_vocab",
+    [
+        ("square", 30, 0.3, 0, 0, 98),  # transformer/rec.py defaults
+        ("square", 60, 0.3, 0, 0, 98),
+        ("strip", 40, 0.3, 0, 60, 170),  # transformer/str.py: d = 60, "=" is token 169
+        ("strip", 67, 0.3, 0, 60, 170),  # too few pairs left: all of them train
+        ("random", None, 0.5, 11, 0, 98),  # transformer/base.py
+        ("random", None, 0.3, 0, 0, 98),
+    ],
+)
+def test_python_shuffle_replays_the_reference_training_pairs(kind, size, frac, seed, offset, d_vocab):
+    p = 97
+    task = g.Task(p, offset=offset)
+    split = g.Split.build(task, kind, frac, seed, k=size if kind == "square" else None,
+                          t=size if kind == "strip" else None, shuffle="python")
+    ours = {tuple(x) for x in split.train_pairs.tolist()}
+    assert ours == _reference_train_pairs(p, offset, d_vocab, kind, size, frac, seed)
+    assert split.shuffle == "python" and split.to_dict()["shuffle"] == "python"
+    # The torch shuffle (default) picks other pairs of the same count (the same ones only
+    # when every pair outside the forced region trains, as at STRIP 67).
+    default = g.Split.build(task, kind, frac, seed, k=split.k, t=split.t)
+    assert default.n_train == split.n_train
+    everything_left_trains = split.n_train == int((task.valid & ~split.forced_test).sum())
+    assert torch.equal(default.train_mask, split.train_mask) == everything_left_trains
+
+
+def test_python_shuffle_does_not_depend_on_the_offset():
+    a = g.Split.strip(g.Task(23), t=5, frac=0.3, seed=0, shuffle="python")
+    b = g.Split.strip(g.Task(23, offset=9), t=5, frac=0.3, seed=0, shuffle="python")
+    assert torch.equal(a.train_mask, b.train_mask)
+
+
+def test_split_from_config_honours_shuffle():
+    d = g.DataConfig(p=23, split="square", k=4, frac=0.3, data_seed=0, shuffle="python")
+    split = g.Split.from_config(g.Task(23), d)
+    assert torch.equal(split.train_mask, g.Split.square(g.Task(23), 4, 0.3, 0, shuffle="python").train_mask)
+    with pytest.raises(ValueError, match="shuffle"):
+        g.DataConfig(shuffle="numpy")
+    with pytest.raises(ValueError, match="shuffle"):
+        g.Split.random(g.Task(7), shuffle="numpy")

@@ -134,3 +134,16 @@ def test_gradient_transforms_in_a_batch_apply_to_each_run():
     for run in train_many(specs, gradient_transforms=[zero], progress=False):
         w0 = run.weights_at(0)
         assert all(torch.equal(w0[k], v) for k, v in g.weights(run.model).items())
+
+
+def test_float32_cross_entropy_option():
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(50, 7, generator=gen) * 5).requires_grad_(True)
+    labels = torch.randint(0, 7, (50,), generator=gen)
+    f32 = loss_fn(logits, labels, "ce_float32")
+    assert f32.dtype == torch.float32
+    assert torch.equal(f32, torch.nn.functional.cross_entropy(logits, labels))  # as the reference computes it
+    f64 = loss_fn(logits, labels, "ce")
+    assert f64.dtype == torch.float64 and f32.item() == pytest.approx(f64.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="loss"):
+        g.TrainConfig(loss="ce32")

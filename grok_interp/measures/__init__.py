@@ -39,10 +39,11 @@ from .fourier import (
     neuron_logit_map,
 )
 from .record import DEFAULT_MEASURES, FOURIER_MEASURES, MEASURE_NAMES, compute_measures, measure_checkpoints, recorder
-from .uniformity import activation_med, med, rqi, uniformity_stats
+from .uniformity import MED_VARIANTS, activation_med, med, rqi, uniformity_stats
 
 __all__ = [
     "med",
+    "MED_VARIANTS",
     "activation_med",
     "uniformity_stats",
     "rqi",

@@ -8,7 +8,10 @@ name                columns                                                forwa
 ==================  =====================================================  =========
 ``med``             ``med`` (wrap, mean)                                   no
 ``med_sum``         ``med_sum`` (the paper's plotted scale)                no
-``med_nowrap``      ``med_nowrap`` (the reference code's variant)          no
+``med_nowrap``      ``med_nowrap`` (i = 0..p-2: p-1 steps, no wrap)        no
+``med_drop_last_*`` ``med_drop_last_avg`` / ``_sum`` / ``_scaled_sum``: the   no
+                    reference scripts' MEDs (``base.py`` / ``str.py`` /
+                    ``rec.py``; see ``MED_VARIANTS``), one name each
 ``uniformity``      ``med_cv``, ``nn_spread``, ``norm_spread``,            no
                     ``top2_variance``
 ``weight_norm``     ``weight_norm`` and ``weight_norm.<component>``        no
@@ -93,6 +96,11 @@ _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "med": lambda c: {"med": med(c.model, c.task)},
     "med_sum": lambda c: {"med_sum": med(c.model, c.task, reduce="sum")},
     "med_nowrap": lambda c: {"med_nowrap": med(c.model, c.task, wrap=False)},
+    "med_drop_last_avg": lambda c: {"med_drop_last_avg": med(c.model, c.task, variant="drop_last_avg")},
+    "med_drop_last_sum": lambda c: {"med_drop_last_sum": med(c.model, c.task, variant="drop_last_sum")},
+    "med_drop_last_scaled_sum": lambda c: {
+        "med_drop_last_scaled_sum": med(c.model, c.task, variant="drop_last_scaled_sum")
+    },
     "uniformity": lambda c: uniformity_stats(c.model, c.task),
     "weight_norm": lambda c: weight_norm(c.model),
     "gini": lambda c: fourier_gini(c.model, c.task),

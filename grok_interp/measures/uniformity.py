@@ -27,7 +27,7 @@ from .._validate import bad_value, check_choice
 from ..tasks import Split, Task
 from ._probe import _last_position, as_task, embedding_matrix, neuron_hook
 
-__all__ = ["med", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
+__all__ = ["med", "MED_VARIANTS", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
 
 
 def _operands(task: Task) -> tuple[str, ...]:
@@ -44,6 +44,40 @@ def _reduce(d: Tensor, reduce: str) -> float:
     return float(d.mean() if reduce == "mean" else d.sum())
 
 
+MED_VARIANTS: dict[str, str] = {
+    "drop_last_avg": "mean of the p-2 steps between the tokens of residues 0..p-2, "
+    "averaged over the a- and b-range (transformer/base.py:227-240)",
+    "drop_last_sum": "mean of the p-2 steps between the tokens of residues 0..p-2, "
+    "summed over the a- and b-range (transformer/str.py:220-235)",
+    "drop_last_scaled_sum": "(p-1) x the mean of the p-2 steps between the tokens of residues 0..p-2, "
+    "summed over the a- and b-range (transformer/rec.py:237-249)",
+}
+"""The MED variants the reference scripts compute (repository Qihuai27/Grokking-Insight).
+
+Each script calls ``calculate_embedding_diff(W, 0, p - 1, d, d + p - 1)``: the a-range
+is the tokens of residues ``0..p-2`` and the b-range ``d..d+p-2`` (residue p-1's token
+is left out, so there are ``p - 2`` steps and no wrap-around). Both ranges always
+count, so with ``d = 0`` the same range counts twice (the sums double). The scripts
+then differ in how they combine the two range means. None of these is the library's
+``wrap=False`` variant (``p - 1`` steps, residue p-1 included). Pass a name as
+``med(..., variant=...)``.
+"""
+
+
+def _med_drop_last(W: Tensor, task: Task, variant: str) -> float:
+    p, starts = task.p, (0, task.offset)
+    means = []
+    for start in starts:
+        X = W[start : start + p - 1].double()  # tokens of residues 0..p-2
+        steps = (X[1:] - X[:-1]).norm(dim=1)  # p - 2 consecutive distances
+        means.append(float(steps.mean()))
+    if variant == "drop_last_avg":
+        return sum(means) / 2
+    if variant == "drop_last_sum":
+        return sum(means)
+    return (p - 1) * sum(means)
+
+
 @torch.no_grad()
 def med(
     model: nn.Module | dict[str, Tensor] | Tensor,
@@ -51,6 +85,7 @@ def med(
     *,
     wrap: bool = True,
     reduce: str = "mean",
+    variant: str | None = None,
 ) -> float:
     """MED: mean distance between embeddings of consecutive residues.
 
@@ -62,9 +97,13 @@ def med(
     Args:
         model: A model, canonical weights, or ``W_E`` itself ``(d_vocab, d_model)``.
         task: The task (or a prime p, offset 0).
-        wrap: Include the pair ``(p-1, 0)`` (default). ``False`` is the reference code's
-            variant: ``i = 0..p-2`` and a mean over ``p - 1`` distances.
+        wrap: Include the pair ``(p-1, 0)`` (default). ``False``: ``i = 0..p-2``, a mean
+            over ``p - 1`` distances (an open chain; not what any reference script does).
         reduce: ``mean`` (default) or ``sum`` (the scale of the paper's plots).
+        variant: ``None`` (the formula above, with ``wrap`` and ``reduce``) or one of the
+            reference scripts' variants, :data:`MED_VARIANTS`: ``drop_last_avg``
+            (``base.py``), ``drop_last_sum`` (``str.py``), ``drop_last_scaled_sum``
+            (``rec.py``); these take no ``wrap`` or ``reduce``.
 
     Returns:
         MED as a float.
@@ -72,6 +111,11 @@ def med(
     task = as_task(task)
     check_choice("reduce", reduce, ("mean", "sum"))
     W = embedding_matrix(model).detach()
+    if variant is not None:
+        check_choice("variant", variant, tuple(MED_VARIANTS))
+        if not wrap or reduce != "mean":
+            raise bad_value("variant", variant, "fixes its own range and reduction; leave wrap and reduce at their defaults")
+        return _med_drop_last(W, task, variant)
     vals = [_reduce(consecutive_distances(W[task.operand_tokens(o).to(W.device)].double(), wrap), reduce) for o in _operands(task)]
     return sum(vals) / len(vals)
 
