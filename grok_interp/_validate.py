@@ -6,6 +6,7 @@ that was given and what is allowed, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 
@@ -26,6 +27,13 @@ def is_prime(n: int) -> bool:
             return False
         f += 2
     return True
+
+
+def check_prime(name: str, value: Any) -> int:
+    """Check that ``value`` is a prime number >= 3 (the modulus of a task)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 3 or not is_prime(value):
+        raise bad_value(name, value, "must be a prime number >= 3")
+    return value
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
@@ -49,7 +57,15 @@ def check_open_unit(name: str, value: Any) -> float:
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...] | list[Any]) -> Any:
-    """Check that ``value`` is one of ``choices``."""
+    """Check that ``value`` is one of ``choices`` (a near miss gets a "did you mean")."""
     if value not in choices:
-        raise bad_value(name, value, "must be one of " + ", ".join(repr(c) for c in choices))
+        raise bad_value(name, value, "must be one of " + ", ".join(repr(c) for c in choices) + did_you_mean(value, choices))
     return value
+
+
+def did_you_mean(value: Any, choices: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest string in ``choices`` (or ``""``)."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

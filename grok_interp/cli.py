@@ -7,54 +7,41 @@ line (``error: ...``) and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Callable, Sequence
+
+from .config import DataConfig, ModelConfig, TrainConfig, add_config_arguments
 
 __all__ = ["main", "build_parser"]
 
+#: train's flags that are not config fields.
+_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func")
 
-def _none_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda s: None if s.lower() in ("none", "null", "") else kind(s)
+
+def _version() -> str:
+    try:
+        return version("grok-interp")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
 
 
-# (flag, type, help) for every option routed to train_hooked; defaults stay with the
-# config dataclasses, so only options given on the command line are passed on.
-_TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
-    ("--p", int, "prime modulus (default 113)"),
-    ("--op", str, "operation: add, subtract, multiply, divide, square_sum, a2_ab_b2, a2_b2, a3_b3, a3_ab_b3 (default add)"),
-    ("--offset", int, "operand offset d: operand b uses token b + d (default 0)"),
-    ("--split", str, "random, square (needs --k) or strip (needs --t) (default random)"),
-    ("--frac", float, "training fraction in (0, 1) (default 0.3)"),
-    ("--k", int, "SQUARE size: pairs with a <= k and b <= k are forced into the test set"),
-    ("--t", int, "STRIP width: pairs with a <= t are forced into the test set"),
-    ("--data-seed", int, "seed of the split (default 598)"),
-    ("--shuffle", str, "torch, or python (random.Random(data_seed).shuffle: replays the reference code's training pairs) (default torch)"),
-    ("--seed", int, "seed of the weight initialisation (default 999)"),
-    ("--arch", str, "transformer or mlp (the paper's DNN baseline) (default transformer)"),
-    ("--n-layers", int, "transformer layers (default 1)"),
-    ("--n-heads", int, "attention heads (default 4)"),
-    ("--d-model", int, "residual width (default 128)"),
-    ("--d-head", int, "head width (default d_model / n_heads)"),
-    ("--d-mlp", int, "MLP width (default 512)"),
-    ("--act-fn", str, "MLP activation: relu, gelu, gelu_new, silu (default relu)"),
-    ("--normalization", _none_or(str), "none or LN (default none)"),
-    ("--init", str, "nanda (N(0, 1/d_model)), tl (TransformerLens default) or linear_default (MLP only: nn.Linear's) (default nanda)"),
-    ("--embed-init", str, "random, circulant, toeplitz (the reference's uniform Toeplitz) or onehot (frozen) (default random)"),
-    ("--mlp-input", str, "MLP baseline input: operands (a, b) or operands_and_eq (a, b, =) (default operands)"),
-    ("--backend", str, "auto, hooked (TransformerLens 3) or bridge (default auto)"),
-    ("--steps", int, "optimiser steps (default 20000)"),
-    ("--lr", float, "AdamW learning rate (default 1e-3)"),
-    ("--weight-decay", float, "AdamW weight decay (default 1.0)"),
-    ("--warmup-steps", int, "linear warm-up steps (default 10)"),
-    ("--loss", str, "ce (float64 cross-entropy), ce_float32 (as the reference code) or mse (default ce)"),
-    ("--eval-every", int, "history row every N steps (default 10)"),
-    ("--checkpoint-every", int, "save weights every N steps, plus denser early (default 100)"),
-    ("--stop-after-grok", _none_or(int), "stop N steps after test accuracy reaches --grok-threshold"),
-    ("--grok-threshold", float, "test accuracy that counts as grokked (default 0.99)"),
-    ("--forward", str, "auto, fast, compile (fast via torch.compile) or hooked training forward (default auto)"),
-    ("--device", str, "cpu, cuda or auto (default cpu)"),
-]
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments" message, with a "did you mean" per option
+    that is close to one of the subcommand's own."""
+    known = list(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            known += list(action.choices[command]._option_string_actions)
+    hints = []
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{word}: did you mean {close[0]}?")
+    return "unrecognized arguments: " + " ".join(extra) + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,28 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="grok-interp",
         description="Train and analyse grokking runs on prime-field tasks (TransformerLens models).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser(
         "train",
         help="train a hooked transformer on a prime-field task",
         description="Train a hooked model on r(a, b) = f(a, b) mod p and write a run directory "
         "(config.json, model.safetensors, history.csv, checkpoints/). Options left out keep "
-        "their defaults.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "their defaults; with --resume, the saved run's values.",
     )
-    for flag, kind, help_text in _TRAIN_OPTIONS:
-        train.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
-    train.add_argument("--no-pos-embed", dest="pos_embed", action="store_false", default=argparse.SUPPRESS,
-                       help="turn the learned positional embedding off (zero, frozen)")
-    train.add_argument("--freeze-biases", action="store_true", default=argparse.SUPPRESS,
-                       help="keep every bias at zero, out of the optimiser")
-    train.add_argument("--no-attn-bias", dest="attn_bias", action="store_false", default=argparse.SUPPRESS,
-                       help="build attention without b_Q, b_K, b_V, b_O (as the reference code)")
-    train.add_argument("--no-unembed-bias", dest="unembed_bias", action="store_false", default=argparse.SUPPRESS,
-                       help="build the unembedding without b_U (as the reference code)")
-    train.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    for cls, title in ((DataConfig, "task and split"), (ModelConfig, "model"), (TrainConfig, "training")):
+        add_config_arguments(train.add_argument_group(title), cls)
+    run = train.add_argument_group("run directory")
+    run.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its latest state, with its saved configuration "
+                     "changed only by the options given (e.g. --steps)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
     from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweep
 
     add_sweep_parser(sub)
@@ -107,11 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --quiet, and only on a terminal (no \\r lines in logs)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import train_hooked
 
-    opts = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet", "func")}
-    run = train_hooked(out=args.out, resume=args.resume, progress=not args.quiet, **opts)
+    opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k not in _TRAIN_CONTROL}
+    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), **opts)
     last = run.history.iloc[-1]
     print(
         f"trained to step {int(last['step'])}: train_acc {last['train_acc']:.3f} test_acc {last['test_acc']:.3f} "
@@ -129,8 +116,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
-    path = write_report(args.run_dir, args.out, step=args.step, smoothing=args.smooth, compare=args.compare)
-    print(f"report written to {path}")
+    write_report(args.run_dir, args.out, step=args.step, smoothing=args.smooth, compare=args.compare)  # logs its path
     return 0
 
 
@@ -151,7 +137,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_unrecognized(parser, getattr(args, "command", None), extra))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _COMMANDS[args.command](args)

@@ -11,17 +11,29 @@ checks in ``__post_init__``:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, is_prime
+from ._validate import bad_value, check_choice, check_int, check_open_unit, check_prime, did_you_mean
+from .tasks import SHUFFLES, SPLIT_KINDS, check_split_options
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig"]
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "field_docs", "add_config_arguments"]
 
 
 class _DictMixin:
-    """``to_dict``/``from_dict`` for flat dataclasses (unknown keys are an error)."""
+    """``to_dict``/``from_dict`` for flat dataclasses (unknown keys are an error), and
+    the choice checks of :attr:`CHOICES` (also the CLI's ``choices``)."""
+
+    #: Field name -> the values it may take: checked in ``__post_init__`` and offered by
+    #: the command line, so a choice is written once.
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def _check_choices(self) -> None:
+        for name, allowed in self.CHOICES.items():
+            check_choice(name, getattr(self, name), allowed)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
@@ -71,22 +83,15 @@ class DataConfig(_DictMixin):
     t: int | None = None
     shuffle: str = "torch"
 
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"split": SPLIT_KINDS, "shuffle": SHUFFLES}
+
     def __post_init__(self) -> None:
-        if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p < 3 or not is_prime(self.p):
-            raise bad_value("p", self.p, "must be a prime number >= 3")
+        check_prime("p", self.p)
         check_int("offset", self.offset, low=0)
-        check_choice("split", self.split, ("random", "square", "strip", "mask"))
+        self._check_choices()
         self.frac = check_open_unit("frac", self.frac)
         check_int("data_seed", self.data_seed)
-        if self.k is not None:
-            check_int("k", self.k, low=0, high=self.p - 1)
-        if self.t is not None:
-            check_int("t", self.t, low=0, high=self.p - 1)
-        check_choice("shuffle", self.shuffle, ("torch", "python"))
-        if self.split == "square" and self.k is None:
-            raise bad_value("k", None, f"split='square' needs k in [0, {self.p - 1}]")
-        if self.split == "strip" and self.t is None:
-            raise bad_value("t", None, f"split='strip' needs t in [0, {self.p - 1}]")
+        check_split_options(self.split, self.p, k=self.k, t=self.t)
 
 
 @dataclass
@@ -147,8 +152,18 @@ class ModelConfig(_DictMixin):
     unembed_bias: bool = True
     mlp_input: str = "operands"
 
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "arch": ("transformer", "mlp"),
+        "act_fn": ("relu", "gelu", "silu", "gelu_new", "solu_ln"),
+        "normalization": (None, "LN"),
+        "init": ("nanda", "tl", "linear_default"),
+        "embed_init": ("random", "circulant", "toeplitz", "onehot"),
+        "backend": ("auto", "hooked", "bridge"),
+        "mlp_input": ("operands", "operands_and_eq"),
+    }
+
     def __post_init__(self) -> None:
-        check_choice("arch", self.arch, ("transformer", "mlp"))
+        self._check_choices()
         check_int("n_layers", self.n_layers, low=1)
         check_int("n_heads", self.n_heads, low=1)
         check_int("d_model", self.d_model, low=1)
@@ -160,16 +175,10 @@ class ModelConfig(_DictMixin):
                 )
             self.d_head = self.d_model // self.n_heads
         check_int("d_head", self.d_head, low=1)
-        check_choice("act_fn", self.act_fn, ("relu", "gelu", "silu", "gelu_new", "solu_ln"))
-        check_choice("normalization", self.normalization, (None, "LN"))
-        check_choice("init", self.init, ("nanda", "tl", "linear_default"))
-        check_choice("embed_init", self.embed_init, ("random", "circulant", "toeplitz", "onehot"))
-        check_choice("backend", self.backend, ("auto", "hooked", "bridge"))
         check_int("seed", self.seed)
         for name in ("attn_bias", "unembed_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise bad_value(name, getattr(self, name), "must be true or false")
-        check_choice("mlp_input", self.mlp_input, ("operands", "operands_and_eq"))
         if self.arch != "mlp":
             if self.init == "linear_default":
                 raise bad_value("init", self.init, "is the MLP baseline's init; needs arch='mlp'")
@@ -177,6 +186,9 @@ class ModelConfig(_DictMixin):
                 raise bad_value("mlp_input", self.mlp_input, "is an MLP-baseline option; needs arch='mlp'")
         elif not self.attn_bias:
             raise bad_value("attn_bias", self.attn_bias, "the MLP baseline has no attention; needs arch='transformer'")
+        elif self.act_fn == "solu_ln":
+            raise bad_value("act_fn", self.act_fn, "is a transformer activation (SoLU with its LayerNorm); "
+                            "the MLP baseline takes relu, gelu, gelu_new or silu")
 
 
 @dataclass
@@ -200,7 +212,7 @@ class TrainConfig(_DictMixin):
         forward: ``auto`` (fast last-position forward where the architecture allows,
             else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
             forward through ``torch.compile``: faster steps after a one-off compilation).
-        device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
+        device: ``auto`` (default: CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
 
     steps: int = 20_000
@@ -214,9 +226,16 @@ class TrainConfig(_DictMixin):
     stop_after_grok: int | None = None
     grok_threshold: float = 0.99
     forward: str = "auto"
-    device: str = "cpu"
+    device: str = "auto"
+
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "loss": ("ce", "ce_float32", "mse"),
+        "forward": ("auto", "hooked", "fast", "compile"),
+        "device": ("cpu", "cuda", "auto"),
+    }
 
     def __post_init__(self) -> None:
+        self._check_choices()
         check_int("steps", self.steps, low=1)
         if not self.lr > 0:
             raise bad_value("lr", self.lr, "must be > 0")
@@ -226,7 +245,6 @@ class TrainConfig(_DictMixin):
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
         check_int("warmup_steps", self.warmup_steps, low=0)
-        check_choice("loss", self.loss, ("ce", "ce_float32", "mse"))
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
@@ -236,8 +254,6 @@ class TrainConfig(_DictMixin):
         ):
             raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
         self.grok_threshold = float(self.grok_threshold)
-        check_choice("forward", self.forward, ("auto", "hooked", "fast", "compile"))
-        check_choice("device", self.device, ("cpu", "cuda", "auto"))
 
 
 @dataclass
@@ -262,6 +278,24 @@ class RunConfig:
             train=TrainConfig.from_dict(d["train"]),
         )
 
+    def updated(self, **kwargs: Any) -> "RunConfig":
+        """A copy with the flat options ``kwargs`` changed (routed as :meth:`from_kwargs`)."""
+        flat = {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
+        if "d_model" in kwargs or "n_heads" in kwargs:
+            flat.pop("d_head")  # derived from them unless given
+        return RunConfig.from_kwargs(**{**flat, **kwargs})
+
+    def check_agrees(self, options: dict[str, Any]) -> None:
+        """Raise if a flat option differs from this config's value (or is unknown)."""
+        flat = {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
+        for key, value in options.items():
+            if key not in flat:
+                RunConfig.from_kwargs(**{key: value})  # raises the unknown-option error
+            mine = flat[key]
+            if (tuple(value) if isinstance(value, list) else value) != (tuple(mine) if isinstance(mine, list) else mine):
+                raise bad_value(key, value, f"conflicts with config= (which has {key}={mine!r}); "
+                                "give the option or the config, or change the config")
+
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RunConfig":
         """Route flat keyword arguments to the section that owns each name."""
@@ -278,9 +312,104 @@ class RunConfig:
                     break
             else:
                 allowed = sorted(set().union(*owners.values()))
-                raise bad_value(key, value, "unknown option; allowed: " + ", ".join(allowed))
+                raise bad_value(key, value, "unknown option" + did_you_mean(key, allowed) + "; allowed: " + ", ".join(allowed))
         return cls(
             data=DataConfig(**sections["data"]),
             model=ModelConfig(**sections["model"]),
             train=TrainConfig(**sections["train"]),
         )
+
+
+# --- the command line, derived from the dataclasses ---------------------------------------
+_ARG = re.compile(r"^(\s+)([A-Za-z_][\w, ]*):\s*(.*)$")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The ``Args:`` entries of a config dataclass's docstring, one text per field.
+
+    An entry may document several fields at once (``lr, weight_decay, betas: ...``).
+    Markup is dropped (````x```` becomes ``x``) and lines are joined.
+    """
+    doc = cls.__doc__ or ""
+    lines = doc.split("\n")
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:") + 1
+    except StopIteration:
+        return {}
+    docs: dict[str, list[str]] = {}
+    names: list[str] = []
+    indent = None
+    for line in lines[start:]:
+        if not line.strip():
+            continue
+        m = _ARG.match(line)
+        if m and (indent is None or len(m.group(1)) == indent):
+            indent = len(m.group(1))
+            names = [n.strip() for n in m.group(2).split(",")]
+            for n in names:
+                docs[n] = [m.group(3)]
+        elif indent is not None and len(line) - len(line.lstrip()) > indent:
+            for n in names:
+                docs[n].append(line.strip())
+        else:
+            break
+    return {n: re.sub(r"``([^`]*)``", r"\1", " ".join(parts)).replace(":class:", "").replace(":func:", "")
+            .replace(":data:", "").replace("`", "").replace("%", "%%") for n, parts in docs.items()}
+
+
+def _parse_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+_KINDS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser | Any, cls: type, *, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """Add one command-line flag per field of the dataclass ``cls``; return the field names.
+
+    Flag names, types, choices, defaults and help all come from the dataclass: its
+    fields and annotations, its ``CHOICES`` and its docstring's ``Args:`` (see
+    :func:`field_docs`). ``--field-name`` takes a value; ``bool`` fields get
+    ``--name/--no-name``; ``X | None`` fields also take ``none``; pairs take two
+    values. Flags default to "not given" (``argparse.SUPPRESS``), so only the options
+    on the command line are passed on and every default stays with the dataclass;
+    ``defaults`` only changes the default shown in the help (e.g. a preset's value).
+    """
+    docs = field_docs(cls)
+    choices = getattr(cls, "CHOICES", {})
+    shown = dict(defaults or {})
+    added = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = shown.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        if isinstance(default, tuple):
+            default_text = " ".join(str(v) for v in default)
+        else:
+            default_text = "none" if default is None else str(default)
+        help_text = docs.get(f.name, "").rstrip(".") + f" (default: {default_text})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        annotation = str(f.type).replace(" ", "")
+        optional = annotation.endswith("|None")
+        base = annotation.removesuffix("|None")
+        if base == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif base.startswith("tuple["):
+            kinds = base[len("tuple["):-1].split(",")
+            kwargs.update(nargs=len(kinds), type=_KINDS[kinds[0]], metavar=f.name.upper())
+        else:
+            kind = _KINDS[base]
+            kwargs["type"] = _parse_none(kind) if optional else kind
+            if f.name in choices:
+                allowed = [("none" if c is None else c) for c in choices[f.name]]
+                kwargs["metavar"] = "{" + ",".join(str(c) for c in allowed) + "}"
+        parser.add_argument(flag, **kwargs)
+        added.append(f.name)
+    return added

@@ -311,10 +311,10 @@ def _prepare_out(path: Path, resume: bool) -> bool:
 
 # --- training entry point -----------------------------------------------------------------
 def train_hooked(
-    p: int = 113,
-    op: str | Callable[..., Any] = "add",
+    p: int | None = None,
+    op: str | Callable[..., Any] | None = None,
     *,
-    split: str = "random",
+    split: str | None = None,
     mask: torch.Tensor | None = None,
     out: str | os.PathLike | None = None,
     resume: bool = False,
@@ -328,19 +328,22 @@ def train_hooked(
     """Train a hooked model on a prime-field task and return the run.
 
     Args:
-        p: Prime modulus.
-        op: Operation name (see :data:`grok_interp.tasks.OPERATIONS`) or a callable
-            ``f(a, b) -> int``.
-        split: ``random``, ``square`` (give ``k``), ``strip`` (give ``t``) or ``mask``
-            (give ``mask``, a bool ``(p, p)`` forced-test region).
+        p: Prime modulus (default 113).
+        op: Operation name (see :data:`grok_interp.tasks.OPERATIONS`; default ``add``)
+            or a callable ``f(a, b) -> int``.
+        split: ``random`` (default), ``square`` (give ``k``), ``strip`` (give ``t``) or
+            ``mask`` (give ``mask``, a bool ``(p, p)`` forced-test region).
         out: Run directory to write as training goes (None: keep everything in memory).
-        resume: Continue the run in ``out`` from its latest saved state.
+        resume: Continue the run in ``out`` from its latest saved state. Its saved
+            configuration is used, changed only by the options given (e.g. ``steps``);
+            options that would change its history are refused.
         callbacks: Functions ``(step, model, context) -> dict`` called at every history
             row; their values become history columns.
         measures: Progress measures to record at every history row (see
             :mod:`grok_interp.measures`); None records none.
         progress: Show a progress bar.
-        config: A complete :class:`RunConfig` (then ``p``, ``op`` and options are ignored).
+        config: A complete :class:`RunConfig`. Options given beside it must agree with
+            it (a conflicting one is an error, never silently ignored).
         gradient_transforms: Functions ``fn(params)`` that change the trainable
             parameters' ``.grad`` in place before every optimiser step (see
             :class:`grok_interp.training.RunState`).
@@ -358,10 +361,17 @@ def train_hooked(
         ['step', 'train_loss', 'test_loss', 'train_acc', 'test_acc']
     """
     custom_op = callable(op)
-    if config is None:
-        config = RunConfig.from_kwargs(
-            p=p, op=("custom:" + getattr(op, "__name__", "f")) if custom_op else op, split=split, **options
-        )
+    given = {k: v for k, v in (("p", p), ("op", op), ("split", split)) if v is not None}
+    if custom_op:
+        given["op"] = "custom:" + getattr(op, "__name__", "f")
+    given.update(options)
+    if config is not None:
+        if given:
+            config.check_agrees(given)  # options beside a complete config may only repeat it
+    elif resume and out is not None and _is_run_dir(Path(out)):
+        config = _RunDir(Path(out)).read_config().updated(**given)  # the saved run, changed only as asked
+    else:
+        config = RunConfig.from_kwargs(**given)
     forward, forward_name = select_forward(config.model, config.train.forward)
     s = prepare_run(
         config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,

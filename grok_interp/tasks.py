@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, is_prime
+from ._validate import bad_value, check_choice, check_int, check_open_unit, check_prime
 
 __all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS", "SHUFFLES"]
 
@@ -90,9 +90,7 @@ class Task:
     valid: Bool[Tensor, "p p"] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        p = self.p
-        if isinstance(p, bool) or not isinstance(p, int) or p < 3 or not is_prime(p):
-            raise bad_value("p", p, "must be a prime number >= 3")
+        p = check_prime("p", self.p)
         check_int("offset", self.offset, low=0)
         if self.labels_override is not None:
             labels = torch.as_tensor(self.labels_override, dtype=torch.int64).clone()
@@ -173,6 +171,19 @@ class Task:
 SPLIT_KINDS = ("random", "square", "strip", "mask")
 
 SHUFFLES = ("torch", "python")
+
+
+def check_split_options(kind: str, p: int, *, k: int | None = None, t: int | None = None) -> None:
+    """The split options' one check (configs and :meth:`Split.build` call it): a known
+    kind; ``k`` exactly for ``square`` and ``t`` exactly for ``strip``, in ``[0, p-1]``."""
+    check_choice("split", kind, SPLIT_KINDS)
+    for name, value, owner in (("k", k, "square"), ("t", t, "strip")):
+        if value is not None:
+            check_int(name, value, low=0, high=p - 1)
+            if kind != owner:
+                raise bad_value(name, value, f"only applies to split={owner!r} (split is {kind!r})")
+        elif kind == owner:
+            raise bad_value(name, None, f"split={owner!r} needs {name} in [0, {p - 1}]")
 """How a split orders its candidate pairs before taking the training set.
 
 * ``torch``: ``torch.randperm`` with a ``torch.Generator`` seeded by the split's seed
@@ -331,16 +342,12 @@ class Split:
         shuffle: str = "torch",
     ) -> "Split":
         """Build a split from its kind name (the form configs and the CLI use)."""
-        check_choice("split", kind, SPLIT_KINDS)
+        check_split_options(kind, task.p, k=k, t=t)
         if kind == "random":
             return cls.random(task, frac, seed, shuffle=shuffle)
         if kind == "square":
-            if k is None:
-                raise bad_value("k", k, "a SQUARE split needs k in [0, p-1]")
             return cls.square(task, k, frac, seed, shuffle=shuffle)
         if kind == "strip":
-            if t is None:
-                raise bad_value("t", t, "a STRIP split needs t in [0, p-1]")
             return cls.strip(task, t, frac, seed, shuffle=shuffle)
         if mask is None:
             raise bad_value("mask", mask, "a mask split needs a bool (p, p) forced-test mask")

@@ -57,3 +57,58 @@ def test_console_script_trains_and_writes_a_run(tmp_path):
     run = g.load_run(out)
     assert run.split.kind == "strip" and run.split.t == 3 and run.history["step"].max() == 30
     assert not run.split.train_mask[:4].any()
+
+
+def test_every_config_field_has_a_flag_with_the_dataclass_default(capsys):
+    import dataclasses
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for cls in (g.DataConfig, g.ModelConfig, g.TrainConfig):
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in text, flag
+    assert "(default: 0.001)" in text and "(default: 598)" in text and "(default: none)" in text
+    assert "--no-pos-embed" in text and "--no-attn-bias" in text
+
+
+def test_flags_reach_the_config(tmp_path):
+    from grok_interp.cli import build_parser
+
+    args = build_parser().parse_args([
+        "train", "--out", "x", "--p", "23", "--no-pos-embed", "--betas", "0.8", "0.9", "--stop-after-grok", "none",
+        "--normalization", "LN", "--embed-init", "circulant",
+    ])
+    opts = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet")}
+    assert opts == {"p": 23, "pos_embed": False, "betas": [0.8, 0.9], "stop_after_grok": None,
+                    "normalization": "LN", "embed_init": "circulant"}
+
+
+def test_resume_takes_the_saved_configuration(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    base = ["train", "--out", out, "--quiet", "--p", "23", "--d-model", "32", "--d-mlp", "64", "--lr", "3e-3",
+            "--split", "strip", "--t", "3", "--eval-every", "5"]
+    assert main([*base, "--steps", "10"]) == 0
+    assert main(["train", "--out", out, "--quiet", "--resume", "--steps", "20"]) == 0
+    run = g.load_run(out)
+    assert run.history["step"].max() == 20 and run.config.train.lr == 3e-3 and run.split.t == 3
+    # An option that would change the history is refused, with one line.
+    assert main(["train", "--out", out, "--quiet", "--resume", "--steps", "30", "--lr", "1e-3"]) == 2
+    assert "lr" in capsys.readouterr().err
+
+
+def test_misspelled_options_and_choices_get_a_suggestion(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(tmp_path / "r"), "--stepz", "5"])
+    assert exit_.value.code == 2
+    assert "did you mean --steps?" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--quiet", "--embed-init", "circulat"]) == 2
+    assert "did you mean 'circulant'?" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("grok-interp ")

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -116,7 +116,12 @@ class ResNetConfig:
     eval_batch_size: int = 500
     device: str = "auto"
 
+    #: Field name -> allowed values (checked below, offered by the command line).
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto")}
+
     def __post_init__(self) -> None:
+        for name, allowed in self.CHOICES.items():
+            check_choice(name, getattr(self, name), allowed)
         check_int("image_size", self.image_size, low=16)
         if self.image_size % 2:
             raise bad_value("image_size", self.image_size, "must be even (a 2 x 2 grid of square cells)")
@@ -131,12 +136,10 @@ class ResNetConfig:
             raise bad_value("lr", self.lr, "must be > 0")
         if not self.weight_decay >= 0:
             raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
-        check_choice("optimizer", self.optimizer, ("adam", "adamw"))
         check_int("batch_size", self.batch_size, low=1)
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         check_int("eval_batch_size", self.eval_batch_size, low=1)
-        check_choice("device", self.device, ("cpu", "cuda", "auto"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -415,7 +418,8 @@ def train_resnet(
     """Train a hooked ResNet-18 on the shapes-sum images and return the run.
 
     Args:
-        config: A complete :class:`ResNetConfig` (then ``preset`` and options are ignored).
+        config: A complete :class:`ResNetConfig`; a ``preset`` or option given beside it
+            must agree with it (a conflict is an error).
         preset: ``paper`` or ``cpu`` (see :data:`PRESETS`); options override it.
         out: Run directory written as training goes (None: in memory only).
         resume: Continue the run in ``out`` from its latest resume state; only
@@ -437,6 +441,15 @@ def train_resnet(
         base = dict(PRESETS[check_choice("preset", preset, tuple(PRESETS))]) if preset is not None else {}
         base.update(options)
         config = ResNetConfig(**base)
+    else:
+        given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
+        mine = config.to_dict()
+        for key, value in given.items():
+            if key not in mine:
+                ResNetConfig.from_dict({key: value})  # the unknown-key error
+            if value != mine[key]:
+                raise bad_value(key, value, f"conflicts with config= (which has {key}={mine[key]!r}); "
+                                "give the option or the config, or change the config")
     device = resolve_device(config.device)
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
