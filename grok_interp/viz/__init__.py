@@ -3,11 +3,13 @@
 * :func:`attention_heads` / :func:`attention_patterns`: attention at any checkpoint,
   as a circuitsvis widget that renders offline (``.save(path)`` for a standalone page).
 * ``plot_*``: matplotlib figures (Agg canvas) of a run or of the data they draw;
+  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
   :func:`save_figure` writes PNG and SVG.
 * :func:`write_report`: one self-contained HTML page per run
   (``grok-interp report RUN_DIR``).
 """
 
+from ._figure import InlineFigure
 from .attention import OfflineHTML, attention_heads, attention_patterns, default_pairs
 from .plots import (
     plot_embedding_fourier_norms,
@@ -22,6 +24,7 @@ from .plots import (
 from .report import report_html, write_report
 
 __all__ = [
+    "InlineFigure",
     "OfflineHTML",
     "attention_heads",
     "attention_patterns",
