@@ -340,11 +340,13 @@ def test_report_is_one_self_contained_page(run_dir, run, capsys):
     page = out.read_text()
     assert not EXTERNAL_LOAD.search(page) and "unpkg.com" not in page
     assert page.count("CircuitsVis.render(") == 1
-    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "config"):
+    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "circuit",
+                "config"):
         assert f'<section id="{key}">' in page
-    for key in ("training", "measures", "fourier", "clusters", "split", "compare"):
+    for key in ("training", "measures", "fourier", "clusters", "split", "compare", "attention-grid", "neuron-grid",
+                "fourier-2d", "logit-map", "trig-fit", "clock"):
         assert re.search(rf'<figure id="plot-{key}" class="plot"><img alt="[^"]*" src="data:image/png;base64,', page), key
-    assert "Not available" not in page
+    assert "not available" not in page.lower()
     ev = events(run.history)
     assert f"<td>memorised_at</td>\n      <td>{ev.memorised_at}</td>" in page
     # attention at the checkpoint nearest memorisation, then the final model

@@ -5,11 +5,23 @@
 * ``plot_*``: matplotlib figures (Agg canvas) of a run or of the data they draw;
   each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
   :func:`save_figure` writes PNG and SVG.
+* the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
+  :func:`plot_attention_grid`, :func:`plot_neuron_grid`, :func:`plot_fourier_2d`,
+  :func:`plot_logit_map_fourier`, :func:`plot_trig_fit`, :func:`plot_embedding_clock`;
 * :func:`write_report`: one self-contained HTML page per run
   (``grok-interp report RUN_DIR``).
 """
 
 from ._figure import InlineFigure
+from .circuit import (
+    plot_attention_grid,
+    plot_embedding_clock,
+    plot_fourier_2d,
+    plot_logit_map_fourier,
+    plot_neuron_grid,
+    plot_trig_fit,
+    trig_fit,
+)
 from .attention import OfflineHTML, attention_heads, attention_patterns, default_pairs
 from .plots import (
     plot_embedding_fourier_norms,
@@ -35,6 +47,13 @@ __all__ = [
     "plot_neuron_clusters",
     "plot_split",
     "plot_table",
+    "plot_attention_grid",
+    "plot_neuron_grid",
+    "plot_fourier_2d",
+    "plot_logit_map_fourier",
+    "plot_trig_fit",
+    "trig_fit",
+    "plot_embedding_clock",
     "save_figure",
     "smooth",
     "write_report",
