@@ -9,6 +9,15 @@ history, and analyse it with the tools you already use::
     run = g.load_run("runs/p113")
 """
 
+import warnings as _warnings
+
+# tqdm.auto, imported by the training loops, warns "IProgress not found" when a Jupyter
+# kernel lacks ipywidgets, then falls back to the text bar. The fallback is fine; the
+# warning is noise at every `import grok_interp`. Import it once here, quietly.
+with _warnings.catch_warnings():
+    _warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto as _tqdm_auto  # noqa: F401
+
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .models import MLPBaseline, build_model, weights
 from .runs import GrokRun, RunDirectoryError, load_run, train_hooked

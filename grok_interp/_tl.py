@@ -94,9 +94,11 @@ def build_transformer(
     """Build a hooked transformer on the chosen backend.
 
     ``tl_init_seed`` set: TransformerLens' own initialisation with that seed. ``None``:
-    the caller overwrites every weight (see :func:`load_canonical`).
+    the caller overwrites every weight (see :func:`load_canonical`). Either way the
+    global random state (torch, numpy, ``random``) is left as it was.
     """
     backend = resolve_backend(backend)
+    seed = tl_init_seed if tl_init_seed is not None else 0
     common = dict(
         n_layers=n_layers,
         n_heads=n_heads,
@@ -108,16 +110,25 @@ def build_transformer(
         n_ctx=n_ctx,
         act_fn=act_fn,
         normalization_type=normalization,
-        seed=tl_init_seed if tl_init_seed is not None else 0,
     )
     if backend == "hooked":
-        # HookedTransformer prints "Moving model to device" on construction: keep it quiet.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # ``HookedTransformerConfig(seed=s)`` calls ``set_seed_everywhere(s)``: it seeds
+        # torch, numpy and ``random`` for the whole session. Build without a seed instead,
+        # inside a forked CPU generator seeded with ``s``: HookedTransformer initialises on
+        # the CPU before any move to a device, and draws nothing before ``init_weights``
+        # (which would itself re-seed with ``s``), so the weights are bit-identical to a
+        # seeded build and the caller's generators are untouched.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
+            torch.default_generator.manual_seed(seed)
             cfg = HookedTransformerConfig(init_weights=True, **common)
-            return HookedTransformer(cfg)
-    cfg = TransformerBridgeConfig(positional_embedding_type="standard", **common)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            model = HookedTransformer(cfg)
+        model.cfg.seed = seed  # read like a seeded config; nothing re-reads it unless init_weights() is called
+        return model
+    # boot_native forks the RNG itself and initialises from a local torch.Generator
+    # seeded with cfg.seed; the fork here also covers TransformerLens versions that do not.
+    cfg = TransformerBridgeConfig(positional_embedding_type="standard", seed=seed, **common)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")
         model = TransformerBridge.boot_native(cfg)
     # TransformerLens 4 builds the native head without a bias and stands a zero buffer

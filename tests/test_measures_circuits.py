@@ -33,6 +33,7 @@ from grok_interp.measures import (
     logit_cosine_similarity,
     neuron_frequency_clusters,
     restricted_loss,
+    trig_loss,
     weight_norm,
 )
 from grok_interp.models import load_weights
@@ -204,3 +205,80 @@ def test_weight_norm_total_and_components():
     assert res["weight_norm.embed"] == pytest.approx(float((model.W_E.detach().double() ** 2).sum()), rel=1e-6)
     parts = sum(v for k, v in res.items() if k != "weight_norm")
     assert parts == pytest.approx(res["weight_norm"], rel=1e-9)
+
+
+# --- which pairs each variant is computed on; ARENA's trig loss ---------------------------
+def _arena_trig_loss(L: torch.Tensor, p: int, keys, mask: torch.Tensor) -> float:
+    """ARENA's trig_loss, written out independently: logits (p*p, p) over the full (x, y)
+    grid, each class projected onto normalised cos/sin(w_k (x + y)) one direction at a
+    time, bias-corrected by the per-class mean, cross-entropy on ``mask``."""
+    import numpy as np
+
+    L = L.double().numpy()
+    x, y = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    trig = np.zeros_like(L)
+    for k in keys:
+        for wave in (np.cos, np.sin):
+            d = wave(2 * np.pi * k * (x + y) / p).reshape(-1)
+            d /= np.linalg.norm(d)
+            trig += np.outer(d, d @ L)  # project_onto_direction, every class at once
+    corrected = (L - trig).mean(0, keepdims=True) + trig
+    labels = ((x + y) % p).reshape(-1)
+    logp = corrected - np.log(np.exp(corrected).sum(1, keepdims=True))
+    m = mask.reshape(-1).numpy()
+    return float(-logp[np.arange(p * p), labels][m].mean())
+
+
+def test_trig_loss_matches_an_independent_arena_computation():
+    p = 11
+    task = g.Task(p)
+    split = g.Split.random(task, frac=0.4, seed=3)
+    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=4), task)
+    with torch.no_grad():
+        L = model(task.tokens(task.all_pairs()))[:, -1]
+    for keys in ([1], [2, 5], [1, 2, 3, 4, 5]):
+        for pairs, mask in (("all", torch.ones(p, p, dtype=torch.bool)), ("train", split.train_mask), ("test", split.test_mask)):
+            expected = _arena_trig_loss(L, p, keys, mask)
+            assert trig_loss(model, split, keys, pairs=pairs) == pytest.approx(expected, rel=1e-9), (keys, pairs)
+
+
+def test_trig_loss_keeps_a_pure_fourier_circuit_and_each_pairs_mean(built):
+    """T = sum_k amp_k cos(w_k (a + b - c)) + m(a, b): the per-class projection keeps the
+    waves; what it makes of the per-pair noise m is the same for every class (no effect
+    on the loss), so the trig loss is the model's own loss."""
+    T, model, task = built
+    assert trig_loss(model, task, KEYS) == pytest.approx(_ce(T), rel=1e-5)  # float32 model
+    assert trig_loss(model, task, [2]) == pytest.approx(_ce(_logit_cube(P, {2: 4.0})), rel=1e-5)
+    assert trig_loss(model, task, [3]) == pytest.approx(math.log(P), rel=1e-6)  # a frequency it does not use
+
+
+def test_logit_level_restricted_loss_is_the_same_on_every_pair_set_the_others_are_not():
+    """By construction (restricted logits are f(r - c) plus a per-pair constant), the
+    logit-level restricted loss does not depend on ``pairs``; the neuron-level variant
+    and the trig loss do, on a model whose pairs differ."""
+    p = 13
+    task = g.Task(p)
+    split = g.Split.random(task, frac=0.3, seed=0)
+    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=2), task)
+    logit = [restricted_loss(model, split, [1, 4], pairs=s) for s in ("train", "test", "all")]
+    assert logit[0] == pytest.approx(logit[1], rel=1e-12) and logit[1] == pytest.approx(logit[2], rel=1e-12)
+    neurons = [restricted_loss(model, split, [1, 4], pairs=s, level="neurons") for s in ("train", "test")]
+    assert abs(neurons[0] - neurons[1]) > 1e-6
+    trig = [trig_loss(model, split, [1, 4], pairs=s) for s in ("train", "test")]
+    assert abs(trig[0] - trig[1]) > 1e-6
+
+
+def test_a_memorising_lookup_table_lowers_the_logit_level_restricted_loss():
+    """A model that only memorises (logits: a one-hot lookup on the training pairs, zero
+    on test pairs) has *no* test skill, yet its logit-level restricted loss falls below
+    log p on the test pairs: memorised logits alone peak f(r - c) at r - c = 0."""
+    p = P
+    task = g.Task(p, offset=p)
+    split = g.Split.random(task, frac=0.5, seed=0)
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    T = 6.0 * F.one_hot((a + b) % p, p).double() * split.train_mask[..., None]
+    model, _ = _hand_built(T, [], BACKENDS[0])
+    assert _ce(T, split.test_mask) == pytest.approx(math.log(p), rel=1e-6)  # no test skill at all
+    restricted_test = restricted_loss(model, split, [1, 2, 3], pairs="test")
+    assert restricted_test < 0.8 * math.log(p)
+    assert trig_loss(model, split, [1, 2, 3], pairs="test") < 0.8 * math.log(p)

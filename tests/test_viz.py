@@ -340,11 +340,13 @@ def test_report_is_one_self_contained_page(run_dir, run, capsys):
     page = out.read_text()
     assert not EXTERNAL_LOAD.search(page) and "unpkg.com" not in page
     assert page.count("CircuitsVis.render(") == 1
-    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "config"):
+    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "circuit",
+                "config"):
         assert f'<section id="{key}">' in page
-    for key in ("training", "measures", "fourier", "clusters", "split", "compare"):
+    for key in ("training", "measures", "fourier", "clusters", "split", "compare", "attention-grid", "neuron-grid",
+                "fourier-2d", "logit-map", "trig-fit", "clock"):
         assert re.search(rf'<figure id="plot-{key}" class="plot"><img alt="[^"]*" src="data:image/png;base64,', page), key
-    assert "Not available" not in page
+    assert "not available" not in page.lower()
     ev = events(run.history)
     assert f"<td>memorised_at</td>\n      <td>{ev.memorised_at}</td>" in page
     # attention at the checkpoint nearest memorisation, then the final model
@@ -388,3 +390,24 @@ def test_report_plots_measures_recorded_during_training(tmp_path):
     page = write_report(r, compare=False).read_text()
     caption = re.search(r'<figure id="plot-measures".*?<figcaption>(.*?)</figcaption>', page, re.S).group(1)
     assert caption.startswith("med, gini_embed, gini_logit (recorded during training)")
+
+
+def test_plots_display_in_a_notebook_without_magic_and_leak_no_pyplot_figures(run):
+    """A cell's value is displayed through ``_repr_png_``; fig.show() warns headless,
+    never raises; nothing is left open in pyplot."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from grok_interp.viz import InlineFigure
+
+    before = plt.get_fignums()
+    fig = plot_training(run)
+    assert isinstance(fig, InlineFigure) and isinstance(fig, Figure)
+    png = fig._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.show()  # Agg in tests: a warning, not matplotlib's AttributeError
+    assert any("non-interactive" in str(w.message) for w in caught)
+    assert plt.get_fignums() == before

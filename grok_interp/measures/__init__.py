@@ -12,7 +12,7 @@ saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
   :func:`fourier_transform_2d`, :func:`embedding_fourier_norms`,
   :func:`neuron_frequency_clusters`, :func:`key_frequencies`, :func:`gini`,
   :func:`fourier_gini`;
-* circuits: :func:`restricted_loss`, :func:`excluded_loss`,
+* circuits: :func:`restricted_loss`, :func:`excluded_loss`, :func:`trig_loss` (ARENA),
   :func:`logit_cosine_similarity`, :func:`weight_norm`;
 * events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history);
 * recording: :func:`recorder`, :func:`compute_measures`, :func:`measure_checkpoints`;
@@ -23,7 +23,7 @@ names filter) on the hooked model.
 """
 
 from ._probe import Probe
-from .circuits import excluded_loss, key_projection, logit_cosine_similarity, restricted_loss, weight_norm
+from .circuits import excluded_loss, key_projection, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .compare import compare_measures
 from .events import Events, events
 from .fourier import (
@@ -59,6 +59,7 @@ __all__ = [
     "neuron_logit_map",
     "restricted_loss",
     "excluded_loss",
+    "trig_loss",
     "logit_cosine_similarity",
     "key_projection",
     "weight_norm",

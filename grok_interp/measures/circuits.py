@@ -12,6 +12,38 @@ the key frequencies, which is the algorithm's signature only for addition.
 
 Pair sets: ``all`` (every valid pair), ``train`` or ``test`` (need a
 :class:`~grok_interp.Split` or a run as ``data``).
+
+Which pairs each variant looks at, and what memorisation does to it (the projection is
+always fit on every valid pair; ``pairs`` only picks the pairs the loss averages over):
+
+=========================  ===============================  ==============================
+variant                    projection (fit on all pairs)    memorisation alone
+=========================  ===============================  ==============================
+``restricted_loss``        logit cube onto functions of     *lowers it*: the same for
+(logits, default)          ``r - c`` at key frequencies     every pair, so ``pairs`` does
+                                                            not change it
+``restricted_loss``        neuron acts onto functions of    lowers it less: falls later,
+(``level="neurons"``)      ``r(a, b)``, then W_out, W_U     with the Fourier circuit
+``trig_loss`` (ARENA)      each class's logits onto         lowers it, like the logit
+                           functions of ``r(a, b)``         level (differs by pair set)
+``excluded_loss``          logit cube minus the key part    stays low (memorisation
+                                                            does not use the key part)
+=========================  ===============================  ==============================
+
+Why memorisation lowers the logit-level restricted loss: the projection depends on the
+logits only through ``G(s) = sum over pairs of L[pair, r - s]``. Once the training pairs
+are memorised their correct logits (``s = 0``) are large, so ``G`` has a spike at
+``s = 0``; a spike has a component at every frequency, so its key-frequency part still
+peaks at ``s = 0`` and ranks the right answer first for *every* pair, test pairs
+included (a pure lookup table shows it: ``tests/test_measures_circuits.py``). So much of
+its fall during memorisation is memorisation, not a generalising circuit. Measured on
+the default p = 97 run (memorised at step 130, grokked at 7710) at step 1000, when test
+loss was 23.8: logit-level restricted loss 2.17, trig loss 3.40, neuron-level 5.48 (it
+rises while the model memorises, to 6.49 at step 2200, then falls with test loss; it
+moved half way 1810 steps before the accuracy jump, the logit level 6410; README). The
+neuron-level variant keeps only the neuron activations that are functions of
+``r(a, b)``; a lookup table's neurons mostly are not, so it falls later, with the
+Fourier circuit.
 """
 
 from __future__ import annotations
@@ -35,6 +67,7 @@ __all__ = [
     "key_projection",
     "restricted_loss",
     "excluded_loss",
+    "trig_loss",
     "logit_cosine_similarity",
     "weight_norm",
 ]
@@ -190,8 +223,20 @@ def restricted_loss(
 
     Default (logit level, all pairs): ``L' = proj_key(L) + mean_c L``, the projection of
     the logit cube onto ``span{cos(w_k (r - c)), sin(w_k (r - c)) : k key}`` plus each
-    pair's mean logit, and ``restricted_loss = CE(L', r)`` over every valid pair. It
-    falls before test loss does, as the generalising circuit forms.
+    pair's mean logit, and ``restricted_loss = CE(L', r)`` over every valid pair.
+
+    Pairs: the projection is fit on every valid pair whatever ``pairs`` says; ``pairs``
+    only picks the pairs the cross-entropy averages over. At logit level ``L'[pair, c]``
+    minus its pair mean is a function ``f((r - c) mod p)`` shared by all pairs, so every
+    pair has the same loss and ``pairs="train"``, ``"test"`` and ``"all"`` give the same
+    value. At neuron level the restricted activations are functions of ``r(a, b)`` but
+    the skip path is the pair's own, so the pair sets differ.
+
+    Memorisation: the logit-level value falls *during memorisation*, before any
+    generalising circuit exists (see the module docstring: memorised training logits
+    alone make ``f`` peak at ``r - c = 0``); use it as a leading measure of grokking only
+    after memorisation, or use ``level="neurons"``, which stays high while the model
+    memorises and falls as the Fourier circuit forms. See also :func:`trig_loss`.
 
     Args:
         model: A hooked model (or a :class:`Probe` run on it).
@@ -201,8 +246,10 @@ def restricted_loss(
             the literature: :meth:`GrokRun.measure`).
         pairs: ``all`` (default), ``train`` or ``test``.
         level: ``logits`` (default) or ``neurons`` (the TransformerLens demo's variant:
-            last-layer neuron activations projected onto ``const, cos/sin(w_k r(a, b))``
-            then mapped through ``W_out`` and ``W_U``, the skip path kept).
+            last-layer neuron activations ``N`` over the valid pairs, least-squares
+            projected onto ``span{1, cos(w_k r(a, b)), sin(w_k r(a, b)) : k key}``, then
+            ``L' = (resid_mid + N' W_out + b_out) W_U + b_U``, the attention skip path
+            kept; one-layer models without LayerNorm and the MLP baseline).
 
     Returns:
         Cross-entropy (nats).
@@ -232,9 +279,14 @@ def excluded_loss(
     """Loss of the model with its key frequencies removed.
 
     Default (all key frequencies at once, train split): ``L' = L - proj_key(L)`` and
-    ``excluded_loss = CE(L', r)`` on the training pairs. Memorisation does not need the
-    key directions, so it stays low while the model memorises and rises as the
-    generalising circuit takes over the training loss.
+    ``excluded_loss = CE(L', r)`` on the training pairs. The projection is fit on every
+    valid pair (as in :func:`restricted_loss`); ``pairs`` picks the pairs averaged over.
+    On the training pairs it asks how well the model fits its training set without the
+    key directions. Memorisation does not need them, so it stays low while the model
+    memorises and rises as the generalising circuit takes over the training loss. On
+    test pairs (``pairs="test"``) it is high throughout: without the key part nothing
+    predicts an unseen pair. At ``level="neurons"`` the key part is removed from the
+    neuron activations (same projection as the neuron-level restricted loss).
 
     Args:
         model: A hooked model (or a :class:`Probe`).
@@ -263,6 +315,66 @@ def excluded_loss(
         sel = mask[cube.valid]
         out.append(_ce((cube.L - cube.project(g))[sel], cube.r[sel]))
     return {k[0]: v for k, v in zip(groups, out)} if per_frequency else out[0]
+
+
+@torch.no_grad()
+def trig_loss(
+    model: nn.Module | Probe,
+    data: Task | Split | Any,
+    key_freqs: Iterable[int] | None = None,
+    *,
+    pairs: str = "all",
+) -> float:
+    """ARENA's trig loss: each output class's logits kept only in ``cos/sin(w_k r(a, b))``.
+
+    ARENA (chapter 1.5.2, "Grokking and Modular Arithmetic") projects the logits over the
+    ``(a, b)`` grid, one output class ``c`` at a time, onto the normalised directions
+    ``cos(w_k (a + b))`` and ``sin(w_k (a + b))`` for each key frequency, sums the
+    projections, applies a bias correction and takes cross-entropy::
+
+        T[:, c] = sum_k sum_{u in {cos, sin}} <L[:, c], u_k> u_k     u_k(a, b) = u(w_k r(a, b)) / norm
+        L'[:, c] = T[:, c] - mean_pairs T[:, c] + mean_pairs L[:, c]  (bias correction)
+        trig_loss = CE(L', r) over ``pairs``
+
+    ``r(a, b)`` is the task's answer (``a + b`` for addition, as in ARENA; other
+    operations use their own answer). Here the projection is a least-squares fit on the
+    span of all the directions over the valid pairs, which equals ARENA's sum of
+    separate projections when the directions are orthogonal (every pair valid, distinct
+    frequencies) and stays a projection when they are not (``divide`` drops ``b = 0``).
+
+    Unlike :func:`restricted_loss` (logit level) the coefficients are free per class
+    ``c``; it does not impose the ``r - c`` structure, and the bias correction keeps each
+    class's mean logit (``b_U`` and friends) rather than each pair's. The restricted
+    logits are a function of ``(r, c)`` only, so pairs with the same answer have the same
+    loss, and the pair sets differ only through their mix of answers. Memorisation
+    lowers it for the reason given in the module docstring (memorised training logits
+    make column ``c`` large where ``r = c``).
+
+    Args:
+        model: A hooked model (or a :class:`Probe`).
+        data: Task, Split or run (a Split is needed for ``pairs="train"/"test"``).
+        key_freqs: Frequencies to keep; default ``key_frequencies(model, task)``.
+        pairs: ``all`` (default, as ARENA's ``trig_loss``), ``train`` (ARENA's
+            ``trig_loss_train``) or ``test``.
+
+    Returns:
+        Cross-entropy (nats).
+    """
+    task, split = _task_split(data)
+    mask = _pair_mask(task, split, pairs)
+    probe, freqs = _resolve(model, task, key_freqs)
+    cube = _Cube.of(probe)
+    p = task.p
+    w = (2 * math.pi / p) * cube.r.double()  # w_1 r over the valid pairs
+    k = torch.tensor(freqs, dtype=torch.float64, device=w.device)
+    D = torch.cat([torch.cos(w[:, None] * k), torch.sin(w[:, None] * k)], 1)  # (n_valid, 2K)
+    if D.shape[1] == 0:
+        T = torch.zeros_like(cube.L)
+    else:
+        T = D @ torch.linalg.lstsq(D, cube.L).solution
+    restricted = T - T.mean(0, keepdim=True) + cube.L.mean(0, keepdim=True)
+    sel = mask[cube.valid]
+    return _ce(restricted[sel], cube.r[sel])
 
 
 @torch.no_grad()

@@ -3,26 +3,28 @@ checkpoints (:func:`measure_checkpoints`, behind :meth:`GrokRun.measure`).
 
 Each named measure adds one or more columns:
 
-==================  =====================================================  =========
-name                columns                                                forward?
-==================  =====================================================  =========
-``med``             ``med`` (wrap, mean)                                   no
-``med_sum``         ``med_sum`` (the paper's plotted scale)                no
-``med_nowrap``      ``med_nowrap`` (i = 0..p-2: p-1 steps, no wrap)        no
-``med_drop_last_*`` ``med_drop_last_avg`` / ``_sum`` / ``_scaled_sum``: the   no
-                    reference scripts' MEDs (``base.py`` / ``str.py`` /
-                    ``rec.py``; see ``MED_VARIANTS``), one name each
-``uniformity``      ``med_cv``, ``nn_spread``, ``norm_spread``,            no
-                    ``top2_variance``
-``weight_norm``     ``weight_norm`` and ``weight_norm.<component>``        no
-``gini``            ``gini_embed``, ``gini_logit``                         no
-``activation_med``  ``activation_med`` (first MLP layer's ``hook_post``)    p inputs
-``rqi``             ``rqi`` (addition only)                                no
-``key_freqs``       ``n_key_freqs``, ``key_freqs`` (e.g. ``"14 35 41"``)    yes
-``restricted_loss`` ``restricted_loss``                                    yes
-``excluded_loss``   ``excluded_loss``                                      yes
-``logit_cosine``    ``logit_cosine``                                       yes
-==================  =====================================================  =========
+============================  =====================================================  =========
+name                          columns                                                forward?
+============================  =====================================================  =========
+``med``                       ``med`` (wrap, mean)                                   no
+``med_sum``                   ``med_sum`` (the paper's plotted scale)                no
+``med_nowrap``                ``med_nowrap`` (i = 0..p-2: p-1 steps, no wrap)        no
+``med_drop_last_*``           ``med_drop_last_avg`` / ``_sum`` / ``_scaled_sum``:    no
+                              the reference scripts' MEDs (``base.py`` /
+                              ``str.py`` / ``rec.py``; see ``MED_VARIANTS``)
+``uniformity``                ``med_cv``, ``nn_spread``, ``norm_spread``,            no
+                              ``top2_variance``
+``weight_norm``               ``weight_norm`` and ``weight_norm.<component>``        no
+``gini``                      ``gini_embed``, ``gini_logit``                         no
+``activation_med``            ``activation_med`` (first MLP layer's ``hook_post``)    p inputs
+``rqi``                       ``rqi`` (addition only)                                no
+``key_freqs``                 ``n_key_freqs``, ``key_freqs`` (e.g. ``"14 35 41"``)    yes
+``restricted_loss``           ``restricted_loss``                                    yes
+``excluded_loss``             ``excluded_loss``                                      yes
+``restricted_loss_neurons``   ``restricted_loss_neurons`` (``level="neurons"``)      yes
+``trig_loss``                 ``trig_loss`` (ARENA's, all pairs)                     yes
+``logit_cosine``              ``logit_cosine``                                       yes
+============================  =====================================================  =========
 
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
 ``"fourier"`` = ``key_freqs``, ``restricted_loss``, ``excluded_loss``, ``gini``,
@@ -49,7 +51,7 @@ from tqdm.auto import tqdm
 from .._validate import bad_value, check_choice
 from ..tasks import Split, Task
 from ._probe import Probe, as_task, neuron_hook
-from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, weight_norm
+from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
@@ -109,6 +111,10 @@ _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "key_freqs": lambda c: {"n_key_freqs": len(c.freqs()), "key_freqs": " ".join(map(str, c.freqs()))},
     "restricted_loss": lambda c: {"restricted_loss": restricted_loss(c.probe, c.data, c.freqs())},
     "excluded_loss": _excluded,
+    "restricted_loss_neurons": lambda c: {
+        "restricted_loss_neurons": restricted_loss(c.probe, c.data, c.freqs(), level="neurons")
+    },
+    "trig_loss": lambda c: {"trig_loss": trig_loss(c.probe, c.data, c.freqs())},
     "logit_cosine": lambda c: {"logit_cosine": logit_cosine_similarity(c.probe, c.data, c.freqs())},
 }
 MEASURE_NAMES: tuple[str, ...] = tuple(_REGISTRY)

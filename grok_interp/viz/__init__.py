@@ -3,11 +3,25 @@
 * :func:`attention_heads` / :func:`attention_patterns`: attention at any checkpoint,
   as a circuitsvis widget that renders offline (``.save(path)`` for a standalone page).
 * ``plot_*``: matplotlib figures (Agg canvas) of a run or of the data they draw;
+  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
   :func:`save_figure` writes PNG and SVG.
+* the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
+  :func:`plot_attention_grid`, :func:`plot_neuron_grid`, :func:`plot_fourier_2d`,
+  :func:`plot_logit_map_fourier`, :func:`plot_trig_fit`, :func:`plot_embedding_clock`;
 * :func:`write_report`: one self-contained HTML page per run
   (``grok-interp report RUN_DIR``).
 """
 
+from ._figure import InlineFigure
+from .circuit import (
+    plot_attention_grid,
+    plot_embedding_clock,
+    plot_fourier_2d,
+    plot_logit_map_fourier,
+    plot_neuron_grid,
+    plot_trig_fit,
+    trig_fit,
+)
 from .attention import OfflineHTML, attention_heads, attention_patterns, default_pairs
 from .plots import (
     plot_embedding_fourier_norms,
@@ -22,6 +36,7 @@ from .plots import (
 from .report import report_html, write_report
 
 __all__ = [
+    "InlineFigure",
     "OfflineHTML",
     "attention_heads",
     "attention_patterns",
@@ -32,6 +47,13 @@ __all__ = [
     "plot_neuron_clusters",
     "plot_split",
     "plot_table",
+    "plot_attention_grid",
+    "plot_neuron_grid",
+    "plot_fourier_2d",
+    "plot_logit_map_fourier",
+    "plot_trig_fit",
+    "trig_fit",
+    "plot_embedding_clock",
     "save_figure",
     "smooth",
     "write_report",

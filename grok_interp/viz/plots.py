@@ -3,9 +3,11 @@
 Every plot takes the data it draws (a history DataFrame, a tensor of norms, a
 cluster table, a split) and also accepts a :class:`~grok_interp.GrokRun`, from which
 it reads or computes that data (through :mod:`grok_interp.measures` where a measure
-is needed). Figures are built with the object API on an Agg canvas (no pyplot, never shown,
-whatever backend the session uses);
-save them with :func:`save_figure` (PNG and SVG).
+is needed). Figures are built with the object API on an Agg canvas (no pyplot, no open
+figures left behind, whatever backend the session uses). They are
+:class:`~grok_interp.viz.InlineFigure` objects: a notebook cell that ends in one
+displays it (no ``%matplotlib`` magic), ``fig.show()`` works in a notebook or under a
+GUI backend, and :func:`save_figure` writes PNG and SVG anywhere, headless included.
 
 * :func:`plot_training`: train/test loss and accuracy over steps, log-x, optional
   smoothing as in the paper, events as vertical lines.
@@ -27,7 +29,6 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -35,6 +36,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
 from .._validate import bad_value
+from ._figure import new_figure
 
 __all__ = [
     "smooth",
@@ -56,9 +58,7 @@ _EVENT_STYLE = {"memorised_at": ("memorised", "#555555", ":"), "grokked_at": ("g
 
 
 def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height)
 
 
 def _history(data: Any) -> pd.DataFrame:

@@ -28,6 +28,14 @@ from matplotlib.figure import Figure
 from .._validate import bad_value
 from ..measures import compare_measures, embedding_fourier_norms, events, measure_checkpoints, neuron_frequency_clusters
 from .attention import attention_heads, html_page
+from .circuit import (
+    plot_attention_grid,
+    plot_embedding_clock,
+    plot_fourier_2d,
+    plot_logit_map_fourier,
+    plot_neuron_grid,
+    plot_trig_fit,
+)
 from .plots import (
     BASE_COLUMNS,
     plot_embedding_fourier_norms,
@@ -207,6 +215,7 @@ def report_html(
         except ValueError as exc:
             raise _Unavailable(str(exc)) from exc
         cache["keys"] = sorted(int(k) for k in set(table["frequency"]) if k > 0)
+        cache["clusters"] = table
         fig = plot_neuron_clusters(table, title=f"MLP neurons by frequency{where}")
         return _figure_html("clusters", fig, "Each column a neuron, in the row of the frequency whose 3x3 Fourier block "
                             "explains >= 0.85 of its variance (FVE, colour); right: neurons per row.")
@@ -233,6 +242,35 @@ def report_html(
                 "inputs sit side by side; each attends only within its own a, b, = (block-diagonal).</p>\n"
                 f'<div class="attention-widget">{widget.local_src}</div>')
 
+    def circuit_section() -> str:
+        """The TransformerLens demo's and ARENA's pictures of the Fourier circuit."""
+        if is_mlp:
+            raise _Unavailable("the MLP baseline has no attention and no single-layer Fourier circuit views")
+        clusters = cache.get("clusters")
+        figures = [
+            ("attention-grid", lambda: plot_attention_grid(run, step=step),
+             "Attention from '=' to 'a' over every (a, b), per head (the demo's first picture)."),
+            ("neuron-grid", lambda: plot_neuron_grid(run, step=step),
+             "Neuron activations over (a, b): the most active neuron of each frequency cluster."),
+            ("fourier-2d", lambda: plot_fourier_2d(run, step=step),
+             "Neuron activations in the 2-D Fourier basis (mean squared coefficient over neurons): the key "
+             "frequencies' linear (const x cos/sin k) and quadratic (cos/sin k x cos/sin k) terms."),
+            ("logit-map", lambda: plot_logit_map_fourier(run, step=step, clusters=clusters),
+             "W_L = W_out W_U in the Fourier basis of the output, neurons grouped by frequency cluster."),
+            ("trig-fit", lambda: plot_trig_fit(run, clusters, step=step),
+             "Each cluster's neurons fitted by the nine terms {1, cos, sin}(w_k a) x {1, cos, sin}(w_k b): "
+             "share of variance (linear, quadratic) and the most active neuron against its fit."),
+            ("clock", lambda: plot_embedding_clock(run, cache.get("keys") or None, step=step),
+             "Operand embeddings on each key frequency's (cos, sin) plane, joined in the order of w_k a."),
+        ]
+        parts = []
+        for key, make, caption in figures:
+            try:
+                parts.append(_figure_html(key, make(), caption))
+            except ValueError as exc:
+                parts.append(f'<p class="note">{html.escape(key)}: not available: {html.escape(str(exc))}</p>')
+        return '<div class="cols">' + "\n".join(parts) + "</div>"
+
     def config_section() -> str:
         return _table_html(_config_frame(run))
 
@@ -246,10 +284,12 @@ def report_html(
         "split": ("Split and what the model gets right", split_section),
         "compare": ("Measures compared", compare_section),
         "attention": ("Attention patterns (circuitsvis)", attention_section),
+        "circuit": (f"The Fourier circuit (TransformerLens demo, ARENA){where}", circuit_section),
         "config": ("Configuration", config_section),
     }
     rendered = {key: _section(key, name, fn) for key, (name, fn) in sections.items()}
-    order = ["events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "config"]
+    order = ["events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "circuit",
+             "config"]
     d = run.config.data
     split_desc = d.split + (f"(k={d.k})" if d.k is not None else "") + (f"(t={d.t})" if d.t is not None else "")
     heading = title or f"grok_interp run report{': ' + str(run.path) if run.path is not None else ''}"
@@ -281,8 +321,10 @@ def write_report(
     curves; recorded progress measures (or MED over the checkpoints) beside test loss;
     the embedding Fourier spectrum and the neuron frequency clusters; the split grid
     with what the model answers correctly; the ``compare_measures`` table; the
-    circuitsvis attention widget at memorisation, grokking and the end; the
-    configuration. Plots are PNG data URIs and the circuitsvis bundle is inlined: no
+    circuitsvis attention widget at memorisation, grokking and the end; the Fourier
+    circuit as the TransformerLens demo and ARENA draw it (attention and neurons over
+    (a, b), neurons and W_L in the Fourier basis, the trig fit per neuron cluster, the
+    embedding clock: :mod:`grok_interp.viz.circuit`); the configuration. Plots are PNG data URIs and the circuitsvis bundle is inlined: no
     external URL is referenced.
 
     Args:
