@@ -116,7 +116,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .viz.report import write_report
 
-    write_report(args.run_dir, args.out, step=args.step, smoothing=args.smooth, compare=args.compare)  # logs its path
+    path = write_report(args.run_dir, args.out, step=args.step, smoothing=args.smooth, compare=args.compare)
+    print(f"report written to {path}")
     return 0
 
 

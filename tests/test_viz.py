@@ -336,7 +336,9 @@ def test_save_figure_writes_png_and_svg(tmp_path):
 def test_report_is_one_self_contained_page(run_dir, run, capsys):
     assert main(["report", str(run_dir)]) == 0
     out = run_dir / "report.html"
-    assert capsys.readouterr().out.strip() == f"report written to {out}"
+    printed = capsys.readouterr()
+    assert printed.out.strip() == f"report written to {out}"
+    assert "report written" not in printed.err  # one message per action
     page = out.read_text()
     assert not EXTERNAL_LOAD.search(page) and "unpkg.com" not in page
     assert page.count("CircuitsVis.render(") == 1

@@ -358,5 +358,5 @@ def write_report(
     tmp = out.with_name("." + out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
-    log.info("report written to %s (%.1f MB, %.1fs)", out, len(page) / 1e6, time.perf_counter() - t0)
+    log.debug("report written to %s (%.1f MB, %.1fs)", out, len(page) / 1e6, time.perf_counter() - t0)
     return out
