@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._validate import bad_value
+
 __all__ = ["add_sweep_parser", "cmd_sweep"]
 
 
@@ -28,7 +30,7 @@ def _key_values(items: list[str], flag: str, many: bool) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{flag}={item!r} is invalid: write {flag} KEY=VALUE" + (",VALUE..." if many else ""))
+            raise bad_value(flag, item, f"write {flag} KEY=VALUE" + (",VALUE..." if many else ""))
         key = key.strip().replace("-", "_")
         out[key] = [_option_value(v) for v in value.split(",")] if many else _option_value(value)
     return out

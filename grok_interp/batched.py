@@ -50,6 +50,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._validate import bad_value
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
@@ -320,7 +321,7 @@ def train_many(
     runs = list(runs)
     outs = list(outs) if outs is not None else [None] * len(runs)
     if len(outs) != len(runs):
-        raise ValueError(f"outs={len(outs)} entries is invalid: give one per run ({len(runs)})")
+        raise bad_value("outs", f"{len(outs)} entries", f"give one per run ({len(runs)})")
     callbacks = list(callbacks)
     results: list[GrokRun | None] = [None] * len(runs)
     for group in batch_groups(runs, max_batch):

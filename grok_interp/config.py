@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, is_prime
+from ._validate import bad_value, check_choice, check_float, check_int, check_open_unit, is_prime
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig"]
 
@@ -80,6 +80,14 @@ class DataConfig(_DictMixin):
             raise bad_value("k", None, f"split='square' needs k in [0, {self.p - 1}]")
         if self.split == "strip" and self.t is None:
             raise bad_value("t", None, f"split='strip' needs t in [0, {self.p - 1}]")
+        if self.k is not None and self.split != "square":
+            raise bad_value("k", self.k, f"only applies to split='square' (split is {self.split!r})")
+        if self.t is not None and self.split != "strip":
+            raise bad_value("t", self.t, f"only applies to split='strip' (split is {self.split!r})")
+
+
+#: ModelConfig options the MLP baseline has no use for (giving one with arch="mlp" is an error).
+TRANSFORMER_ONLY = ("n_layers", "n_heads", "d_head", "normalization", "pos_embed", "init", "backend")
 
 
 @dataclass
@@ -177,24 +185,18 @@ class TrainConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, low=1)
-        if not self.lr > 0:
-            raise bad_value("lr", self.lr, "must be > 0")
-        if not self.weight_decay >= 0:
-            raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
+        self.betas = tuple(check_float("betas", b, low=0.0, high=1.0, high_open=True) for b in self.betas)  # type: ignore[assignment]
         check_int("warmup_steps", self.warmup_steps, low=0)
         check_choice("loss", self.loss, ("ce", "mse"))
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)
-        if isinstance(self.grok_threshold, bool) or not isinstance(self.grok_threshold, (int, float)) or not (
-            0 < self.grok_threshold <= 1
-        ):
-            raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
-        self.grok_threshold = float(self.grok_threshold)
+        self.grok_threshold = check_float("grok_threshold", self.grok_threshold, low=0.0, high=1.0, low_open=True)
         check_choice("forward", self.forward, ("auto", "hooked", "fast", "compile"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
 
@@ -238,6 +240,11 @@ class RunConfig:
             else:
                 allowed = sorted(set().union(*owners.values()))
                 raise bad_value(key, value, "unknown option; allowed: " + ", ".join(allowed))
+        if sections["model"].get("arch") == "mlp":  # an option the MLP baseline would silently ignore
+            defaults = ModelConfig.__dataclass_fields__
+            for key in TRANSFORMER_ONLY:
+                if key in sections["model"] and sections["model"][key] != defaults[key].default:
+                    raise bad_value(key, sections["model"][key], "only applies to arch='transformer'")
         return cls(
             data=DataConfig(**sections["data"]),
             model=ModelConfig(**sections["model"]),

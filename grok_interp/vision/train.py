@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .._validate import bad_value, check_choice, check_int, check_open_unit
+from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit
 from ..runs import (
     RunDirectoryError,
     _atomic_write,
@@ -127,10 +127,8 @@ class ResNetConfig:
             check_int("subset", self.subset, low=2, high=11**4)
         check_int("seed", self.seed, low=0)
         check_int("epochs", self.epochs, low=0)
-        if not self.lr > 0:
-            raise bad_value("lr", self.lr, "must be > 0")
-        if not self.weight_decay >= 0:
-            raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
+        self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
         check_choice("optimizer", self.optimizer, ("adam", "adamw"))
         check_int("batch_size", self.batch_size, low=1)
         check_int("eval_every", self.eval_every, low=1)
