@@ -54,7 +54,7 @@ from ._validate import bad_value
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
-from .runs import GrokRun, PreparedRun, _write_json, prepare_run, save_checkpoint, train_hooked
+from .runs import GrokRun, PreparedRun, prepare_run, save_checkpoint, train_hooked
 from .tasks import Split, Task
 from .training import Callback, accuracy, checkpoint_schedule, loss_fn, make_optimizer, resolve_device
 
@@ -161,7 +161,7 @@ class _Member(PreparedRun):
 
     def on_checkpoint(self) -> None:
         """Save weights (and resume state) exactly as ``train_hooked`` does."""
-        save_checkpoint(self.rd, self.memory, self.step, self.model, self.optimizer, self.history)
+        save_checkpoint(self.store, self.memory, self.step, self.model, self.optimizer, self.history)
 
     def record(self, train_logits: Tensor, train_loss: Tensor, test_logits: Tensor) -> None:
         """Append the history row of the current step (the ``train_loop`` row) and run callbacks."""
@@ -183,11 +183,12 @@ class _Member(PreparedRun):
                 self.end = min(self.end, self.step + cfg.stop_after_grok)
 
     def result(self) -> GrokRun:
-        if self.rd is not None:
-            _write_json(self.rd.path / "status.json", {"step": self.history[-1]["step"], "finished": True})
+        if self.store is not None:
+            self.store.write_status(self.history[-1]["step"], finished=True)
+            self.store.close()
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
-            history=pd.DataFrame(self.history), path=None if self.rd is None else self.rd.path,
+            history=pd.DataFrame(self.history), path=self.out_path,
             _memory_checkpoints=self.memory,
         )
 
@@ -333,13 +334,18 @@ def train_many(
                 out=outs[i], resume=resume, callbacks=callbacks, measures=measures, progress=progress, **kwargs
             )
             continue
-        members = []
-        for i in group:
-            config, mask = _as_config(runs[i])
-            assert config is not None
-            members.append(_member(config, mask, outs[i], resume, callbacks, measures))
-        log.info("training %d runs as one batch (p=%d)", len(members), members[0].task.p)
-        _train_batch(members, progress)
-        for i, m in zip(group, members):
-            results[i] = m.result()
+        members: list[_Member] = []
+        try:
+            for i in group:
+                config, mask = _as_config(runs[i])
+                assert config is not None
+                members.append(_member(config, mask, outs[i], resume, callbacks, measures))
+            log.info("training %d runs as one batch (p=%d)", len(members), members[0].task.p)
+            _train_batch(members, progress)
+            for i, m in zip(group, members):
+                results[i] = m.result()
+        finally:  # each run directory's lock is held while its run trains, and no longer
+            for m in members:
+                if m.store is not None:
+                    m.store.close()
     return [r for r in results if r is not None]
