@@ -123,16 +123,20 @@ def _param_device(model: nn.Module) -> torch.device:
 
 # --- the run directory ---------------------------------------------------------------
 def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> None:
-    """Write ``data.safetensors`` and ``config.json`` of a transformer run."""
-    out.write_data({
-        "labels": task.labels,
-        "train_mask": split.train_mask.to(torch.uint8),
-        "forced_test": split.forced_test.to(torch.uint8),
-    })
+    """Write ``config.json`` and ``data.safetensors`` of a transformer run.
+
+    config.json first: a writer killed in between leaves a directory that is a run
+    (with nothing trained yet), which ``resume`` simply starts again.
+    """
     out.write_config({
         "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": _tl.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
+    })
+    out.write_data({
+        "labels": task.labels,
+        "train_mask": split.train_mask.to(torch.uint8),
+        "forced_test": split.forced_test.to(torch.uint8),
     })
 
 
@@ -403,6 +407,10 @@ def _restore(
     ]
     if diffs:
         raise bad_value("resume", True, f"the run in {rs.path} has another configuration: " + "; ".join(diffs))
+    if not rs.state_steps() and not rs.file(store.STATUS).exists():
+        log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
+        write_static(rs, config, task, split)
+        return 0, []
     _, saved_split = read_task_split(rs.path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")

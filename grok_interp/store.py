@@ -39,6 +39,7 @@ the store needs no knowledge of the modules that define the runs.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import errno
 import fcntl
@@ -222,7 +223,14 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
     """Read a history: at least one row, an integer ``step`` column strictly increasing."""
 
     def reader(p: Path) -> pd.DataFrame:
-        df = pd.read_csv(p)
+        text = p.read_text()
+        if text and not text.endswith("\n"):
+            raise RunDirectoryError(f"run file {p} ends in the middle of a row (truncated)")
+        lines = list(csv.reader(io.StringIO(text)))
+        short = next((i for i, row in enumerate(lines[1:], 2) if len(row) != len(lines[0])), None)
+        if short is not None:
+            raise RunDirectoryError(f"run file {p}: row {short} has {len(lines[short - 1])} fields, the header {len(lines[0])}")
+        df = pd.read_csv(io.StringIO(text))
         if "step" not in df.columns:
             raise RunDirectoryError(f"run file {p} has no 'step' column")
         if not len(df):

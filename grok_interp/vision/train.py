@@ -325,12 +325,12 @@ def epoch_loader(dataset: ShapesDataset, split: ShapesSplit, batch_size: int, se
 
 # --- run directory ------------------------------------------------------------------------
 def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
-    out.write_data({"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)})
-    out.write_config({
+    out.write_config({  # first: a writer killed before the data leaves a run with nothing trained
         "kind": "resnet",
         "grok_interp": {"format": FORMAT_VERSION, "torchvision": version("torchvision")},
         "config": config.to_dict(),
     })
+    out.write_data({"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)})
 
 
 def _read_config(path: Path) -> ResNetConfig:
@@ -448,7 +448,7 @@ def train_resnet(
         out_store, resuming = store.open_out(path, resume)
         try:
             if resuming:
-                start, rows = _restore(out_store, config, split, model, optimizer)
+                start, rows = _restore(out_store, config, split, model, optimizer, indices, data.labels)
             else:
                 _write_static(out_store, config, indices, split, data.labels)
         except BaseException:
@@ -524,7 +524,8 @@ def _train(
 
 
 def _restore(
-    rs: RunStore, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer
+    rs: RunStore, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer,
+    indices: Tensor, labels: Tensor,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Validate the run in ``rs`` and load its newest consistent resume state; only
     then record a changed number of epochs."""
@@ -534,6 +535,9 @@ def _restore(
     diffs = [f"{k}: saved {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k] and k not in _RESUMABLE]
     if diffs:
         raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
+    if not rs.state_steps() and not rs.file(store.STATUS).exists():  # killed before its first checkpoint
+        _write_static(rs, config, indices, split, labels)
+        return 0, []
     _, saved_split = _read_data(path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
