@@ -454,7 +454,12 @@ def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
     source = rs.state_path(latest) if latest is not None and not status.get("finished", False) else path
     if (source / MODEL).exists():
         _check_weight_shapes(source / MODEL, config)
-    check_fits(config, resolve_device(device), training=False)
+    try:
+        check_fits(config, resolve_device(device), training=False)
+    except RunDirectoryError:
+        raise
+    except GrokInterpError as exc:  # the run was trained, so it is config.json that is wrong
+        raise RunDirectoryError(f"run file {rs.file(CONFIG)}: {exc}") from exc
     task, split = read_task_split(path, config)
     w, history, source = rs.read_latest(eval_every=config.train.eval_every)
     model = build_model(config.model, task, device=resolve_device(device))
