@@ -9,12 +9,13 @@ a run they refuse cannot fit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
 from ._validate import bad_value
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
 
 __all__ = ["estimate_bytes", "memory_limit", "check_fits", "format_bytes"]
 
@@ -74,7 +75,8 @@ def check_fits(config: RunConfig, device: str | torch.device = "cpu", training: 
     if est["total"] <= limit:
         return
     m = config.model
-    if est["weights"] >= est["data"] + est["activations"]:
+    usual = dataclasses.replace(config, model=ModelConfig(arch=m.arch))  # the same task with the default widths
+    if estimate_bytes(usual, training)["total"] <= limit:  # the widths are at fault
         name, value = max((("d_mlp", m.d_mlp), ("d_model", m.d_model), ("n_layers", m.n_layers)), key=lambda kv: kv[1])
     else:
         name, value = "p", config.data.p
