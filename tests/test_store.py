@@ -277,6 +277,7 @@ def test_read_only_directory_is_one_line_and_still_loads(tmpfs, capsys):
     assert code == 2 and err.startswith("error: Read-only file system") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_permission_denied_is_one_line(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to drop privileges")
