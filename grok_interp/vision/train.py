@@ -38,7 +38,7 @@ from .. import store
 from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit
 from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
-from ..store import CONFIG, DATA, MODEL, RunStore
+from ..store import CONFIG, DATA, RunStore
 from ..training import checkpoint_schedule, resolve_device
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
