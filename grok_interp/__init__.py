@@ -18,12 +18,18 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message="IProgress not found")
     import tqdm.auto as _tqdm_auto  # noqa: F401
 
+from . import store
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, weights
-from .runs import GrokRun, RunDirectoryError, load_run, train_hooked
+from .runs import GrokRun, load_run, train_hooked
 from .tasks import OPERATIONS, Split, Task
 from . import measures
 from .measures import compare_measures, events
+
+# The image branch registers itself when imported; until then, its loader by name
+# (so `load_run` reads ResNet runs without importing torchvision for every user).
+store.register_loader("resnet", "grok_interp.vision.train:load_resnet_run")
 
 __version__ = "0.1.0"
 
@@ -31,7 +37,9 @@ __all__ = [
     "train_hooked",
     "load_run",
     "GrokRun",
+    "GrokInterpError",
     "RunDirectoryError",
+    "store",
     "Task",
     "Split",
     "OPERATIONS",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ._validate import bad_value
+
 __all__ = ["add_sweep_parser", "cmd_sweep"]
 
 
@@ -28,7 +30,7 @@ def _key_values(items: list[str], flag: str, many: bool) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{flag}={item!r} is invalid: write {flag} KEY=VALUE" + (",VALUE..." if many else ""))
+            raise bad_value(flag, item, f"write {flag} KEY=VALUE" + (",VALUE..." if many else ""))
         key = key.strip().replace("-", "_")
         out[key] = [_option_value(v) for v in value.split(",")] if many else _option_value(value)
     return out
@@ -66,10 +68,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = _key_values(args.set, "--set", many=False)
     configs = grid(**_key_values(args.grid, "--grid", many=True)) if args.grid else []
     if args.configs:
-        configs = [dict(c) for c in json.loads(open(args.configs).read())] + configs
+        with open(args.configs) as fh:  # a missing file: the CLI prints one line
+            text = fh.read()
+        try:
+            listed = json.loads(text)
+            configs = [dict(c) for c in listed] + configs
+        except (ValueError, TypeError) as exc:
+            raise bad_value("--configs", args.configs, f"must hold a JSON list of objects ({exc})") from None
     if not configs:
         configs = [{}]
-    radii = [int(r) for r in args.radii.split(",") if r.strip()]
+    try:
+        radii = [int(r) for r in args.radii.split(",") if r.strip()]
+    except ValueError:
+        raise bad_value("--radii", args.radii, "must be comma-separated integers") from None
     table = sweep(configs, args.out, base=base, executor=args.executor, max_workers=args.workers,
                   address=args.address, radii=radii, progress=not args.quiet)
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_colwidth", 80):

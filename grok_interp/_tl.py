@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - depends on the installed TransformerLe
     HookedTransformerConfig = None  # type: ignore[assignment,misc]
 
 from ._validate import bad_value
+from .errors import GrokInterpError
 
 __all__ = [
     "TL_VERSION",
@@ -225,11 +226,11 @@ def load_canonical(model: nn.Module, weights: dict[str, Tensor]) -> None:
         entries = {name: (param, lambda t: t) for name, param in model.named_parameters()}
     missing, unexpected = set(entries) - set(weights), set(weights) - set(entries)
     if missing or unexpected:
-        raise ValueError(
+        raise GrokInterpError(
             f"weights do not fit this model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
         )
     for name, (param, from_c) in entries.items():
         value = from_c(weights[name].to(param.device, param.dtype))
         if value.shape != param.shape:
-            raise ValueError(f"weight {name!r} has shape {tuple(weights[name].shape)}, model expects another")
+            raise GrokInterpError(f"weight {name!r} has shape {tuple(weights[name].shape)}, model expects another")
         param.copy_(value)

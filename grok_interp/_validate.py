@@ -1,18 +1,21 @@
 """Input checks shared by the public API: one message shape for every bad value.
 
-Every check raises :class:`ValueError` whose message names the parameter, the value
+Every check raises :class:`~grok_interp.errors.GrokInterpError` (a ``ValueError``) whose message names the parameter, the value
 that was given and what is allowed, so the CLI can print it as one line.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
+from .errors import GrokInterpError
 
-def bad_value(name: str, value: Any, allowed: str) -> ValueError:
+
+def bad_value(name: str, value: Any, allowed: str) -> GrokInterpError:
     """Build the project's one error shape: ``name=value is invalid: allowed``."""
-    return ValueError(f"{name}={value!r} is invalid: {allowed}")
+    return GrokInterpError(f"{name}={value!r} is invalid: {allowed}")
 
 
 def is_prime(n: int) -> bool:
@@ -69,3 +72,23 @@ def did_you_mean(value: Any, choices: Any) -> str:
         return ""
     close = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+def check_float(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None,
+    low_open: bool = False, high_open: bool = False,
+) -> float:
+    """Check that ``value`` is a finite real number in the given interval.
+
+    ``inf`` and ``nan`` are refused everywhere: no setting of this package means
+    anything at infinity, and a NaN learning rate trains to NaN without a word.
+    """
+    lo = "-inf" if low is None else repr(low)
+    hi = "inf" if high is None else repr(high)
+    interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise bad_value(name, value, f"must be a finite number in {interval}")
+    v = float(value)
+    if low is not None and (v < low or (low_open and v == low)):
+        raise bad_value(name, value, f"must lie in {interval}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise bad_value(name, value, f"must lie in {interval}")
+    return v

@@ -47,10 +47,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from ._validate import bad_value
 from .config import RunConfig
 from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
-from .runs import GrokRun, prepare_run, train_hooked
+from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
 from .tasks import Split, Task
 from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
 
@@ -228,7 +229,7 @@ def train_many(
     runs = list(runs)
     outs = list(outs) if outs is not None else [None] * len(runs)
     if len(outs) != len(runs):
-        raise ValueError(f"outs={len(outs)} entries is invalid: give one per run ({len(runs)})")
+        raise bad_value("outs", f"{len(outs)} entries", f"give one per run ({len(runs)})")
     callbacks = list(callbacks)
     results: list[GrokRun | None] = [None] * len(runs)
     for group in batch_groups(runs, max_batch):
@@ -241,18 +242,22 @@ def train_many(
                 gradient_transforms=gradient_transforms, **kwargs
             )
             continue
-        prepared = []
-        for i in group:
-            config, mask = _as_config(runs[i])
-            assert config is not None
-            prepared.append(prepare_run(
-                config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, measures=measures,
-                forward=fast_forward, fused_optimizer=True,
-            ))
-        log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
-        states = [r.run_state(gradient_transforms) for r in prepared]
-        train_loop(states, StackedStep(prepared[0].config.model.act_fn), progress=progress,
-                   desc=f"train x{len(states)}")
-        for i, r, state in zip(group, prepared, states):
-            results[i] = r.result(state)
+        prepared: list[PreparedRun] = []
+        try:
+            for i in group:
+                config, mask = _as_config(runs[i])
+                assert config is not None
+                prepared.append(prepare_run(
+                    config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, measures=measures,
+                    forward=fast_forward, fused_optimizer=True,
+                ))
+            log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
+            states = [r.run_state(gradient_transforms) for r in prepared]
+            train_loop(states, StackedStep(prepared[0].config.model.act_fn), progress=progress,
+                       desc=f"train x{len(states)}")
+            for i, r, state in zip(group, prepared, states):
+                results[i] = r.result(state)
+        finally:  # each run directory's lock is held while its run trains, and no longer
+            for r in prepared:
+                r.close()
     return [r for r in results if r is not None]

@@ -1,13 +1,17 @@
 """The ``grok-interp`` command line.
 
-``grok-interp train`` exposes :func:`grok_interp.train_hooked`. Bad input prints one
-line (``error: ...``) and exits with status 2, without a traceback.
+``grok-interp train`` exposes :func:`grok_interp.train_hooked`. Bad input (any
+:class:`~grok_interp.errors.GrokInterpError`, a bad run directory included) and the
+file system's refusals (no space, read-only, not a directory, permission denied, a
+missing input file) print one line (``error: ...``) and exit with status 2; anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -15,10 +19,18 @@ from typing import Callable, Sequence
 
 from .config import DataConfig, ModelConfig, TrainConfig, add_config_arguments
 
+from .errors import GrokInterpError
+
 __all__ = ["main", "build_parser"]
 
 #: train's flags that are not config fields.
 _TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func")
+# The file system said no: a full disk, a read-only mount, a path under a file, no
+# permission, a missing input file. The user can act on each; none is a bug.
+_EXPECTED_OS_ERRORS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+    errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.EMFILE,
+}
 
 
 def _version() -> str:
@@ -144,8 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _COMMANDS[args.command](args)
-    except ValueError as exc:  # bad input: one line, status 2, no traceback
+    except GrokInterpError as exc:  # bad input or a bad run directory: one line, status 2
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _EXPECTED_OS_ERRORS:
+            raise  # not the user's disk or path: a bug, keep the traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun with --resume to continue from the last checkpoint", file=sys.stderr)

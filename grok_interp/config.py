@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, check_prime, did_you_mean
+from ._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_prime, did_you_mean
 from .tasks import SHUFFLES, SPLIT_KINDS, check_split_options
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "field_docs", "add_config_arguments"]
@@ -92,6 +92,10 @@ class DataConfig(_DictMixin):
         self.frac = check_open_unit("frac", self.frac)
         check_int("data_seed", self.data_seed)
         check_split_options(self.split, self.p, k=self.k, t=self.t)
+
+
+#: ModelConfig options the MLP baseline has no use for (giving one with arch="mlp" is an error).
+TRANSFORMER_ONLY = ("n_layers", "n_heads", "d_head", "normalization", "pos_embed", "init", "backend")
 
 
 @dataclass
@@ -237,23 +241,17 @@ class TrainConfig(_DictMixin):
     def __post_init__(self) -> None:
         self._check_choices()
         check_int("steps", self.steps, low=1)
-        if not self.lr > 0:
-            raise bad_value("lr", self.lr, "must be > 0")
-        if not self.weight_decay >= 0:
-            raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
+        self.betas = tuple(check_float("betas", b, low=0.0, high=1.0, high_open=True) for b in self.betas)  # type: ignore[assignment]
         check_int("warmup_steps", self.warmup_steps, low=0)
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)
-        if isinstance(self.grok_threshold, bool) or not isinstance(self.grok_threshold, (int, float)) or not (
-            0 < self.grok_threshold <= 1
-        ):
-            raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
-        self.grok_threshold = float(self.grok_threshold)
+        self.grok_threshold = check_float("grok_threshold", self.grok_threshold, low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -281,7 +279,7 @@ class RunConfig:
     def updated(self, **kwargs: Any) -> "RunConfig":
         """A copy with the flat options ``kwargs`` changed (routed as :meth:`from_kwargs`)."""
         flat = {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
-        if "d_model" in kwargs or "n_heads" in kwargs:
+        if "d_model" in kwargs or "n_heads" in kwargs or flat["d_head"] == flat["d_model"] // flat["n_heads"]:
             flat.pop("d_head")  # derived from them unless given
         return RunConfig.from_kwargs(**{**flat, **kwargs})
 
@@ -313,6 +311,11 @@ class RunConfig:
             else:
                 allowed = sorted(set().union(*owners.values()))
                 raise bad_value(key, value, "unknown option" + did_you_mean(key, allowed) + "; allowed: " + ", ".join(allowed))
+        if sections["model"].get("arch") == "mlp":  # an option the MLP baseline would silently ignore
+            defaults = ModelConfig.__dataclass_fields__
+            for key in TRANSFORMER_ONLY:
+                if key in sections["model"] and sections["model"][key] != defaults[key].default:
+                    raise bad_value(key, sections["model"][key], "only applies to arch='transformer'")
         return cls(
             data=DataConfig(**sections["data"]),
             model=ModelConfig(**sections["model"]),

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from ._validate import bad_value
 from .config import ModelConfig
 from .models import ACTIVATIONS, weights
 
@@ -221,6 +222,6 @@ def select_forward(cfg: ModelConfig, choice: str = "auto") -> tuple[Forward, str
     if reason is None:
         return (compiled_forward, "compile") if choice == "compile" else (fast_forward, "fast")
     if choice in ("fast", "compile"):
-        raise ValueError(f"forward={choice!r} is invalid for this model: {reason}; use 'auto' or 'hooked'")
+        raise bad_value("forward", choice, f"this model has no such forward ({reason}); use 'auto' or 'hooked'")
     log.info("training with the hooked forward: %s", reason)
     return hooked_forward, "hooked"

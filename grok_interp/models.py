@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from . import _tl
 from ._validate import bad_value
+from .errors import GrokInterpError
 from .config import ModelConfig
 from .tasks import Task
 
@@ -313,7 +314,7 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
     if isinstance(model, MLPBaseline):
         own = dict(model.named_parameters())
         if set(own) != set(w):
-            raise ValueError(f"weights do not fit this model: expected {sorted(own)}, got {sorted(w)}")
+            raise GrokInterpError(f"weights do not fit this model: expected {sorted(own)}, got {sorted(w)}")
         with torch.no_grad():
             for k, p in own.items():
                 p.copy_(w[k].to(p.device, p.dtype))

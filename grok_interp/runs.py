@@ -1,42 +1,30 @@
-"""Runs: ``train_hooked``, the :class:`GrokRun` it returns, and the run directory.
+"""Runs: ``train_hooked``, the :class:`GrokRun` it returns, and ``load_run``.
 
-A run directory holds plain, safe files only::
-
-    config.json                 RunConfig + library/backend versions (all to rebuild)
-    data.safetensors            labels (p, p), train mask, forced-test mask
-    model.safetensors           latest weights (canonical HookedTransformer layout)
-    history.csv                 one row per evaluation step
-    status.json                 steps done, whether training finished
-    checkpoints/step_0000100.safetensors   weights at each checkpoint step
-    state-0000100/              resume state: model.safetensors, optimizer.pt,
-                                history.csv, status.json
-
-Every file is written to a temporary name and renamed into place, and a resume state
-is a directory renamed into place once complete, so an interrupted run never leaves a
-half-written file that loads. Nothing pickled is ever loaded: weights are safetensors
-and the optimiser state is read with ``torch.load(weights_only=True)``.
+The run directory itself (file names, atomic writes, the writer's lock, validation and
+resume states) is :mod:`grok_interp.store`; this module adds what is particular to a
+transformer run: ``config.json`` holds a :class:`~grok_interp.config.RunConfig` with the
+library and backend versions, and ``data.safetensors`` the labels (p, p), the train
+mask and the forced-test mask.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import _tl
+from . import _tl, store
 from ._validate import bad_value
-from .config import ModelConfig, RunConfig
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import GrokInterpError, RunDirectoryError
+from .sizes import check_fits
+from .store import CONFIG, DATA, MODEL, RunStore
 from .forward import select_forward
 from .models import build_model, load_weights, weights
 from .tasks import Split, Task
@@ -52,111 +40,13 @@ from .training import (
     train_loop,
 )
 
-__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError"]
+__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun",
+           "save_checkpoint", "read_config", "read_task_split"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-
-
-class RunDirectoryError(ValueError):
-    """A run directory is missing, corrupt or truncated (the message names the file)."""
-
-
-# --- atomic file helpers -------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name created with the process umask (mkstemp would make it 0600).
-    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
-    open(tmp, "xb").close()
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
-
-
-def _write_weights(path: Path, w: dict[str, torch.Tensor]) -> None:
-    cpu = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in w.items()}
-    _atomic_write(path, lambda t: save_file(cpu, t))
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
-    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    _atomic_write(path, lambda t: df.to_csv(t, index=False))
-
-
-def _read(path: Path, reader: Callable[[Path], Any]) -> Any:
-    """Read one run file, turning any failure into an error that names the file."""
-    if not path.exists():
-        raise RunDirectoryError(f"run directory {path.parent}: {path.name} is missing")
-    try:
-        return reader(path)
-    except Exception as exc:  # noqa: BLE001 - report which file is broken, whatever broke
-        raise RunDirectoryError(f"run file {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
-
-
-def _read_json(path: Path) -> Any:
-    return _read(path, lambda p: json.loads(p.read_text()))
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    return _read(path, lambda p: load_file(str(p)))
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    def reader(p: Path) -> pd.DataFrame:
-        df = pd.read_csv(p)
-        if "step" not in df.columns:
-            raise ValueError("no 'step' column")
-        return df
-
-    return _read(path, reader)
-
-
-def write_resume_state(
-    path: Path, step: int, w: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, history: list[dict]
-) -> None:
-    """Write ``path/state-<step>/`` (weights, optimiser, history, status) as one unit.
-
-    The directory is filled under a temporary name and renamed into place, so a resume
-    state is either complete or absent; older states are removed afterwards.
-    """
-    final = path / f"state-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=path))
-    try:
-        _write_weights(tmp / "model.safetensors", w)
-        _atomic_write(tmp / "optimizer.pt", lambda t: torch.save(optimizer.state_dict(), t))
-        _write_csv(tmp / "history.csv", history)
-        _write_json(tmp / "status.json", {"step": step})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in path.glob("state-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _is_run_dir(path: Path) -> bool:
-    cfg = path / "config.json"
-    if not cfg.exists():
-        return False
-    try:
-        return "grok_interp" in json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return True  # a broken run is still a run: loading it reports the broken file
+FORMAT_VERSION = store.FORMAT_VERSION
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 # --- the run object --------------------------------------------------------------------
@@ -186,7 +76,7 @@ class GrokRun:
     def checkpoint_steps(self) -> list[int]:
         """Steps with saved weights, ascending."""
         if self.path is not None:
-            return sorted(int(f.stem.split("_")[1]) for f in (self.path / "checkpoints").glob("step_*.safetensors"))
+            return RunStore(self.path).checkpoint_steps()
         return sorted(self._memory_checkpoints)
 
     def weights_at(self, step: int) -> dict[str, torch.Tensor]:
@@ -194,7 +84,7 @@ class GrokRun:
         if step not in self.checkpoint_steps:
             raise bad_value("step", step, f"has no checkpoint; saved steps: {self.checkpoint_steps}")
         if self.path is not None:
-            return _read_weights(self.path / "checkpoints" / f"step_{step:07d}.safetensors")
+            return RunStore(self.path).read_checkpoint(step)
         return self._memory_checkpoints[step]
 
     def model_at(self, step: int) -> nn.Module:
@@ -219,14 +109,16 @@ class GrokRun:
         path = Path(path)
         if self.path is not None and path.resolve() == self.path.resolve():
             return path
-        _prepare_out(path, resume=False)
-        rd = _RunDir(path)
-        rd.write_static(self.config, self.task, self.split)
-        for step in self.checkpoint_steps:
-            _write_weights(rd.checkpoint_path(step), self.weights_at(step))
-        _write_weights(path / "model.safetensors", weights(self.model))
-        _write_csv(path / "history.csv", self.history)
-        _write_json(path / "status.json", {"step": int(self.history["step"].max()), "finished": True})
+        out, _ = store.open_out(path, resume=False)
+        try:
+            write_static(out, self.config, self.task, self.split)
+            for step in self.checkpoint_steps:
+                out.write_checkpoint(step, self.weights_at(step))
+            out.write_model(weights(self.model))
+            out.write_history(self.history)
+            out.write_status(int(self.history["step"].max()), finished=True)
+        finally:
+            out.close()
         return path
 
     def __repr__(self) -> str:
@@ -240,73 +132,101 @@ def _param_device(model: nn.Module) -> torch.device:
 
 
 # --- the run directory ---------------------------------------------------------------
-class _RunDir:
-    """Reads and writes the files of one run directory."""
+def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> None:
+    """Write ``config.json`` and ``data.safetensors`` of a transformer run.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    config.json first: a writer killed in between leaves a directory that is a run
+    (with nothing trained yet), which ``resume`` simply starts again.
+    """
+    out.write_config({
+        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": _tl.TL_VERSION},
+        "backend": _resolved_backend(config.model),
+        **config.to_dict(),
+    })
+    out.write_data({
+        "labels": task.labels,
+        "train_mask": split.train_mask.to(torch.uint8),
+        "forced_test": split.forced_test.to(torch.uint8),
+    })
 
-    def checkpoint_path(self, step: int) -> Path:
-        return self.path / "checkpoints" / f"step_{step:07d}.safetensors"
 
-    def write_static(self, config: RunConfig, task: Task, split: Split) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        data = {
-            "labels": task.labels,
-            "train_mask": split.train_mask.to(torch.uint8),
-            "forced_test": split.forced_test.to(torch.uint8),
-        }
-        _atomic_write(self.path / "data.safetensors", lambda t: save_file({k: v.contiguous() for k, v in data.items()}, t))
-        meta = {
-            "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": _tl.TL_VERSION},
-            "backend": _resolved_backend(config.model),
-            **config.to_dict(),
-        }
-        _write_json(self.path / "config.json", meta)
+_META_KEYS = {"grok_interp", "backend", "kind", *_SECTIONS}
 
-    def latest_state(self) -> Path | None:
-        states = sorted(self.path.glob("state-*"))
-        return states[-1] if states else None
 
-    def read_config(self) -> RunConfig:
-        raw = _read_json(self.path / "config.json")
-        try:
-            return RunConfig.from_dict({k: raw[k] for k in ("data", "model", "train")})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise RunDirectoryError(f"run file {self.path / 'config.json'} is invalid: {exc}") from exc
+def read_config(path: str | os.PathLike) -> RunConfig:
+    """The :class:`RunConfig` in ``path/config.json``, checked against its schema.
 
-    def read_task_split(self, config: RunConfig) -> tuple[Task, Split]:
-        data = _read_weights(self.path / "data.safetensors")
-        try:
-            labels, train, forced = data["labels"], data["train_mask"].bool(), data["forced_test"].bool()
-        except KeyError as exc:
-            raise RunDirectoryError(f"run file {self.path / 'data.safetensors'} lacks {exc}") from exc
-        d = config.data
-        task = Task(p=d.p, op=d.op, offset=d.offset, labels_override=labels) if d.op.startswith("custom:") else Task(
-            p=d.p, op=d.op, offset=d.offset
-        )
-        if not torch.equal(task.labels, labels):
-            raise RunDirectoryError(f"run file {self.path / 'data.safetensors'}: labels disagree with op={d.op!r}")
-        split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t,
-                      shuffle=d.shuffle)
-        return task, split
+    Every section must hold exactly the config class's fields with values of the
+    declared types (keys added in a later format are filled per
+    :data:`grok_interp.store.ADDED_KEYS`); then the config's own checks run.
+
+    Raises:
+        RunDirectoryError: naming config.json and the key at fault.
+    """
+    rs = RunStore(path)
+    file = rs.file(CONFIG)
+    meta = rs.read_meta()
+    version = store.check_format(meta, file)
+    unknown = sorted(set(meta) - _META_KEYS)
+    if unknown:
+        raise RunDirectoryError(f"run file {file}: unknown keys {unknown}")
+    missing = sorted({"backend", *_SECTIONS} - set(meta))
+    if missing:
+        raise RunDirectoryError(f"run file {file}: keys {missing} are missing")
+    if meta.get("kind", "transformer") != "transformer":
+        raise RunDirectoryError(f"run file {file}: kind {meta['kind']!r} is not a transformer run")
+    sections = {s: store.check_fields(cls, meta[s], file=file, section=s, version=version) for s, cls in _SECTIONS.items()}
+    try:
+        return RunConfig.from_dict(sections)
+    except (GrokInterpError, TypeError) as exc:
+        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
+
+
+def _check_data(path: Path, config: RunConfig) -> None:
+    """``data.safetensors``' shapes against the config, from its header (nothing allocated)."""
+    file = path / DATA
+    shapes = store.tensor_shapes(file)
+    p = config.data.p
+    for name in ("labels", "train_mask", "forced_test"):
+        if name not in shapes:
+            raise RunDirectoryError(f"run file {file} lacks {name!r}")
+        if shapes[name] != (p, p):
+            raise RunDirectoryError(f"run file {file}: {name} has shape {shapes[name]}, but config.json says p={p}")
+
+
+def _check_weight_shapes(file: Path, config: RunConfig) -> None:
+    """Every dimension in a weights file's header must be one of the config's sizes."""
+    m, d = config.model, config.data
+    sizes = {1, 3, d.p, d.p + d.offset + 1, m.d_model, 2 * m.d_model, m.d_mlp, m.n_heads, m.d_head}
+    for name, shape in store.tensor_shapes(file).items():
+        odd = [n for n in shape if n not in sizes]
+        if odd:
+            raise RunDirectoryError(
+                f"run file {file}: {name} has shape {shape}, which does not fit config.json "
+                f"(p={d.p}, d_model={m.d_model}, d_mlp={m.d_mlp}, n_heads={m.n_heads}, d_head={m.d_head})"
+            )
+
+
+def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, Split]:
+    """The task and split of the run in ``path`` (``data.safetensors`` checked against ``config``)."""
+    path = Path(path)
+    _check_data(path, config)
+    data = store.read_tensors(path / DATA)
+    labels, train, forced = data["labels"], data["train_mask"].bool(), data["forced_test"].bool()
+    d = config.data
+    if d.op.startswith("custom:"):
+        task = Task(p=d.p, op=d.op, offset=d.offset, labels_override=labels)
+    else:
+        task = Task(p=d.p, op=d.op, offset=d.offset)
+    if not torch.equal(task.labels, labels):
+        raise RunDirectoryError(f"run file {path / DATA}: labels disagree with op={d.op!r}")
+    split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t,
+                  shuffle=d.shuffle)
+    return task, split
 
 
 def _resolved_backend(cfg: ModelConfig) -> str:
     return "mlp" if cfg.arch == "mlp" else _tl.resolve_backend(cfg.backend)
-
-
-def _prepare_out(path: Path, resume: bool) -> bool:
-    """Check ``out``; return True when it already holds a run to resume."""
-    if path.exists() and not path.is_dir():
-        raise bad_value("out", str(path), "is a file; give a new or empty directory, or a run directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not _is_run_dir(path):
-            raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
-        if not resume:
-            raise bad_value("out", str(path), "already holds a run; pass resume=True (--resume) or a new directory")
-        return True
-    return False
 
 
 # --- training entry point -----------------------------------------------------------------
@@ -368,8 +288,8 @@ def train_hooked(
     if config is not None:
         if given:
             config.check_agrees(given)  # options beside a complete config may only repeat it
-    elif resume and out is not None and _is_run_dir(Path(out)):
-        config = _RunDir(Path(out)).read_config().updated(**given)  # the saved run, changed only as asked
+    elif resume and out is not None and store.is_run_dir(out):
+        config = read_config(out).updated(**given)  # the saved run, changed only as asked
     else:
         config = RunConfig.from_kwargs(**given)
     forward, forward_name = select_forward(config.model, config.train.forward)
@@ -377,15 +297,22 @@ def train_hooked(
         config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
         measures=measures, forward=forward,
     )
-    log.info("training p=%d op=%s with the %s forward on %s", s.task.p, s.task.op_name, forward_name, s.device)
-    state = s.run_state(gradient_transforms)
-    train_loop([state], FullBatchStep(), progress=progress)
-    return s.result(state)
+    try:
+        log.info("training p=%d op=%s with the %s forward on %s", s.task.p, s.task.op_name, forward_name, s.device)
+        state = s.run_state(gradient_transforms)
+        train_loop([state], FullBatchStep(), progress=progress)
+        return s.result(state)
+    finally:
+        s.close()
 
 
 @dataclass(eq=False)
 class PreparedRun:
-    """Everything a training loop needs for one run, set up from its configuration."""
+    """Everything a training loop needs for one run, set up from its configuration.
+
+    ``store`` is the run directory, locked for this run (None: in memory); the loop
+    closes it when the run ends.
+    """
 
     config: RunConfig
     task: Task
@@ -394,7 +321,7 @@ class PreparedRun:
     optimizer: torch.optim.Optimizer
     ctx: TrainContext
     callbacks: list[Callback]
-    rd: _RunDir | None
+    store: RunStore | None
     out_path: Path | None
     device: torch.device
     start: int
@@ -406,7 +333,7 @@ class PreparedRun:
         (or stay in memory without one)."""
 
         def on_checkpoint(state: RunState) -> None:
-            save_checkpoint(self.rd, self.memory, state.step, state.model, state.optimizer, state.history)
+            save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history)
 
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
@@ -416,12 +343,17 @@ class PreparedRun:
 
     def result(self, state: RunState) -> GrokRun:
         """The trained run; a run directory is marked finished."""
-        if self.rd is not None:
-            _write_json(self.rd.path / "status.json", {"step": state.history[-1]["step"], "finished": True})
+        if self.store is not None:
+            self.store.write_status(state.history[-1]["step"], finished=True)
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
             history=pd.DataFrame(state.history), path=self.out_path, _memory_checkpoints=self.memory,
         )
+
+    def close(self) -> None:
+        """Release the run directory's lock (nothing to do for an in-memory run)."""
+        if self.store is not None:
+            self.store.close()
 
 
 def prepare_run(
@@ -439,25 +371,32 @@ def prepare_run(
     """Build one run's task, split, model, optimiser, data and run directory.
 
     Shared by :func:`train_hooked` and :func:`grok_interp.batched.train_many`, so a run
-    is set up the same way whichever trains it. With ``resume`` and an existing run
-    directory, the model and optimiser are loaded from its latest resume state.
+    is set up the same way whichever trains it. The size of the run is checked before
+    anything is allocated. With ``resume`` and an existing run directory, the model and
+    optimiser are loaded from its newest consistent resume state; no file of the run
+    is written before that state has been validated.
     """
+    device = resolve_device(config.train.device)
+    check_fits(config, device)
     d = config.data
     task = Task(p=d.p, op=op if op is not None else d.op, offset=d.offset)
-    split = Split.from_config(task, d, mask=mask)
-    device = resolve_device(config.train.device)
+    split = Split.from_config(task, d, mask)
     out_path = Path(out) if out is not None else None
-    resuming = _prepare_out(out_path, resume) if out_path is not None else False
-    model = build_model(config.model, task, device=device)
-    optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
-    history: list[dict[str, Any]] = []
-    start = 0
-    rd = _RunDir(out_path) if out_path is not None else None
-    if resuming:
-        assert rd is not None
-        start, history = _restore(rd, config, task, split, model, optimizer)
-    elif rd is not None:
-        rd.write_static(config, task, split)
+    rs, resuming = store.open_out(out_path, resume) if out_path is not None else (None, False)
+    try:
+        model = build_model(config.model, task, device=device)
+        optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
+        history: list[dict[str, Any]] = []
+        start = 0
+        if resuming:
+            assert rs is not None
+            start, history = _restore(rs, config, task, split, model, optimizer)
+        elif rs is not None:
+            write_static(rs, config, task, split)
+    except BaseException:
+        if rs is not None:
+            rs.close()
+        raise
     ctx = TrainContext(
         task=task,
         split=split,
@@ -473,37 +412,32 @@ def prepare_run(
         from .measures import recorder  # measures are optional; imported only when asked
 
         all_callbacks.append(recorder(measures))
-    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rd, out_path, device, start, history)
+    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history)
 
 
 def save_checkpoint(
-    rd: _RunDir | None, memory: dict[int, dict[str, torch.Tensor]], step: int, model: nn.Module,
+    out: RunStore | None, memory: dict[int, dict[str, torch.Tensor]], step: int, model: nn.Module,
     optimizer: torch.optim.Optimizer, history: list[dict[str, Any]],
 ) -> None:
-    """Keep the weights of ``step``: in ``memory`` without a run directory, else on disk.
-
-    On disk: the checkpoint, a resume state, the history so far, the latest weights and
-    an unfinished status, each written atomically.
-    """
+    """Keep the weights of ``step``: in ``memory`` without a run directory, else on disk
+    (:meth:`grok_interp.store.RunStore.write_progress`: checkpoint, resume state,
+    history, latest weights, unfinished status; each atomic)."""
     w = {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
-    if rd is None:
+    if out is None:
         memory[step] = w
         return
-    _write_weights(rd.checkpoint_path(step), w)
-    write_resume_state(rd.path, step, w, optimizer, history)
-    _write_csv(rd.path / "history.csv", history)
-    _write_weights(rd.path / "model.safetensors", w)
-    _write_json(rd.path / "status.json", {"step": step, "finished": False})
+    out.write_progress(step, w, optimizer.state_dict(), history)
 
 
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "device"}
 
 
 def _restore(
-    rd: _RunDir, config: RunConfig, task: Task, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer
+    rs: RunStore, config: RunConfig, task: Task, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Load the latest resume state of ``rd`` into ``model`` and ``optimizer``."""
-    saved = rd.read_config()
+    """Validate the run in ``rs`` against ``config`` and load its newest consistent
+    resume state into ``model`` and ``optimizer``; only then record a changed schedule."""
+    saved = read_config(rs.path)
     a, b = saved.to_dict(), config.to_dict()
     diffs = [
         f"{sec}.{k}: saved {a[sec][k]!r}, given {b[sec][k]!r}"
@@ -512,63 +446,80 @@ def _restore(
         if a[sec][k] != b[sec][k] and not (sec == "train" and k in _RESUMABLE_CHANGES)
     ]
     if diffs:
-        raise bad_value("resume", True, f"the run in {rd.path} has another configuration: " + "; ".join(diffs))
-    _, saved_split = rd.read_task_split(saved)
+        raise bad_value("resume", True, f"the run in {rs.path} has another configuration: " + "; ".join(diffs))
+    if not rs.state_steps() and not rs.file(store.STATUS).exists():
+        log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
+        write_static(rs, config, task, split)
+        return 0, []
+    _, saved_split = read_task_split(rs.path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
-        raise RunDirectoryError(f"run file {rd.path / 'data.safetensors'}: train mask differs from the rebuilt split")
-    raw = _read_json(rd.path / "config.json")
+        raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
+    raw = rs.read_meta()
     if raw.get("backend") != _resolved_backend(config.model):
         raise bad_value(
             "backend", _resolved_backend(config.model),
-            f"the run in {rd.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
+            f"the run in {rs.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
         )
-    if config.train.steps != saved.train.steps or config.train.stop_after_grok != saved.train.stop_after_grok:
-        rd.write_static(config, task, split)  # record the extended schedule
-    state = rd.latest_state()
+    state = rs.latest_valid_state(eval_every=config.train.eval_every)
     if state is None:
-        log.info("no resume state in %s yet: starting from step 0", rd.path)
-        rd.write_static(config, task, split)
+        log.info("no resume state in %s yet: starting from step 0", rs.path)
+        write_static(rs, config, task, split)
         return 0, []
-    load_weights(model, _read_weights(state / "model.safetensors"))
-    opt_state = _read(state / "optimizer.pt", lambda p: torch.load(p, weights_only=True, map_location="cpu"))
-    optimizer.load_state_dict(opt_state)
-    status = _read_json(state / "status.json")
-    hist = _read_csv(state / "history.csv")
-    log.info("resuming %s from step %d", rd.path, status["step"])
-    return int(status["step"]), hist.to_dict("records")
+    try:
+        load_weights(model, state.weights)
+        optimizer.load_state_dict(state.optimizer_state)
+    except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
+        raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
+    if config.train.steps != saved.train.steps or config.train.stop_after_grok != saved.train.stop_after_grok:
+        write_static(rs, config, task, split)  # record the extended schedule (the state is valid)
+    log.info("resuming %s from step %d", rs.path, state.step)
+    return state.step, state.history.to_dict("records")
 
 
-def load_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
-    """Load a run directory written by :func:`train_hooked` or :meth:`GrokRun.save`.
+def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
+    """Load a transformer run directory (the ``transformer`` loader of the store's registry).
 
-    A ResNet run (``"kind": "resnet"`` in config.json) loads as a
-    :class:`grok_interp.vision.ResNetRun`.
-
-    Raises:
-        RunDirectoryError: (a ``ValueError``) naming the missing, corrupt or truncated file.
+    The directory is checked before any model is allocated: ``config.json`` against its
+    schema, ``data.safetensors`` and the weight shapes against the config, the size
+    against the machine's memory.
     """
     path = Path(path)
+    rs = RunStore(path)
     if not path.is_dir():
         raise RunDirectoryError(f"run directory {path} does not exist")
-    if (path / "config.json").exists() and _read_json(path / "config.json").get("kind") == "resnet":
-        from .vision.train import load_resnet_run  # the image branch; imported only for its runs
-
-        return load_resnet_run(path, device=device)  # type: ignore[return-value]
-    rd = _RunDir(path)
-    config = rd.read_config()
-    task, split = rd.read_task_split(config)
+    config = read_config(path)
+    _check_data(path, config)
+    status = rs.read_status()
+    latest = max(rs.state_steps(), default=None)
+    source = rs.state_path(latest) if latest is not None and not status.get("finished", False) else path
+    if (source / MODEL).exists():
+        _check_weight_shapes(source / MODEL, config)
+    try:
+        check_fits(config, resolve_device(device), training=False)
+    except RunDirectoryError:
+        raise
+    except GrokInterpError as exc:  # the run was trained, so it is config.json that is wrong
+        raise RunDirectoryError(f"run file {rs.file(CONFIG)}: {exc}") from exc
+    task, split = read_task_split(path, config)
+    w, history, source = rs.read_latest(eval_every=config.train.eval_every)
     model = build_model(config.model, task, device=resolve_device(device))
-    # An unfinished run (interrupted, or still training) is read from its latest resume
-    # state: one directory written as a whole, so weights and history always agree.
-    source = path
-    status = _read_json(path / "status.json") if (path / "status.json").exists() else {}
-    state = rd.latest_state()
-    if state is not None and not status.get("finished", False):
-        source = state
-    w = _read_weights(source / "model.safetensors")
     try:
         load_weights(model, w)
     except ValueError as exc:
-        raise RunDirectoryError(f"run file {source / 'model.safetensors'} does not fit the config: {exc}") from exc
-    history = _read_csv(source / "history.csv")
+        raise RunDirectoryError(f"run file {source / MODEL} does not fit the config: {exc}") from exc
     return GrokRun(model=model, task=task, split=split, config=config, history=history, path=path)
+
+
+store.register_loader("transformer", load_grok_run)
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu") -> Any:
+    """Load a run directory written by :func:`train_hooked`, :meth:`GrokRun.save` or
+    another trainer: the loader is chosen by the ``kind`` in its config.json (a ResNet
+    run, ``"kind": "resnet"``, loads as a :class:`grok_interp.vision.ResNetRun`).
+
+    Raises:
+        RunDirectoryError: (a ``ValueError``) naming the missing, corrupt, inconsistent
+            or hostile file.
+    """
+    return store.load(path, device=device)

@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import store
 from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
 
@@ -102,13 +103,12 @@ def _run_config(options: Mapping[str, Any]) -> RunConfig:
 
 def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
     """True when ``path`` holds a finished run of exactly this configuration."""
-    from .runs import _is_run_dir, _read_json
-
-    if not (path.is_dir() and _is_run_dir(path) and (path / "status.json").exists()):
+    if not (path.is_dir() and store.is_run_dir(path) and (path / store.STATUS).exists()):
         return False
     try:
-        status = _read_json(path / "status.json")
-        saved = _read_json(path / "config.json")
+        rs = store.RunStore(path)
+        status = rs.read_status()
+        saved = rs.read_meta()
         wanted = _run_config(options).to_dict()
     except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
         return False
@@ -117,7 +117,7 @@ def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
 
 def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
-    from .runs import _is_run_dir, train_hooked
+    from .runs import train_hooked
 
     torch.set_num_threads(max(1, threads))
     path = Path(run_dir)
@@ -125,7 +125,7 @@ def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str,
     try:
         if _is_finished(options, path):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
-        exists = path.is_dir() and _is_run_dir(path)
+        exists = path.is_dir() and store.is_run_dir(path)
         train_hooked(out=path, resume=exists, progress=False, **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
@@ -197,15 +197,17 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
         ``ceiling_r{r}``.
     """
     from .measures import events
-    from .runs import _read_csv, _read_json, _RunDir
+    from .runs import read_config, read_task_split
 
     path = Path(run_dir)
-    rd = _RunDir(path)
-    config = rd.read_config()
-    _, split = rd.read_task_split(config)
-    status = _read_json(path / "status.json") if (path / "status.json").exists() else {}
-    source = path if status.get("finished") or rd.latest_state() is None else rd.latest_state()
-    history = _read_csv(source / "history.csv")
+    config = read_config(path)
+    _, split = read_task_split(path, config)
+    rs = store.RunStore(path)
+    if rs.read_status().get("finished") or not rs.state_steps():
+        history = store.read_history(rs.file(store.HISTORY))
+    else:
+        state = rs.latest_valid_state(eval_every=config.train.eval_every)
+        history = state.history if state is not None else store.read_history(rs.file(store.HISTORY))
     row: dict[str, Any] = {
         k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
     }
@@ -331,9 +333,7 @@ def sweep(
     for col in ("memorised_at", "grokked_at", "final_step", "n_train", "n_test"):
         if col in table:
             table[col] = table[col].astype("Int64")
-    from .runs import _write_csv
-
-    _write_csv(out / "sweep.csv", table)
+    store.write_csv(out / "sweep.csv", table)
     failed = table[table["status"] == "failed"]
     for _, r in failed.iterrows():
         log.warning("sweep run %s failed: %s", r["run"], r["error"])

@@ -25,6 +25,7 @@ import random as _random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
@@ -55,17 +56,31 @@ OPERATIONS: dict[str, Callable[[Tensor, Tensor, int], Tensor]] = {
 
 
 def _custom_labels(fn: Callable[..., Any], a: Tensor, b: Tensor, p: int) -> Tensor:
-    """Evaluate a user callable, vectorised if it accepts tensors, else pair by pair."""
+    """Evaluate a user callable, vectorised if it accepts tensors, else pair by pair.
+
+    The values on the whole grid are checked once: they must be integers (a float is
+    refused, never truncated) that fit int64; they are then taken mod ``p``.
+    """
+    name = "op"
     try:
-        out = fn(a, b)
-        out = torch.as_tensor(out, dtype=torch.int64)
-        if out.shape != a.shape:
-            raise TypeError("callable did not broadcast over tensors")
+        out = torch.as_tensor(fn(a, b))
+        vectorised = out.shape == a.shape
     except Exception:  # noqa: BLE001 - any failure means "not vectorised": fall back
-        out = torch.tensor(
-            [int(fn(int(x), int(y))) for x, y in zip(a.tolist(), b.tolist())], dtype=torch.int64
-        )
-    return out % p
+        vectorised = False
+    if vectorised:
+        if out.dtype == torch.bool or out.dtype.is_floating_point or out.dtype.is_complex:
+            raise bad_value(name, getattr(fn, "__name__", fn), f"must return integers; it returned {out.dtype} values")
+        return out.to(torch.int64) % p
+    values = []
+    for x, y in zip(a.tolist(), b.tolist()):
+        v = fn(x, y)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise bad_value(name, getattr(fn, "__name__", fn),
+                            f"must return integers; f({x}, {y}) returned {v!r} ({type(v).__name__})")
+        if not -(2**63) <= int(v) < 2**63:
+            raise bad_value(name, getattr(fn, "__name__", fn), f"f({x}, {y}) = {v} does not fit a 64-bit integer")
+        values.append(int(v))
+    return torch.tensor(values, dtype=torch.int64) % p
 
 
 @dataclass(frozen=True, eq=False)

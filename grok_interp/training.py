@@ -38,6 +38,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._validate import bad_value
 from .config import TrainConfig
 from .forward import Forward
 from .tasks import Split, Task
@@ -85,7 +86,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' is invalid: no CUDA device is available; use 'cpu' or 'auto'")
+        raise bad_value("device", "cuda", "no CUDA device is available; use 'cpu' or 'auto'")
     return torch.device(device)
 
 

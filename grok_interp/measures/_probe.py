@@ -65,7 +65,7 @@ def neuron_hook(model: nn.Module) -> str:
     return f"blocks.{n_layers - 1}.mlp.hook_post"
 
 
-def _last_position(name: str, act: Tensor, pos: int) -> Tensor:
+def last_position(name: str, act: Tensor, pos: int) -> Tensor:
     """Select position ``pos``: the query position for attention patterns/scores."""
     if act.ndim == 2:  # (batch, features): the MLP baseline's hidden layers
         return act
@@ -121,7 +121,7 @@ class Probe:
                     if missing:
                         raise bad_value("hook", sorted(missing)[0], "is not a hook point of this model")
                     for n in names:
-                        acts[n].append(_last_position(n, cache[n], -1).detach().float())
+                        acts[n].append(last_position(n, cache[n], -1).detach().float())
                 else:
                     out = self.model(chunk)
                 logits_parts.append(out[:, -1].detach().float())

@@ -61,7 +61,7 @@ from .._validate import bad_value, check_choice
 from ..models import MLPBaseline
 from ..tasks import Split, Task
 from ._probe import Probe, as_task, canonical, neuron_hook, probe_of
-from .fourier import _basis64, key_frequencies
+from .fourier import basis64, key_frequencies
 
 __all__ = [
     "key_projection",
@@ -125,7 +125,7 @@ def key_projection(
         return torch.zeros_like(logits)
     idx = _rc_index(answers.to(logits.device), p) if index is None else index
     G = torch.zeros(p, dtype=logits.dtype, device=logits.device).index_add_(0, idx.reshape(-1), logits.reshape(-1))
-    Fk = _basis64(p).to(logits.device, logits.dtype)[rows]
+    Fk = basis64(p).to(logits.device, logits.dtype)[rows]
     f = (Fk @ G) @ Fk / n
     return f[idx]
 
@@ -186,7 +186,7 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
     valid = probe.valid
     r = probe.answers[valid]
     p = task.p
-    basis = _basis64(p).to(N.device)
+    basis = basis64(p).to(N.device)
     rows = [0] + _freq_rows(p, key_freqs)
     D = basis[rows][:, r]  # (1 + 2K, n_valid): const + key directions over pairs
     Nv = N[valid]

@@ -59,12 +59,12 @@ def fourier_basis(p: int, dtype: torch.dtype = torch.float32) -> Float[Tensor, "
     Returns:
         ``(p, p)`` tensor; row names in :func:`fourier_basis_names`.
     """
-    return _basis64(p).to(dtype=dtype, copy=True)
+    return basis64(p).to(dtype=dtype, copy=True)
 
 
 @functools.lru_cache(maxsize=16)
-def _basis64(p: int) -> Tensor:
-    """The float64 basis, built once per p (callers never modify it)."""
+def basis64(p: int) -> Tensor:
+    """The float64 basis, built once per p and shared (callers never modify it; see :func:`fourier_basis` for a copy)."""
     if isinstance(p, bool) or not isinstance(p, int) or p < 3 or p % 2 == 0:
         raise bad_value("p", p, "must be an odd integer >= 3")
     x = torch.arange(p, dtype=torch.float64)
@@ -86,7 +86,7 @@ def fourier_transform_1d(x: Float[Tensor, "*batch p"], dim: int = -1) -> Float[T
     (``const``, ``cos 1``, ``sin 1``, ...). Orthonormal, so norms are preserved.
     """
     p = x.shape[dim]
-    F = _basis64(p).to(x.device, x.dtype if x.is_floating_point() else torch.float32)
+    F = basis64(p).to(x.device, x.dtype if x.is_floating_point() else torch.float32)
     return torch.movedim(torch.movedim(x, dim, -1) @ F.T, -1, dim)
 
 
@@ -98,7 +98,7 @@ def fourier_transform_2d(x: Float[Tensor, "p p *rest"]) -> Float[Tensor, "p p *r
     if x.ndim < 2 or x.shape[0] != x.shape[1]:
         raise bad_value("x", tuple(x.shape), "must be (p, p, ...)")
     p, rest = x.shape[0], x.shape[2:]
-    F = _basis64(p).to(x.device, x.dtype)
+    F = basis64(p).to(x.device, x.dtype)
     y = (F @ x.reshape(p, -1)).reshape(p, p, -1)  # over a
     y = (F @ y.transpose(0, 1).reshape(p, -1)).reshape(p, p, -1).transpose(0, 1)  # over b
     return y.reshape(p, p, *rest)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
 from ..tasks import Split, Task
-from ._probe import _last_position, as_task, embedding_matrix, neuron_hook
+from ._probe import last_position, as_task, embedding_matrix, neuron_hook
 
 __all__ = ["med", "MED_VARIANTS", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
 
@@ -158,7 +158,7 @@ def activation_med(
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == hook)
     if hook not in cache:
         raise bad_value("hook", hook, "is not a hook point of this model")
-    h = _last_position(hook, cache[hook], pos).reshape(task.p, -1).double()
+    h = last_position(hook, cache[hook], pos).reshape(task.p, -1).double()
     return _reduce(consecutive_distances(h, wrap), reduce)
 
 

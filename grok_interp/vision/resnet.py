@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from .. import store
 from .._tl import HookedRootModule, HookPoint
 from .._validate import bad_value, check_int
 
@@ -155,12 +156,10 @@ def load_local_weights(net: ResNet, path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise bad_value("weights_path", str(path), "is not a file (weights are only read from local files)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    # Both readers refuse pickled objects and name the file when it is corrupt or hostile.
+    state = store.read_tensors(path) if path.suffix == ".safetensors" else store.read_torch(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise bad_value("weights_path", str(path), "must hold a state dict of tensors")
     state = {k.removeprefix("net."): v for k, v in state.items()}
     own = net.state_dict()
     unknown = sorted(set(state) - set(own))

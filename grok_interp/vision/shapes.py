@@ -39,6 +39,7 @@ from jaxtyping import Bool, Float, Int, UInt8
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from .. import store
 from .._validate import bad_value, check_int, check_open_unit
 
 __all__ = [
@@ -288,17 +289,12 @@ def load_shapes(image_size: int = 224, cache_dir: str | os.PathLike | None = Non
     side = path.with_suffix(".json")
     images = _load_cached(path, side, params)
     if images is None:
-        from ..runs import _atomic_write, _write_json
-
         log.info("drawing the shapes-sum dataset at %d px into %s", image_size, path)
         images = render_images(combos, image_size).numpy()
 
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:  # a file object: numpy does not append ".npz"
-                np.savez_compressed(fh, images=images, combos=combos.numpy())
-
-        _atomic_write(path, write)
-        _write_json(side, {**params, "sha256": _digest(images)})
+        # a file object: numpy does not append ".npz"
+        store.atomic_write(path, lambda fh: np.savez_compressed(fh, images=images, combos=combos.numpy()))
+        store.write_json(side, {**params, "sha256": _digest(images)})
     return ShapesDataset(images=torch.from_numpy(images), combos=combos, image_size=image_size, path=path)
 
 

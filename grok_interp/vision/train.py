@@ -30,24 +30,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .._validate import bad_value, check_choice, check_int, check_open_unit
-from ..runs import (
-    RunDirectoryError,
-    _atomic_write,
-    _read,
-    _read_csv,
-    _read_json,
-    _read_weights,
-    _write_csv,
-    _write_json,
-    _write_weights,
-    write_resume_state,
-)
+from .. import store
+from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit
+from ..errors import GrokInterpError, RunDirectoryError
+from ..sizes import format_bytes, memory_limit
+from ..store import CONFIG, DATA, RunStore
 from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
@@ -64,7 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = store.FORMAT_VERSION
 
 #: Named settings. ``paper``: the paper's network and images (224 px, width 64).
 #: ``cpu``: chosen from ``benchmarks/resnet_epoch.py`` so thousands of epochs fit in
@@ -132,10 +123,8 @@ class ResNetConfig:
             check_int("subset", self.subset, low=2, high=11**4)
         check_int("seed", self.seed, low=0)
         check_int("epochs", self.epochs, low=0)
-        if not self.lr > 0:
-            raise bad_value("lr", self.lr, "must be > 0")
-        if not self.weight_decay >= 0:
-            raise bad_value("weight_decay", self.weight_decay, "must be >= 0")
+        self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
         check_int("batch_size", self.batch_size, low=1)
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
@@ -271,7 +260,7 @@ class ResNetRun:
     def checkpoint_steps(self) -> list[int]:
         """Epochs with saved weights, ascending."""
         if self.path is not None:
-            return sorted(int(f.stem.split("_")[1]) for f in (self.path / "checkpoints").glob("step_*.safetensors"))
+            return RunStore(self.path).checkpoint_steps()
         return sorted(self._memory_checkpoints)
 
     def weights_at(self, step: int) -> dict[str, Tensor]:
@@ -279,7 +268,7 @@ class ResNetRun:
         if step not in self.checkpoint_steps:
             raise bad_value("step", step, f"has no checkpoint; saved steps: {self.checkpoint_steps}")
         if self.path is not None:
-            return _read_weights(self.path / "checkpoints" / f"step_{step:07d}.safetensors")
+            return RunStore(self.path).read_checkpoint(step)
         return self._memory_checkpoints[step]
 
     def model_at(self, step: int) -> HookedResNet:
@@ -338,44 +327,55 @@ def epoch_loader(dataset: ShapesDataset, split: ShapesSplit, batch_size: int, se
 
 
 # --- run directory ------------------------------------------------------------------------
-def _write_static(path: Path, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    data = {"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)}
-    _atomic_write(path / "data.safetensors", lambda t: save_file({k: v.contiguous() for k, v in data.items()}, t))
-    meta = {
+def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
+    out.write_config({  # first: a writer killed before the data leaves a run with nothing trained
         "kind": "resnet",
         "grok_interp": {"format": FORMAT_VERSION, "torchvision": version("torchvision")},
         "config": config.to_dict(),
-    }
-    _write_json(path / "config.json", meta)
+    })
+    out.write_data({"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)})
 
 
 def _read_config(path: Path) -> ResNetConfig:
-    raw = _read_json(path / "config.json")
+    rs = RunStore(path)
+    file = rs.file(CONFIG)
+    raw = rs.read_meta()
     if raw.get("kind") != "resnet":
-        raise RunDirectoryError(f"run file {path / 'config.json'} is not a ResNet run (kind={raw.get('kind')!r})")
+        raise RunDirectoryError(f"run file {file} is not a ResNet run (kind={raw.get('kind')!r})")
+    ver = store.check_format(raw, file)
+    extra = sorted(set(raw) - {"kind", "grok_interp", "config"})
+    if extra or "config" not in raw:
+        raise RunDirectoryError(f"run file {file}: unknown keys {extra}" if extra else f"run file {file}: 'config' is missing")
+    fields = store.check_fields(ResNetConfig, raw["config"], file=file, section="config", version=ver)
     try:
-        return ResNetConfig.from_dict(raw["config"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise RunDirectoryError(f"run file {path / 'config.json'} is invalid: {exc}") from exc
+        return ResNetConfig.from_dict(fields)
+    except (GrokInterpError, TypeError) as exc:
+        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
 
 
 def _read_data(path: Path, config: ResNetConfig) -> tuple[Tensor, ShapesSplit]:
-    data = _read_weights(path / "data.safetensors")
-    try:
-        indices, mask = data["indices"].long(), data["train_mask"].bool()
-    except KeyError as exc:
-        raise RunDirectoryError(f"run file {path / 'data.safetensors'} lacks {exc}") from exc
-    return indices, ShapesSplit(kind="random", frac=config.frac, seed=config.data_seed, train_mask=mask)
+    file = path / DATA
+    shapes = store.tensor_shapes(file)
+    n = config.subset if config.subset is not None else 11**4
+    for name in ("indices", "labels", "train_mask"):
+        if shapes.get(name) != (n,):
+            raise RunDirectoryError(f"run file {file}: {name} has shape {shapes.get(name)}, config.json says {n} images")
+    data = store.read_tensors(file)
+    return data["indices"].long(), ShapesSplit(kind="random", frac=config.frac, seed=config.data_seed,
+                                               train_mask=data["train_mask"].bool())
 
 
-def _latest_state(path: Path) -> Path | None:
-    states = sorted(path.glob("state-*"))
-    return states[-1] if states else None
-
-
-def _is_run(path: Path) -> bool:
-    return (path / "config.json").exists()
+def check_fits(config: ResNetConfig, device: str | torch.device = "cpu", training: bool = True) -> None:
+    """Refuse (one line, with the estimate) a ResNet whose images or width cannot fit in memory."""
+    params = 11_200_000 * (config.width / 64) ** 2 + 512 * config.width / 64 * N_CLASSES
+    images = 11**4 * config.image_size**2 if training else 0  # uint8, all drawn at once
+    acts = 4 * min(config.batch_size, 11**4) * config.width * config.image_size**2 if training else 0
+    total = 4 * params * (4 if training else 1) + images + acts
+    limit = memory_limit(device)
+    if total > limit:
+        name, value = ("width", config.width) if 16 * params >= images + acts else ("image_size", config.image_size)
+        raise bad_value(name, value, f"the run needs at least {format_bytes(total)} but "
+                                     f"{torch.device(device).type} memory is {format_bytes(limit)}")
 
 
 # --- training ---------------------------------------------------------------------------
@@ -451,6 +451,7 @@ def train_resnet(
                 raise bad_value(key, value, f"conflicts with config= (which has {key}={mine[key]!r}); "
                                 "give the option or the config, or change the config")
     device = resolve_device(config.device)
+    check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
     model = build_resnet(config.width, N_CLASSES, seed=config.seed, weights_path=config.weights_path).to(device)
@@ -458,17 +459,32 @@ def train_resnet(
     rows: list[dict[str, Any]] = []
     start = 0
     path = Path(out) if out is not None else None
+    out_store: RunStore | None = None
     if path is not None:
-        if path.exists() and not path.is_dir():
-            raise bad_value("out", str(path), "is a file; give a new or empty directory, or a run directory")
-        if path.is_dir() and any(path.iterdir()):
-            if not _is_run(path):
-                raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
-            if not resume:
-                raise bad_value("out", str(path), "already holds a run; pass resume=True (--resume) or a new directory")
-            start, rows = _restore(path, config, split, model, optimizer)
-        else:
-            _write_static(path, config, indices, split, data.labels)
+        out_store, resuming = store.open_out(path, resume)
+        try:
+            if resuming:
+                start, rows = _restore(out_store, config, split, model, optimizer, indices, data.labels)
+            else:
+                _write_static(out_store, config, indices, split, data.labels)
+        except BaseException:
+            out_store.close()
+            raise
+    try:
+        return _train(config, model, optimizer, data, indices, split, device, out_store, start, rows, callbacks,
+                      progress, gradient_transforms)
+    finally:
+        if out_store is not None:
+            out_store.close()
+
+
+def _train(
+    config: ResNetConfig, model: HookedResNet, optimizer: torch.optim.Optimizer, data: ShapesDataset,
+    indices: Tensor, split: ShapesSplit, device: torch.device, out_store: RunStore | None, start: int,
+    rows: list[dict[str, Any]], callbacks: Iterable[ResNetCallback], progress: bool,
+    gradient_transforms: Iterable[GradientTransform],
+) -> ResNetRun:
+    path = out_store.path if out_store is not None else None
     ctx = {"dataset": data, "split": split, "device": device}
     memory: dict[int, dict[str, Tensor]] = {}
 
@@ -476,18 +492,15 @@ def train_resnet(
         r = state.history[-1]
         log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", r["step"],
                  r["train_acc"], r["test_acc"], r["test_loss"], r["feature_med_ratio"])
-        if path is not None:
-            _write_csv(path / "history.csv", state.history)
+        if out_store is not None:
+            out_store.write_history(state.history)
 
     def save(state: RunState) -> None:
         w = _state(state.model)
-        if path is None:
+        if out_store is None:
             memory[state.step] = w
             return
-        _write_weights(path / "checkpoints" / f"step_{state.step:07d}.safetensors", w)
-        write_resume_state(path, state.step, w, state.optimizer, state.history)
-        _write_weights(path / "model.safetensors", w)
-        _write_json(path / "status.json", {"step": state.step, "finished": False})
+        out_store.write_progress(state.step, w, state.optimizer.state_dict(), state.history)
 
     state = RunState(
         model=model, optimizer=optimizer,
@@ -498,9 +511,9 @@ def train_resnet(
     )
     train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
-    if path is not None:
-        _write_csv(path / "history.csv", state.history)
-        _write_json(path / "status.json", {"step": state.step, "finished": True})
+    if out_store is not None:
+        out_store.write_history(state.history)
+        out_store.write_status(state.step, finished=True)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
                      path=path, _memory_checkpoints=memory)
 
@@ -543,49 +556,58 @@ class EpochStep:
 
 
 def _restore(
-    path: Path, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer
+    rs: RunStore, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer,
+    indices: Tensor, labels: Tensor,
 ) -> tuple[int, list[dict[str, Any]]]:
+    """Validate the run in ``rs`` and load its newest consistent resume state; only
+    then record a changed number of epochs."""
+    path = rs.path
     saved = _read_config(path)
     a, b = saved.to_dict(), config.to_dict()
     diffs = [f"{k}: saved {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k] and k not in _RESUMABLE]
     if diffs:
         raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
+    if not rs.state_steps() and not rs.file(store.STATUS).exists():  # killed before its first checkpoint
+        _write_static(rs, config, indices, split, labels)
+        return 0, []
     _, saved_split = _read_data(path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
-        raise RunDirectoryError(f"run file {path / 'data.safetensors'}: train mask differs from the rebuilt split")
+        raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
+    state = rs.latest_valid_state(eval_every=config.eval_every)
+    if state is not None:
+        _load_state(model, state.weights)
+        try:
+            optimizer.load_state_dict(state.optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
     if a["epochs"] != b["epochs"]:
-        meta = _read_json(path / "config.json")
+        meta = rs.read_meta()
         meta["config"] = b
-        _write_json(path / "config.json", meta)
-    state = _latest_state(path)
+        rs.write_config(meta)
     if state is None:
         return 0, []
-    _load_state(model, _read_weights(state / "model.safetensors"))
-    device = next(model.parameters()).device
-    optimizer.load_state_dict(_read(state / "optimizer.pt", lambda p: torch.load(p, weights_only=True, map_location=device)))
-    epoch = int(_read_json(state / "status.json")["step"])
-    log.info("resuming %s from epoch %d", path, epoch)
-    return epoch, _read_csv(state / "history.csv").to_dict("records")
+    log.info("resuming %s from epoch %d", path, state.step)
+    return state.step, state.history.to_dict("records")
 
 
 def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
-    """Load a ResNet run directory (finished, or its latest resume state if unfinished).
+    """Load a ResNet run directory (finished, or its newest consistent resume state if
+    unfinished); the store's ``resnet`` loader.
 
     Raises:
-        RunDirectoryError: naming the missing, corrupt or truncated file.
+        RunDirectoryError: naming the missing, corrupt, inconsistent or hostile file.
     """
     path = Path(path)
     if not path.is_dir():
         raise RunDirectoryError(f"run directory {path} does not exist")
     config = _read_config(path)
     indices, split = _read_data(path, config)
+    check_fits(config, resolve_device(device), training=False)
     model = build_resnet(config.width, N_CLASSES, seed=config.seed)
-    status = _read_json(path / "status.json") if (path / "status.json").exists() else {}
-    source = path
-    state = _latest_state(path)
-    if state is not None and not status.get("finished", False):
-        source = state
-    _load_state(model, _read_weights(source / "model.safetensors"))
-    history = _read_csv(source / "history.csv")
+    w, history, _ = RunStore(path).read_latest(eval_every=config.eval_every)
+    _load_state(model, w)
     model = model.to(resolve_device(device)).eval()
     return ResNetRun(model=model, config=config, history=history, indices=indices, split=split, path=path)
+
+
+store.register_loader("resnet", load_resnet_run)

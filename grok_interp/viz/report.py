@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .. import store
 from .._validate import bad_value
 from ..measures import compare_measures, embedding_fourier_norms, events, measure_checkpoints, neuron_frequency_clusters
 from .attention import attention_heads, html_page
@@ -112,8 +113,8 @@ def _events_frame(run: Any) -> pd.DataFrame:
 def _config_frame(run: Any) -> pd.DataFrame:
     cfg = run.config.to_dict()
     rows = [(sec, k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for sec in cfg for k, v in cfg[sec].items()]
-    if run.path is not None and (Path(run.path) / "config.json").exists():
-        raw = json.loads((Path(run.path) / "config.json").read_text())
+    if run.path is not None and (Path(run.path) / store.CONFIG).exists():
+        raw = store.RunStore(run.path).read_meta()
         rows += [("versions", k, str(v)) for k, v in raw.get("grok_interp", {}).items()]
         if "backend" in raw:
             rows.append(("versions", "backend", str(raw["backend"])))

@@ -1,0 +1,506 @@
+"""The run store: a run directory cannot lose data or be fooled.
+
+One test (or table of tests) per case of issue 11: kill -9 during each kind of write,
+inconsistent resume states, two writers, a full disk, a read-only directory, hostile
+pickles in each file slot, absurd sizes, missing/mistyped/unknown config keys, broken
+histories, file modes, and the command line's one-line errors. Runs are tiny (p = 11,
+40 steps); kills use ``os.fork`` so no interpreter is started.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import grok_interp as g
+from grok_interp import store
+from grok_interp.cli import main
+
+pytestmark = pytest.mark.portable
+
+OPTS = dict(p=11, steps=40, eval_every=5, checkpoint_every=10, d_model=16, n_heads=2, d_mlp=32, progress=False)
+
+
+def _same_weights(a, b):
+    wa, wb = g.weights(a), g.weights(b)
+    return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _digest(path: Path) -> dict[str, str]:
+    """Every file's content hash (the lock file excluded): 'no good file changed'."""
+    return {
+        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(path.rglob("*")) if f.is_file() and f.name != store.LOCK
+    }
+
+
+@pytest.fixture(scope="module")
+def straight():
+    return g.train_hooked(**OPTS)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    out = tmp_path / "r"
+    g.train_hooked(out=out, **OPTS)
+    return out
+
+
+# --- kill -9 during each kind of write ---------------------------------------------------
+def _train_and_die(out: Path, victim: str, nth: int = 1, **opts) -> None:
+    """Fork; the child trains into ``out`` and SIGKILLs itself as it is about to rename
+    its ``nth`` temporary file (or state directory) whose target ends with ``victim``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        real, seen = os.replace, [0]
+
+        def replace(src, dst, *a, **k):
+            if str(dst).endswith(victim):
+                seen[0] += 1
+                if seen[0] == nth:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst, *a, **k)
+
+        os.replace = replace
+        try:
+            logging.disable(logging.CRITICAL)
+            g.train_hooked(out=out, resume=True, **{**OPTS, **opts})
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"child was not killed at {victim}"
+
+
+@pytest.mark.parametrize(
+    "victim, nth",
+    [
+        ("config.json", 1),                # the first file of a run
+        ("data.safetensors", 1),
+        ("step_0000020.safetensors", 1),   # a checkpoint
+        ("optimizer.pt", 5),               # inside a resume state being filled
+        ("state-0000020", 1),              # the resume state's directory rename
+        ("history.csv", 8),                # the run's history
+        ("model.safetensors", 12),         # the run's latest weights
+        ("status.json", 16),               # the run's status
+    ],
+)
+def test_kill_during_each_write_leaves_a_loadable_run_that_resumes_exactly(tmp_path, straight, victim, nth):
+    out = tmp_path / "killed"
+    _train_and_die(out, victim, nth)
+    leftovers = [p.name for p in out.rglob(".*") if p.name != store.LOCK]
+    assert leftovers, "the kill should leave the temporary file of the interrupted write"
+    if (out / store.STATUS).exists():  # something was trained: what is there loads
+        partial = g.load_run(out)
+        assert partial.history["step"].is_monotonic_increasing
+    resumed = g.train_hooked(out=out, resume=True, **OPTS)
+    assert not [p for p in out.rglob(".*") if p.name != store.LOCK], "stale temporary files were not removed"
+    assert resumed.history.equals(straight.history)
+    assert _same_weights(resumed.model, straight.model)
+    loaded = g.load_run(out)
+    assert loaded.history.equals(straight.history) and _same_weights(loaded.model, straight.model)
+
+
+# --- inconsistent resume states -------------------------------------------------------------
+def _unfinish(out: Path) -> None:
+    """Make ``out`` look interrupted after its last checkpoint (so resume continues it)."""
+    status = json.loads((out / store.STATUS).read_text())
+    (out / store.STATUS).write_text(json.dumps({**status, "finished": False}))
+
+
+def _short_history(state: Path) -> None:
+    h = pd.read_csv(state / store.HISTORY)
+    h[h["step"].isin([0, 10, 20, h["step"].max()])].to_csv(state / store.HISTORY, index=False)
+
+
+def _status_off_by(state: Path) -> None:
+    (state / store.STATUS).write_text(json.dumps({"step": 10}))
+
+
+@pytest.mark.parametrize("damage", [_short_history, _status_off_by], ids=["short-history", "status-disagrees"])
+def test_an_inconsistent_state_is_skipped_for_the_newest_consistent_one(tmp_path, straight, caplog, damage):
+    out = tmp_path / "r"
+    g.train_hooked(out=out, **{**OPTS, "steps": 30})
+    damage(out / "state-0000030")
+    _unfinish(out)
+    with caplog.at_level(logging.WARNING, logger="grok_interp.store"):
+        resumed = g.train_hooked(out=out, resume=True, **OPTS)
+    assert "state-0000030" in caplog.text
+    assert resumed.history.equals(straight.history)
+    assert _same_weights(resumed.model, straight.model)
+
+
+@pytest.mark.parametrize("damage", [_short_history, _status_off_by], ids=["short-history", "status-disagrees"])
+def test_no_consistent_state_is_refused_and_no_good_file_changes(run_dir, damage):
+    for state in run_dir.glob("state-*"):
+        damage(state)
+    _unfinish(run_dir)
+    before = _digest(run_dir)
+    with pytest.raises(g.RunDirectoryError, match=r"state-00000(30|40)"):
+        g.train_hooked(out=run_dir, resume=True, **{**OPTS, "steps": 60})
+    assert _digest(run_dir) == before
+    with pytest.raises(g.RunDirectoryError, match="state-0000040"):
+        g.load_run(run_dir)  # an unfinished run is read from its states: refused too
+
+
+def test_state_weights_must_match_their_checkpoint(run_dir):
+    w = store.read_tensors(run_dir / "state-0000040" / store.MODEL)
+    store.write_tensors(run_dir / "state-0000040" / store.MODEL, {k: v + 1 for k, v in w.items()})
+    with pytest.raises(g.RunDirectoryError, match="differs from .*step_0000040"):
+        store.RunStore(run_dir).validate_state(run_dir / "state-0000040", eval_every=5)
+
+
+# --- one writer at a time --------------------------------------------------------------
+def test_a_second_writer_gets_one_clear_error_naming_the_holder(run_dir, capsys):
+    holder = store.RunStore(run_dir).lock()
+    try:
+        before = _digest(run_dir)
+        with pytest.raises(g.RunDirectoryError, match=f"pid {os.getpid()}"):
+            g.train_hooked(out=run_dir, resume=True, **{**OPTS, "steps": 50})
+        assert main(["train", "--out", str(run_dir), "--resume", "--quiet", "--p", "11", "--steps", "50"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: run directory") and "another process" in err and "\n" not in err
+        assert _digest(run_dir) == before
+    finally:
+        holder.close()
+    g.train_hooked(out=run_dir, resume=True, **{**OPTS, "steps": 50})  # released: writable again
+
+
+def test_a_killed_holder_releases_the_lock(run_dir):
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child holds the lock until killed
+        held = store.RunStore(run_dir).lock()  # noqa: F841 - held until the process dies
+        time.sleep(60)
+        os._exit(0)
+    try:
+        deadline = time.time() + 30
+        while (run_dir / store.LOCK).read_text().strip() != str(pid):
+            assert time.time() < deadline
+            time.sleep(0.01)
+        with pytest.raises(g.RunDirectoryError, match=f"pid {pid}"):
+            store.RunStore(run_dir).lock()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    store.RunStore(run_dir).lock().close()
+
+
+@pytest.mark.slow
+def test_two_writers_started_together_leave_one_consistent_run(tmp_path):
+    out = tmp_path / "both"
+    cmd = [sys.executable, "-m", "grok_interp.cli", "train", "--out", str(out), "--quiet", "--p", "11",
+           "--steps", "200", "--d-model", "16", "--n-heads", "2", "--d-mlp", "32"]
+    procs = [subprocess.Popen([*cmd, "--seed", str(s)], stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for c, err in results if c == 2).strip().splitlines()[-1]
+    assert loser.startswith("error: ") and ("another process" in loser or "already holds a run" in loser)
+    run = g.load_run(out)
+    winner_seed = run.config.model.seed
+    fresh = g.build_model(run.config.model, run.task)
+    assert _same_weights(fresh, run.model_at(0)), f"checkpoint 0 is not seed {winner_seed}'s"
+
+
+# --- file modes ------------------------------------------------------------------------------
+def test_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        g.train_hooked(out=tmp_path / "r", **{**OPTS, "steps": 10})
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "r").rglob("*"):
+        mode = f.stat().st_mode & 0o777
+        assert mode == (0o755 if f.is_dir() else 0o644), f"{f}: {oct(mode)}"
+
+
+# --- full disk and read-only file systems ----------------------------------------------------
+@pytest.fixture
+def tmpfs(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_line_and_loses_nothing(tmpfs, straight, capsys):
+    out = tmpfs / "r"
+    g.train_hooked(out=out, **{**OPTS, "steps": 20})
+    filler = tmpfs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:  # fill the disk to the last block
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    before = _digest(out)
+    code = main(["train", "--out", str(out), "--resume", "--quiet", "--p", "11", "--steps", "40", "--eval-every", "5",
+                 "--checkpoint-every", "10", "--d-model", "16", "--n-heads", "2", "--d-mlp", "32"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: No space left on device") and "\n" not in err
+    assert not [p for p in out.rglob(".*") if p.name != store.LOCK], "a failed write left its temporary file"
+    after = _digest(out)
+    assert set(before) <= set(after)  # nothing lost; what a write replaced was replaced whole
+    g.load_run(out)
+    filler.unlink()
+    resumed = g.train_hooked(out=out, resume=True, **OPTS)
+    assert resumed.history.equals(straight.history) and _same_weights(resumed.model, straight.model)
+
+
+def test_read_only_directory_is_one_line_and_still_loads(tmpfs, capsys):
+    out = tmpfs / "r"
+    g.train_hooked(out=out, **{**OPTS, "steps": 20})
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    loaded = g.load_run(out)  # reading needs no lock
+    assert loaded.history["step"].max() == 20
+    code = main(["train", "--out", str(out), "--resume", "--quiet", "--p", "11", "--steps", "40", "--eval-every", "5",
+                 "--checkpoint-every", "10", "--d-model", "16", "--n-heads", "2", "--d-mlp", "32"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: Read-only file system") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_permission_denied_is_one_line(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    out = tmp_path / "locked"
+    out.mkdir(mode=0o555)
+    tmp_path.chmod(0o755)
+    code = (  # import first: the unprivileged user may not read the interpreter's files
+        "import os, sys, grok_interp.runs, grok_interp.cli; os.setgid(65534); os.setuid(65534); "
+        f"sys.exit(grok_interp.cli.main(['train', '--out', {str(out / 'r')!r}, '--quiet', '--p', '11', '--steps', '2']))"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    if "Permission denied" in proc.stderr and "Traceback" in proc.stderr and "grok_interp" not in proc.stderr:
+        pytest.skip("the unprivileged user cannot read the interpreter or sources")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: Permission denied")
+
+
+# --- hostile files -------------------------------------------------------------------------
+MARKER = Path("/tmp/grok_interp_pwned")
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+def _plant(path: Path, torch_format: bool = False) -> None:
+    if torch_format:
+        torch.save({"state": _Hostile()}, path)
+    else:
+        path.write_bytes(pickle.dumps(_Hostile()))
+
+
+@pytest.mark.parametrize(
+    "slot", ["model.safetensors", "data.safetensors", "checkpoints/step_0000020.safetensors",
+             "state-0000040/model.safetensors", "state-0000040/optimizer.pt"]
+)
+def test_a_hostile_pickle_in_any_slot_is_refused_and_never_run(run_dir, slot):
+    MARKER.unlink(missing_ok=True)
+    _plant(run_dir / slot, torch_format=slot.endswith(".pt"))
+    for state in run_dir.glob("state-*"):  # every state hostile: nothing to fall back to
+        if slot.startswith("state-"):
+            _plant(state / Path(slot).name, torch_format=slot.endswith(".pt"))
+    with pytest.raises(g.RunDirectoryError, match=Path(slot).name):
+        if slot.startswith("checkpoints"):
+            g.load_run(run_dir).weights_at(20)
+        elif slot.startswith("state-"):
+            g.train_hooked(out=run_dir, resume=True, **{**OPTS, "steps": 60})
+        else:
+            g.load_run(run_dir)
+    assert not MARKER.exists()
+
+
+def test_a_hostile_weights_path_is_one_line(tmp_path):
+    from grok_interp.vision.resnet import build_resnet
+
+    MARKER.unlink(missing_ok=True)
+    for name in ("hostile.pt", "hostile.safetensors"):
+        _plant(tmp_path / name, torch_format=True)
+        with pytest.raises(g.RunDirectoryError, match=name):
+            build_resnet(width=4, weights_path=tmp_path / name)
+    assert not MARKER.exists()
+
+
+# --- absurd sizes ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("opts, name", [({"p": 100003}, "p"), ({"d_mlp": 10**9}, "d_mlp")])
+def test_an_impossible_size_is_refused_before_allocating(opts, name):
+    start = time.perf_counter()
+    with pytest.raises(g.GrokInterpError, match=rf"^{name}=.* needs at least .*B .*memory is"):
+        g.train_hooked(**{**OPTS, **opts})
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("section, key, value, victim", [
+    ("data", "p", 100003, "data.safetensors"),
+    ("model", "d_mlp", 10**9, "config.json.*d_mlp=1000000000.*needs at least"),
+    ("model", "d_mlp", 48, "model.safetensors"),
+])
+def test_config_sizes_are_checked_against_the_files_before_allocating(run_dir, section, key, value, victim):
+    raw = json.loads((run_dir / "config.json").read_text())
+    raw[section][key] = value
+    (run_dir / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(g.RunDirectoryError, match=victim):
+        g.load_run(run_dir)
+
+
+# --- config.json against its schema ---------------------------------------------------------
+def _edit_config(run_dir: Path, edit) -> None:
+    raw = json.loads((run_dir / "config.json").read_text())
+    raw = edit(raw)
+    (run_dir / "config.json").write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: {**r, "train": {k: v for k, v in r["train"].items() if k != "lr"}}, "'train.lr' is missing"),
+    (lambda r: {**r, "train": {**r["train"], "lr": "0.003"}}, "train.lr='0.003' has the wrong type"),
+    (lambda r: {**r, "model": {**r["model"], "d_model": 16.0}}, "model.d_model=16.0 has the wrong type"),
+    (lambda r: {**r, "data": {**r["data"], "k": "3"}}, "data.k='3' has the wrong type"),
+    (lambda r: {**r, "train": {**r["train"], "fancy": 1}}, r"unknown keys \['fancy'\]"),
+    (lambda r: {**r, "extra": 1}, r"unknown keys \['extra'\]"),
+    (lambda r: {k: v for k, v in r.items() if k != "data"}, r"keys \['data'\] are missing"),
+    (lambda r: {**r, "grok_interp": {"format": 99}}, "format 99"),
+    (lambda r: {**r, "train": {**r["train"], "lr": -1.0}}, "lr=-1.0 is invalid"),
+    (lambda r: [1], "must hold a JSON dict, found list"),
+    (lambda r: None, "must hold a JSON dict, found NoneType"),
+])
+def test_a_bad_config_is_one_error_naming_the_file(run_dir, edit, message):
+    _edit_config(run_dir, edit)
+    with pytest.raises(g.RunDirectoryError, match=message) as exc:
+        g.load_run(run_dir)
+    assert "config.json" in str(exc.value)
+
+
+@pytest.mark.parametrize("command", [["measure"], ["report"]])
+@pytest.mark.parametrize("content", ["[1]", "null"])
+def test_cli_reads_of_a_broken_config_are_one_line(run_dir, capsys, command, content):
+    (run_dir / "config.json").write_text(content)
+    assert main([*command, str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run file") and "config.json" in err and "\n" not in err
+
+
+def test_keys_added_in_a_later_format_take_their_recorded_default(run_dir, monkeypatch):
+    _edit_config(run_dir, lambda r: {**r, "train": {k: v for k, v in r["train"].items() if k != "grok_threshold"}})
+    monkeypatch.setattr(store, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(store, "ADDED_KEYS", {2: {"train.grok_threshold": 0.5}})
+    assert g.load_run(run_dir).config.train.grok_threshold == 0.5  # a format-1 file: the recorded default
+    _edit_config(run_dir, lambda r: {**r, "grok_interp": {**r["grok_interp"], "format": 2}})
+    with pytest.raises(g.RunDirectoryError, match="'train.grok_threshold' is missing"):
+        g.load_run(run_dir)  # a format-2 file must have it
+
+
+def test_a_resumed_run_keeps_its_saved_learning_rate(tmp_path):
+    out = tmp_path / "r"
+    g.train_hooked(out=out, **{**OPTS, "lr": 3e-3, "steps": 20})
+    assert g.load_run(out).config.train.lr == 3e-3
+    _edit_config(out, lambda r: {**r, "train": {k: v for k, v in r["train"].items() if k != "lr"}})
+    with pytest.raises(g.RunDirectoryError, match="lr"):
+        g.train_hooked(out=out, resume=True, **{**OPTS, "lr": 3e-3})
+
+
+# --- broken histories -------------------------------------------------------------------------
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t + t.splitlines()[-1] + "\n", "duplicated"),
+    (lambda t: "\n".join([t.splitlines()[0], *reversed(t.splitlines()[1:])]) + "\n", "out of order"),
+    (lambda t: t[: len(t) - 7], "truncated"),
+    (lambda t: t + "45,0.1\n", "row 11 has 2 fields"),
+    (lambda t: t.splitlines()[0] + "\n", "no rows"),
+    (lambda t: t + ",1,1,1,1\n", "non-integers or blanks"),
+])
+def test_a_broken_history_is_refused(run_dir, edit, message):
+    path = run_dir / "history.csv"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(g.RunDirectoryError, match=message):
+        g.load_run(run_dir)
+
+
+# --- stale temporaries ----------------------------------------------------------------------
+def test_stale_temporaries_are_removed_by_the_next_writer_only(run_dir):
+    (run_dir / ".model.safetensors.0123.tmp").write_bytes(b"half")
+    (run_dir / "checkpoints" / ".step_0000050.safetensors.4567.tmp").write_bytes(b"half")
+    (run_dir / ".state-89ab").mkdir()
+    g.load_run(run_dir)  # a reader touches nothing
+    assert (run_dir / ".state-89ab").exists()
+    with store.RunStore(run_dir):
+        pass
+    assert not [p for p in run_dir.rglob(".*") if p.name != store.LOCK]
+
+
+# --- input gaps and the command line ---------------------------------------------------------
+@pytest.mark.parametrize("args, name", [
+    (["--lr", "inf"], "lr="),
+    (["--lr", "nan"], "lr="),
+    (["--lr", "0"], "lr="),
+    (["--weight-decay", "inf"], "weight_decay="),
+    (["--grok-threshold", "nan"], "grok_threshold="),
+    (["--split", "random", "--k", "3"], "k="),
+    (["--split", "square", "--k", "3", "--t", "2"], "t="),
+    (["--arch", "mlp", "--n-layers", "2"], "n_layers="),
+    (["--p", "100003"], "p="),
+])
+def test_input_gaps_are_one_line(tmp_path, capsys, args, name):
+    code = main(["train", "--out", str(tmp_path / "r"), "--quiet", "--steps", "5", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: {name}") and "\n" not in err
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_a_callable_returning_floats_is_refused():
+    with pytest.raises(g.GrokInterpError, match="must return integers"):
+        g.train_hooked(op=lambda a, b: (a + b) / 2, **OPTS)
+    with pytest.raises(g.GrokInterpError, match="must return integers"):
+        g.Task(11, op=lambda a, b: 0.5 if (int(a), int(b)) == (3, 4) else 1)
+
+
+@pytest.mark.parametrize("make_args, start", [
+    (lambda tmp: ["train", "--out", str(tmp / "file.txt" / "run"), "--quiet", "--steps", "2"], "error: Not a directory"),
+    (lambda tmp: ["sweep", "--out", str(tmp / "s"), "--configs", str(tmp / "missing.json")], "error: No such file"),
+    (lambda tmp: ["measure", str(tmp / "nowhere")], "error: run directory"),
+])
+def test_expected_os_errors_are_one_line(tmp_path, capsys, make_args, start):
+    (tmp_path / "file.txt").write_text("x")
+    assert main(make_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(start) and "\n" not in err
+
+
+def test_a_genuine_bug_keeps_its_traceback(monkeypatch, tmp_path):
+    import grok_interp.runs
+
+    def broken(**kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(grok_interp.runs, "train_hooked", broken)
+    with pytest.raises(KeyError):
+        main(["train", "--out", str(tmp_path / "r"), "--quiet"])
+    monkeypatch.setattr(grok_interp.runs, "train_hooked", lambda **k: os.close(-1))  # EBADF: not the user's
+    with pytest.raises(OSError):
+        main(["train", "--out", str(tmp_path / "r"), "--quiet"])
+
+
+def test_errors_are_value_errors():
+    assert issubclass(g.RunDirectoryError, g.GrokInterpError) and issubclass(g.GrokInterpError, ValueError)
+    from grok_interp.runs import RunDirectoryError
+
+    assert RunDirectoryError is g.RunDirectoryError
