@@ -306,7 +306,7 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
     absent = absent_biases(model)
     for name in absent:
         if name in w and bool(w[name].detach().ne(0).any()):
-            raise ValueError(
+            raise GrokInterpError(
                 f"weight {name!r} is non-zero but this model was built without it "
                 "(attn_bias/unembed_bias=False); load it into a model with biases"
             )

@@ -4,7 +4,7 @@ One test (or table of tests) per case of issue 11: kill -9 during each kind of w
 inconsistent resume states, two writers, a full disk, a read-only directory, hostile
 pickles in each file slot, absurd sizes, missing/mistyped/unknown config keys, broken
 histories, file modes, and the command line's one-line errors. Runs are tiny (p = 11,
-40 steps); kills use ``os.fork`` so no interpreter is started.
+40 steps); each kill is a child interpreter that SIGKILLs itself mid-write.
 """
 
 from __future__ import annotations
@@ -60,28 +60,36 @@ def run_dir(tmp_path):
 
 
 # --- kill -9 during each kind of write ---------------------------------------------------
+_DIE = """
+import json, logging, os, signal, sys
+victim, nth, out, opts = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+real, seen = os.replace, [0]
+
+def replace(src, dst, *a, **k):
+    if str(dst).endswith(victim):
+        seen[0] += 1
+        if seen[0] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *a, **k)
+
+os.replace = replace
+logging.disable(logging.CRITICAL)
+import grok_interp as g
+g.train_hooked(out=out, resume=True, **opts)
+sys.exit(3)
+"""
+
+
 def _train_and_die(out: Path, victim: str, nth: int = 1, **opts) -> None:
-    """Fork; the child trains into ``out`` and SIGKILLs itself as it is about to rename
-    its ``nth`` temporary file (or state directory) whose target ends with ``victim``."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        real, seen = os.replace, [0]
+    """A child process trains into ``out`` and SIGKILLs itself as it is about to rename
+    its ``nth`` temporary file (or state directory) whose target ends with ``victim``.
 
-        def replace(src, dst, *a, **k):
-            if str(dst).endswith(victim):
-                seen[0] += 1
-                if seen[0] == nth:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            return real(src, dst, *a, **k)
-
-        os.replace = replace
-        try:
-            logging.disable(logging.CRITICAL)
-            g.train_hooked(out=out, resume=True, **{**OPTS, **opts})
-        finally:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"child was not killed at {victim}"
+    A new interpreter, not ``os.fork``: a forked child of a process whose OpenMP
+    threads have run can deadlock in its first parallel region."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _DIE, victim, str(nth), str(out), json.dumps({**OPTS, **opts})],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, f"child was not killed at {victim}: {proc.returncode} {proc.stderr[-2000:]}"
 
 
 @pytest.mark.parametrize(
@@ -402,12 +410,29 @@ def test_cli_reads_of_a_broken_config_are_one_line(run_dir, capsys, command, con
 
 def test_keys_added_in_a_later_format_take_their_recorded_default(run_dir, monkeypatch):
     _edit_config(run_dir, lambda r: {**r, "train": {k: v for k, v in r["train"].items() if k != "grok_threshold"}})
-    monkeypatch.setattr(store, "FORMAT_VERSION", 2)
-    monkeypatch.setattr(store, "ADDED_KEYS", {2: {"train.grok_threshold": 0.5}})
-    assert g.load_run(run_dir).config.train.grok_threshold == 0.5  # a format-1 file: the recorded default
-    _edit_config(run_dir, lambda r: {**r, "grok_interp": {**r["grok_interp"], "format": 2}})
+    new = store.FORMAT_VERSION + 1  # a future format that adds the key
+    monkeypatch.setattr(store, "FORMAT_VERSION", new)
+    monkeypatch.setattr(store, "ADDED_KEYS", {new: {"train.grok_threshold": 0.5}})
+    assert g.load_run(run_dir).config.train.grok_threshold == 0.5  # an older file: the recorded default
+    _edit_config(run_dir, lambda r: {**r, "grok_interp": {**r["grok_interp"], "format": new}})
     with pytest.raises(g.RunDirectoryError, match="'train.grok_threshold' is missing"):
-        g.load_run(run_dir)  # a format-2 file must have it
+        g.load_run(run_dir)  # a file of the new format must have it
+
+
+def test_a_format_1_run_loads_with_the_reference_options_off(run_dir):
+    """Runs written before the reference options existed (format 1) mean their defaults."""
+    keys = [k.split(".") for k in store.ADDED_KEYS[2]]
+
+    def downgrade(r):
+        r = {**r, "grok_interp": {**r["grok_interp"], "format": 1}}
+        for sec, key in keys:
+            r[sec] = {k: v for k, v in r[sec].items() if k != key}
+        return r
+
+    _edit_config(run_dir, downgrade)
+    cfg = g.load_run(run_dir).config
+    assert (cfg.data.shuffle, cfg.model.attn_bias, cfg.model.unembed_bias, cfg.model.mlp_input) == (
+        "torch", True, True, "operands")
 
 
 def test_a_resumed_run_keeps_its_saved_learning_rate(tmp_path):

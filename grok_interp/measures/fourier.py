@@ -39,6 +39,7 @@ __all__ = [
     "fourier_transform_2d",
     "embedding_fourier_norms",
     "neuron_frequency_clusters",
+    "frequency_clusters_of",
     "key_frequencies",
     "gini",
     "fourier_gini",
@@ -193,7 +194,10 @@ def fourier_gini(model: nn.Module | dict[str, Tensor], task: Task | int) -> dict
     return {"gini_embed": gini(embedding_fourier_norms(w, task)), "gini_logit": gini(logit_norms)}
 
 
-def _cluster_table(acts: Float[Tensor, "p_sq d_mlp"], p: int, threshold: float) -> pd.DataFrame:
+def frequency_clusters_of(acts: Float[Tensor, "p_sq d_mlp"], p: int, threshold: float) -> pd.DataFrame:
+    """Cluster MLP neurons by their dominant 2-D frequency from activations over the
+    ``(a, b)`` grid (``p * p`` rows, one column per neuron); the table of
+    :func:`neuron_frequency_clusters` (which computes the activations from a model)."""
     grid = acts.double().reshape(p, p, -1)
     grid = grid - grid.mean(dim=(0, 1), keepdim=True)
     coef = fourier_transform_2d(grid).pow(2)  # (p, p, d_mlp)
@@ -236,7 +240,7 @@ def neuron_frequency_clusters(
     task = as_task(task)
     hook = hook or neuron_hook(model.model if isinstance(model, Probe) else model)
     acts = probe_of(model, task, [hook]).act(hook)
-    return _cluster_table(acts, task.p, threshold)
+    return frequency_clusters_of(acts, task.p, threshold)
 
 
 def key_frequencies(

@@ -144,9 +144,9 @@ def plot_attention_grid(
 def _default_neurons(acts: np.ndarray, task: Any, n: int) -> tuple[list[int], dict[int, int]]:
     """The most active neuron of each frequency cluster (largest clusters first), then
     the most active of the rest, ``n`` in all; and each neuron's frequency."""
-    from ..measures.fourier import _cluster_table
+    from ..measures.fourier import frequency_clusters_of
 
-    table = _cluster_table(torch.as_tensor(acts.reshape(task.p * task.p, -1)), task.p, 0.85)
+    table = frequency_clusters_of(torch.as_tensor(acts.reshape(task.p * task.p, -1)), task.p, 0.85)
     freq = dict(zip(table["neuron"].astype(int), table["frequency"].astype(int)))
     picked: list[int] = []
     clustered = table[table["frequency"] > 0]
@@ -431,14 +431,14 @@ def plot_trig_fit(
     Returns:
         Two panels.
     """
-    from ..measures.fourier import _cluster_table
+    from ..measures.fourier import frequency_clusters_of
 
     acts = _activations(data, step, hook)[0] if _is_run(data) else _np(data)
     if acts.ndim != 3 or acts.shape[0] != acts.shape[1]:
         raise bad_value("data", tuple(acts.shape), "must be activations (p, p, n) or a GrokRun")
     p = acts.shape[0]
     if clusters is None:
-        clusters = _cluster_table(torch.as_tensor(acts.reshape(p * p, -1)), p, 0.85)
+        clusters = frequency_clusters_of(torch.as_tensor(acts.reshape(p * p, -1)), p, 0.85)
     freq = clusters.set_index("neuron")["frequency"].reindex(range(acts.shape[2])).fillna(0).astype(int).to_numpy()
     keys = sorted(set(freq[freq > 0].tolist()))
     fig = new_figure(12, 4.6)
