@@ -95,7 +95,7 @@ class DataConfig(_DictMixin):
 
 
 #: ModelConfig options the MLP baseline has no use for (giving one with arch="mlp" is an error).
-TRANSFORMER_ONLY = ("n_layers", "n_heads", "d_head", "normalization", "pos_embed", "init", "backend")
+TRANSFORMER_ONLY = ("n_layers", "n_heads", "d_head", "normalization", "pos_embed", "backend")
 
 
 @dataclass

@@ -197,7 +197,7 @@ def _check_data(path: Path, config: RunConfig) -> None:
 def _check_weight_shapes(file: Path, config: RunConfig) -> None:
     """Every dimension in a weights file's header must be one of the config's sizes."""
     m, d = config.model, config.data
-    sizes = {1, 3, d.p, d.p + d.offset + 1, m.d_model, 2 * m.d_model, m.d_mlp, m.n_heads, m.d_head}
+    sizes = {1, 3, d.p, d.p + d.offset + 1, m.d_model, 2 * m.d_model, 3 * m.d_model, m.d_mlp, m.n_heads, m.d_head}
     for name, shape in store.tensor_shapes(file).items():
         odd = [n for n in shape if n not in sizes]
         if odd:
