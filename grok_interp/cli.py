@@ -45,13 +45,19 @@ _TRAIN_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--lr", float, "AdamW learning rate (default 1e-3)"),
     ("--weight-decay", float, "AdamW weight decay (default 1.0)"),
     ("--warmup-steps", int, "linear warm-up steps (default 10)"),
-    ("--loss", str, "ce (float64 cross-entropy) or mse (default ce)"),
+    ("--loss", str, "ce (float64 cross-entropy), stablemax (float64 StableMax cross-entropy) or mse (default ce)"),
     ("--eval-every", int, "history row every N steps (default 10)"),
     ("--checkpoint-every", int, "save weights every N steps, plus denser early (default 100)"),
     ("--stop-after-grok", _none_or(int), "stop N steps after test accuracy reaches --grok-threshold"),
     ("--grok-threshold", float, "test accuracy that counts as grokked (default 0.99)"),
     ("--forward", str, "auto, fast, compile (fast via torch.compile) or hooked training forward (default auto)"),
     ("--device", str, "cpu, cuda or auto (default cpu)"),
+    ("--grokfast", _none_or(str), "Grokfast gradient filter: none, ema or ma (default none)"),
+    ("--grokfast-alpha", float, "Grokfast-EMA momentum in [0, 1) (default 0.98)"),
+    ("--grokfast-window", int, "Grokfast-MA window in steps (default 100)"),
+    ("--grokfast-lamb", _none_or(float), "Grokfast amplification (default 2 for ema, 5 for ma)"),
+    ("--optimizer", str, "adamw or sgd (default adamw)"),
+    ("--momentum", float, "SGD momentum in [0, 1) (default 0)"),
 ]
 
 
@@ -75,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="turn the learned positional embedding off (zero, frozen)")
     train.add_argument("--freeze-biases", action="store_true", default=argparse.SUPPRESS,
                        help="keep every bias at zero, out of the optimiser")
+    train.add_argument("--perpendicular-grad", action="store_true", default=argparse.SUPPRESS,
+                       help="project each gradient off its weights, at the same norm (the perpendicular gradient)")
     train.add_argument("--out", required=True, help="run directory (new, empty, or a run to --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest state")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -39,6 +39,12 @@ def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def _check_unit_interval(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise bad_value(name, value, "must be a number in [0, 1)")
+    return float(value)
+
+
 @dataclass
 class DataConfig(_DictMixin):
     """The task and its split (see :mod:`grok_interp.tasks`).
@@ -148,7 +154,8 @@ class TrainConfig(_DictMixin):
         steps: Number of optimiser steps (one full-batch step = one "epoch").
         lr, weight_decay, betas: AdamW settings (1e-3, 1.0, (0.9, 0.98)).
         warmup_steps: Learning-rate multiplier ``min(step / warmup_steps, 1)``.
-        loss: ``ce`` (cross-entropy in float64) or ``mse`` (on one-hot targets).
+        loss: ``ce`` (cross-entropy in float64), ``mse`` (on one-hot targets) or
+            ``stablemax`` (StableMax cross-entropy in float64, Prieto et al. 2025).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.
         checkpoint_every: Save weights every this many steps, plus the denser early
@@ -160,6 +167,17 @@ class TrainConfig(_DictMixin):
             else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
             forward through ``torch.compile``: faster steps after a one-off compilation).
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
+        grokfast: Gradient filter of Grokfast (Lee et al. 2024; see
+            :mod:`grok_interp.accelerators`): None (off), ``ema`` or ``ma``.
+        grokfast_alpha: Grokfast-EMA momentum in [0, 1) (0.98).
+        grokfast_window: Grokfast-MA window, in steps (100).
+        grokfast_lamb: Grokfast amplification ``lamb >= 0``; None: the reference
+            default of the filter (2 for ``ema``, 5 for ``ma``), filled in here.
+        perpendicular_grad: Replace each parameter tensor's gradient by its part
+            perpendicular to the tensor, at the same norm (``⊥Grad``, Prieto et al. 2025).
+        optimizer: ``adamw`` (``lr``, ``betas``, decoupled ``weight_decay``) or ``sgd``
+            (``lr``, ``momentum``, ``weight_decay`` as an L2 term in the gradient).
+        momentum: SGD momentum in [0, 1) (0; only with ``optimizer="sgd"``).
     """
 
     steps: int = 20_000
@@ -174,6 +192,13 @@ class TrainConfig(_DictMixin):
     grok_threshold: float = 0.99
     forward: str = "auto"
     device: str = "cpu"
+    grokfast: str | None = None
+    grokfast_alpha: float = 0.98
+    grokfast_window: int = 100
+    grokfast_lamb: float | None = None
+    perpendicular_grad: bool = False
+    optimizer: str = "adamw"
+    momentum: float = 0.0
 
     def __post_init__(self) -> None:
         check_int("steps", self.steps, low=1)
@@ -185,7 +210,7 @@ class TrainConfig(_DictMixin):
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad_value("betas", self.betas, "must be two numbers in [0, 1)")
         check_int("warmup_steps", self.warmup_steps, low=0)
-        check_choice("loss", self.loss, ("ce", "mse"))
+        check_choice("loss", self.loss, ("ce", "mse", "stablemax"))
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
@@ -197,6 +222,22 @@ class TrainConfig(_DictMixin):
         self.grok_threshold = float(self.grok_threshold)
         check_choice("forward", self.forward, ("auto", "hooked", "fast", "compile"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        check_choice("grokfast", self.grokfast, (None, "ema", "ma"))
+        self.grokfast_alpha = _check_unit_interval("grokfast_alpha", self.grokfast_alpha)
+        check_int("grokfast_window", self.grokfast_window, low=1)
+        if self.grokfast_lamb is None and self.grokfast is not None:
+            self.grokfast_lamb = 2.0 if self.grokfast == "ema" else 5.0
+        if self.grokfast_lamb is not None:
+            if isinstance(self.grokfast_lamb, bool) or not isinstance(self.grokfast_lamb, (int, float)) or not (
+                self.grokfast_lamb >= 0
+            ):
+                raise bad_value("grokfast_lamb", self.grokfast_lamb, "must be a number >= 0 (or None: the default)")
+            self.grokfast_lamb = float(self.grokfast_lamb)
+        check_choice("perpendicular_grad", self.perpendicular_grad, (False, True))
+        check_choice("optimizer", self.optimizer, ("adamw", "sgd"))
+        self.momentum = _check_unit_interval("momentum", self.momentum)
+        if self.momentum and self.optimizer != "sgd":
+            raise bad_value("momentum", self.momentum, "is SGD's; set optimizer='sgd' (AdamW uses betas)")
 
 
 @dataclass
