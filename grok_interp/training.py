@@ -424,7 +424,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -
 def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[GradientTransform]:
     """The gradient transforms a :class:`~grok_interp.config.TrainConfig` asks for, in
     the order they apply: the Grokfast filter (``grokfast``), then the perpendicular
-    gradient (``perpendicular_grad``), so the update the optimiser sees is
+    gradient (``perpendicular_grad``), so the gradient the optimiser sees is
     perpendicular to the weights. Empty by default.
 
     A filter keeps its state in ``optimizer``'s state, so the run's resume states save
