@@ -204,8 +204,8 @@ class TrainConfig(_DictMixin):
         lr, weight_decay, betas: AdamW settings (1e-3, 1.0, (0.9, 0.98)).
         warmup_steps: Learning-rate multiplier ``min(step / warmup_steps, 1)``.
         loss: ``ce`` (cross-entropy in float64), ``ce_float32`` (cross-entropy on the
-            float32 logits, as the reference code computes it) or ``mse`` (on one-hot
-            targets).
+            float32 logits, as the reference code computes it), ``mse`` (on one-hot
+            targets) or ``stablemax`` (StableMax cross-entropy in float64, Prieto et al. 2025).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.
         checkpoint_every: Save weights every this many steps, plus the denser early
@@ -217,6 +217,17 @@ class TrainConfig(_DictMixin):
             else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
             forward through ``torch.compile``: faster steps after a one-off compilation).
         device: ``auto`` (default: CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        grokfast: Gradient filter of Grokfast (Lee et al. 2024; see
+            :mod:`grok_interp.accelerators`): None (off), ``ema`` or ``ma``.
+        grokfast_alpha: Grokfast-EMA momentum in [0, 1) (0.98).
+        grokfast_window: Grokfast-MA window, in steps (100).
+        grokfast_lamb: Grokfast amplification ``lamb >= 0``; None: the reference
+            default of the filter (2 for ``ema``, 5 for ``ma``), filled in here.
+        perpendicular_grad: Replace each parameter tensor's gradient by its part
+            perpendicular to the tensor, at the same norm (``⊥Grad``, Prieto et al. 2025).
+        optimizer: ``adamw`` (``lr``, ``betas``, decoupled ``weight_decay``) or ``sgd``
+            (``lr``, ``momentum``, ``weight_decay`` as an L2 term in the gradient).
+        momentum: SGD momentum in [0, 1) (0; only with ``optimizer="sgd"``).
     """
 
     steps: int = 20_000
@@ -231,11 +242,21 @@ class TrainConfig(_DictMixin):
     grok_threshold: float = 0.99
     forward: str = "auto"
     device: str = "auto"
+    grokfast: str | None = None
+    grokfast_alpha: float = 0.98
+    grokfast_window: int = 100
+    grokfast_lamb: float | None = None
+    perpendicular_grad: bool = False
+    optimizer: str = "adamw"
+    momentum: float = 0.0
 
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "loss": ("ce", "ce_float32", "mse"),
+        "loss": ("ce", "ce_float32", "mse", "stablemax"),
         "forward": ("auto", "hooked", "fast", "compile"),
         "device": ("cpu", "cuda", "auto"),
+        "grokfast": (None, "ema", "ma"),
+        "optimizer": ("adamw", "sgd"),
+        "perpendicular_grad": (False, True),
     }
 
     def __post_init__(self) -> None:
@@ -252,6 +273,15 @@ class TrainConfig(_DictMixin):
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)
         self.grok_threshold = check_float("grok_threshold", self.grok_threshold, low=0.0, high=1.0, low_open=True)
+        self.grokfast_alpha = check_float("grokfast_alpha", self.grokfast_alpha, low=0.0, high=1.0, high_open=True)
+        check_int("grokfast_window", self.grokfast_window, low=1)
+        if self.grokfast_lamb is None and self.grokfast is not None:
+            self.grokfast_lamb = 2.0 if self.grokfast == "ema" else 5.0
+        if self.grokfast_lamb is not None:
+            self.grokfast_lamb = check_float("grokfast_lamb", self.grokfast_lamb, low=0.0)
+        self.momentum = check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        if self.momentum and self.optimizer != "sgd":
+            raise bad_value("momentum", self.momentum, "is SGD's; set optimizer='sgd' (AdamW uses betas)")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from .training import (
     RunState,
     Schedule,
     TrainContext,
+    gradient_transforms_for,
     make_optimizer,
     resolve_device,
     train_loop,
@@ -330,7 +331,9 @@ class PreparedRun:
 
     def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
         """The run as the training loop drives it; checkpoints go to the run directory
-        (or stay in memory without one)."""
+        (or stay in memory without one). The configuration's own gradient transforms
+        (Grokfast, perpendicular gradient: :func:`gradient_transforms_for`) apply
+        first, then ``gradient_transforms``."""
 
         def on_checkpoint(state: RunState) -> None:
             save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history)
@@ -338,7 +341,8 @@ class PreparedRun:
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
             history=self.history, step=self.start, callbacks=self.callbacks, context=self.ctx,
-            on_checkpoint=on_checkpoint, gradient_transforms=list(gradient_transforms),
+            on_checkpoint=on_checkpoint,
+            gradient_transforms=[*gradient_transforms_for(self.config.train, self.optimizer), *gradient_transforms],
         )
 
     def result(self, state: RunState) -> GrokRun:

@@ -104,6 +104,14 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
         "model.attn_bias": True,
         "model.unembed_bias": True,
         "model.mlp_input": "operands",
+        # the accelerators (issue 15): off
+        "train.grokfast": None,
+        "train.grokfast_alpha": 0.98,
+        "train.grokfast_window": 100,
+        "train.grokfast_lamb": None,
+        "train.perpendicular_grad": False,
+        "train.optimizer": "adamw",
+        "train.momentum": 0.0,
     },
 }
 

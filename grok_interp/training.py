@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._validate import bad_value
+from .accelerators import GrokfastEMA, GrokfastMA, PerpendicularGradient, stablemax_cross_entropy
 from .config import TrainConfig
 from .forward import Forward
 from .tasks import Split, Task
@@ -56,6 +57,7 @@ __all__ = [
     "accuracy",
     "train_loop",
     "make_optimizer",
+    "gradient_transforms_for",
     "resolve_device",
 ]
 
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainContext:
     """What callbacks may look at: the task, the split, the data tensors, the training
-    forward and the loss (``"ce"`` or ``"mse"``, see :func:`loss_fn`)."""
+    forward and the loss (``"ce"``, ``"stablemax"`` or ``"mse"``, see :func:`loss_fn`)."""
 
     task: Task
     split: Split
@@ -126,8 +128,9 @@ def loss_fn(
     logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"], kind: str = "ce"
 ) -> Float[Tensor, ""]:
     """Cross-entropy in float64 (``ce``, avoids softmax collapse), cross-entropy on the
-    logits' own float32 (``ce_float32``, as the reference code computes it) or MSE on
-    one-hot targets (``mse``).
+    logits' own float32 (``ce_float32``, as the reference code computes it), StableMax
+    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.accelerators`) or
+    MSE on one-hot targets (``mse``).
 
     The float64 cast's gradient is flushed of float32 subnormals (see ``_ToFloat64``),
     which keeps late-training CPU steps as fast as early ones.
@@ -136,6 +139,8 @@ def loss_fn(
         return F.cross_entropy(_ToFloat64.apply(logits), labels)
     if kind == "ce_float32":
         return F.cross_entropy(logits.float(), labels)
+    if kind == "stablemax":
+        return stablemax_cross_entropy(_ToFloat64.apply(logits), labels)
     target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
     return F.mse_loss(logits, target)
 
@@ -399,17 +404,41 @@ def eval_row(train_logits: Tensor, train_loss: Tensor, test_logits: Tensor, ctx:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters (frozen ones, ``requires_grad=False``, excluded).
+    """AdamW (or SGD, ``cfg.optimizer="sgd"``) over the trainable parameters (frozen
+    ones, ``requires_grad=False``, excluded).
 
     ``fused=True`` uses PyTorch's fused kernel where the device has it: the same
     algorithm and ``state_dict`` layout (resume states move between the two), one kernel
     per step instead of about ten small operations per parameter.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    kwargs = dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        kind: type[torch.optim.Optimizer] = torch.optim.SGD
+        kwargs: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        kind, kwargs = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if fused:
         try:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
+            return kind(params, fused=True, **kwargs)
         except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
             pass
-    return torch.optim.AdamW(params, **kwargs)
+    return kind(params, **kwargs)
+
+
+def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[GradientTransform]:
+    """The gradient transforms a :class:`~grok_interp.config.TrainConfig` asks for, in
+    the order they apply: the Grokfast filter (``grokfast``), then the perpendicular
+    gradient (``perpendicular_grad``), so the gradient the optimiser sees is
+    perpendicular to the weights. Empty by default.
+
+    A filter keeps its state in ``optimizer``'s state, so the run's resume states save
+    it and a resumed run goes on exactly (see :mod:`grok_interp.accelerators`).
+    """
+    out: list[GradientTransform] = []
+    if cfg.grokfast == "ema":
+        out.append(GrokfastEMA(cfg.grokfast_alpha, cfg.grokfast_lamb, optimizer=optimizer))
+    elif cfg.grokfast == "ma":
+        out.append(GrokfastMA(cfg.grokfast_window, cfg.grokfast_lamb, optimizer=optimizer))
+    if cfg.perpendicular_grad:
+        out.append(PerpendicularGradient())
+    return out

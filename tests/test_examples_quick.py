@@ -131,3 +131,22 @@ def test_nanda_analysis(tmp_path, capsys):
     assert phases["step"].iloc[0] == pd.read_csv(tmp_path / "base" / "history.csv").query("train_acc >= 0.99")[
         "step"].iloc[0]
     assert pngs(tmp_path) == ["nanda_p113.png"]
+
+
+def test_accelerators(tmp_path, capsys):
+    out = run_example("accelerators", tmp_path, capsys)
+    assert "steps and wall time to test accuracy 0.99" in out
+    t = pd.read_csv(tmp_path / "accelerators.csv")
+    assert sorted(t["method"]) == sorted(["none", "grokfast_ema", "stablemax_perp_wd0", "stablemax_perp_wd1"])
+    assert (t["status"] == "done").all() and t["memorised_at"].notna().any()
+    # Each run's config.json records its method, and its history its clock.
+    want = {"none": (None, "ce", False, 1.0), "grokfast_ema": ("ema", "ce", False, 1.0),
+            "stablemax_perp_wd0": (None, "stablemax", True, 0.0), "stablemax_perp_wd1": (None, "stablemax", True, 1.0)}
+    for _, r in t.iterrows():
+        tc = g.load_run(tmp_path / r["run"]).config.train
+        assert (tc.grokfast, tc.loss, tc.perpendicular_grad, tc.weight_decay) == want[r["method"]]
+        h = pd.read_csv(tmp_path / r["run"] / "history.csv")
+        assert h["clock"].is_monotonic_increasing and h["med"].notna().all()
+    cmp = pd.read_csv(tmp_path / "compare_measures.csv")
+    assert {"med", "weight_norm", "excluded_loss"} <= set(cmp["measure"])
+    assert pngs(tmp_path) == ["test_loss_vs_measures_p23.png"]

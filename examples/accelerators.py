@@ -1,0 +1,250 @@
+"""Grokking on purpose: Grokfast-EMA, StableMax + perpendicular gradient, and the measures.
+
+Four ways to train a + b mod p (random split, frac 0.3, the Nanda transformer, AdamW
+lr 1e-3), several seeds each:
+
+* ``none``: the baseline (weight decay 1);
+* ``grokfast_ema``: the same plus the Grokfast-EMA gradient filter (alpha 0.98,
+  lamb 2; Lee et al. 2024);
+* ``stablemax_perp_wd0``: StableMax cross-entropy and the perpendicular gradient,
+  no weight decay (Prieto et al. 2025: grokking without regularisation);
+* ``stablemax_perp_wd1``: the same with weight decay 1.
+
+For each run: steps and wall time until test accuracy first reaches 0.99, the events
+(:func:`grok_interp.measures.events`), and :func:`grok_interp.measures.compare_measures`
+for MED, the weight norm and the excluded loss (does each still move before test
+loss when grokking is accelerated?). MED and the weight norm are recorded at every
+history row; the excluded loss is measured afterwards on the checkpoints, with the
+final checkpoint's key frequencies held fixed (cached in ``out/measures/``). A
+``clock`` column (``time.time()`` at each history row) gives the wall time to 0.99
+(a pause between a stop and a resume is left out, see ``time_to``); parallel
+workers share the cores, so time a study with ``--workers 1``. Runs train one by one (no batching), so each
+run's clock is its own.
+
+    python examples/accelerators.py                   # p = 97, 113, seeds 0-2 (paper scale)
+    python examples/accelerators.py --quick           # p = 23, seconds
+    python examples/accelerators.py --ps 97 --seeds 0 --methods none,grokfast_ema --workers 1
+
+Outputs in ``out``: ``accelerators.csv`` (one row per run), ``accelerators_summary.csv``
+(per p and method), ``compare_measures.csv``, plots ``test_loss_vs_measures_p{p}.png``;
+with ``--results DIR`` (default ``results/accelerators`` at paper scale) the small
+files (tables, ``sweep.csv``, each run's ``history.csv``) are copied there.
+Step cap (paper scale): 15000 steps, stopping 500 steps after test accuracy 0.99.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import _common as c  # noqa: E402
+import grok_interp as g  # noqa: E402
+from grok_interp.measures import compare_measures, events  # noqa: E402
+from grok_interp.sweep import sweep  # noqa: E402
+
+
+def clock(model, task) -> float:
+    """A history column: the time (s since the epoch) at which the row was recorded."""
+    return time.time()
+
+
+METHODS: dict[str, dict] = {
+    "none": {},
+    "grokfast_ema": {"grokfast": "ema"},  # alpha 0.98, lamb 2: the defaults, recorded in config.json
+    "stablemax_perp_wd0": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 0.0},
+    "stablemax_perp_wd1": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 1.0},
+}
+COMPARED = ["med", "weight_norm", "excluded_loss", "train_loss"]
+THRESHOLD = 0.99
+
+SCALES = {
+    "paper": dict(
+        base=dict(op="add", split="random", frac=0.3, steps=15000, eval_every=10, checkpoint_every=100,
+                  stop_after_grok=500, measures=["med", "weight_norm", clock]),
+        ps=[97, 113], seeds=[0, 1, 2], results="results/accelerators",
+    ),
+    "quick": dict(
+        base=dict(op="add", split="random", frac=0.6, steps=300, lr=1e-2, d_model=64, n_heads=4, d_mlp=128,
+                  eval_every=10, checkpoint_every=100, stop_after_grok=50, measures=["med", "weight_norm", clock]),
+        ps=[23], seeds=[0], results=None,
+    ),
+}
+
+
+def configs(ps: list[int], seeds: list[int], methods: list[str]) -> list[dict]:
+    return [{"p": p, "seed": s, **METHODS[m]} for p in ps for m in methods for s in seeds]
+
+
+def method_of(row: pd.Series | dict) -> str:
+    """The method name of a configuration (inverse of :data:`METHODS`)."""
+    for name, opts in reversed(METHODS.items()):
+        if opts and all(row.get(k) == v for k, v in opts.items()):
+            return name
+    return "none"
+
+
+def time_to(h: pd.DataFrame, threshold: float = THRESHOLD) -> tuple[int | None, float | None]:
+    """First step with test accuracy >= threshold, and the wall time from step 0 to it.
+
+    The wall time sums the clock's steps between history rows; a step longer than 20
+    times the median (a run stopped and resumed) counts as the median, so a pause
+    between sessions is not training time.
+    """
+    hit = h[h["test_acc"] >= threshold]
+    if not len(hit):
+        return None, None
+    row = hit.index[0]
+    if "clock" not in h:
+        return int(h.loc[row, "step"]), None
+    d = h.loc[:row, "clock"].diff().dropna()
+    med = float(d.median()) if len(d) else 0.0
+    wall = float(d.where(d <= 20 * med, med).sum())
+    return int(h.loc[row, "step"]), wall
+
+
+def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:
+    """The excluded loss on every checkpoint (final key frequencies), cached."""
+    run = g.load_run(path)
+    last = run.checkpoint_steps[-1]
+    if cache.exists():
+        t = pd.read_csv(cache)
+        if len(t) and int(t["step"].max()) == last:
+            return t
+    t = run.measure(["excluded_loss"])[["step", "excluded_loss"]]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    t.to_csv(cache, index=False)
+    return t
+
+
+def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], methods: list[str], out: Path) -> None:
+    measures = ["med", "weight_norm", "excluded_loss"]
+    fig, axes = plt.subplots(len(methods), len(measures), figsize=(4.2 * len(measures), 2.6 * len(methods)),
+                             squeeze=False)
+    for i, method in enumerate(methods):
+        for j, col in enumerate(measures):
+            ax = axes[i][j]
+            ax2 = ax.twinx()
+            for method_k, seed, h, ex in runs:
+                if method_k != method:
+                    continue
+                ax.plot(h["step"], h["test_loss"], color="C0", lw=0.9, alpha=0.8)
+                src = ex if col == "excluded_loss" else h
+                if col in src:
+                    ax2.plot(src["step"], src[col], color="C3", lw=0.9, alpha=0.8)
+                step, _ = time_to(h)
+                if step is not None:
+                    ax.axvline(step, color="grey", ls="--", lw=0.6)
+            ax.set_yscale("log")
+            if col == "excluded_loss":
+                ax2.set_yscale("log")
+            ax.set_title(f"{method}: {col}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("test loss (blue)", fontsize=8)
+            ax2.set_ylabel(col + " (red)", fontsize=8)
+            if i == len(methods) - 1:
+                ax.set_xlabel("step")
+    fig.suptitle(f"p={p}: test loss (blue) and each measure (red); dashed: test acc {THRESHOLD}", fontsize=10)
+    c.save(fig, out / f"test_loss_vs_measures_p{p}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = c.parser(__doc__.splitlines()[0], "runs/examples/accelerators")
+    ap.add_argument("--ps", default=None, help="comma-separated primes (default: the scale's)")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: the scale's)")
+    ap.add_argument("--methods", default=None, help=f"comma-separated, of {', '.join(METHODS)} (default all)")
+    ap.add_argument("--results", default=None, help="copy the small outputs here (default: the scale's, if any)")
+    args = ap.parse_args(argv)
+    out = c.setup(args)
+    timer = c.Timer()
+    scale = c.scale(args, SCALES)
+    ps = [int(x) for x in args.ps.split(",")] if args.ps else scale["ps"]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else scale["seeds"]
+    methods = args.methods.split(",") if args.methods else list(METHODS)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"error: --methods {unknown} unknown; choose from {', '.join(METHODS)}")
+
+    kwargs = {**c.sweep_kwargs(args), "batched": False}  # each run's clock must be its own
+    table = sweep(configs(ps, seeds, methods), out, base=scale["base"], **kwargs)
+    table.insert(1, "method", [method_of(r) for _, r in table.iterrows()])
+
+    rows, cmps, by_p = [], [], {}
+    for _, r in table.iterrows():
+        row = {"run": r["run"], "p": r["p"], "method": r["method"], "seed": r["seed"], "status": r["status"]}
+        if r["status"] == "failed":
+            rows.append({**row, "error": r["error"]})
+            continue
+        h = c.history(r["path"])
+        step, wall = time_to(h)
+        ev = events(h)
+        row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, grokked_at=ev.grokked_at,
+                   u_acc=ev.u_acc, l_acc=ev.l_acc, final_step=int(h["step"].iloc[-1]),
+                   final_test_acc=float(h["test_acc"].iloc[-1]))
+        ex = excluded_loss_table(Path(r["path"]), out / "measures" / f"{r['run']}.csv")
+        by_p.setdefault(int(r["p"]), []).append((r["method"], int(r["seed"]), h, ex))
+        try:
+            cmp = compare_measures(h, ex, columns=COMPARED)
+        except ValueError as exc:  # e.g. never memorised within the cap
+            print(f"{r['run']}: compare_measures: {exc}")
+        else:
+            row["test_loss_moved_at"] = cmp.attrs.get("target_moved_at")
+            for _, m in cmp.iterrows():
+                row[f"{m['measure']}_moved_at"] = m["moved_at"]
+                row[f"{m['measure']}_before_test_loss"] = m["before_test_loss"]
+            cmps.append(cmp.assign(run=r["run"], p=r["p"], method=r["method"], seed=r["seed"]))
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    for col in ("steps_to_099", "memorised_at", "grokked_at", "final_step", "test_loss_moved_at",
+                *(f"{m}_moved_at" for m in COMPARED)):
+        if col in runs:
+            runs[col] = runs[col].astype("Int64")
+    c.show(runs, "runs: steps and wall time to test accuracy 0.99, events",
+           ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "grokked_at", "u_acc",
+            "final_test_acc", "final_step", "status"])
+    c.show(runs, "does each measure move (half its change) before test loss?",
+           ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in COMPARED for k in ("moved_at",
+                                                                                          "before_test_loss"))])
+    ok = runs[runs["status"] != "failed"]
+    if "steps_to_099" in ok:
+        summary = ok.groupby(["p", "method"], sort=False).agg(
+            runs=("run", "size"),
+            reached_099=("steps_to_099", lambda s: int(s.notna().sum())),
+            median_steps_to_099=("steps_to_099", lambda s: s.dropna().median() if s.notna().any() else None),
+            median_wall_s_to_099=("wall_s_to_099", lambda s: s.dropna().median() if s.notna().any() else None),
+        ).reset_index()
+        c.show(summary, "per p and method (medians over the runs that reached 0.99)")
+        summary.to_csv(out / "accelerators_summary.csv", index=False)
+    runs.to_csv(out / "accelerators.csv", index=False)
+    if cmps:
+        pd.concat(cmps).to_csv(out / "compare_measures.csv", index=False)
+    for p, rs in by_p.items():
+        plot(p, rs, [m for m in methods if any(x[0] == m for x in rs)], out)
+
+    results = args.results if args.results is not None else scale["results"]
+    if results:
+        dest = Path(results)
+        (dest / "histories").mkdir(parents=True, exist_ok=True)
+        for name in ("sweep.csv", "accelerators.csv", "accelerators_summary.csv", "compare_measures.csv",
+                     *(f.name for f in out.glob("*.png"))):
+            if (out / name).exists():
+                shutil.copy2(out / name, dest / name)
+        for _, r in table.iterrows():
+            if (Path(r["path"]) / "history.csv").exists():
+                shutil.copy2(Path(r["path"]) / "history.csv", dest / "histories" / f"{r['run']}.csv")
+            if (out / "measures" / f"{r['run']}.csv").exists():
+                (dest / "measures").mkdir(exist_ok=True)
+                shutil.copy2(out / "measures" / f"{r['run']}.csv", dest / "measures" / f"{r['run']}.csv")
+        print(f"small outputs copied to {dest}")
+    timer.done(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
