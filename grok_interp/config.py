@@ -197,6 +197,11 @@ class TrainConfig(_DictMixin):
         stop_after_grok: If set, stop this many steps after test accuracy first
             reaches ``grok_threshold`` (None: always run ``steps``).
         grok_threshold: Test accuracy that counts as grokked for early stopping.
+        stop_on_plateau: If set (``M`` steps), stop once training accuracy is held and
+            test accuracy has made no new high (``plateau_delta`` above the last one) for
+            at least ``M`` steps and for at least as long as the run before that last
+            high (:class:`grok_interp.training.PlateauClock`). None: off.
+        plateau_delta: The rise of test accuracy that counts as a new high (0.01).
         forward: ``auto`` (fast last-position forward where the architecture allows,
             else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
             forward through ``torch.compile``: faster steps after a one-off compilation).
@@ -213,6 +218,8 @@ class TrainConfig(_DictMixin):
     checkpoint_every: int = 100
     stop_after_grok: int | None = None
     grok_threshold: float = 0.99
+    stop_on_plateau: int | None = None
+    plateau_delta: float = 0.01
     forward: str = "auto"
     device: str = "cpu"
 
@@ -236,6 +243,13 @@ class TrainConfig(_DictMixin):
         ):
             raise bad_value("grok_threshold", self.grok_threshold, "must be a number in (0, 1]")
         self.grok_threshold = float(self.grok_threshold)
+        if self.stop_on_plateau is not None:
+            check_int("stop_on_plateau", self.stop_on_plateau, low=1)
+        if isinstance(self.plateau_delta, bool) or not isinstance(self.plateau_delta, (int, float)) or not (
+            0 < self.plateau_delta <= 1
+        ):
+            raise bad_value("plateau_delta", self.plateau_delta, "must be a number in (0, 1]")
+        self.plateau_delta = float(self.plateau_delta)
         check_choice("forward", self.forward, ("auto", "hooked", "fast", "compile"))
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
 
