@@ -1,8 +1,28 @@
-"""Shared plumbing of the example scripts: arguments, tables, plots.
+"""Shared plumbing of the example scripts: setups, seeds, results as data, tables, plots.
 
 Every example is a study written as data: a list of configurations run through
 :func:`grok_interp.sweep.sweep`, so rerunning an example skips the runs it already
 finished and resumes interrupted ones.
+
+Two setups (``--setup``):
+
+* ``library``: the library's defaults as the study has always run them (float64
+  cross-entropy, all TransformerLens biases, ``torch.randperm`` split with data seed 598,
+  the study's own step cap).
+* ``reference``: the settings of the reference script the paper's figure comes from
+  (Qihuai27/Grokking-Insight): :data:`REFERENCE` for every transformer study, plus the
+  study's own (data seed, fraction, layers, MED variant, ...; see each script).
+
+Every configuration runs once per model seed (``--seeds``, default :data:`SEEDS`): the
+reference code sets no torch seed, so each of its runs starts from a fresh init, and one
+seed says nothing about the spread.
+
+Results as data: after training, a study writes ``results/<study>/<setup>/sweep.csv``
+(one row per run: configuration, events, ceilings and the study's own columns) and
+``histories/<run>.csv`` (the columns its plots need, one row every
+:data:`HISTORY_EVERY` steps plus the last; events are computed from the full history
+before thinning), then builds its tables and plots from those files alone;
+``--report-only`` does only that second part, without training.
 """
 
 from __future__ import annotations
@@ -12,22 +32,58 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUPS = ("library", "reference")
+# Model seeds of every configuration (both setups). The reference code sets none: a fresh
+# init per run; three fixed seeds make that reproducible.
+SEEDS = (0, 1, 2)
+# Settings every reference transformer study shares: transformer/rec.py, str.py, base.py
+# (attention and unembedding without biases, float32 cross-entropy, the training pairs
+# of Python's random.seed(s); random.shuffle, s set per study) and its budget: the
+# scripts' 30000 epochs (rec.py says 300, which cannot grok; str.py and base.py 30000),
+# cut short only by two rules that cannot stop a run before a late jump of test
+# accuracy: 2000 steps after test accuracy first reaches 0.99 (the jump has happened),
+# or the plateau rule (grok_interp.training.PlateauClock) with patience 10000 steps -
+# no new high of test accuracy (+0.01) for max(10000, clock) steps with training
+# accuracy held. 10000 is 1.4x the longest memorisation-to-GO-Epoch gap measured at
+# p = 97 (140 -> 7300, random split, seed 999).
+REFERENCE_BUDGET = dict(steps=30000, stop_after_grok=2000, stop_on_plateau=10000)
+REFERENCE_DATA = dict(shuffle="python", loss="ce_float32")
+REFERENCE_TRANSFORMER = dict(attn_bias=False, unembed_bias=False)
+REFERENCE = {**REFERENCE_DATA, **REFERENCE_TRANSFORMER, **REFERENCE_BUDGET}
+# The reference MLP baseline (MLP/*.py): [E[a], E[b], E[=]] -> 512 -> 512 -> p, nn.Linear's init.
+REFERENCE_MLP = dict(arch="mlp", mlp_input="operands_and_eq", init="linear_default")
+# Histories in results/: one row every this many steps (plus the last row).
+HISTORY_EVERY = 100
+# Per-run columns every seed summary aggregates: median, min and max over seeds.
+SEED_METRICS = ("u_acc", "l_acc", "grokked_at", "onset_at")
 
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
-    """Arguments every example takes: scale, output directory and executor."""
+    """Arguments every example takes: setup, seeds, scale, output directories, executor."""
     ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--setup", choices=SETUPS, default="library",
+                    help="library (the library's defaults, default) or reference (the reference code's settings)")
+    ap.add_argument("--seeds", default=None,
+                    help=f"comma-separated model seeds (default {','.join(map(str, SEEDS))}; quick: 0,1)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="no training: rebuild the tables and plots from the results directory")
+    ap.add_argument("--results", default=None,
+                    help="results directory (default results/<study>/<setup> at paper scale, else OUT/results)")
     ap.add_argument("--quick", action="store_true", help="small scale (seconds; for smoke tests): --scale quick")
     ap.add_argument("--scale", default=None,
                     help="paper (default), reduced (smaller p or fewer steps, where the script has one) or quick")
-    ap.add_argument("--out", default=None, help=f"output directory (default {default_out}, or {default_out}-quick)")
+    ap.add_argument("--out", default=None,
+                    help=f"run directories (default {default_out}/<setup>, or {default_out}-quick/<setup>)")
     ap.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU cores)")
     ap.add_argument("--executor", default="local", help="local or ray")
     ap.add_argument("--no-batch", action="store_true",
@@ -38,21 +94,168 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
 
 
 def scale(args: argparse.Namespace, scales: dict[str, dict]) -> dict:
-    """The settings of the scale asked for (``--quick`` is ``--scale quick``)."""
+    """The settings of the setup and scale asked for (``--quick`` is ``--scale quick``).
+
+    ``scales`` maps setup -> scale name -> settings."""
     name = args.scale or ("quick" if args.quick else "paper")
-    if name not in scales:
-        raise SystemExit(f"error: --scale={name!r} is invalid: this example has {', '.join(scales)}")
+    of_setup = scales[args.setup]
+    if name not in of_setup:
+        raise SystemExit(f"error: --scale={name!r} is invalid for --setup {args.setup}: "
+                         f"this example has {', '.join(of_setup)}")
     args.scale = name
-    return scales[name]
+    return of_setup[name]
 
 
 def setup(args: argparse.Namespace) -> Path:
-    """Logging, and the output directory."""
+    """Logging, the seeds, and the output directory (run directories) of this setup."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     name = args.scale or ("quick" if args.quick else "paper")
-    out = Path(args.out or (args.default_out + ("" if name == "paper" else f"-{name}")))
-    out.mkdir(parents=True, exist_ok=True)
+    if args.seeds is None:
+        args.seeds = [0, 1] if name == "quick" else list(SEEDS)
+    elif isinstance(args.seeds, str):
+        args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    out = Path(args.out or (args.default_out + ("" if name == "paper" else f"-{name}"))) / args.setup
+    if not args.report_only:
+        out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def results_dir(args: argparse.Namespace, study: str, out: Path) -> Path:
+    """Where a study's results live: ``results/<study>/<setup>`` at paper scale (committed
+    with the repository), ``OUT/results`` otherwise, or ``--results``."""
+    if args.results:
+        return Path(args.results)
+    if args.scale == "paper":
+        return ROOT / "results" / study / args.setup
+    return out / "results"
+
+
+def with_seeds(configs: Iterable[dict], seeds: Sequence[int]) -> list[dict]:
+    """Every configuration once per model seed (``seed`` last, so run names end in it)."""
+    return [{**c, "seed": int(s)} for c in configs for s in seeds]
+
+
+def run_sweep(groups: Sequence[tuple[str, dict, list[dict]]], out: Path, args: argparse.Namespace,
+              **kwargs: Any) -> pd.DataFrame:
+    """Sweep each ``(name, base, configs)`` group (into ``out/name``, or ``out`` for the
+    name ``""``) and return one table. Groups exist because a sweep has one ``base``:
+    e.g. the reference transformer's bias-free options must not reach the MLP runs."""
+    from grok_interp.sweep import sweep
+
+    tables = []
+    for name, base, configs in groups:
+        if configs:
+            tables.append(sweep(configs, out / name if name else out, base=base, **sweep_kwargs(args), **kwargs))
+    return pd.concat(tables, ignore_index=True)
+
+
+def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
+           per_run: Callable[[pd.Series, pd.DataFrame], dict] | None = None) -> pd.DataFrame:
+    """Write a sweep's results as data: ``sweep.csv`` and thinned histories.
+
+    Adds ``onset_at`` (GO-Epoch by the onset rule) from each full history, and the
+    columns ``per_run(row, full_history)`` returns (a study's own numbers that need the
+    full history or the run directory). Histories keep ``columns`` (those present), one
+    row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` column is dropped
+    (run directories are not part of the results)."""
+    from grok_interp.measures import events
+
+    hist_dir = results / "histories"
+    hist_dir.mkdir(parents=True, exist_ok=True)
+    table = table.copy()
+    extra: list[dict] = []
+    for _, row in table.iterrows():
+        cols: dict[str, Any] = {"onset_at": None}
+        path = Path(row["path"]) / "history.csv"
+        if row["status"] != "failed" and path.exists():
+            h = pd.read_csv(path)
+            cols["onset_at"] = events(h).onset_at
+            if per_run is not None:
+                cols.update(per_run(row, h))
+            keep = (h["step"] % HISTORY_EVERY == 0) | (h.index == len(h) - 1)
+            h.loc[keep, [c for c in ["step", *columns] if c in h.columns]].to_csv(
+                hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
+        extra.append(cols)
+    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
+    table["onset_at"] = table["onset_at"].astype("Int64")
+    table = table.drop(columns=["path"], errors="ignore")
+    table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
+    print(f"results written to {results}")
+    return table
+
+
+def load(results: Path) -> tuple[pd.DataFrame, Callable[[str], pd.DataFrame]]:
+    """A study's results: the table and a function ``run name -> thinned history``."""
+    path = results / "sweep.csv"
+    if not path.exists():
+        raise SystemExit(f"error: no results in {results} (run the study without --report-only first)")
+    table = pd.read_csv(path)
+    for col in ("memorised_at", "grokked_at", "onset_at", "final_step", "n_train", "n_test"):
+        if col in table:
+            table[col] = table[col].astype("Int64")
+
+    def hist(run: str) -> pd.DataFrame:
+        return pd.read_csv(results / "histories" / f"{run}.csv")
+
+    return table, hist
+
+
+def seed_summary(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = SEED_METRICS) -> pd.DataFrame:
+    """One row per configuration (``by``): seeds, how many grokked, and the median, min
+    and max over seeds of each metric (GO-Epochs over the seeds that grokked)."""
+    by = [b for b in by if b in table.columns]
+    ok = table[table["status"] != "failed"].copy()
+    for b in by:  # NaN keys (e.g. k of a STRIP run) must not drop rows; 30.0 reads 30
+        ok[b] = [("-" if pd.isna(v) else int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer()
+                  else v) for v in ok[b]]
+    rows = []
+    for key, g in ok.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(by, key))
+        row["seeds"] = len(g)
+        row["grokked"] = int(g["grokked_at"].notna().sum()) if "grokked_at" in g else 0
+        for m in metrics:
+            v = pd.to_numeric(g[m], errors="coerce").dropna() if m in g else pd.Series(dtype=float)
+            row[f"{m}_median"] = float(v.median()) if len(v) else np.nan
+            row[f"{m}_min"] = float(v.min()) if len(v) else np.nan
+            row[f"{m}_max"] = float(v.max()) if len(v) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spread(summary: pd.DataFrame, metrics: Sequence[str] = SEED_METRICS) -> pd.DataFrame:
+    """A seed summary for reading: ``median [min, max]`` per metric."""
+    out = summary.drop(columns=[c for m in metrics for c in (f"{m}_median", f"{m}_min", f"{m}_max")
+                                if c in summary.columns])
+    for m in metrics:
+        if f"{m}_median" not in summary:
+            continue
+        digits = 0 if m.endswith("_at") or m.startswith("steps") else 3
+        out[m] = [
+            "-" if np.isnan(md) else f"{md:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for md, lo, hi in zip(summary[f"{m}_median"], summary[f"{m}_min"], summary[f"{m}_max"])
+        ]
+    return out
+
+
+def report_summary(table: pd.DataFrame, by: Sequence[str], results: Path, title: str,
+                   metrics: Sequence[str] = SEED_METRICS) -> pd.DataFrame:
+    """Print and write (``summary.csv``) the seed summary of a table."""
+    summary = seed_summary(table, by, metrics)
+    summary.to_csv(results / "summary.csv", index=False, float_format="%.6g")
+    show(spread(summary, metrics), f"{title}: median [min, max] over seeds")
+    return summary
+
+
+def config_label(row: pd.Series, keys: Sequence[str]) -> str:
+    """``k=v,...`` of a row's configuration keys (no seed): a legend label."""
+    parts = []
+    for k in keys:
+        v = row.get(k)
+        if v is None or v is pd.NA or v == "-" or (isinstance(v, float) and np.isnan(v)):
+            continue
+        parts.append(f"{k}={int(v) if isinstance(v, float) and v.is_integer() else v}")
+    return ",".join(parts)
 
 
 def show(table: pd.DataFrame, title: str, columns: list[str] | None = None) -> None:
@@ -91,3 +294,19 @@ class Timer:
 def sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet,
             "batched": not args.no_batch}
+
+
+def split_of(base: dict, row: pd.Series, keys: Sequence[str]) -> Any:
+    """The split of a results row (its configuration ``keys`` over ``base``), rebuilt
+    from the configuration alone: no run directory needed."""
+    from grok_interp import Split, Task
+    from grok_interp.config import RunConfig
+
+    opts = {k: v for k, v in base.items() if k != "measures"}
+    for k in keys:
+        v = row.get(k)
+        if v is None or v is pd.NA or v == "-" or (isinstance(v, float) and np.isnan(v)):
+            continue
+        opts[k] = int(v) if isinstance(v, (float, np.floating)) and float(v).is_integer() else v
+    data = RunConfig.from_kwargs(**opts).data
+    return Split.from_config(Task(p=data.p, op=data.op, offset=data.offset), data)

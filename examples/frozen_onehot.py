@@ -2,15 +2,31 @@
 
 With ``embed_init="onehot"`` the embedding is the identity and never trains, so the
 embedding MED is constant. Gu et al. (2025) then take the same consecutive-difference
-measure on the first hidden layer; here :func:`grok_interp.measures.activation_med`
-on ``blocks.0.mlp.hook_post`` at the last position. This prints the run's events and
-:func:`grok_interp.measures.compare_measures` (is activation MED tracking test loss
-after memorisation?) and plots both MEDs beside test loss.
+measure on the first hidden layer, on the inputs ``(i, i + d, "=")``:
+:func:`grok_interp.measures.activation_med`, on ``blocks.0.mlp.hook_post`` (last
+position) for the transformer and ``hidden1.hook_post`` for the MLP baseline. This
+prints each run's events and :func:`grok_interp.measures.compare_measures` (does
+activation MED track test loss after memorisation?), per architecture the median and
+min-max over seeds, and plots both MEDs beside test loss.
 
-    python examples/frozen_onehot.py            # p = 97, a + b, frac 0.3
-    python examples/frozen_onehot.py --quick    # p = 23, seconds
+    python examples/frozen_onehot.py                      # library: the transformer
+    python examples/frozen_onehot.py --setup reference    # the reference README's one-hot MLP (+ transformer)
+    python examples/frozen_onehot.py --quick              # p = 23, seconds
 
-Step cap (paper scale): 10000 steps, stopping 500 steps after test accuracy reaches 0.99.
+Setups:
+
+* ``library``: the transformer, p = 97, a + b, frac 0.3, data seed 598; cap 10000,
+  stopping 500 after 0.99.
+* ``reference``: the reference README's recipe (a one-hot ``register_buffer`` embedding,
+  MED on the first hidden layer) is written for the MLP baseline (``model.hidden1``), so
+  the MLP of ``MLP/base.py`` (inputs [E[a], E[b], E[=]], ``nn.Linear`` init, frac 0.3,
+  ``random.seed(0)`` pairs, float32 loss); beside it the reference transformer on the
+  same split (no attention/unembedding biases). Budget: 30000 epochs cut by
+  ``_common.REFERENCE_BUDGET``'s rules. The reference averages the consecutive
+  differences over i = 0..p-2 (no wrap); ``activation_med`` wraps (p terms instead of
+  p - 2: a small difference, not an option).
+
+Seeds 0, 1, 2 per architecture (``--seeds``).
 """
 
 from __future__ import annotations
@@ -21,59 +37,105 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
 from grok_interp.measures import compare_measures  # noqa: E402
-from grok_interp.sweep import sweep  # noqa: E402
 
+STUDY = "frozen_onehot"
 MEASURES = ["med", "activation_med"]
+QUICK = dict(p=23, op="add", split="random", frac=0.6, steps=400, lr=1e-2, d_model=32, n_heads=4, d_mlp=128,
+             eval_every=10, checkpoint_every=200, stop_after_grok=100, measures=MEASURES)
+REF = {**c.REFERENCE_DATA, **c.REFERENCE_BUDGET}
 
 SCALES = {
-    "paper": dict(
-        base=dict(p=97, op="add", split="random", frac=0.3, steps=10000, eval_every=20, checkpoint_every=500,
-                  stop_after_grok=500, measures=MEASURES),
-    ),
-    "reduced": dict(  # p = 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
-        base=dict(p=47, op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10,
-                  checkpoint_every=250, stop_after_grok=500, measures=MEASURES),
-    ),
-    "quick": dict(
-        base=dict(p=23, op="add", split="random", frac=0.6, steps=400, lr=1e-2, d_model=32, n_heads=4, d_mlp=128,
-                  eval_every=10, checkpoint_every=200, stop_after_grok=100, measures=MEASURES),
-    ),
+    "library": {
+        "paper": dict(groups=[("", dict(p=97, op="add", split="random", frac=0.3, steps=10000, eval_every=20,
+                                        checkpoint_every=500, stop_after_grok=500, measures=MEASURES),
+                               [{"embed_init": "onehot"}])]),
+        "reduced": dict(groups=[("", dict(p=47, op="add", split="random", frac=0.5, lr=3e-3, steps=2000,
+                                          eval_every=10, checkpoint_every=250, stop_after_grok=500,
+                                          measures=MEASURES), [{"embed_init": "onehot"}])]),
+        "quick": dict(groups=[("", QUICK, [{"embed_init": "onehot"}])]),
+    },
+    "reference": {
+        "paper": dict(groups=[
+            ("mlp", {**REF, **dict(p=97, op="add", split="random", frac=0.3, data_seed=0, eval_every=20,
+                                   checkpoint_every=2000, measures=MEASURES)},
+             [{"arch": "mlp", "embed_init": "onehot", "mlp_input": "operands_and_eq", "init": "linear_default"}]),
+            ("transformer", {**c.REFERENCE, **dict(p=97, op="add", split="random", frac=0.3, data_seed=0,
+                                                   eval_every=20, checkpoint_every=2000, measures=MEASURES)},
+             [{"arch": "transformer", "embed_init": "onehot"}]),
+        ]),
+        "quick": dict(groups=[
+            ("mlp", {**REF, **QUICK, "data_seed": 0, "stop_on_plateau": 150, "d_model": 32},
+             [{"arch": "mlp", "embed_init": "onehot", "mlp_input": "operands_and_eq", "init": "linear_default"}]),
+            ("transformer", {**c.REFERENCE, **QUICK, "data_seed": 0, "stop_on_plateau": 150},
+             [{"arch": "transformer", "embed_init": "onehot"}]),
+        ]),
+    },
 }
+
+_COMPARED: list[pd.DataFrame] = []
+
+
+def compare(row: pd.Series, h: pd.DataFrame) -> dict:
+    try:
+        cmp = compare_measures(h)
+    except ValueError as exc:
+        print(f"{row['run']}: compare_measures: {exc}")
+        return {}
+    cmp.insert(0, "run", row["run"])
+    cmp.insert(1, "arch", row.get("arch", "transformer"))
+    cmp.insert(2, "seed", row["seed"])
+    _COMPARED.append(cmp)
+    return {"med_range": float(h["med"].max() - h["med"].min()),
+            "activation_med_range": float(h["activation_med"].max() - h["activation_med"].min())}
+
+
+def report(table, hist, scale: dict, results: Path) -> None:
+    if "arch" not in table:
+        table["arch"] = "transformer"
+    c.show(table, "frozen one-hot embedding per run", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc",
+                                                       "final_test_acc", "final_step", "med_range",
+                                                       "activation_med_range", "status", "error"])
+    c.report_summary(table, ["arch"], results, "per architecture")
+    path = results / "compare_measures.csv"
+    if path.exists():
+        cmp = pd.read_csv(path)
+        act = cmp[cmp["measure"] == "activation_med"]
+        c.show(act, "activation MED against test loss after memorisation, per run (best_lag < 0: it follows)",
+               ["run", "spearman", "best_lag", "pearson_at_lag", "moved_at", "lead_over_acc"])
+    fig, axes = plt.subplots(1, table["arch"].nunique(), figsize=(7 * table["arch"].nunique(), 4), squeeze=False)
+    for ax, (arch, rows) in zip(axes[0], table[table["status"] != "failed"].groupby("arch")):
+        ax2 = ax.twinx()
+        for i, (_, row) in enumerate(rows.iterrows()):
+            h = hist(row["run"])
+            ax.plot(h["step"], h["test_loss"], color="C0", lw=1, label="test loss" if i == 0 else None)
+            ax2.plot(h["step"], h["activation_med"], color="C3", lw=1,
+                     label="activation MED (first hidden layer)" if i == 0 else None)
+        ax.set(xlabel="step", ylabel="test loss", yscale="log", title=f"frozen one-hot embedding: {arch} (every seed)")
+        ax2.set_ylabel("activation MED")
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles, [hd.get_label() for hd in handles], fontsize=8)
+    c.save(fig, results / "frozen_onehot.png")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], "runs/examples/frozen_onehot").parse_args(argv)
-    out = c.setup(args)
-    timer = c.Timer()
+    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
     scale = c.scale(args, SCALES)
-    table = sweep([{"embed_init": "onehot"}], out, base=scale["base"], **c.sweep_kwargs(args))
-    c.show(table, "frozen one-hot embedding", ["run", "memorised_at", "grokked_at", "u_acc", "final_test_acc",
-                                               "final_step", "status", "error"])
-    row = table.iloc[0]
-    if row["status"] == "failed":
-        return 1
-    h = c.history(row["path"])
-    print(f"\nembedding MED over training: min {h['med'].min():.6g}, max {h['med'].max():.6g} (frozen: constant)")
-    cmp = compare_measures(h)
-    c.show(cmp, "which measure tracks test loss after memorisation")
-    cmp.to_csv(out / "compare_measures.csv", index=False)
-    table.to_csv(out / "frozen_onehot.csv", index=False)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(h["step"], h["test_loss"], color="C0", lw=1, label="test loss")
-    ax.set(xlabel="step", ylabel="test loss", yscale="log", title="frozen one-hot embedding")
-    ax2 = ax.twinx()
-    ax2.plot(h["step"], h["activation_med"], color="C3", lw=1.2, label="activation MED (mlp hook_post)")
-    ax2.plot(h["step"], h["med"] / h["med"].iloc[0] * h["activation_med"].iloc[0], color="grey", ls="--", lw=1,
-             label="embedding MED (rescaled; constant)")
-    ax2.set_ylabel("MED")
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [hd.get_label() for hd in handles], fontsize=8)
-    c.save(fig, out / "frozen_onehot.png")
-    timer.done(out)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    timer = c.Timer()
+    if not args.report_only:
+        groups = [(name, base, c.with_seeds(cfgs, args.seeds)) for name, base, cfgs in scale["groups"]]
+        table = c.run_sweep(groups, out, args)
+        _COMPARED.clear()
+        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *MEASURES], per_run=compare)
+        if _COMPARED:
+            pd.concat(_COMPARED).to_csv(results / "compare_measures.csv", index=False, float_format="%.6g")
+    report(*c.load(results), scale, results)
+    timer.done(results)
     return 0
 
 

@@ -1,16 +1,27 @@
-"""MED against test loss for p = 47, 97, 211 (a + b, random split, frac 0.3).
+"""MED against test loss for p = 47, 97, 211 (a + b, random split).
 
 MED (main embedding diff, :func:`grok_interp.measures.med`) is the mean distance
 between the embeddings of consecutive residues. Gu et al. (2025) propose it as a cheap
 progress measure that follows test loss after training accuracy reaches 1. Each run
-records MED and the other cheap measures at every history row; this prints, per p,
+records MED and the other cheap measures at every history row; this prints, per run,
 :func:`grok_interp.measures.compare_measures` (correlation with test loss after
-memorisation, lead/lag, when each measure moves) and draws MED beside test loss.
+memorisation, lead/lag, when each measure moves), per p the median and min-max over
+seeds of MED's Spearman correlation and best lag, and draws MED beside test loss.
 
-    python examples/med_vs_loss.py             # p = 47, 97, 211 (the paper's scale)
-    python examples/med_vs_loss.py --quick     # p = 23, 29, seconds
+    python examples/med_vs_loss.py                      # library setup, p = 47, 97, 211
+    python examples/med_vs_loss.py --setup reference    # transformer/base.py's runs
+    python examples/med_vs_loss.py --quick              # p = 23, 29, seconds
 
-Step caps (paper scale): 10000 steps, stopping 500 steps after test accuracy reaches 0.99.
+Setups:
+
+* ``library``: frac 0.3, data seed 598, one layer, float64 loss, all biases; MED is
+  ``med`` (all p residues, wrapping); cap 10000 steps, stopping 500 after 0.99.
+* ``reference``: ``transformer/base.py``, the script with the MED plots for random
+  splits: frac 0.5, ``random.seed(11)`` pairs, **two layers**, no attention/unembedding
+  biases, float32 loss; its MED is ``med_drop_last_avg`` (recorded beside ``med``; the
+  tables use it). Budget: 30000 epochs cut by ``_common.REFERENCE_BUDGET``'s rules.
+
+Seeds 0, 1, 2 per p in both setups (``--seeds``).
 """
 
 from __future__ import annotations
@@ -21,79 +32,114 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
 from grok_interp.measures import compare_measures  # noqa: E402
-from grok_interp.sweep import sweep  # noqa: E402
 
+STUDY = "med_vs_loss"
 MEASURES = ["med", "med_sum", "weight_norm", "uniformity"]
+REF_MEASURES = [*MEASURES, "med_drop_last_avg"]
+QUICK = dict(steps=400, lr=1e-2, d_model=64, n_heads=4, d_mlp=128, eval_every=10, checkpoint_every=200)
 
 SCALES = {
-    "paper": dict(
-        base=dict(op="add", split="random", frac=0.3, steps=10000, eval_every=20, checkpoint_every=500,
-                  stop_after_grok=500, measures=MEASURES),
-        ps=[47, 97, 211],
-    ),
-    "reduced": dict(  # p = 23, 31, 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
-        base=dict(op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
-                  stop_after_grok=500, measures=MEASURES),
-        ps=[23, 31, 47],
-    ),
-    "quick": dict(
-        base=dict(op="add", split="random", frac=0.6, steps=400, lr=1e-2, d_model=64, n_heads=4, d_mlp=128,
-                  eval_every=10, checkpoint_every=200, stop_after_grok=100, measures=MEASURES),
-        ps=[23, 29],
-    ),
+    "library": {
+        "paper": dict(
+            base=dict(op="add", split="random", frac=0.3, steps=10000, eval_every=20, checkpoint_every=500,
+                      stop_after_grok=500, measures=MEASURES),
+            ps=[47, 97, 211], med="med",
+        ),
+        "reduced": dict(  # p = 23, 31, 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
+            base=dict(op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
+                      stop_after_grok=500, measures=MEASURES),
+            ps=[23, 31, 47], med="med",
+        ),
+        "quick": dict(
+            base=dict(op="add", split="random", frac=0.6, stop_after_grok=100, measures=MEASURES, **QUICK),
+            ps=[23, 29], med="med",
+        ),
+    },
+    "reference": {
+        "paper": dict(
+            base={**c.REFERENCE, **dict(op="add", split="random", frac=0.5, data_seed=11, n_layers=2,
+                                        eval_every=20, checkpoint_every=2000, measures=REF_MEASURES)},
+            ps=[47, 97, 211], med="med_drop_last_avg",
+        ),
+        "quick": dict(
+            base={**c.REFERENCE, **dict(op="add", split="random", frac=0.6, data_seed=11, n_layers=2,
+                                        measures=REF_MEASURES, stop_after_grok=100, stop_on_plateau=150,
+                                        **{**QUICK, "steps": 300, "eval_every": 20})},
+            ps=[23, 29], med="med_drop_last_avg",
+        ),
+    },
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], "runs/examples/med_vs_loss").parse_args(argv)
-    out = c.setup(args)
-    timer = c.Timer()
-    scale = c.scale(args, SCALES)
-    table = sweep([{"p": p} for p in scale["ps"]], out, base=scale["base"], **c.sweep_kwargs(args))
-    c.show(table, "runs", ["run", "memorised_at", "grokked_at", "u_acc", "final_test_acc", "final_step",
+def compare(row: pd.Series, h: pd.DataFrame) -> dict:
+    """compare_measures on the full history, kept as rows of compare_measures.csv."""
+    try:
+        cmp = compare_measures(h)
+    except ValueError as exc:  # e.g. never memorised within the cap
+        print(f"{row['run']}: compare_measures: {exc}")
+        return {}
+    cmp.insert(0, "run", row["run"])
+    cmp.insert(1, "p", row["p"])
+    cmp.insert(2, "seed", row["seed"])
+    _COMPARED.append(cmp)
+    return {}
+
+
+_COMPARED: list[pd.DataFrame] = []
+
+
+def report(table, hist, scale: dict, results: Path) -> None:
+    c.show(table, "runs", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc", "final_test_acc", "final_step",
                            "status", "error"])
-    rows = []
-    for _, row in table.iterrows():
-        if row["status"] == "failed":
-            continue
-        h = c.history(row["path"])
-        try:
-            cmp = compare_measures(h)
-        except ValueError as exc:  # e.g. never memorised within the cap
-            print(f"p={row['p']}: compare_measures: {exc}")
-            continue
-        c.show(cmp, f"p={row['p']}: which measure tracks test loss after memorisation "
-                    f"(memorised_at={cmp.attrs.get('memorised_at')}, grokked_at={cmp.attrs.get('grokked_at')})")
-        cmp.insert(0, "p", row["p"])
-        rows.append(cmp)
-
+    c.report_summary(table, ["p"], results, "per p")
+    med = scale["med"]
+    path = results / "compare_measures.csv"
+    if path.exists():
+        cmp = pd.read_csv(path)
+        c.show(cmp, "which measure tracks test loss after memorisation, per run (lag < 0: the measure follows)",
+               ["run", "measure", "spearman", "best_lag", "pearson_at_lag", "moved_at", "lead_over_acc"])
+        m = cmp[cmp["measure"] == med]
+        agg = m.groupby("p").agg(seeds=("seed", "size"), spearman_median=("spearman", "median"),
+                                 spearman_min=("spearman", "min"), spearman_max=("spearman", "max"),
+                                 best_lag_median=("best_lag", "median"), best_lag_min=("best_lag", "min"),
+                                 best_lag_max=("best_lag", "max")).reset_index()
+        agg.to_csv(results / "med_summary.csv", index=False, float_format="%.6g")
+        c.show(agg, f"{med} against test loss after memorisation, over seeds (best_lag < 0: MED follows)")
+    for p in sorted(table["p"].unique()):
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(h["step"], h["test_loss"], color="C0", lw=1, label="test loss")
-        ax.plot(h["step"], h["train_loss"], color="C0", lw=1, ls=":", label="train loss")
-        ax.set(xlabel="step", ylabel="loss", yscale="log", title=f"p={row['p']}: MED vs test loss")
         ax2 = ax.twinx()
-        ax2.plot(h["step"], h["med"], color="C3", lw=1.2, label="MED")
-        ax2.set_ylabel("MED (mean consecutive embedding distance)", color="C3")
-        ax3 = ax.twinx()
-        ax3.plot(h["step"], h["test_acc"], color="C2", lw=0.8, alpha=0.6, label="test acc")
-        ax3.set_ylim(0, 1.05)
-        ax3.set_yticks([])
-        for axis in (ax, ax2, ax3):
-            ev = cmp.attrs
-            for key, ls in (("memorised_at", "--"), ("grokked_at", "-.")):
-                if ev.get(key) is not None and axis is ax:
-                    axis.axvline(ev[key], color="grey", ls=ls, lw=0.8)
-        handles = sum((a.get_legend_handles_labels()[0] for a in (ax, ax2, ax3)), [])
+        for i, (_, row) in enumerate(table[(table["p"] == p) & (table["status"] != "failed")].iterrows()):
+            h = hist(row["run"])
+            ax.plot(h["step"], h["test_loss"], color="C0", lw=1, alpha=0.8, label="test loss" if i == 0 else None)
+            if med in h:
+                ax2.plot(h["step"], h[med], color="C3", lw=1, alpha=0.8, label=f"{med}" if i == 0 else None)
+        ax.set(xlabel="step", ylabel="test loss", yscale="log", title=f"p={p}: {med} vs test loss (every seed)")
+        ax2.set_ylabel(med, color="C3")
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         ax.legend(handles, [hd.get_label() for hd in handles], fontsize=8, loc="center right")
-        c.save(fig, out / f"med_vs_loss_p{row['p']}.png")
-    if rows:
-        import pandas as pd
+        c.save(fig, results / f"med_vs_loss_p{p}.png")
 
-        pd.concat(rows).to_csv(out / "compare_measures.csv", index=False)
-    timer.done(out)
+
+def main(argv: list[str] | None = None) -> int:
+    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
+    scale = c.scale(args, SCALES)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    timer = c.Timer()
+    if not args.report_only:
+        table = c.run_sweep([("", scale["base"], c.with_seeds([{"p": p} for p in scale["ps"]], args.seeds))],
+                            out, args)
+        _COMPARED.clear()
+        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *scale["base"]["measures"]],
+                 per_run=compare)
+        if _COMPARED:
+            pd.concat(_COMPARED).to_csv(results / "compare_measures.csv", index=False, float_format="%.6g")
+    report(*c.load(results), scale, results)
+    timer.done(results)
     return 0
 
 

@@ -2,15 +2,27 @@
 
 Gu et al. (2025) argue that grokking is decided by embedding uniformity and the
 training distribution, not by attention, so it also appears in a plain MLP on
-concatenated embeddings (``arch="mlp"``: 128 + 128 -> 512 -> 512 -> p). This trains
-both architectures on both operations with the same split and prints their events
-and ceilings side by side.
+concatenated embeddings (``arch="mlp"``: -> 512 -> 512 -> p). This trains both
+architectures on both operations with the same split and prints their events and
+ceilings side by side, per run and (median, min-max) over seeds.
 
-    python examples/mlp_vs_transformer.py            # p = 97, frac 0.3 (a+b) / 0.5 (a^2+ab+b^2)
-    python examples/mlp_vs_transformer.py --quick    # p = 23, seconds
+    python examples/mlp_vs_transformer.py                      # library setup
+    python examples/mlp_vs_transformer.py --setup reference    # MLP/base.py and its transformer
+    python examples/mlp_vs_transformer.py --quick              # p = 23, seconds
 
-Step cap (paper scale): 12000 steps for a+b, 8000 for a^2+ab+b^2 (a random split at p = 97, frac 0.3 first reaches 0.99
-at step 8630 in benchmarks/time_to_grok.py), stopping 500 steps after test accuracy reaches 0.99.
+Setups:
+
+* ``library``: p = 97, data seed 598; a+b at frac 0.3 (cap 12000), a^2+ab+b^2 at frac
+  0.5 (cap 8000), stopping 500 after 0.99; the MLP on [E[a], E[b]], N(0, 1/d_model)
+  init, zero biases.
+* ``reference``: ``MLP/base.py`` (its fns_dict has 'add' and 'xy' = a^2+ab+b^2): frac 0.3
+  for both operations, ``random.seed(0)`` pairs, the MLP on [E[a], E[b], E[=]] with
+  ``nn.Linear``'s init and biases, float32 loss, MED ``med_drop_last_avg`` recorded;
+  the transformer of ``transformer/rec.py`` (one layer, no attention/unembedding
+  biases) on the same split. Budget: 30000 epochs cut by ``_common.REFERENCE_BUDGET``'s
+  rules.
+
+Seeds 0, 1, 2 per configuration (``--seeds``).
 """
 
 from __future__ import annotations
@@ -23,52 +35,86 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import matplotlib.pyplot as plt  # noqa: E402
 
 import _common as c  # noqa: E402
-from grok_interp.sweep import grid, sweep  # noqa: E402
+from grok_interp.sweep import grid  # noqa: E402
+
+STUDY = "mlp_vs_transformer"
+KEYS = ["op", "arch", "frac"]
+QUICK = dict(p=23, split="random", steps=400, lr=1e-2, d_model=64, n_heads=4, d_mlp=128, eval_every=10,
+             checkpoint_every=200, stop_after_grok=50)
+REF_DATA = dict(split="random", frac=0.3, data_seed=0, measures=["med_drop_last_avg"])
+REF_PAPER = dict(p=97, eval_every=20, checkpoint_every=2000)
 
 SCALES = {
-    "paper": dict(
-        base=dict(p=97, split="random", steps=12000, eval_every=20, checkpoint_every=500, stop_after_grok=500),
-        runs=[*grid(op=["add"], frac=[0.3], arch=["transformer", "mlp"]),
-              *grid(op=["a2_ab_b2"], frac=[0.5], arch=["mlp", "transformer"], steps=[8000])],  # never reaches 0.99
-    ),
-    "reduced": dict(  # p = 47, frac 0.5 for both operations, lr 3e-3: what fitted this session's CPU
-        base=dict(p=47, split="random", lr=3e-3, steps=2000, eval_every=10, checkpoint_every=500,
-                  stop_after_grok=500),
-        runs=[*grid(op=["add", "a2_ab_b2"], frac=[0.5], arch=["transformer", "mlp"])],
-    ),
-    "quick": dict(
-        base=dict(p=23, split="random", steps=400, lr=1e-2, d_model=64, n_heads=4, d_mlp=128, eval_every=10,
-                  checkpoint_every=200, stop_after_grok=50),
-        runs=[*grid(op=["add", "a2_ab_b2"], frac=[0.6], arch=["transformer", "mlp"])],
-    ),
+    "library": {
+        "paper": dict(groups=[("", dict(p=97, split="random", steps=12000, eval_every=20, checkpoint_every=500,
+                                        stop_after_grok=500),
+                               [*grid(op=["add"], frac=[0.3], arch=["transformer", "mlp"]),
+                                *grid(op=["a2_ab_b2"], frac=[0.5], arch=["mlp", "transformer"], steps=[8000])])]),
+        "reduced": dict(groups=[("", dict(p=47, split="random", lr=3e-3, steps=2000, eval_every=10,
+                                          checkpoint_every=500, stop_after_grok=500),
+                                 grid(op=["add", "a2_ab_b2"], frac=[0.5], arch=["transformer", "mlp"]))]),
+        "quick": dict(groups=[("", QUICK, grid(op=["add", "a2_ab_b2"], frac=[0.6], arch=["transformer", "mlp"]))]),
+    },
+    "reference": {
+        "paper": dict(groups=[
+            ("transformer", {**c.REFERENCE, **REF_DATA, **REF_PAPER}, grid(op=["add", "a2_ab_b2"], arch=["transformer"])),
+            ("mlp", {**c.REFERENCE_DATA, **c.REFERENCE_BUDGET, **REF_DATA, **REF_PAPER, **c.REFERENCE_MLP},
+             grid(op=["add", "a2_ab_b2"], arch=["mlp"])),
+        ]),
+        "quick": dict(groups=[
+            ("transformer", {**c.REFERENCE, **REF_DATA, **QUICK, "frac": 0.6, "stop_on_plateau": 100},
+             grid(op=["add", "a2_ab_b2"], arch=["transformer"])),
+            ("mlp", {**c.REFERENCE_DATA, **c.REFERENCE_BUDGET, **REF_DATA, **QUICK, **c.REFERENCE_MLP, "frac": 0.6,
+                     "stop_on_plateau": 100},
+             grid(op=["add", "a2_ab_b2"], arch=["mlp"])),
+        ]),
+    },
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], "runs/examples/mlp_vs_transformer").parse_args(argv)
-    out = c.setup(args)
-    timer = c.Timer()
-    scale = c.scale(args, SCALES)
-    table = sweep(scale["runs"], out, base=scale["base"], radii=[4, 8], **c.sweep_kwargs(args))
-    c.show(table, "MLP baseline vs transformer", ["run", "op", "arch", "frac", "memorised_at", "grokked_at", "u_acc",
-                                                  "l_acc", "final_test_acc", "ceiling", "ceiling_r4", "ceiling_r8",
-                                                  "final_step", "status", "error"])
-    table.to_csv(out / "mlp_vs_transformer.csv", index=False)
+def steps_to_99(row, history) -> dict:
+    hit = history.loc[history["test_acc"] >= 0.99, "step"]
+    return {"steps_to_99": int(hit.iloc[0]) if len(hit) else None}
 
+
+def report(table, hist, scale: dict, results: Path) -> None:
+    c.show(table, "MLP baseline vs transformer per run", ["run", "memorised_at", "grokked_at", "onset_at",
+                                                          "steps_to_99", "u_acc", "l_acc", "final_test_acc",
+                                                          "ceiling", "ceiling_transpose", "final_step", "status",
+                                                          "error"])
+    c.report_summary(table, KEYS, results, "per operation and architecture",
+                     (*c.SEED_METRICS, "steps_to_99", "final_test_acc"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, op in zip(axes, ["add", "a2_ab_b2"]):
-        for _, row in table[table["op"] == op].iterrows():
-            if row["status"] == "failed":
-                continue
-            h = c.history(row["path"])
-            ls = "-" if row["arch"] == "transformer" else "--"
-            ax.plot(h["step"], h["test_acc"], ls=ls, lw=1, label=f"{row['arch']} test")
-            ax.plot(h["step"], h["train_acc"], ls=ls, lw=0.6, alpha=0.5, label=f"{row['arch']} train")
-        ax.set(xlabel="step", title=op, ylim=(0, 1.02))
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("accuracy")
-    c.save(fig, out / "mlp_vs_transformer.png")
-    timer.done(out)
+        for _, row in table[(table["op"] == op) & (table["status"] != "failed")].iterrows():
+            h = hist(row["run"])
+            tf = row["arch"] == "transformer"
+            ax.plot(h["step"], h["test_acc"], ls="-" if tf else "--", color="C0" if tf else "C3", lw=1,
+                    label=f"{row['arch']} seed {row['seed']}")
+        ax.set(xlabel="step", title=f"{op}: test accuracy", ylim=(0, 1.02))
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("test accuracy")
+    c.save(fig, results / "mlp_vs_transformer.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
+    scale = c.scale(args, SCALES)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    timer = c.Timer()
+    if not args.report_only:
+        groups = [(name, base, c.with_seeds(cfgs, args.seeds)) for name, base, cfgs in scale["groups"]]
+        table = c.run_sweep(groups, out, args, radii=[4, 8])
+        for name, base, _ in scale["groups"]:  # the reference groups take frac from their base
+            if "frac" in base and "frac" in table:
+                table["frac"] = table["frac"].fillna(base["frac"])
+            elif "frac" in base:
+                table["frac"] = base["frac"]
+        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", "med_drop_last_avg"],
+                 per_run=steps_to_99)
+    report(*c.load(results), scale, results)
+    timer.done(results)
     return 0
 
 

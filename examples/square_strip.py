@@ -4,16 +4,30 @@ Gu et al. (2025), p = 97, r(a, b) = a + b, frac 0.3, one layer. SQUARE(k) forces
 pair with a <= k and b <= k into the test set; STRIP(t) forces every pair with a <= t.
 The training set is then filled from the rest. Per run this prints U-Acc (highest test
 accuracy after memorisation), L-Acc (lowest test accuracy after U-Acc is approached),
-GO-Epoch (``grokked_at``) and the ceilings predicted from the split alone
-(:mod:`grok_interp.theory`: the share of test pairs with a same-class training pair
-within torus-Manhattan radius r). A random split of the same size is the reference.
+GO-Epoch by the half-way rule (``grokked_at``) and by the onset rule (``onset_at``), and
+the ceilings predicted from the split alone (:mod:`grok_interp.theory`: the share of
+test pairs with a same-class training pair within torus-Manhattan radius r); per
+configuration, the median and min-max over the model seeds. A random split of the same
+size is the comparison.
 
-    python examples/square_strip.py            # the paper's scale (hours on a laptop CPU)
-    python examples/square_strip.py --quick    # p = 23, frac 0.5, lr 3e-3: about a minute
+    python examples/square_strip.py                      # library setup, paper scale
+    python examples/square_strip.py --setup reference    # the reference code's runs
+    python examples/square_strip.py --quick              # p = 23: seconds
+    python examples/square_strip.py --setup reference --report-only   # tables and plots from results/
 
-Step cap (paper scale): 8000 steps, stopping 1000 steps after test accuracy first
-reaches 0.99; runs whose ceiling is below 0.99 train the full 8000 steps. The random
-reference groks later than the SQUARE runs (step 8630 here), so its cap is 12000.
+Setups:
+
+* ``library``: data seed 598 (``torch.randperm``), float64 loss, all biases; cap 8000
+  steps, stopping 1000 steps after test accuracy first reaches 0.99; the random split
+  12000 (it first reaches 0.99 at step 8630 with seed 999).
+* ``reference``: ``transformer/rec.py`` (SQUARE) and ``str.py`` (STRIP) - training pairs
+  of ``random.seed(0)``, no attention/unembedding biases, float32 loss, and their MED
+  (``med_drop_last_scaled_sum`` of rec.py, ``med_drop_last_sum`` of str.py, both
+  recorded). STRIP runs at both operand offsets: d = 0 and str.py's d = 60 (the paper's
+  STRIP numbers do not all fit one d). Budget: the scripts' 30000 epochs, cut by
+  ``_common.REFERENCE_BUDGET``'s two rules that cannot stop a run before a late jump.
+
+Seeds 0, 1, 2 per configuration in both setups (``--seeds``).
 """
 
 from __future__ import annotations
@@ -27,94 +41,127 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import _common as c  # noqa: E402
-from grok_interp import Split, Task  # noqa: E402
-from grok_interp.sweep import sweep  # noqa: E402
+from grok_interp import Task  # noqa: E402
 from grok_interp.theory import alpha_bound, ceiling_curve, covered_per_point  # noqa: E402
 
+STUDY = "square_strip"
+KEYS = ["split", "k", "t", "offset"]  # a configuration, without its seed
+REF_MEASURES = ["med_drop_last_scaled_sum", "med_drop_last_sum"]
+QUICK_MODEL = dict(d_model=64, n_heads=4, d_mlp=128, lr=1e-2, steps=400, eval_every=10, checkpoint_every=200)
+
 SCALES = {
-    "paper": dict(
-        base=dict(p=97, op="add", frac=0.3, steps=8000, eval_every=20, checkpoint_every=200, stop_after_grok=1000),
-        squares=list(range(30, 61, 5)),
-        strips=[40, 50, 60, 67],
-        radii=[2, 8, 16, 32],
-        # The random split of the same size first reaches 0.99 at step 8630
-        # (benchmarks/time_to_grok.py), past the 8000 cap, so the reference trains longer.
-        random_steps=12000,
-    ),
-    # What fitted this session's shared 2-core CPU: p = 47 (k, t scaled by 47/97), frac 0.5,
-    # lr 3e-3 (the paper: p = 97, frac 0.3, lr 1e-3). With frac 0.5 the strips t >= 23 leave
-    # fewer pairs outside than int(frac p^2), so all of them train.
-    "reduced": dict(
-        base=dict(p=47, op="add", frac=0.5, lr=3e-3, steps=1500, eval_every=10, checkpoint_every=250,
-                  stop_after_grok=500),
-        squares=[15, 17, 19, 22, 24, 27, 29],
-        strips=[19, 24, 29, 32],
-        radii=[2, 4, 8, 16],
-    ),
-    "quick": dict(
-        base=dict(p=23, op="add", frac=0.5, steps=1200, lr=3e-3, eval_every=10, checkpoint_every=200,
-                  stop_after_grok=50),
-        squares=[8],
-        strips=[16],  # leaves 6 rows = 138 pairs outside, fewer than int(0.5 * 529) = 264: all train
-        radii=[2, 4, 8],
-    ),
+    "library": {
+        "paper": dict(
+            base=dict(p=97, op="add", frac=0.3, steps=8000, eval_every=20, checkpoint_every=200,
+                      stop_after_grok=1000),
+            squares=list(range(30, 61, 5)),
+            strips=[40, 50, 60, 67],
+            radii=[2, 8, 16, 32],
+            # The random split of the same size first reaches 0.99 at step 8630
+            # (benchmarks/time_to_grok.py), past the 8000 cap, so it trains longer.
+            random_steps=12000,
+        ),
+        # What fitted this session's shared 2-core CPU: p = 47 (k, t scaled by 47/97), frac 0.5,
+        # lr 3e-3 (the paper: p = 97, frac 0.3, lr 1e-3). With frac 0.5 the strips t >= 23 leave
+        # fewer pairs outside than int(frac p^2), so all of them train.
+        "reduced": dict(
+            base=dict(p=47, op="add", frac=0.5, lr=3e-3, steps=1500, eval_every=10, checkpoint_every=250,
+                      stop_after_grok=500),
+            squares=[15, 17, 19, 22, 24, 27, 29],
+            strips=[19, 24, 29, 32],
+            radii=[2, 4, 8, 16],
+        ),
+        "quick": dict(
+            base=dict(p=23, op="add", frac=0.5, stop_after_grok=50, **QUICK_MODEL),
+            squares=[8],
+            strips=[16],  # leaves 6 rows = 138 pairs outside, fewer than int(0.5 * 529) = 264: all train
+            radii=[2, 4, 8],
+        ),
+    },
+    "reference": {
+        "paper": dict(
+            base=dict(p=97, op="add", frac=0.3, data_seed=0, **c.REFERENCE, eval_every=20, checkpoint_every=2000,
+                      measures=REF_MEASURES),
+            squares=list(range(30, 61, 5)),
+            strips=[40, 50, 60, 67],
+            strip_offsets=[0, 60],
+            radii=[2, 8, 16, 32],
+        ),
+        "quick": dict(
+            base={**c.REFERENCE, **dict(p=23, op="add", frac=0.5, data_seed=0, measures=REF_MEASURES,
+                                        stop_after_grok=50, stop_on_plateau=100, **QUICK_MODEL)},
+            squares=[8],
+            strips=[16],
+            strip_offsets=[0, 14],  # 14 = 60 * 23 / 97
+            radii=[2, 4, 8],
+        ),
+    },
 }
 
 
 def configs(scale: dict) -> list[dict]:
-    runs = [{"split": "square", "k": k} for k in scale["squares"]]
-    runs += [{"split": "strip", "t": t} for t in scale["strips"]]
+    runs: list[dict] = [{"split": "square", "k": k} for k in scale["squares"]]
+    for d in scale.get("strip_offsets", [None]):
+        runs += [{"split": "strip", "t": t, **({} if d is None else {"offset": d})} for t in scale["strips"]]
     runs.append({"split": "random", **({"steps": scale["random_steps"]} if "random_steps" in scale else {})})
     return runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], "runs/examples/square_strip").parse_args(argv)
-    out = c.setup(args)
-    timer = c.Timer()
-    scale = c.scale(args, SCALES)
+def report(table, hist, scale: dict, results: Path) -> None:
     radii = scale["radii"]
-    table = sweep(configs(scale), out, base=scale["base"], radii=radii, **c.sweep_kwargs(args))
-    table = table.rename(columns={"grokked_at": "go_epoch"})
-    cols = ["run", "n_train", "memorised_at", "go_epoch", "u_acc", "l_acc", "final_test_acc", "final_step",
-            "ceiling", "ceiling_transpose", *[f"ceiling_r{r}" for r in radii], "status", "error"]
-    c.show(table, "SQUARE / STRIP: measured (U-Acc, L-Acc, GO-Epoch) and predicted ceilings", cols)
-    table.to_csv(out / "square_strip.csv", index=False)
+    cols = ["run", "n_train", "memorised_at", "grokked_at", "onset_at", "u_acc", "l_acc", "final_test_acc",
+            "final_step", "ceiling", "ceiling_transpose", *[f"ceiling_r{r}" for r in radii], "status", "error"]
+    c.show(table, "SQUARE / STRIP per run: measured (U-Acc, L-Acc, GO-Epoch) and predicted ceilings", cols)
+    summary = c.report_summary(table, KEYS, results, "SQUARE / STRIP per configuration")
+    first = table.drop_duplicates([k for k in KEYS if k in table.columns])
+    c.show(first, "predicted ceilings per configuration (the split does not depend on the model seed)",
+           [k for k in KEYS if k in table.columns] + ["n_train", "ceiling_transpose", *[f"ceiling_r{r}" for r in radii]])
     task = Task(p=scale["base"]["p"], op=scale["base"]["op"])
-    bound = [(r, covered_per_point(task, r)) for r in radii]
     print(f"\nrandom-split bound alpha = 2 ln(p) / C at p={task.p} (C: same-class pairs within r of a pair):")
-    for r, C in bound:
+    for r in radii:
+        C = covered_per_point(task, r)
         print(f"  r={r:3d}: C={C:6.2f}  alpha={alpha_bound(task.p, C):.3f}  (this study's frac: {scale['base']['frac']})")
 
-    # Plot 1: test accuracy over training, one line per run.
-    colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(table))]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (_, row) in enumerate(table.iterrows()):
+    labels = [c.config_label(row, KEYS) for _, row in summary.iterrows()]
+    colors = {lab: plt.get_cmap("tab20")(i % 20) for i, lab in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(9, 5))
+    seen = set()
+    for _, row in table.iterrows():
         if row["status"] == "failed":
             continue
-        h = c.history(row["path"])
-        ax.plot(h["step"], h["test_acc"], label=row["run"], lw=1, color=colors[i])
-    ax.set(xlabel="step", ylabel="test accuracy", title="SQUARE / STRIP: test accuracy", ylim=(0, 1.02))
+        lab = c.config_label(row, KEYS)
+        h = hist(row["run"])
+        ax.plot(h["step"], h["test_acc"], lw=0.8, color=colors.get(lab), label=None if lab in seen else lab)
+        seen.add(lab)
+    ax.set(xlabel="step", ylabel="test accuracy", title="SQUARE / STRIP: test accuracy (every seed)", ylim=(0, 1.02))
     ax.legend(fontsize=7, ncol=2)
-    c.save(fig, out / "test_accuracy.png")
+    c.save(fig, results / "test_accuracy.png")
 
-    # Plot 2: predicted ceiling curves against the measured U-Acc of each run.
-    base = scale["base"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (_, row) in enumerate(table.iterrows()):
-        split = Split.build(task, row.get("split") or "random", base["frac"], 598,
-                            k=None if np.isnan(row.get("k", np.nan)) else int(row["k"]),
-                            t=None if np.isnan(row.get("t", np.nan)) else int(row["t"]))
-        curve = ceiling_curve(split)
-        color = colors[i]
-        ax.plot(curve["radius"], curve["ceiling"], color=color, lw=1, label=row["run"])
-        if row["status"] != "failed" and np.isfinite(row["u_acc"]):
-            ax.axhline(row["u_acc"], color=color, ls=":", lw=1)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for _, row in summary.iterrows():
+        lab = c.config_label(row, KEYS)
+        curve = ceiling_curve(c.split_of(scale["base"], row, KEYS))
+        ax.plot(curve["radius"], curve["ceiling"], color=colors[lab], lw=1, label=lab)
+        if np.isfinite(row["u_acc_median"]):
+            ax.axhline(row["u_acc_median"], color=colors[lab], ls=":", lw=1)
     ax.set(xlabel="radius r (torus Manhattan distance)", ylabel="share of test pairs",
-           title="predicted ceiling(r) (lines) vs measured U-Acc (dotted)", ylim=(0, 1.02))
+           title="predicted ceiling(r) (lines) vs measured median U-Acc (dotted)", ylim=(0, 1.02))
     ax.legend(fontsize=7, ncol=2)
-    c.save(fig, out / "ceiling_vs_uacc.png")
-    timer.done(out)
+    c.save(fig, results / "ceiling_vs_uacc.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
+    scale = c.scale(args, SCALES)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    timer = c.Timer()
+    if not args.report_only:
+        table = c.run_sweep([("", scale["base"], c.with_seeds(configs(scale), args.seeds))], out, args,
+                            radii=scale["radii"])
+        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *REF_MEASURES])
+    report(*c.load(results), scale, results)
+    timer.done(results)
     return 0
 
 

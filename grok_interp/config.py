@@ -213,6 +213,11 @@ class TrainConfig(_DictMixin):
         stop_after_grok: If set, stop this many steps after test accuracy first
             reaches ``grok_threshold`` (None: always run ``steps``).
         grok_threshold: Test accuracy that counts as grokked for early stopping.
+        stop_on_plateau: If set (``M`` steps), stop once training accuracy is held and
+            test accuracy has made no new high (``plateau_delta`` above the last one) for
+            at least ``M`` steps and for at least as long as the run before that last
+            high (:class:`grok_interp.training.PlateauClock`). None: off.
+        plateau_delta: The rise of test accuracy that counts as a new high (0.01).
         forward: ``auto`` (fast last-position forward where the architecture allows,
             else the hooked forward), ``hooked``, ``fast`` or ``compile`` (the fast
             forward through ``torch.compile``: faster steps after a one-off compilation).
@@ -240,6 +245,8 @@ class TrainConfig(_DictMixin):
     checkpoint_every: int = 100
     stop_after_grok: int | None = None
     grok_threshold: float = 0.99
+    stop_on_plateau: int | None = None
+    plateau_delta: float = 0.01
     forward: str = "auto"
     device: str = "auto"
     grokfast: str | None = None
@@ -273,6 +280,9 @@ class TrainConfig(_DictMixin):
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)
         self.grok_threshold = check_float("grok_threshold", self.grok_threshold, low=0.0, high=1.0, low_open=True)
+        if self.stop_on_plateau is not None:
+            check_int("stop_on_plateau", self.stop_on_plateau, low=1)
+        self.plateau_delta = check_float("plateau_delta", self.plateau_delta, low=0.0, high=1.0, low_open=True)
         self.grokfast_alpha = check_float("grokfast_alpha", self.grokfast_alpha, low=0.0, high=1.0, high_open=True)
         check_int("grokfast_window", self.grokfast_window, low=1)
         if self.grokfast_lamb is None and self.grokfast is not None:

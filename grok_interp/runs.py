@@ -433,7 +433,7 @@ def save_checkpoint(
     out.write_progress(step, w, optimizer.state_dict(), history)
 
 
-_RESUMABLE_CHANGES = {"steps", "stop_after_grok", "device"}
+_RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_delta", "device"}
 
 
 def _restore(
@@ -474,7 +474,7 @@ def _restore(
         optimizer.load_state_dict(state.optimizer_state)
     except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
         raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
-    if config.train.steps != saved.train.steps or config.train.stop_after_grok != saved.train.stop_after_grok:
+    if any(getattr(config.train, k) != getattr(saved.train, k) for k in _RESUMABLE_CHANGES - {"device"}):
         write_static(rs, config, task, split)  # record the extended schedule (the state is valid)
     log.info("resuming %s from step %d", rs.path, state.step)
     return state.step, state.history.to_dict("records")

@@ -112,6 +112,9 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
         "train.perpendicular_grad": False,
         "train.optimizer": "adamw",
         "train.momentum": 0.0,
+        # the plateau-stop rule of the reference-setup studies: off
+        "train.stop_on_plateau": None,
+        "train.plateau_delta": 0.01,
     },
 }
 

@@ -12,8 +12,10 @@ computation (:func:`grok_interp.batched.train_many`) and the ResNet-18 image run
   gradient filters plug in);
 * its :class:`Schedule`: steps, learning-rate warm-up ``min(step / warmup, 1)``, a
   history row every ``eval_every`` steps, checkpoints at :func:`checkpoint_schedule`,
-  and the grok-stop rule (stop ``stop_after_grok`` steps after test accuracy first
-  reaches ``grok_threshold``);
+  the grok-stop rule (stop ``stop_after_grok`` steps after test accuracy first
+  reaches ``grok_threshold``) and the plateau-stop rule (:class:`PlateauClock`: stop
+  after a stretch of at least ``stop_on_plateau`` steps, and at least as long as the run
+  before it, with training accuracy held and no new high of test accuracy);
 * its history rows and the callbacks that add columns to them;
 * what happens at a checkpoint (``on_checkpoint``: the run directory writes weights and
   a resume state there).
@@ -47,6 +49,8 @@ from .tasks import Split, Task
 __all__ = [
     "Schedule",
     "RunState",
+    "PlateauClock",
+    "plateau_stop_step",
     "StepFunction",
     "FullBatchStep",
     "GradientTransform",
@@ -170,6 +174,9 @@ class Schedule:
         grok_threshold: Test accuracy that counts as grokked.
         eval_at_checkpoints: Also record a history row at every checkpoint step (the
             ResNet runs do, so each saved epoch has its row).
+        stop_on_plateau: Patience ``M`` of the plateau-stop rule (:class:`PlateauClock`;
+            None: off).
+        plateau_delta: What counts as a new high of test accuracy for that rule.
     """
 
     steps: int
@@ -180,17 +187,73 @@ class Schedule:
     stop_after_grok: int | None = None
     grok_threshold: float = 0.99
     eval_at_checkpoints: bool = False
+    stop_on_plateau: int | None = None
+    plateau_delta: float = 0.01
 
     @classmethod
     def of(cls, cfg: Any, **extra: Any) -> "Schedule":
         """The schedule of a :class:`~grok_interp.config.TrainConfig` (or any object with
         its field names)."""
-        names = ("steps", "lr", "warmup_steps", "eval_every", "checkpoint_every", "stop_after_grok", "grok_threshold")
+        names = ("steps", "lr", "warmup_steps", "eval_every", "checkpoint_every", "stop_after_grok", "grok_threshold",
+                 "stop_on_plateau", "plateau_delta")
         return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **extra)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of the update that starts at ``step``."""
         return self.lr * (min(step / self.warmup_steps, 1.0) if self.warmup_steps else 1.0)
+
+
+class PlateauClock:
+    """The plateau-stop rule, fed one history row at a time.
+
+    Nothing counts before memorisation (the first row with training accuracy
+    ``>= train_threshold``). From then on the clock is the step of the latest of: the
+    memorisation row; a row with training accuracy below ``train_threshold``; a row whose
+    test accuracy is a *new high*, at least ``delta`` above the test accuracy of the
+    previous new high (the memorisation row's at first). The rule says stop at the first
+    row, with training accuracy held, whose step ``s`` has ``s - clock >= max(patience,
+    clock)``: no new high for at least ``patience`` steps *and* for at least as long as
+    the run had trained before its last new high (so a run still improving late gets a
+    longer wait). A late jump is cut only if it comes more than ``max(patience,
+    clock)`` steps after the last new high.
+
+    Args:
+        patience: ``M`` in steps.
+        delta: Rise of test accuracy that counts as a new high (0.01: one point).
+        train_threshold: Training accuracy that counts as memorised (0.99).
+    """
+
+    def __init__(self, patience: int, delta: float = 0.01, train_threshold: float = 0.99) -> None:
+        self.patience, self.delta, self.train_threshold = patience, delta, train_threshold
+        self.clock: int | None = None
+        self.high = float("nan")
+
+    def update(self, step: int, train_acc: float, test_acc: float) -> bool:
+        """Record one row; True when the rule says stop at this row."""
+        if self.clock is None:
+            if train_acc >= self.train_threshold:
+                self.clock, self.high = step, test_acc
+            return False
+        if train_acc < self.train_threshold:
+            self.clock = step
+            return False
+        if test_acc >= self.high + self.delta - 1e-12:
+            self.clock, self.high = step, test_acc
+            return False
+        return step - self.clock >= max(self.patience, self.clock)
+
+
+def plateau_stop_step(
+    history: Any, patience: int, delta: float = 0.01, train_threshold: float = 0.99
+) -> int | None:
+    """The step at which :class:`PlateauClock` stops a history (rows or a DataFrame with
+    ``step``, ``train_acc`` and ``test_acc``), or None if it never does."""
+    rows = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
+    clock = PlateauClock(patience, delta, train_threshold)
+    for r in rows:
+        if clock.update(int(r["step"]), float(r["train_acc"]), float(r["test_acc"])):
+            return int(r["step"])
+    return None
 
 
 @dataclass(eq=False)
@@ -238,6 +301,13 @@ class RunState:
         self.end = sch.steps
         if self.grok_step is not None and sch.stop_after_grok is not None:
             self.end = min(self.end, self.grok_step + sch.stop_after_grok)
+        self._plateau = None
+        if sch.stop_on_plateau is not None:
+            self._plateau = PlateauClock(sch.stop_on_plateau, sch.plateau_delta)
+            for r in self.history:
+                if self._plateau.update(r["step"], r["train_acc"], r["test_acc"]):
+                    self.end = min(self.end, max(r["step"], self.step))
+                    break
 
     @property
     def finished(self) -> bool:
@@ -254,7 +324,7 @@ class RunState:
 
     def record(self, row: dict[str, Any]) -> None:
         """Append the history row of the current step (callbacks add columns) and apply
-        the grok-stop rule."""
+        the grok-stop and plateau-stop rules."""
         row = {"step": self.step, **row}
         for cb in self.callbacks:
             row.update(cb(self.step, self.model, self.context) or {})
@@ -265,6 +335,8 @@ class RunState:
             self.grok_step = self.step
             if sch.stop_after_grok is not None:
                 self.end = min(self.end, self.step + sch.stop_after_grok)
+        if self._plateau is not None and self._plateau.update(self.step, row["train_acc"], row["test_acc"]):
+            self.end = min(self.end, self.step)
         if self.on_row is not None:
             self.on_row(self)
 

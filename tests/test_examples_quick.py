@@ -4,6 +4,8 @@ structural facts that must hold whatever the seed."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,90 +35,156 @@ def run_example(name: str, tmp_path: Path, capsys, *extra: str) -> str:
     return out
 
 
-def pngs(tmp_path: Path) -> list[str]:
-    files = sorted(p.name for p in tmp_path.glob("*.png"))
+def results(tmp_path: Path, setup: str) -> Path:
+    """Where a quick study writes its results as data: OUT/<setup>/results."""
+    return tmp_path / setup / "results"
+
+
+def study(name: str, tmp_path: Path, capsys, setup: str) -> tuple[str, pd.DataFrame, Path]:
+    """Run a study at quick scale in one setup; check the results-as-data layout every
+    study shares (sweep.csv, one thinned history per run, the seed summary)."""
+    out = run_example(name, tmp_path, capsys, "--setup", setup)
+    res = results(tmp_path, setup)
+    t = pd.read_csv(res / "sweep.csv")
+    assert (t["status"] == "done").all(), t[["run", "error"]]
+    assert "path" not in t and "onset_at" in t
+    assert sorted(set(t["seed"])) == [0, 1]  # quick: two seeds per configuration
+    for run in t["run"]:
+        h = pd.read_csv(res / "histories" / f"{run}.csv")
+        assert {"step", "train_acc", "test_acc"} <= set(h.columns) and len(h) >= 2
+    summary = pd.read_csv(res / "summary.csv")
+    assert (summary["seeds"] == 2).all() and {"u_acc_median", "u_acc_min", "u_acc_max"} <= set(summary.columns)
+    assert ((summary["u_acc_min"] <= summary["u_acc_median"]) & (summary["u_acc_median"] <= summary["u_acc_max"])).all()
+    assert "median [min, max] over seeds" in out
+    return out, t, res
+
+
+def config_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def pngs(path: Path) -> list[str]:
+    files = sorted(p.name for p in path.glob("*.png"))
     for f in files:
-        assert (tmp_path / f).stat().st_size > 5000, f  # a real figure, not an empty canvas
+        assert (path / f).stat().st_size > 5000, f  # a real figure, not an empty canvas
     return files
 
 
-def test_square_strip(tmp_path, capsys):
-    out = run_example("square_strip", tmp_path, capsys)
+SETUPS = ["library", "reference"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_square_strip(tmp_path, capsys, setup):
+    out, t, res = study("square_strip", tmp_path, capsys, setup)
     assert "U-Acc" in out
-    t = pd.read_csv(tmp_path / "square_strip.csv").set_index("run")
-    assert (t["status"] == "done").all()
-    strip, rand = t.loc["split=strip,t=16"], t.loc["split=random"]
+    t = t.set_index("run")
+    strip, rand = t.loc["split=strip,t=16" + (",offset=0" if setup == "reference" else "") + ",seed=0"], t.loc[
+        "split=random,seed=0"]
     # The strip leaves only rows a > 16 for training (all of them train, fewer than
-    # int(frac p^2)); its test pairs are far from any training pair of their class ...
+    # int(frac p^2)); its test pairs are far from any training pair of their class.
     assert strip["n_train"] == 6 * 23 and strip["ceiling_r2"] < 0.5 * rand["ceiling_r2"]
-    # ... and the run ends far below a random split of the same p.
-    assert rand["final_test_acc"] > strip["final_test_acc"] + 0.3
-    assert pngs(tmp_path) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
+    summary = pd.read_csv(res / "summary.csv")
+    assert summary.loc[summary["split"] == "random", "u_acc_median"].iloc[0] > summary.loc[
+        summary["split"] == "strip", "u_acc_median"].max()
+    assert pngs(res) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
+    if setup == "reference":
+        # STRIP at both offsets; the reference options reached the run directories
+        assert sorted(t.loc[t["split"] == "strip", "offset"].unique()) == [0, 14]
+        cfg = config_of(tmp_path / "reference" / "split=strip,t=16,offset=14,seed=1")
+        assert cfg["data"]["offset"] == 14 and cfg["data"]["shuffle"] == "python" and cfg["data"]["data_seed"] == 0
+        assert not cfg["model"]["attn_bias"] and not cfg["model"]["unembed_bias"] and cfg["model"]["seed"] == 1
+        assert cfg["train"]["loss"] == "ce_float32" and cfg["train"]["stop_on_plateau"] == 100
+        h = pd.read_csv(res / "histories" / "split=square,k=8,seed=0.csv")
+        assert h["med_drop_last_scaled_sum"].notna().all() and h["med_drop_last_sum"].notna().all()
+        # --report-only rebuilds tables and plots from results/ alone: no run directory needed
+        before = (res / "sweep.csv").read_bytes()
+        shutil.rmtree(tmp_path / "reference" / "split=random,seed=0")
+        (res / "test_accuracy.png").unlink()
+        out = run_example("square_strip", tmp_path, capsys, "--setup", setup, "--report-only")
+        assert "median [min, max] over seeds" in out and (res / "sweep.csv").read_bytes() == before
+        assert pngs(res) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
 
 
-def test_nonisomorphic(tmp_path, capsys):
-    out = run_example("nonisomorphic", tmp_path, capsys)
+@pytest.mark.parametrize("setup", SETUPS)
+def test_nonisomorphic(tmp_path, capsys, setup):
+    out, t, res = study("nonisomorphic", tmp_path, capsys, setup)
     assert "acc * (1 - frac)" in out
-    t = pd.read_csv(tmp_path / "nonisomorphic.csv")
-    assert list(t["frac"]) == [0.5, 0.6, 0.7] and (t["status"] == "done").all()
-    np.testing.assert_allclose(t["final_x_1mfrac"], t["final_test_acc"] * (1 - t["frac"]))
-    # Random splits with one seed are nested, so more data never lowers a ceiling.
+    assert sorted(set(t["frac"])) == [0.5, 0.6, 0.7]
+    # Random splits with one data seed are nested, so more data never lowers a ceiling.
+    first = t.drop_duplicates("frac").sort_values("frac")
     for col in ("ceiling_r2", "ceiling_r4", "ceiling_r8", "ceiling_transpose"):
-        assert t[col].is_monotonic_increasing
+        assert first[col].is_monotonic_increasing
     # The accuracies on transpose-trained test pairs and on the rest recombine into the
     # final test accuracy of the history (recorded by the training loop's own forward).
     c = t["ceiling_transpose"]
     np.testing.assert_allclose(c * t["acc_transpose_trained"] + (1 - c) * t["acc_other"], t["final_test_acc"],
                                atol=2e-3)
-    assert pngs(tmp_path) == ["nonisomorphic.png"]
+    assert pngs(res) == ["nonisomorphic.png"]
+    if setup == "reference":
+        cfg = config_of(tmp_path / "reference" / "frac=0.5,seed=0")
+        assert cfg["model"]["n_layers"] == 2 and cfg["data"]["data_seed"] == 11
 
 
-def test_med_vs_loss(tmp_path, capsys):
-    out = run_example("med_vs_loss", tmp_path, capsys)
+@pytest.mark.parametrize("setup", SETUPS)
+def test_med_vs_loss(tmp_path, capsys, setup):
+    out, t, res = study("med_vs_loss", tmp_path, capsys, setup)
     assert "which measure tracks test loss" in out
-    cmp = pd.read_csv(tmp_path / "compare_measures.csv")
+    cmp = pd.read_csv(res / "compare_measures.csv")
     assert set(cmp["p"]) == {23, 29}
-    med = cmp[cmp["measure"] == "med"]
-    assert len(med) == 2 and med["spearman"].notna().all()
-    for p in (23, 29):
-        h = pd.read_csv(tmp_path / f"p={p}" / "history.csv")
-        assert h["med"].notna().all() and (h["med"] > 0).all()
-    assert pngs(tmp_path) == ["med_vs_loss_p23.png", "med_vs_loss_p29.png"]
+    med = "med" if setup == "library" else "med_drop_last_avg"
+    m = cmp[cmp["measure"] == med]
+    assert len(m) == 4 and m["spearman"].notna().all()
+    for run in t["run"]:
+        h = pd.read_csv(res / "histories" / f"{run}.csv")
+        assert (h[med] > 0).all()
+    assert len(pd.read_csv(res / "med_summary.csv")) == 2
+    assert pngs(res) == ["med_vs_loss_p23.png", "med_vs_loss_p29.png"]
 
 
-def test_embed_init(tmp_path, capsys):
-    out = run_example("embed_init", tmp_path, capsys)
-    assert "circulant / random" in out
-    t = pd.read_csv(tmp_path / "embed_init.csv")
-    assert sorted(t["embed_init"]) == ["circulant", "circulant", "random", "random"]
-    assert t["memorised_at"].notna().all()
-    # The circulant run really started from a circulant embedding: every operand row is
-    # a cyclic shift of the first.
-    run = g.load_run(t.loc[t["embed_init"] == "circulant", "path"].iloc[0])
+@pytest.mark.parametrize("setup", SETUPS)
+def test_embed_init(tmp_path, capsys, setup):
+    out, t, res = study("embed_init", tmp_path, capsys, setup)
+    other = "circulant" if setup == "library" else "toeplitz"
+    assert f"{other} / random" in out
+    assert sorted(t["embed_init"]) == sorted(["random", other] * 2)
+    assert t["memorised_at"].notna().all() and "steps_to_99" in t
+    # The structured run really started from its structured embedding.
+    run = g.load_run(tmp_path / setup / f"seed=0,embed_init={other}")
     w = run.weights_at(0)["embed.W_E"][: run.task.p]
-    assert torch.allclose(w[1], torch.roll(w[0], 1)) or torch.allclose(w[1], torch.roll(w[0], -1))
-    assert pngs(tmp_path) == ["embed_init.png"]
+    if other == "circulant":  # every operand row a cyclic shift of the first
+        assert torch.allclose(w[1], torch.roll(w[0], 1)) or torch.allclose(w[1], torch.roll(w[0], -1))
+    else:  # Toeplitz: row i is v[|j - i|], all entries positive
+        assert (w > 0).all() and torch.allclose(w[1, 1:], w[0, :-1]) and torch.allclose(w[1, 0], w[0, 1])
+    assert pngs(res) == ["embed_init.png"]
 
 
-def test_frozen_onehot(tmp_path, capsys):
-    run_example("frozen_onehot", tmp_path, capsys)
-    h = pd.read_csv(tmp_path / "embed_init=onehot" / "history.csv")
-    assert h["med"].max() - h["med"].min() < 1e-9  # the frozen embedding never moves
-    assert h["activation_med"].max() - h["activation_med"].min() > 1e-3  # the hidden layer does
-    cmp = pd.read_csv(tmp_path / "compare_measures.csv")
+@pytest.mark.parametrize("setup", SETUPS)
+def test_frozen_onehot(tmp_path, capsys, setup):
+    out, t, res = study("frozen_onehot", tmp_path, capsys, setup)
+    assert (t["med_range"] < 1e-9).all()  # the frozen embedding never moves
+    assert (t["activation_med_range"] > 1e-3).all()  # the hidden layer does
+    cmp = pd.read_csv(res / "compare_measures.csv")
     assert "activation_med" in set(cmp["measure"])
-    assert pngs(tmp_path) == ["frozen_onehot.png"]
+    if setup == "reference":
+        assert sorted(set(t["arch"])) == ["mlp", "transformer"]
+        mlp = g.load_run(tmp_path / "reference" / "mlp" / t.loc[t["arch"] == "mlp", "run"].iloc[0])
+        assert isinstance(mlp.model, g.MLPBaseline) and mlp.config.model.mlp_input == "operands_and_eq"
+    assert pngs(res) == ["frozen_onehot.png"]
 
 
-def test_mlp_vs_transformer(tmp_path, capsys):
-    run_example("mlp_vs_transformer", tmp_path, capsys)
-    t = pd.read_csv(tmp_path / "mlp_vs_transformer.csv")
-    assert sorted(zip(t["op"], t["arch"])) == [
+@pytest.mark.parametrize("setup", SETUPS)
+def test_mlp_vs_transformer(tmp_path, capsys, setup):
+    out, t, res = study("mlp_vs_transformer", tmp_path, capsys, setup)
+    assert sorted(set(zip(t["op"], t["arch"]))) == [
         ("a2_ab_b2", "mlp"), ("a2_ab_b2", "transformer"), ("add", "mlp"), ("add", "transformer")]
-    assert (t["status"] == "done").all() and t["memorised_at"].notna().all()
-    mlp = g.load_run(t.loc[t["arch"] == "mlp", "path"].iloc[0])
+    assert t["memorised_at"].notna().all()
+    sub = "" if setup == "library" else "mlp"
+    mlp = g.load_run(tmp_path / setup / sub / t.loc[t["arch"] == "mlp", "run"].iloc[0])
     assert isinstance(mlp.model, g.MLPBaseline)
-    assert pngs(tmp_path) == ["mlp_vs_transformer.png"]
+    if setup == "reference":
+        assert mlp.config.model.init == "linear_default" and mlp.config.model.mlp_input == "operands_and_eq"
+        assert mlp.config.model.attn_bias and mlp.config.data.shuffle == "python"
+    assert pngs(res) == ["mlp_vs_transformer.png"]
 
 
 def test_nanda_analysis(tmp_path, capsys):

@@ -69,3 +69,36 @@ def test_epoch_history_with_custom_columns_and_bad_inputs():
         events(h)
     with pytest.raises(ValueError, match="fractions"):
         events(pd.DataFrame({"step": [0], "train_acc": [99.0], "test_acc": [10.0]}))
+
+
+def test_onset_rule_is_the_start_of_the_sustained_climb():
+    steps = np.arange(0, 6000, 10)
+    train = np.where(steps >= 500, 1.0, 0.5)  # memorised at 500
+    # test: 0.30 at memorisation, dips to 0.02 by 1000, flat; a blip to 0.40 at 1500-1520
+    # that falls back; the climb that groks starts at 3000 (0.02 -> 1.0 by 4000).
+    test = np.where(steps < 1000, 0.30 - (steps - 500).clip(0) / 500 * 0.28, 0.02)
+    test[(steps >= 1500) & (steps <= 1520)] = 0.40
+    rise = (steps >= 3000) & (steps < 4000)
+    test[rise] = 0.02 + (steps[rise] - 3000) / 1000 * 0.98
+    test[steps >= 4000] = 1.0
+    ev = events(_history(steps, train, test))
+    assert ev.memorised_at == 500 and ev.acc_at_memorised == pytest.approx(0.30)
+    # half-way rule: 0.30 + 0.5 * 0.70 = 0.65, reached at 3000 + 0.63/0.98 * 1000 -> 3650
+    assert ev.grokked_at == 3650
+    # onset rule: floor 0.02, line 0.02 + 0.1 * 0.98 = 0.118; the blip at 1500 crosses it
+    # but falls back, so the sustained rise starts at the first row of the climb above
+    # the line: 3000 + 0.098 / 0.98 * 1000 = 3100
+    assert ev.onset_at == 3100
+    assert ev.onset_at <= ev.grokked_at
+    assert events(_history(steps, train, test), onset=0.5).onset_at == 3500
+
+
+def test_onset_rule_none_without_grokking_and_the_first_row_above_the_floor_for_an_immediate_rise():
+    steps = np.arange(0, 100, 10)
+    train = np.where(steps >= 20, 1.0, 0.2)
+    flat = events(_history(steps, train, np.where(steps >= 60, 0.34, 0.30)))
+    assert flat.grokked_at is None and flat.onset_at is None
+    # test accuracy 0.4 at memorisation (the floor), rising 0.2 a row: the line is 0.46,
+    # first passed at the next row
+    rising = events(_history(steps, train, np.clip(steps / 50, 0, 1)))
+    assert rising.memorised_at == 20 and rising.onset_at == 30 and rising.grokked_at == 40
