@@ -64,17 +64,24 @@ METHODS: dict[str, dict] = {
 COMPARED = ["med", "weight_norm", "excluded_loss", "train_loss"]
 THRESHOLD = 0.99
 
-SCALES = {
+_LIBRARY = {
     "paper": dict(
         base=dict(op="add", split="random", frac=0.3, steps=15000, eval_every=10, checkpoint_every=100,
                   stop_after_grok=500, measures=["med", "weight_norm", clock]),
-        ps=[97, 113], seeds=[0, 1, 2], results="results/accelerators",
+        ps=[97, 113],
     ),
     "quick": dict(
         base=dict(op="add", split="random", frac=0.6, steps=300, lr=1e-2, d_model=64, n_heads=4, d_mlp=128,
                   eval_every=10, checkpoint_every=100, stop_after_grok=50, measures=["med", "weight_norm", clock]),
-        ps=[23], seeds=[0], results=None,
+        ps=[23],
     ),
+}
+# The reference setup: the same study on the reference code's settings (bias-free
+# attention and unembedding, float32 loss, its training pairs, its budget and stop rules).
+SCALES = {
+    "library": _LIBRARY,
+    "reference": {name: {**sc, "base": {**sc["base"], **c.REFERENCE, **(
+        {"steps": sc["base"]["steps"]} if name == "quick" else {})}} for name, sc in _LIBRARY.items()},
 }
 
 
@@ -157,15 +164,13 @@ def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], method
 def main(argv: list[str] | None = None) -> int:
     ap = c.parser(__doc__.splitlines()[0], "runs/examples/accelerators")
     ap.add_argument("--ps", default=None, help="comma-separated primes (default: the scale's)")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: the scale's)")
     ap.add_argument("--methods", default=None, help=f"comma-separated, of {', '.join(METHODS)} (default all)")
-    ap.add_argument("--results", default=None, help="copy the small outputs here (default: the scale's, if any)")
     args = ap.parse_args(argv)
     out = c.setup(args)
     timer = c.Timer()
     scale = c.scale(args, SCALES)
     ps = [int(x) for x in args.ps.split(",")] if args.ps else scale["ps"]
-    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else scale["seeds"]
+    seeds = args.seeds
     methods = args.methods.split(",") if args.methods else list(METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -227,9 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     for p, rs in by_p.items():
         plot(p, rs, [m for m in methods if any(x[0] == m for x in rs)], out)
 
-    results = args.results if args.results is not None else scale["results"]
-    if results:
-        dest = Path(results)
+    dest = c.results_dir(args, "accelerators", out)
+    if True:  # the small outputs, as data beside the run directories' own
         (dest / "histories").mkdir(parents=True, exist_ok=True)
         for name in ("sweep.csv", "accelerators.csv", "accelerators_summary.csv", "compare_measures.csv",
                      *(f.name for f in out.glob("*.png"))):

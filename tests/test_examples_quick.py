@@ -202,7 +202,8 @@ def test_nanda_analysis(tmp_path, capsys):
 
 
 def test_accelerators(tmp_path, capsys):
-    out = run_example("accelerators", tmp_path, capsys)
+    out = run_example("accelerators", tmp_path, capsys, "--seeds", "0")
+    tmp_path = tmp_path / "library"  # the setup's run directories
     assert "steps and wall time to test accuracy 0.99" in out
     t = pd.read_csv(tmp_path / "accelerators.csv")
     assert sorted(t["method"]) == sorted(["none", "grokfast_ema", "stablemax_perp_wd0", "stablemax_perp_wd1"])
