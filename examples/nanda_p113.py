@@ -33,12 +33,14 @@ import grok_interp as g  # noqa: E402
 from grok_interp.measures import compare_measures, events  # noqa: E402
 from grok_interp.sweep import sweep  # noqa: E402
 
-SCALES = {
-    "paper": dict(base=dict(p=113, steps=25000, stop_after_grok=1000), n_checkpoints=40),
-    "quick": dict(
-        base=dict(p=23, frac=0.5, steps=1200, lr=3e-3, eval_every=10, checkpoint_every=50, stop_after_grok=50),
-        n_checkpoints=12,
-    ),
+SCALES = {  # Nanda et al.'s analysis: the library setup only
+    "library": {
+        "paper": dict(base=dict(p=113, steps=25000, stop_after_grok=1000), n_checkpoints=40),
+        "quick": dict(
+            base=dict(p=23, frac=0.5, steps=1200, lr=3e-3, eval_every=10, checkpoint_every=50, stop_after_grok=50),
+            n_checkpoints=12,
+        ),
+    },
 }
 MEASURES = ["key_freqs", "restricted_loss", "excluded_loss", "gini", "med"]
 

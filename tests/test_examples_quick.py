@@ -190,6 +190,7 @@ def test_mlp_vs_transformer(tmp_path, capsys, setup):
 def test_nanda_analysis(tmp_path, capsys):
     out = run_example("nanda_p113", tmp_path, capsys)
     assert "key frequencies" in out
+    tmp_path = tmp_path / "library"  # the setup's directory
     m = pd.read_csv(tmp_path / "measures.csv")
     last = m.iloc[-1]
     # Once the run generalises, removing its key frequencies hurts the training loss.
