@@ -279,6 +279,16 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def start(doc: str, study: str, scales: dict, argv: list[str] | None = None
+          ) -> tuple[argparse.Namespace, dict, Path, Path, "Timer"]:
+    """A study's first lines: parse the common arguments, pick the setup's scale, make
+    the output directory, find the results directory, start the clock."""
+    args = parser(doc.splitlines()[0], f"runs/examples/{study}").parse_args(argv)
+    settings = scale(args, scales)
+    out = setup(args)
+    return args, settings, out, results_dir(args, study, out), Timer()
+
+
 class Timer:
     """Wall time of the whole example, printed at the end."""
 

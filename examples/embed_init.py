@@ -98,11 +98,7 @@ def report(table, hist, scale: dict, results: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
-    scale = c.scale(args, SCALES)
-    out = c.setup(args)
-    results = c.results_dir(args, STUDY, out)
-    timer = c.Timer()
+    args, scale, out, results, timer = c.start(__doc__, STUDY, SCALES, argv)
     if not args.report_only:
         # Seed by seed, both inits each: a sweep stopped early still has matched pairs.
         configs = [{"seed": s, "embed_init": i} for s in args.seeds for i in scale["inits"]]

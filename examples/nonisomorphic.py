@@ -114,11 +114,7 @@ def report(table, hist, scale: dict, results: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}").parse_args(argv)
-    scale = c.scale(args, SCALES)
-    out = c.setup(args)
-    results = c.results_dir(args, STUDY, out)
-    timer = c.Timer()
+    args, scale, out, results, timer = c.start(__doc__, STUDY, SCALES, argv)
     if not args.report_only:
         configs = c.with_seeds([{"frac": f} for f in scale["fracs"]], args.seeds)
         table = c.run_sweep([("", scale["base"], configs)], out, args, radii=scale["radii"])
