@@ -17,8 +17,8 @@ tokens ``a, b, =``), so one thumbnail per head shows every input at once.
 Example:
     >>> from grok_interp.viz import attention_heads
     >>> html = attention_heads(run, step=1000)  # doctest: +SKIP
-    >>> html                                     # doctest: +SKIP  (renders in a notebook)
-    >>> html.save("attention.html")              # doctest: +SKIP  (works offline)
+    >>> html  # renders in a notebook           # doctest: +SKIP
+    >>> html.save("attention.html")  # offline  # doctest: +SKIP
 """
 
 from __future__ import annotations
