@@ -22,6 +22,7 @@ from . import store
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, weights
+from .protocols import DatasetRun, Run, TaskRun
 from .runs import GrokRun, load_run, train_hooked
 from .tasks import OPERATIONS, Split, Task
 from . import measures
@@ -37,6 +38,9 @@ __all__ = [
     "train_hooked",
     "load_run",
     "GrokRun",
+    "Run",
+    "TaskRun",
+    "DatasetRun",
     "GrokInterpError",
     "RunDirectoryError",
     "store",

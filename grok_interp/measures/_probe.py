@@ -16,18 +16,10 @@ from torch import Tensor, nn
 
 from .._validate import bad_value
 from ..models import MLPBaseline, weights
+from ..protocols import as_task
 from ..tasks import Task
 
 __all__ = ["as_task", "canonical", "embedding_matrix", "Probe", "neuron_hook", "grid_pairs"]
-
-
-def as_task(task: Task | int) -> Task:
-    """A :class:`Task`, or ``Task(p)`` when given a prime ``p``."""
-    if isinstance(task, Task):
-        return task
-    if isinstance(task, int) and not isinstance(task, bool):
-        return Task(p=task)
-    raise bad_value("task", task, "must be a grok_interp.Task (or a prime p)")
 
 
 def canonical(model_or_weights: nn.Module | dict[str, Tensor]) -> dict[str, Tensor]:

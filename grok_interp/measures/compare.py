@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from .._validate import bad_value
+from ..protocols import Run, as_history
 from .events import events
 
 __all__ = ["compare_measures", "moved_at"]
@@ -57,7 +58,7 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def compare_measures(
-    run: Any,
+    run: Run | pd.DataFrame,
     measures: pd.DataFrame | None = None,
     *,
     columns: Iterable[str] | None = None,
@@ -69,7 +70,7 @@ def compare_measures(
     """Rank progress measures by how well they track test loss after memorisation.
 
     Args:
-        run: A :class:`~grok_interp.GrokRun` or a history DataFrame (``step``,
+        run: A :class:`~grok_interp.Run` (its history) or a history DataFrame (``step``,
             ``train_acc``, ``test_acc``, the ``target`` column, measure columns).
         measures: An extra table with a ``step`` column, e.g. from
             :meth:`GrokRun.measure` (its columns are compared too).
@@ -88,8 +89,8 @@ def compare_measures(
         before_test_loss, before_acc, lead_over_acc``. ``attrs`` holds ``memorised_at``,
         ``grokked_at`` and the target's ``moved_at``.
     """
-    hist = run.history if hasattr(run, "history") else run
-    if not isinstance(hist, pd.DataFrame) or target not in hist.columns:
+    hist = as_history(run, "run")
+    if target not in hist.columns:
         raise bad_value("run", type(run).__name__, f"needs a history DataFrame with a {target!r} column")
     ev = events(hist)
     if start is None:

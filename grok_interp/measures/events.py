@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .._validate import bad_value
+from ..protocols import Run, as_history
 
 __all__ = ["Events", "events"]
 
@@ -84,10 +85,8 @@ class Events:
         return asdict(self)
 
 
-def _frame(history: Any, step_col: str, train_col: str, test_col: str) -> pd.DataFrame:
-    if hasattr(history, "history") and isinstance(getattr(history, "history"), pd.DataFrame):
-        history = history.history  # a GrokRun
-    df = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+def _frame(history: Run | pd.DataFrame | Iterable[Mapping[str, Any]], step_col: str, train_col: str, test_col: str) -> pd.DataFrame:
+    df = as_history(history, "history")
     missing = [c for c in (step_col, train_col, test_col) if c not in df.columns]
     if missing:
         raise bad_value("history", f"columns {list(df.columns)}", f"needs columns {missing}")
@@ -99,7 +98,7 @@ def _frame(history: Any, step_col: str, train_col: str, test_col: str) -> pd.Dat
 
 
 def events(
-    history: Any,
+    history: Run | pd.DataFrame | Iterable[Mapping[str, Any]],
     *,
     train_threshold: float = 0.99,
     approach: float = 0.01,
@@ -113,7 +112,7 @@ def events(
     """Memorisation step, grokking step (GO-Epoch), U-Acc and L-Acc of a history.
 
     Args:
-        history: A DataFrame, a list of row dicts, or a run with a ``.history`` DataFrame.
+        history: A DataFrame, a list of row dicts, or a :class:`~grok_interp.Run` (its history).
         train_threshold: Training accuracy that counts as memorised.
         approach: ``l_acc`` is taken from the first step with test accuracy
             ``>= u_acc - approach`` onwards.

@@ -17,13 +17,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
+from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
 from ._probe import last_position, as_task, embedding_matrix, neuron_hook
 
@@ -213,7 +212,7 @@ def _cv(x: Tensor) -> float:
 
 @torch.no_grad()
 def rqi(
-    model: nn.Module | dict[str, Tensor] | Tensor, data: Task | Split | Any, *, threshold: float = 0.01
+    model: nn.Module | dict[str, Tensor] | Tensor, data: TaskRun | Split | Task | int, *, threshold: float = 0.01
 ) -> float:
     """Representation quality index (Liu et al. 2022), for addition.
 
@@ -231,13 +230,8 @@ def rqi(
     Returns:
         RQI in [0, 1] (NaN when there is no parallelogram).
     """
-    if isinstance(data, Split):
-        task, mask = data.task, data.train_mask
-    elif hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
-        task, mask = data.task, data.split.train_mask
-    else:
-        task = as_task(data)
-        mask = task.valid
+    task, split = as_task_split(data, "data")
+    mask = task.valid if split is None else split.train_mask
     if task.op_name != "add":
         raise bad_value("op", task.op_name, "RQI is defined for addition (a + b = c + d) only")
     W = embedding_matrix(model).detach().double()
