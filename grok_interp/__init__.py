@@ -23,6 +23,8 @@ from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, weights
 from .runs import GrokRun, load_run, train_hooked
+from .external import from_checkpoint_file, from_model
+from .presets import PRESETS
 from .tasks import OPERATIONS, Split, Task
 from . import measures
 from .measures import compare_measures, events
@@ -37,6 +39,9 @@ __all__ = [
     "train_hooked",
     "load_run",
     "GrokRun",
+    "from_model",
+    "from_checkpoint_file",
+    "PRESETS",
     "GrokInterpError",
     "RunDirectoryError",
     "store",

@@ -22,11 +22,12 @@ from typing import Any, Callable, Sequence
 from .config import DataConfig, ModelConfig, TrainConfig, add_config_arguments
 
 from .errors import GrokInterpError
+from .presets import PRESETS
 
 __all__ = ["main", "build_parser"]
 
 #: train's flags that are not config fields.
-_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func")
+_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func", "preset")
 # The file system said no: a full disk, a read-only mount, a path under a file, no
 # permission, a missing input file. The user can act on each; none is a bug.
 _EXPECTED_OS_ERRORS = {
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(config.json, model.safetensors, history.csv, checkpoints/). Options left out keep "
         "their defaults; with --resume, the saved run's values.",
     )
+    train.add_argument("--preset", default=None, metavar="{" + ",".join(PRESETS) + "}",
+                       help="start from a named setup: tl_demo (the TransformerLens Grokking demo), nanda "
+                       "(Nanda et al. 2023) or default; the options given change it (default: none)")
     for cls, title in ((DataConfig, "task and split"), (ModelConfig, "model"), (TrainConfig, "training")):
         add_config_arguments(train.add_argument_group(title), cls)
     run = train.add_argument_group("run directory")
@@ -168,7 +172,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import train_hooked
 
     opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k not in _TRAIN_CONTROL}
-    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), **opts)
+    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), preset=args.preset, **opts)
     last = run.history.iloc[-1]
     print(
         f"trained to step {int(last['step'])}: train_acc {last['train_acc']:.3f} test_acc {last['test_acc']:.3f} "

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from .._validate import bad_value, check_choice
 from ..tasks import Split, Task
-from ._probe import Probe, as_task, neuron_hook
+from ._probe import Probe, as_task, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
 from .uniformity import activation_med, med, rqi, uniformity_stats
@@ -174,6 +174,7 @@ def compute_measures(
         task, split = data.task, data.split
     else:
         task, split = as_task(data), None
+    fits(model, task)
     ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
     row: dict[str, Any] = {}
     for m in _expand(measures):
