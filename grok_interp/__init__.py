@@ -24,6 +24,8 @@ from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, weights
 from .protocols import DatasetRun, Run, TaskRun
 from .runs import GrokRun, load_run, train_hooked
+from .external import from_checkpoint_file, from_model
+from .presets import PRESETS
 from .tasks import OPERATIONS, Split, Task
 from . import measures
 from .measures import compare_measures, events
@@ -41,6 +43,9 @@ __all__ = [
     "Run",
     "TaskRun",
     "DatasetRun",
+    "from_model",
+    "from_checkpoint_file",
+    "PRESETS",
     "GrokInterpError",
     "RunDirectoryError",
     "store",

@@ -49,6 +49,7 @@ __all__ = [
     "canonical_weights",
     "load_canonical",
     "canonical_parameters",
+    "canonical_state_dict",
 ]
 
 TL_VERSION: str = version("transformer-lens")
@@ -215,6 +216,35 @@ def canonical_weights(model: nn.Module) -> dict[str, Tensor]:
     if backend_of(model) == "bridge":
         return {name: to_c(param) for name, param, to_c, _ in _bridge_entries(model)}
     return dict(model.named_parameters())
+
+
+#: Entries of a ``HookedTransformer`` state dict that are not weights: the causal mask
+#: and the score that masks it. Every model builds its own, so loading skips them.
+_HOOKED_BUFFERS = re.compile(r"blocks\.\d+\.attn\.(IGNORE|mask)")
+
+
+def canonical_state_dict(state_dict: dict[str, Tensor], n_heads: int, d_head: int) -> dict[str, Tensor]:
+    """Canonical weights from a state dict of either backend.
+
+    A ``HookedTransformer`` state dict is canonical but for its attention buffers
+    (``IGNORE``, ``mask``), which are dropped; a ``TransformerBridge`` state dict
+    (``embed.weight``, ``blocks.0.attn.q.weight``, ...) is mapped to canonical names and
+    layouts; canonical weights come back as they are. A key neither layout knows is
+    kept, so the load that follows names it.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if _HOOKED_BUFFERS.fullmatch(key):
+            continue
+        for pattern, template, to_c, _ in _BRIDGE_RULES:
+            m = re.fullmatch(pattern, key)
+            if m:
+                groups = [g.upper() if g in "qkv" else g for g in m.groups()]
+                out[template.format(*groups)] = to_c(value, n_heads, d_head)
+                break
+        else:
+            out[key] = value
+    return out
 
 
 @torch.no_grad()

@@ -29,7 +29,10 @@ from .errors import GrokInterpError
 from .config import ModelConfig
 from .tasks import Task
 
-__all__ = ["build_model", "MLPBaseline", "weights", "load_weights", "absent_biases", "backend_of", "ACTIVATIONS"]
+__all__ = [
+    "build_model", "MLPBaseline", "weights", "load_weights", "absent_biases", "backend_of", "ACTIVATIONS",
+    "check_model_fits_task", "vocabulary_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -298,11 +301,16 @@ def _params(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
-    """Copy canonical weights into ``model`` (either backend, or the MLP baseline).
+    """Copy weights into ``model`` (either backend, or the MLP baseline).
 
-    Biases the model was built without may be given (as :func:`weights` reports them)
-    only as zeros; non-zero values there mean the weights come from a model with biases.
+    ``w`` holds canonical weights (as :func:`weights` returns them) or the
+    ``state_dict()`` of a transformer of either backend: a ``HookedTransformer``'s
+    attention buffers (``IGNORE``, ``mask``) are skipped, a bridge's names and layouts
+    are mapped. Biases the model was built without may be given only as zeros;
+    non-zero values there mean the weights come from a model with biases.
     """
+    if not isinstance(model, MLPBaseline):
+        w = _tl.canonical_state_dict(dict(w), model.cfg.n_heads, model.cfg.d_head)
     absent = absent_biases(model)
     for name in absent:
         if name in w and bool(w[name].detach().ne(0).any()):
@@ -320,3 +328,56 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
                 p.copy_(w[k].to(p.device, p.dtype))
     else:
         _tl.load_canonical(model, w)
+
+
+def vocabulary_of(model: nn.Module | dict[str, Tensor] | Tensor) -> tuple[int, int | None]:
+    """``(d_vocab, d_vocab_out)`` of a model, its canonical weights, or ``W_E`` alone
+    (``d_vocab_out`` None: a bare embedding says nothing about the answers)."""
+    if isinstance(model, Tensor):
+        if model.ndim != 2:
+            raise bad_value("W_E", tuple(model.shape), "must be a 2-D (d_vocab, d_model) tensor")
+        return model.shape[0], None
+    if isinstance(model, dict):
+        if "embed.W_E" not in model:
+            raise bad_value("weights", sorted(model)[:5], "have no 'embed.W_E'")
+        w_u = model.get("unembed.W_U")
+        return model["embed.W_E"].shape[0], (None if w_u is None else w_u.shape[-1])
+    if isinstance(model, MLPBaseline):
+        return model.W_E.shape[0], model.W_U.shape[1]
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "d_vocab"):
+        return int(cfg.d_vocab), int(cfg.d_vocab_out)
+    return vocabulary_of(weights(model))
+
+
+def check_model_fits_task(model: nn.Module | dict[str, Tensor] | Tensor, task: Task) -> None:
+    """Raise one :class:`GrokInterpError` if ``model`` was not built for ``task``.
+
+    A model for a task reads ``d_vocab = p + offset + 1`` tokens (the operands and
+    ``"="``) and answers with ``d_vocab_out = p`` logits; a model trained at another p
+    or offset runs on the task's tokens without complaint (or fails deep inside with an
+    index error) and gives meaningless measures, so every measure that takes a model and
+    a task checks this first. Transformers must also read 3 positions (``n_ctx >= 3``).
+
+    Args:
+        model: A hooked model, its canonical weights, or ``W_E`` alone.
+        task: The task it is to be measured on.
+    """
+    d_vocab, d_vocab_out = vocabulary_of(model)
+    problems = []
+    if isinstance(model, Tensor):  # W_E alone, perhaps only its operand rows: the operand tokens must be there
+        if not task.p + task.offset <= d_vocab <= task.d_vocab:
+            problems.append(f"W_E has {d_vocab} rows but the task's operand tokens need p + offset = "
+                            f"{task.p + task.offset} (and the task has d_vocab = {task.d_vocab})")
+    elif d_vocab != task.d_vocab:
+        problems.append(f"the model reads d_vocab={d_vocab} tokens but the task has p + offset + 1 = {task.d_vocab}")
+    if d_vocab_out is not None and d_vocab_out != task.d_vocab_out:
+        problems.append(f"the model gives d_vocab_out={d_vocab_out} logits but the task has p = {task.d_vocab_out} answers")
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and n_ctx < 3:
+        problems.append(f"the model reads n_ctx={n_ctx} positions but the task's inputs are 3 tokens (a, b, =)")
+    if problems:
+        raise GrokInterpError(
+            f"model and task do not fit: {'; '.join(problems)} (task p={task.p}, op={task.op_name!r}, "
+            f"offset={task.offset}); measure the model on the task it was trained on"
+        )

@@ -722,7 +722,7 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
         if resuming and not is_run_dir(path):
             raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
         if resuming and not resume:
-            raise bad_value("out", str(path), "already holds a run; pass resume=True (--resume) or a new directory")
+            raise bad_value("out", str(path), "already holds a run; pass resume=True to continue it, or give a new directory")
     except BaseException:
         rs.close()
         raise

@@ -116,4 +116,4 @@ def test_cli_measure_writes_csv_and_prints_the_comparison(tmp_path, capsys):
     df = pd.read_csv(tmp_path / "run" / "measures.csv")
     assert {"step", "med", "restricted_loss", "test_loss"} <= set(df.columns)
     assert cli.main(["measure", str(tmp_path / "run"), "--key-freqs-from", "soon"]) == 2
-    assert "--key-freqs-from='soon' is invalid" in capsys.readouterr().err
+    assert "--key-freqs-from soon is invalid" in capsys.readouterr().err

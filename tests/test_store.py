@@ -474,15 +474,15 @@ def test_stale_temporaries_are_removed_by_the_next_writer_only(run_dir):
 
 # --- input gaps and the command line ---------------------------------------------------------
 @pytest.mark.parametrize("args, name", [
-    (["--lr", "inf"], "lr="),
-    (["--lr", "nan"], "lr="),
-    (["--lr", "0"], "lr="),
-    (["--weight-decay", "inf"], "weight_decay="),
-    (["--grok-threshold", "nan"], "grok_threshold="),
-    (["--split", "random", "--k", "3"], "k="),
-    (["--split", "square", "--k", "3", "--t", "2"], "t="),
-    (["--arch", "mlp", "--n-layers", "2"], "n_layers="),
-    (["--p", "100003"], "p="),
+    (["--lr", "inf"], "--lr "),
+    (["--lr", "nan"], "--lr "),
+    (["--lr", "0"], "--lr "),
+    (["--weight-decay", "inf"], "--weight-decay "),
+    (["--grok-threshold", "nan"], "--grok-threshold "),
+    (["--split", "random", "--k", "3"], "--k "),
+    (["--split", "square", "--k", "3", "--t", "2"], "--t "),
+    (["--arch", "mlp", "--n-layers", "2"], "--n-layers "),
+    (["--p", "100003"], "--p "),
 ])
 def test_input_gaps_are_one_line(tmp_path, capsys, args, name):
     code = main(["train", "--out", str(tmp_path / "r"), "--quiet", "--steps", "5", *args])

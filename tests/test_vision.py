@@ -277,7 +277,7 @@ def test_cli_resnet(tmp_path, capsys, data16, monkeypatch):
     assert "epoch 1" in capsys.readouterr().out
     assert isinstance(g.load_run(out), ResNetRun)
     assert main(["resnet", "--image-size", "15", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
-    assert "image_size=15 is invalid" in capsys.readouterr().err
+    assert "--image-size 15 is invalid" in capsys.readouterr().err
 
 
 def test_theory_coverage_accepts_the_shapes_dataset(data16):

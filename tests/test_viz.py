@@ -360,7 +360,7 @@ def test_report_options_and_errors(run_dir, run, tmp_path, capsys):
     assert "Not available: left out" in page and "at step 100" in page
     assert _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
     assert main(["report", str(run_dir), "--step", "7"]) == 2
-    assert "step=7 is invalid" in capsys.readouterr().err
+    assert "--step 7 is invalid" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
     with pytest.raises(ValueError, match="out="):
         write_report(small_run(steps=10))

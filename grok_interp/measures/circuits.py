@@ -61,7 +61,7 @@ from .._validate import bad_value, check_choice
 from ..models import MLPBaseline
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, canonical, neuron_hook, probe_of
+from ._probe import Probe, canonical, fits, neuron_hook, probe_of
 from .fourier import basis64, key_frequencies
 
 __all__ = [
@@ -196,7 +196,7 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
 
 
 def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Iterable[str] = ()) -> tuple[Probe, list[int]]:
-    probe = probe_of(model, task, hooks)
+    probe = probe_of(model, fits(model, task), hooks)
     if key_freqs is None:
         key_freqs = key_frequencies(probe, task)
     return probe, sorted(int(k) for k in key_freqs)

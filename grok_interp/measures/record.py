@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from .._validate import bad_value, check_choice
 from ..protocols import TaskRun, as_task_run, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, neuron_hook
+from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
 from .uniformity import activation_med, med, rqi, uniformity_stats
@@ -170,6 +170,7 @@ def compute_measures(
     """
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
     task, split = as_task_split(data, "data")
+    fits(model, task)
     ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
     row: dict[str, Any] = {}
     for m in _expand(measures):

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from .._validate import bad_value, check_choice
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import last_position, as_task, embedding_matrix, neuron_hook
+from ._probe import last_position, as_task, embedding_matrix, fits, neuron_hook
 
 __all__ = ["med", "MED_VARIANTS", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
 
@@ -107,7 +107,7 @@ def med(
     Returns:
         MED as a float.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("reduce", reduce, ("mean", "sum"))
     W = embedding_matrix(model).detach()
     if variant is not None:
@@ -147,7 +147,7 @@ def activation_med(
     Returns:
         Activation MED as a float.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("reduce", reduce, ("mean", "sum"))
     if hook is None:
         hook = "hidden1.hook_post" if neuron_hook(model).startswith("hidden") else "blocks.0.mlp.hook_post"
@@ -182,7 +182,7 @@ def uniformity_stats(model: nn.Module | dict[str, Tensor] | Tensor, task: Task |
     Returns:
         ``{"med_cv", "nn_spread", "norm_spread", "top2_variance"}`` floats.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     W = embedding_matrix(model).detach()
     stats = []
     for o in _operands(task):
@@ -232,6 +232,7 @@ def rqi(
     """
     task, split = as_task_split(data, "data")
     mask = task.valid if split is None else split.train_mask
+    fits(model, task)
     if task.op_name != "add":
         raise bad_value("op", task.op_name, "RQI is defined for addition (a + b = c + d) only")
     W = embedding_matrix(model).detach().double()
