@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its latest state, with its saved configuration "
                      "changed only by the options given (e.g. --steps)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
-    from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweep
+    from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweeps
 
     add_sweep_parser(sub)
     report = sub.add_parser(

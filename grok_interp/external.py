@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import _tl
+from . import tl_backend
 from ._validate import bad_value
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
@@ -329,7 +329,7 @@ def _first_positions(w: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _vocab_view(w: Mapping[str, Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
     """Canonical names for either backend's state dict, for the fit check."""
-    return _tl.canonical_state_dict(dict(w), cfg.n_heads, cfg.d_head)  # type: ignore[arg-type]
+    return tl_backend.canonical_state_dict(dict(w), cfg.n_heads, cfg.d_head)  # type: ignore[arg-type]
 
 
 def _fill_history(

@@ -2,7 +2,7 @@
 
 :func:`build_model` turns a :class:`~grok_interp.config.ModelConfig` into a hooked
 model for a task. Transformers come from TransformerLens (``HookedTransformer`` under
-3.x, the native ``TransformerBridge`` under 4.x; see :mod:`grok_interp._tl`), so hook
+3.x, the native ``TransformerBridge`` under 4.x; see :mod:`grok_interp.tl_backend`), so hook
 names (``blocks.0.attn.hook_pattern``, ``blocks.0.mlp.hook_post``) and weight
 accessors (``W_E``, ``W_Q``, ...) are the ones users know. The paper's DNN baseline is
 :class:`MLPBaseline`, itself a ``HookedRootModule`` so ``run_with_cache`` works on it.
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from . import _tl
+from . import tl_backend
 from ._validate import bad_value
 from .errors import GrokInterpError
 from .config import ModelConfig
@@ -52,8 +52,8 @@ class _Dense(nn.Module):
         self.W = nn.Parameter(torch.empty(d_in, d_out))
         self.b = nn.Parameter(torch.zeros(d_out))
         self.act = act
-        self.hook_pre = _tl.HookPoint()
-        self.hook_post = _tl.HookPoint()
+        self.hook_pre = tl_backend.HookPoint()
+        self.hook_post = tl_backend.HookPoint()
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_out"]:
         pre = self.hook_pre(x @ self.W + self.b)
@@ -73,7 +73,7 @@ class _Unembed(nn.Module):
         self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
 
 
-class MLPBaseline(_tl.HookedRootModule):
+class MLPBaseline(tl_backend.HookedRootModule):
     """The paper's DNN baseline: ``[E[a], E[b]] -> d_mlp -> d_mlp -> p``.
 
     Hook points: ``hook_embed`` (batch, n_inputs, d_model), ``hidden1.hook_pre``,
@@ -98,7 +98,7 @@ class MLPBaseline(_tl.HookedRootModule):
             raise bad_value("n_inputs", n_inputs, "must be 2 (a, b) or 3 (a, b, =)")
         self.n_inputs = n_inputs
         self.embed = _Embed(d_vocab, d_model)
-        self.hook_embed = _tl.HookPoint()
+        self.hook_embed = tl_backend.HookPoint()
         self.hidden1 = _Dense(n_inputs * d_model, d_mlp, act_fn)
         self.hidden2 = _Dense(d_mlp, d_mlp, act_fn)
         self.unembed = _Unembed(d_mlp, d_vocab_out)
@@ -122,7 +122,7 @@ def backend_of(model: nn.Module) -> str:
     """``hooked``, ``bridge`` or ``mlp``: which implementation a model is."""
     if isinstance(model, MLPBaseline):
         return "mlp"
-    return _tl.backend_of(model)
+    return tl_backend.backend_of(model)
 
 
 def weights(model: nn.Module) -> dict[str, Tensor]:
@@ -132,7 +132,7 @@ def weights(model: nn.Module) -> dict[str, Tensor]:
     reported as zero tensors under their usual names: the model computes exactly as if
     they were zero, and analysis code (the fast forward, circuits) reads one layout.
     """
-    w = dict(model.named_parameters()) if isinstance(model, MLPBaseline) else _tl.canonical_weights(model)
+    w = dict(model.named_parameters()) if isinstance(model, MLPBaseline) else tl_backend.canonical_weights(model)
     absent = absent_biases(model)
     if absent:
         ref = w["embed.W_E"]
@@ -240,7 +240,7 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
         n_inputs = 3 if cfg.mlp_input == "operands_and_eq" else 2
         model: nn.Module = MLPBaseline(task.d_vocab, task.d_vocab_out, cfg.d_model, cfg.d_mlp, cfg.act_fn, n_inputs)
     else:
-        model = _tl.build_transformer(
+        model = tl_backend.build_transformer(
             backend=cfg.backend,
             n_layers=cfg.n_layers,
             n_heads=cfg.n_heads,
@@ -297,7 +297,7 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
 def _params(model: nn.Module) -> dict[str, nn.Parameter]:
     if isinstance(model, MLPBaseline):
         return dict(model.named_parameters())
-    return _tl.canonical_parameters(model)
+    return tl_backend.canonical_parameters(model)
 
 
 def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
@@ -310,7 +310,7 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
     non-zero values there mean the weights come from a model with biases.
     """
     if not isinstance(model, MLPBaseline):
-        w = _tl.canonical_state_dict(dict(w), model.cfg.n_heads, model.cfg.d_head)
+        w = tl_backend.canonical_state_dict(dict(w), model.cfg.n_heads, model.cfg.d_head)
     absent = absent_biases(model)
     for name in absent:
         if name in w and bool(w[name].detach().ne(0).any()):
@@ -327,7 +327,7 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
             for k, p in own.items():
                 p.copy_(w[k].to(p.device, p.dtype))
     else:
-        _tl.load_canonical(model, w)
+        tl_backend.load_canonical(model, w)
 
 
 def vocabulary_of(model: nn.Module | dict[str, Tensor] | Tensor) -> tuple[int, int | None]:

@@ -19,14 +19,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import _tl, store
+from . import tl_backend, store
 from ._validate import bad_value
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
 from .presets import preset_options
 from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
-from .forward import select_forward
+from .training.forwards import select_forward
 from .models import build_model, check_model_fits_task, load_weights, weights
 from .tasks import Split, Task
 from .training import (
@@ -95,7 +95,7 @@ class GrokRun:
             raise bad_value("checkpoints", bad[:3], "keys must be steps (integers >= 0)")
         if self.config.model.arch != "mlp":  # a state dict of either backend reads as canonical weights
             m = self.config.model
-            self.checkpoints = {s: _tl.canonical_state_dict(dict(w), m.n_heads, m.d_head) for s, w in self.checkpoints.items()}
+            self.checkpoints = {s: tl_backend.canonical_state_dict(dict(w), m.n_heads, m.d_head) for s, w in self.checkpoints.items()}
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -164,7 +164,7 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> 
     (with nothing trained yet), which ``resume`` simply starts again.
     """
     out.write_config({
-        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": _tl.TL_VERSION},
+        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
     })
@@ -251,7 +251,7 @@ def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, S
 
 
 def _resolved_backend(cfg: ModelConfig) -> str:
-    return "mlp" if cfg.arch == "mlp" else _tl.resolve_backend(cfg.backend)
+    return "mlp" if cfg.arch == "mlp" else tl_backend.resolve_backend(cfg.backend)
 
 
 # --- training entry point -----------------------------------------------------------------
@@ -404,7 +404,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
-    Shared by :func:`train_hooked` and :func:`grok_interp.batched.train_many`, so a run
+    Shared by :func:`train_hooked` and :func:`grok_interp.many_runs.train_many`, so a run
     is set up the same way whichever trains it. The size of the run is checked before
     anything is allocated. With ``resume`` and an existing run directory, the model and
     optimiser are loaded from its newest consistent resume state; no file of the run

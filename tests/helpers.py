@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 import grok_interp as g
-from grok_interp import _tl
+from grok_interp import tl_backend
 
 # Backends available in this TransformerLens: both under 3.x, only the bridge under 4.x.
-BACKENDS = ["hooked", "bridge"] if _tl.HAS_HOOKED_TRANSFORMER else ["bridge"]
+BACKENDS = ["hooked", "bridge"] if tl_backend.HAS_HOOKED_TRANSFORMER else ["bridge"]
 
 SMALL_MODEL = dict(d_model=32, n_heads=4, d_mlp=64)
 

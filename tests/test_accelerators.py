@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp.accelerators import (
+from grok_interp.training.accelerators import (
     GrokfastEMA,
     GrokfastMA,
     PerpendicularGradient,
@@ -195,7 +195,7 @@ def test_options_change_training():
     base = small_run(steps=30)
     for opts in (dict(grokfast="ema"), dict(loss="stablemax"), dict(perpendicular_grad=True)):
         other = small_run(steps=30, **opts)
-        assert not torch.equal(g.weights(base.model)["unembed.W_U"], g.weights(other.model)["unembed.W_U"]), opts
+        assert not torch.equal(g.models.weights(base.model)["unembed.W_U"], g.models.weights(other.model)["unembed.W_U"]), opts
 
 
 @pytest.mark.parametrize("options", [dict(grokfast="ema"), dict(grokfast="ma", grokfast_window=7)], ids=["ema", "ma"])
@@ -206,8 +206,8 @@ def test_resumed_grokfast_run_equals_the_uninterrupted_one_bit_for_bit(tmp_path,
     assert ("grokfast_ema" if options["grokfast"] == "ema" else "grokfast_ma") in state["state"]
     resumed = small_run(out=tmp_path / "r", steps=60, checkpoint_every=20, resume=True, **options)
     assert resumed.history.equals(full.history)
-    for name, w in g.weights(full.model).items():
-        assert torch.equal(w, g.weights(resumed.model)[name]), name
+    for name, w in g.models.weights(full.model).items():
+        assert torch.equal(w, g.models.weights(resumed.model)[name]), name
 
 
 def test_resume_with_other_accelerator_settings_is_refused(tmp_path):
@@ -217,7 +217,7 @@ def test_resume_with_other_accelerator_settings_is_refused(tmp_path):
 
 
 def test_batched_runs_with_accelerators_equal_runs_one_by_one():
-    from grok_interp.batched import batch_groups, train_many
+    from grok_interp.many_runs import batch_groups, train_many
 
     base = dict(p=23, steps=40, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
     specs = [
@@ -233,7 +233,7 @@ def test_batched_runs_with_accelerators_equal_runs_one_by_one():
         for col in ("train_loss", "test_loss", "train_acc", "test_acc"):
             assert torch.allclose(torch.tensor(run.history[col].to_numpy()), torch.tensor(one.history[col].to_numpy()),
                                   rtol=1e-4, atol=1e-5), (spec, col)
-        wa, wb = g.weights(run.model), g.weights(one.model)
+        wa, wb = g.models.weights(run.model), g.models.weights(one.model)
         for name in set(wa) - {"blocks.0.attn.b_K"}:  # b_K: rounding noise only (see test_batched)
             assert torch.allclose(wa[name], wb[name], rtol=1e-4, atol=1e-5), (spec, name)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp.batched import auto_batch_size, batch_groups, batch_key, train_many
+from grok_interp.many_runs import auto_batch_size, batch_groups, batch_key, train_many
 from grok_interp.training import checkpoint_schedule
 
 from .helpers import SMALL_MODEL
@@ -31,7 +31,7 @@ def _assert_same_run(a, b, checkpoints=True):
             torch.tensor(a.history[col].to_numpy()), torch.tensor(b.history[col].to_numpy()), rtol=1e-4, atol=1e-5
         ), col
     assert a.checkpoint_steps == b.checkpoint_steps or not checkpoints
-    wa, wb = g.weights(a.model), g.weights(b.model)
+    wa, wb = g.models.weights(a.model), g.models.weights(b.model)
     # b_K's gradient is zero in exact arithmetic (it shifts all of a query's scores
     # equally), so AdamW steps it by normalised rounding noise in any implementation.
     for name in set(wa) - {"blocks.0.attn.b_K"}:
@@ -46,7 +46,7 @@ def test_batch_equals_runs_one_by_one():
         _assert_same_run(run, g.train_hooked(progress=False, **spec))
     assert many[2].history["step"].iloc[-1] == 35 and many[0].history["step"].iloc[-1] == 60
     # Runs are independent: the other runs' hyper-parameters did not leak in.
-    assert not torch.allclose(g.weights(many[0].model)["unembed.W_U"], g.weights(many[1].model)["unembed.W_U"])
+    assert not torch.allclose(g.models.weights(many[0].model)["unembed.W_U"], g.models.weights(many[1].model)["unembed.W_U"])
 
 
 def test_run_configs_callbacks_and_run_directories(tmp_path):
@@ -64,8 +64,8 @@ def test_run_configs_callbacks_and_run_directories(tmp_path):
         loaded = g.load_run(run.path)
         assert loaded.history.equals(run.history.astype(loaded.history.dtypes.to_dict()))
         assert loaded.checkpoint_steps == checkpoint_schedule(30, 20)
-        for name, w in g.weights(loaded.model).items():
-            assert torch.equal(w, g.weights(run.model)[name].detach())
+        for name, w in g.models.weights(loaded.model).items():
+            assert torch.equal(w, g.models.weights(run.model)[name].detach())
     assert {m for _, m in seen} == {id(r.model) for r in runs}
 
     # Resume both with a longer budget: equal to training 60 steps in one go.

@@ -168,7 +168,7 @@ def test_frozen_onehot(tmp_path, capsys, setup):
     if setup == "reference":
         assert sorted(set(t["arch"])) == ["mlp", "transformer"]
         mlp = g.load_run(tmp_path / "reference" / "mlp" / t.loc[t["arch"] == "mlp", "run"].iloc[0])
-        assert isinstance(mlp.model, g.MLPBaseline) and mlp.config.model.mlp_input == "operands_and_eq"
+        assert isinstance(mlp.model, g.models.MLPBaseline) and mlp.config.model.mlp_input == "operands_and_eq"
     assert pngs(res) == ["frozen_onehot.png"]
 
 
@@ -180,7 +180,7 @@ def test_mlp_vs_transformer(tmp_path, capsys, setup):
     assert t["memorised_at"].notna().all()
     sub = "" if setup == "library" else "mlp"
     mlp = g.load_run(tmp_path / setup / sub / t.loc[t["arch"] == "mlp", "run"].iloc[0])
-    assert isinstance(mlp.model, g.MLPBaseline)
+    assert isinstance(mlp.model, g.models.MLPBaseline)
     if setup == "reference":
         assert mlp.config.model.init == "linear_default" and mlp.config.model.mlp_input == "operands_and_eq"
         assert mlp.config.model.attn_bias and mlp.config.data.shuffle == "python"

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp import _tl
+from grok_interp import tl_backend
 from grok_interp.external import PickledConfig, read_checkpoint_file
 from grok_interp.measures import key_frequencies, med, restricted_loss
 from grok_interp.models import build_model, load_weights, weights
 from grok_interp.presets import preset_options
 
 P = 7
-needs_hooked = pytest.mark.skipif(not _tl.HAS_HOOKED_TRANSFORMER, reason="HookedTransformer is gone in TransformerLens 4")
+needs_hooked = pytest.mark.skipif(not tl_backend.HAS_HOOKED_TRANSFORMER, reason="HookedTransformer is gone in TransformerLens 4")
 
 
 def _tl_cfg(p: int = P, **extra):
@@ -34,7 +34,7 @@ def _hooked(p: int = P, seed: int = 5, **extra):
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")
         state = (np.random.get_state(), random.getstate())
-        model = _tl.HookedTransformer(_tl.HookedTransformerConfig(seed=seed, **_tl_cfg(p, **extra)))
+        model = tl_backend.HookedTransformer(tl_backend.HookedTransformerConfig(seed=seed, **_tl_cfg(p, **extra)))
         np.random.set_state(state[0])
         random.setstate(state[1])
     return model
@@ -78,7 +78,7 @@ def test_load_weights_takes_a_hooked_or_bridge_state_dict():
     task = g.Task(P)
     a = build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=16, seed=1), task)
     b = build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=16, seed=2), task)
-    assert any(k.endswith(("IGNORE", "mask")) for k in a.state_dict()) or _tl.backend_of(a) == "bridge"
+    assert any(k.endswith(("IGNORE", "mask")) for k in a.state_dict()) or tl_backend.backend_of(a) == "bridge"
     load_weights(b, a.state_dict())  # the attention buffers are skipped, not an error
     assert all(torch.equal(weights(a)[k], weights(b)[k]) for k in weights(a))
     bridge = build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=16, seed=3, backend="bridge"), task)
@@ -229,7 +229,7 @@ def test_the_demo_preset_builds_the_demo_model_bit_for_bit():
     with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")
         state = (np.random.get_state(), random.getstate())
-        demo = _tl.HookedTransformer(_tl.HookedTransformerConfig(
+        demo = tl_backend.HookedTransformer(tl_backend.HookedTransformerConfig(
             n_layers=1, n_heads=4, d_model=128, d_head=32, d_mlp=512, act_fn="relu", normalization_type=None,
             d_vocab=114, d_vocab_out=113, n_ctx=3, init_weights=True, device="cpu", seed=999))
         np.random.set_state(state[0])

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp import _tl
-from grok_interp.forward import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
+from grok_interp import tl_backend
+from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
 from grok_interp.training import loss_fn
 
 from .helpers import BACKENDS, all_tokens
@@ -18,10 +18,10 @@ SHAPE = dict(d_model=16, n_heads=4, d_mlp=24)
 
 def _model(backend, seed=0, **options):
     """A model with random (non-zero) biases, so every term of the forward is exercised."""
-    model = g.build_model(g.ModelConfig(backend=backend, seed=seed, **SHAPE, **options), TASK)
+    model = g.models.build_model(g.ModelConfig(backend=backend, seed=seed, **SHAPE, **options), TASK)
     gen = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
-        for name, p in _tl.canonical_parameters(model).items():
+        for name, p in tl_backend.canonical_parameters(model).items():
             if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
     return model
@@ -55,14 +55,14 @@ def test_many_models_at_once_equal_each_model_alone(backend):
     pairs = TASK.all_pairs()
     gen = torch.Generator().manual_seed(0)
     toks = torch.stack([TASK.tokens(pairs[torch.randperm(len(pairs), generator=gen)[:50]]) for _ in models])
-    w = {k: torch.stack([g.weights(m)[k] for m in models]) for k in FAST_WEIGHTS}
+    w = {k: torch.stack([g.models.weights(m)[k] for m in models]) for k in FAST_WEIGHTS}
     out = fast_logits(w, toks)
     assert out.shape == (4, 50, 13)
     for k, m in enumerate(models):
         assert torch.allclose(out[k], hooked_forward(m, toks[k]), atol=1e-5), k
     # Gradients reach each model's own parameters, and only through its own logits.
     out[1].sum().backward()
-    w_u = [_tl.canonical_parameters(m)["unembed.W_U"] for m in models]
+    w_u = [tl_backend.canonical_parameters(m)["unembed.W_U"] for m in models]
     assert w_u[0].grad is None or torch.count_nonzero(w_u[0].grad) == 0
     assert torch.count_nonzero(w_u[1].grad) > 0
 
@@ -70,7 +70,7 @@ def test_many_models_at_once_equal_each_model_alone(backend):
 def test_fast_forward_on_large_logits():
     """Float rounding stays small at p=113 sizes with trained-like weight scales."""
     task = g.Task(p=113)
-    model = g.build_model(g.ModelConfig(seed=3), task)
+    model = g.models.build_model(g.ModelConfig(seed=3), task)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(2.0)
@@ -81,7 +81,7 @@ def test_fast_forward_on_large_logits():
 
 
 def test_compile_failure_falls_back_to_the_eager_fast_forward(monkeypatch, caplog):
-    import grok_interp.forward as fw
+    import grok_interp.training.forwards as fw
 
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
@@ -89,7 +89,7 @@ def test_compile_failure_falls_back_to_the_eager_fast_forward(monkeypatch, caplo
     monkeypatch.setattr(fw, "_compiled", {"fn": broken})
     model = _model(BACKENDS[0])
     toks = all_tokens(TASK)
-    with caplog.at_level("WARNING", logger="grok_interp.forward"):
+    with caplog.at_level("WARNING", logger="grok_interp.training.forwards"):
         out = fw.compiled_forward(model, toks)
     assert "no C++ compiler" in caplog.text
     assert torch.equal(out, fast_forward(model, toks))
@@ -98,10 +98,10 @@ def test_compile_failure_falls_back_to_the_eager_fast_forward(monkeypatch, caplo
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _tl.HAS_HOOKED_TRANSFORMER, reason="compiles fast_logits, which does not depend on TransformerLens: once, under 3.x"
+    not tl_backend.HAS_HOOKED_TRANSFORMER, reason="compiles fast_logits, which does not depend on TransformerLens: once, under 3.x"
 )
 def test_compiled_forward_equals_fast_forward():
-    import grok_interp.forward as fw
+    import grok_interp.training.forwards as fw
 
     model = _model(BACKENDS[0], freeze_biases=True)
     toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())

@@ -61,8 +61,8 @@ def _hand_built(T: torch.Tensor, keys, backend: str):
     task = g.Task(p, offset=p)
     d_model, d_mlp = 3 * p, p * p + len(keys)
     cfg = g.ModelConfig(d_model=d_model, n_heads=1, d_head=d_model, d_mlp=d_mlp, backend=backend)
-    model = g.build_model(cfg, task)
-    w = {k: torch.zeros_like(v) for k, v in g.weights(model).items()}
+    model = g.models.build_model(cfg, task)
+    w = {k: torch.zeros_like(v) for k, v in g.models.weights(model).items()}
     for i in range(p):
         w["embed.W_E"][i, i] = 1.0  # A[a]
         w["embed.W_E"][p + i, p + i] = 1.0  # B[b]
@@ -183,7 +183,7 @@ def test_neuron_level_variants(built):
 def test_divide_skips_b_zero_pairs_and_all_frequencies_keep_every_function_of_r_minus_c():
     p = 7
     task = g.Task(p, op="divide")
-    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
     pairs = task.all_pairs()  # b = 0 excluded
     with torch.no_grad():
         L = model(task.tokens(pairs))[:, -1].double()
@@ -198,7 +198,7 @@ def test_divide_skips_b_zero_pairs_and_all_frequencies_keep_every_function_of_r_
 
 
 def test_weight_norm_total_and_components():
-    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), g.Task(7))
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), g.Task(7))
     res = weight_norm(model)
     direct = sum(float((p.detach().double() ** 2).sum()) for p in model.parameters())
     assert res["weight_norm"] == pytest.approx(direct, rel=1e-6)
@@ -233,7 +233,7 @@ def test_trig_loss_matches_an_independent_arena_computation():
     p = 11
     task = g.Task(p)
     split = g.Split.random(task, frac=0.4, seed=3)
-    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=4), task)
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=4), task)
     with torch.no_grad():
         L = model(task.tokens(task.all_pairs()))[:, -1]
     for keys in ([1], [2, 5], [1, 2, 3, 4, 5]):
@@ -259,7 +259,7 @@ def test_logit_level_restricted_loss_is_the_same_on_every_pair_set_the_others_ar
     p = 13
     task = g.Task(p)
     split = g.Split.random(task, frac=0.3, seed=0)
-    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=2), task)
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=2), task)
     logit = [restricted_loss(model, split, [1, 4], pairs=s) for s in ("train", "test", "all")]
     assert logit[0] == pytest.approx(logit[1], rel=1e-12) and logit[1] == pytest.approx(logit[2], rel=1e-12)
     neurons = [restricted_loss(model, split, [1, 4], pairs=s, level="neurons") for s in ("train", "test")]

@@ -83,8 +83,8 @@ def test_embedding_fourier_norms_of_an_embedding_built_from_two_frequencies():
 
 
 def key_frequencies_embedding(w, p):
-    model = g.build_model(g.ModelConfig(d_model=4, n_heads=1, d_mlp=8), g.Task(p))
-    full = g.weights(model)
+    model = g.models.build_model(g.ModelConfig(d_model=4, n_heads=1, d_mlp=8), g.Task(p))
+    full = g.models.weights(model)
     full = {k: v.detach().clone() for k, v in full.items()}
     full["embed.W_E"] = w["embed.W_E"].float()
     from grok_interp.models import load_weights
@@ -108,8 +108,8 @@ def test_gini_analytic_values_and_the_pairwise_difference_formula():
 def test_fourier_gini_is_high_for_a_one_frequency_embedding():
     p = 13
     task = g.Task(p)
-    model = g.build_model(g.ModelConfig(d_model=8, n_heads=1, d_mlp=16), task)
-    w = {k: v.detach().clone() for k, v in g.weights(model).items()}
+    model = g.models.build_model(g.ModelConfig(d_model=8, n_heads=1, d_mlp=16), task)
+    w = {k: v.detach().clone() for k, v in g.models.weights(model).items()}
     x = torch.arange(p, dtype=torch.float32)
     w["embed.W_E"][:p] = 0
     w["embed.W_E"][:p, 0] = torch.cos(2 * math.pi * 5 * x / p)

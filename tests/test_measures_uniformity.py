@@ -116,7 +116,7 @@ def test_med_variant_rejects_other_options():
 
 
 def test_med_reads_a_models_embedding():
-    run_model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), g.Task(7))
+    run_model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), g.Task(7))
     assert med(run_model, 7) == pytest.approx(med(run_model.W_E.detach(), 7), rel=1e-7)
     with pytest.raises(ValueError, match="reduce"):
         med(run_model, 7, reduce="max")
@@ -125,7 +125,7 @@ def test_med_reads_a_models_embedding():
 @pytest.mark.parametrize("offset", [0, 5])
 def test_activation_med_on_hook_embed_equals_embedding_med(offset):
     task = g.Task(7, offset=offset)
-    model = g.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
     # position 0 holds a-token i, position 1 the b-token i + d: their embeddings
     med_a = med(model.W_E.detach()[:7], 7)
     assert activation_med(model, task, "hook_embed", pos=0) == pytest.approx(med_a, rel=1e-5)
@@ -135,8 +135,8 @@ def test_activation_med_on_hook_embed_equals_embedding_med(offset):
 
 def test_activation_med_on_the_mlp_baseline_hidden_layer_with_frozen_onehot():
     task = g.Task(7)
-    model = g.build_model(g.ModelConfig(arch="mlp", d_model=16, d_mlp=24, embed_init="onehot"), task)
-    w = g.weights(model)
+    model = g.models.build_model(g.ModelConfig(arch="mlp", d_model=16, d_mlp=24, embed_init="onehot"), task)
+    w = g.models.weights(model)
     i = torch.arange(7)
     x = torch.cat([w["embed.W_E"][i], w["embed.W_E"][i]], 1)
     h = torch.relu(x @ w["hidden1.W"] + w["hidden1.b"]).detach().double()

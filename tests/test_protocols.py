@@ -124,7 +124,7 @@ class HandWrittenRun:
         return self._checkpoints[step]
 
     def model_at(self, step):
-        model = g.build_model(self.config.model, self.task)
+        model = g.models.build_model(self.config.model, self.task)
         g.models.load_weights(model, self.weights_at(step))
         return model
 

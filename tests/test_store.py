@@ -35,7 +35,7 @@ OPTS = dict(p=11, steps=40, eval_every=5, checkpoint_every=10, d_model=16, n_hea
 
 
 def _same_weights(a, b):
-    wa, wb = g.weights(a), g.weights(b)
+    wa, wb = g.models.weights(a), g.models.weights(b)
     return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -218,7 +218,7 @@ def test_two_writers_started_together_leave_one_consistent_run(tmp_path):
     assert loser.startswith("error: ") and ("another process" in loser or "already holds a run" in loser)
     run = g.load_run(out)
     winner_seed = run.config.model.seed
-    fresh = g.build_model(run.config.model, run.task)
+    fresh = g.models.build_model(run.config.model, run.task)
     assert _same_weights(fresh, run.model_at(0)), f"checkpoint 0 is not seed {winner_seed}'s"
 
 

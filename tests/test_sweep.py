@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import grok_interp as g
-import grok_interp.sweep as sweep_mod
+import grok_interp.sweeps as sweep_mod
 from grok_interp.cli import main
 from grok_interp.measures import events
-from grok_interp.sweep import grid, run_name, summarise, sweep
+from grok_interp.sweeps import grid, run_name, summarise, sweep
 from grok_interp.theory import coverage_ceiling, predicted_ceiling, symmetry_ceiling
 
 from .helpers import SMALL_MODEL
@@ -116,7 +116,7 @@ def test_interrupted_run_is_continued(tmp_path):
 
 @pytest.mark.slow
 def test_compatible_runs_train_as_one_batch(tmp_path):
-    pytest.importorskip("grok_interp.batched")
+    pytest.importorskip("grok_interp.many_runs")
     # Two seeds of one configuration share every shape: one batched computation. Each
     # still gets its own directory and row, equal to training it alone.
     configs = [{"seed": 1}, {"seed": 2}, {"seed": 3, "d_mlp": 32}]  # the third has other shapes

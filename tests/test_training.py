@@ -14,8 +14,8 @@ pytestmark = pytest.mark.portable
 def test_same_seed_same_history_bit_for_bit():
     a, b = small_run(), small_run()
     assert a.history.equals(b.history)
-    for name, w in g.weights(a.model).items():
-        assert torch.equal(w, g.weights(b.model)[name])
+    for name, w in g.models.weights(a.model).items():
+        assert torch.equal(w, g.models.weights(b.model)[name])
     c = small_run(seed=1)
     assert not a.history.equals(c.history)
 
@@ -116,14 +116,14 @@ def test_gradient_transforms_run_before_every_optimizer_step():
     n_trainable = sum(1 for p in run.model.parameters() if p.requires_grad)
     assert calls == [n_trainable] * 12
     w0 = run.weights_at(0)
-    assert all(torch.equal(w0[k], v) for k, v in g.weights(run.model).items())
+    assert all(torch.equal(w0[k], v) for k, v in g.models.weights(run.model).items())
     # Without the transform the same run moves.
     moved = small_run(steps=12, weight_decay=0.0)
-    assert any(not torch.equal(w0[k], v) for k, v in g.weights(moved.model).items())
+    assert any(not torch.equal(w0[k], v) for k, v in g.models.weights(moved.model).items())
 
 
 def test_gradient_transforms_in_a_batch_apply_to_each_run():
-    from grok_interp.batched import batch_groups, train_many
+    from grok_interp.many_runs import batch_groups, train_many
 
     def zero(params):
         for p in params:
@@ -133,7 +133,7 @@ def test_gradient_transforms_in_a_batch_apply_to_each_run():
     assert batch_groups(specs) == [[0, 1]]
     for run in train_many(specs, gradient_transforms=[zero], progress=False):
         w0 = run.weights_at(0)
-        assert all(torch.equal(w0[k], v) for k, v in g.weights(run.model).items())
+        assert all(torch.equal(w0[k], v) for k, v in g.models.weights(run.model).items())
 
 
 def test_float32_cross_entropy_option():

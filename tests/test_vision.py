@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ import grok_interp as g
 from grok_interp.vision import (
     N_CLASSES,
     SHAPE_WEIGHTS,
-    HookedResNet,
     ResNetRun,
     build_resnet,
     draw_shape,

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-import grok_interp as g
 from grok_interp.measures import fourier_basis_names
 from grok_interp.viz import (
     InlineFigure,

@@ -13,7 +13,7 @@ For every measure column of a run's history (and, optionally, of a
   its change from its value at memorisation to its final level (median of the last
   tenth of the window); ``before_test_loss`` / ``before_acc`` say whether that is
   earlier than test loss's own ``moved_at`` / the test-accuracy jump (``grokked_at`` of
-  :func:`~grok_interp.measures.events`), and ``lead_over_acc = grokked_at - moved_at``.
+  :func:`~grok_interp.measures.phases`), and ``lead_over_acc = grokked_at - moved_at``.
 
 This is how to check the paper's claim that MED traces test loss more closely than
 earlier measures, next to the Fourier measures of Nanda et al., on the same run.
@@ -30,7 +30,7 @@ from scipy import stats
 
 from .._validate import bad_value
 from ..protocols import Run, as_history
-from .events import events
+from .phases import events
 
 __all__ = ["compare_measures", "moved_at"]
 

@@ -85,7 +85,7 @@ def history(data: Run | pd.DataFrame | Iterable[dict[str, Any]]) -> pd.DataFrame
 
 def event_steps(hist: pd.DataFrame) -> dict[str, int]:
     """``memorised_at`` / ``grokked_at`` steps of a history that has them (empty when it
-    lacks accuracies or the events did not happen); see :func:`grok_interp.measures.events`."""
+    lacks accuracies or the events did not happen); see :func:`grok_interp.measures.phases`."""
     if not {"train_acc", "test_acc"} <= set(hist.columns):
         return {}
     ev = events(hist)

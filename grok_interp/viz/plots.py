@@ -158,7 +158,7 @@ def plot_training(
         window, sigma, start: Smoothing parameters, in steps (see :func:`smooth`).
         log_x: Log step axis (step 0 is left out: it has no place on a log axis).
         events: Mark memorisation and grokking: True computes them from the history
-            (:func:`grok_interp.measures.events`), a mapping gives them
+            (:func:`grok_interp.measures.phases`), a mapping gives them
             (``{"memorised_at": 220, "grokked_at": None}``), False draws none.
         log_smooth: Smooth ``log(loss)`` (the quantity the log axis shows) rather than
             the loss. A window mean of a loss that falls by orders of magnitude is

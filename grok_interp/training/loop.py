@@ -2,7 +2,7 @@
 
 Every model this package trains goes through :func:`train_loop`: a single transformer
 run (:func:`grok_interp.train_hooked`), ``K`` same-shaped runs stacked into one
-computation (:func:`grok_interp.batched.train_many`) and the ResNet-18 image runs
+computation (:func:`grok_interp.many_runs.train_many`) and the ResNet-18 image runs
 (:func:`grok_interp.vision.train_resnet`). What differs between them is only the
 *step function* (:class:`StepFunction`); what a run is while it trains is one
 :class:`RunState`:
@@ -40,11 +40,11 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._validate import bad_value
+from .._validate import bad_value
 from .accelerators import GrokfastEMA, GrokfastMA, PerpendicularGradient, stablemax_cross_entropy
-from .config import TrainConfig
-from .forward import Forward
-from .tasks import Split, Task
+from ..config import TrainConfig
+from .forwards import Forward
+from ..tasks import Split, Task
 
 __all__ = [
     "Schedule",
@@ -59,6 +59,7 @@ __all__ = [
     "checkpoint_schedule",
     "loss_fn",
     "accuracy",
+    "eval_row",
     "train_loop",
     "make_optimizer",
     "gradient_transforms_for",
@@ -133,7 +134,7 @@ def loss_fn(
 ) -> Float[Tensor, ""]:
     """Cross-entropy in float64 (``ce``, avoids softmax collapse), cross-entropy on the
     logits' own float32 (``ce_float32``, as the reference code computes it), StableMax
-    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.accelerators`) or
+    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.training.accelerators`) or
     MSE on one-hot targets (``mse``).
 
     The float64 cast's gradient is flushed of float32 subnormals (see ``_ToFloat64``),
@@ -390,7 +391,7 @@ def train_loop(
     Args:
         states: The runs (a single run is a list of one).
         step_fn: How a step is computed (:class:`FullBatchStep`, the batched step of
-            :mod:`grok_interp.batched`, the ResNet epoch step).
+            :mod:`grok_interp.many_runs`, the ResNet epoch step).
         progress: Show a tqdm bar over the steps of all runs.
         desc: The bar's label.
     """
@@ -504,7 +505,7 @@ def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) 
     perpendicular to the weights. Empty by default.
 
     A filter keeps its state in ``optimizer``'s state, so the run's resume states save
-    it and a resumed run goes on exactly (see :mod:`grok_interp.accelerators`).
+    it and a resumed run goes on exactly (see :mod:`grok_interp.training.accelerators`).
     """
     out: list[GradientTransform] = []
     if cfg.grokfast == "ema":

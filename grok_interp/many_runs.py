@@ -3,7 +3,7 @@
 A sweep over seeds, splits, weight decays or learning rates trains models that share
 every tensor shape. :func:`train_many` stacks their weights on a leading ``run`` axis
 each step and computes all ``K`` forwards and backwards with batched matrix products
-(:func:`grok_interp.forward.fast_logits`), so small per-run products become a few large
+(:func:`grok_interp.training.forwards.fast_logits`), so small per-run products become a few large
 ones and Python/dispatch overhead is paid once per step instead of ``K`` times.
 
 What stays per run, exactly as :func:`grok_interp.train_hooked` does it:
@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ._validate import bad_value
 from .config import RunConfig
-from .forward import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
+from .training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
 from .models import weights
 from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
 from .tasks import Split, Task
@@ -140,7 +140,7 @@ class StackedStep:
 
     The runs' weights are stacked on a leading ``run`` axis every step (``torch.stack``
     is differentiable, so gradients land in each model's own ``.grad``) and all
-    forwards run through :func:`~grok_interp.forward.fast_logits`; the runs' losses are
+    forwards run through :func:`~grok_interp.training.forwards.fast_logits`; the runs' losses are
     independent, so one backward of them all gives each run its own gradient. Each
     run's :attr:`RunState.context` is its :class:`~grok_interp.training.TrainContext`.
     """

@@ -4,14 +4,14 @@
 returns one :class:`pandas.DataFrame`, one row per configuration::
 
     import grok_interp as g
-    from grok_interp.sweep import grid, sweep
+    from grok_interp.sweeps import grid, sweep
 
     table = sweep(grid(split=["square"], k=[30, 40, 50]), out="runs/square",
                   base=dict(p=97, frac=0.3, steps=8000, stop_after_grok=1000))
 
 Columns: ``run`` (the directory name), the configuration keys, ``status``
 (``done``, ``skipped`` - already finished before this call - or ``failed``),
-``error``, the events of :func:`grok_interp.measures.events` (``memorised_at``,
+``error``, the events of :func:`grok_interp.measures.phases` (``memorised_at``,
 ``grokked_at``, ``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the
 training-set size and the predicted ceilings of :mod:`grok_interp.theory`
 (``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transpose trains
@@ -135,12 +135,12 @@ def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str,
 
 def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> dict[str, dict[str, Any]]:
     """Train one unit of work: a single run, or a batch of compatible runs trained as
-    one computation by :func:`grok_interp.batched.train_many`. If the batch fails, its
+    one computation by :func:`grok_interp.many_runs.train_many`. If the batch fails, its
     runs are trained one by one, so a bad configuration only fails its own row."""
     if len(unit) == 1:
         name, opts, run_dir = unit[0]
         return {name: _train_one(opts, run_dir, threads)}
-    from .batched import train_many
+    from .many_runs import train_many
 
     torch.set_num_threads(max(1, threads))
     start = time.perf_counter()
@@ -163,7 +163,7 @@ def _units(
     if not batched or len(jobs) < 2:
         return [[j] for j in jobs]
     try:
-        from .batched import batch_key
+        from .many_runs import batch_key
     except ImportError:  # pragma: no cover - older installs without the batched trainer
         return [[j] for j in jobs]
     groups: dict[Any, list[tuple[str, dict[str, Any], str]]] = {}
@@ -271,8 +271,8 @@ def sweep(
             ``None`` starts a local Ray for this sweep (``max_workers`` CPUs).
         radii: Radii for extra ``ceiling_r{r}`` columns.
         batched: Train runs with identical shapes (see
-            :func:`grok_interp.batched.batch_key`) as one batched computation
-            (:func:`grok_interp.batched.train_many`), split into about one batch per
+            :func:`grok_interp.many_runs.batch_key`) as one batched computation
+            (:func:`grok_interp.many_runs.train_many`), split into about one batch per
             worker; each run still gets its own directory and row.
         progress: Show a progress bar over finished runs.
 

@@ -7,7 +7,7 @@ equivalent can replace the hooked model's own forward without touching the loop.
 * :func:`fast_forward` computes the same last-position logits of a one-layer,
   LayerNorm-free transformer from the model's own (canonical) weights, through
   :func:`fast_logits`, which also runs ``K`` same-shaped models at once (used by
-  :mod:`grok_interp.batched`). Gradients flow to the same parameters, so the model
+  :mod:`grok_interp.many_runs`). Gradients flow to the same parameters, so the model
   stays a plain hooked transformer for analysis.
 
 Why it is fast. Only the answer position matters, and in a one-layer model:
@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ._validate import bad_value
-from .config import ModelConfig
-from .models import ACTIVATIONS, weights
+from .._validate import bad_value
+from ..config import ModelConfig
+from ..models import ACTIVATIONS, weights
 
 __all__ = [
     "hooked_forward",
