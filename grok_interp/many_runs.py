@@ -224,7 +224,10 @@ def train_many(
         The runs, in the order given.
 
     Example:
-        >>> runs = train_many([{"p": 97, "seed": s} for s in range(8)], progress=False)  # doctest: +SKIP
+        >>> runs = train_many([{"p": 11, "steps": 20, "d_model": 16, "d_mlp": 32, "seed": s} for s in range(3)],
+        ...                   progress=False)   # one batch: three seeds, one computation per step
+        >>> [r.config.model.seed for r in runs]
+        [0, 1, 2]
     """
     runs = list(runs)
     outs = list(outs) if outs is not None else [None] * len(runs)

@@ -22,8 +22,8 @@ probes its argument with ``hasattr``:
 
 Example:
     >>> import grok_interp as g
-    >>> run = g.train_hooked(p=23, steps=10, progress=False)  # doctest: +SKIP
-    >>> isinstance(run, g.Run), isinstance(run, g.TaskRun)    # doctest: +SKIP
+    >>> run = g.train_hooked(p=11, steps=10, d_model=16, d_mlp=32, progress=False)
+    >>> isinstance(run, g.Run), isinstance(run, g.TaskRun)
     (True, True)
 """
 

@@ -305,8 +305,8 @@ def train_hooked(
         A :class:`GrokRun` with the trained model and its history.
 
     Example:
-        >>> run = train_hooked(p=23, steps=200, progress=False)  # doctest: +SKIP
-        >>> run.history.columns[:5].tolist()  # doctest: +SKIP
+        >>> run = train_hooked(p=23, steps=200, progress=False)
+        >>> run.history.columns[:5].tolist()
         ['step', 'train_loss', 'test_loss', 'train_acc', 'test_acc']
     """
     custom_op = callable(op)

@@ -405,9 +405,12 @@ class RunStore:
     context manager) first; it also removes temporary files that a killed writer left.
 
     Example:
-        >>> with RunStore("runs/r").lock() as store:          # doctest: +SKIP
+        >>> import tempfile, torch
+        >>> weights = {"w": torch.zeros(2)}
+        >>> with RunStore(tempfile.mkdtemp()).lock() as store:
         ...     store.write_checkpoint(100, weights)
-        ...     store.write_resume_state(100, weights, optimizer.state_dict(), history)
+        ...     store.checkpoint_steps()
+        [100]
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

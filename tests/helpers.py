@@ -22,3 +22,7 @@ def small_run(**overrides):
 
 def all_tokens(task: g.Task) -> torch.Tensor:
     return task.tokens(task.all_pairs())
+
+
+#: A ResNet run that trains in a second: 120 images of 16 px, width 4.
+TINY_RESNET = dict(image_size=16, width=4, subset=120, batch_size=32, eval_batch_size=64, device="cpu")

@@ -15,10 +15,12 @@ and the pattern is block-diagonal (each input attends only within its own three
 tokens ``a, b, =``), so one thumbnail per head shows every input at once.
 
 Example:
+    >>> import grok_interp as g
     >>> from grok_interp.viz import attention_heads
-    >>> html = attention_heads(run, step=1000)  # doctest: +SKIP
-    >>> html  # renders in a notebook           # doctest: +SKIP
-    >>> html.save("attention.html")  # offline  # doctest: +SKIP
+    >>> run = g.train_hooked(p=11, steps=20, d_model=16, d_mlp=32, progress=False)
+    >>> html = attention_heads(run, step=16)    # a checkpoint; html renders in a notebook
+    >>> "CircuitsVis" in html.local_src         # the bundle is inlined: works offline
+    True
 """
 
 from __future__ import annotations

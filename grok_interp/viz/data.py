@@ -6,9 +6,13 @@ hands it to the function here that names the data, and draws the result; the HTM
 report calls these functions itself, then the plots. So the drawing code never runs a
 model, and what a picture shows can be computed, inspected and tested on its own:
 
+    >>> import grok_interp as g
     >>> from grok_interp.viz import data, plot_neuron_clusters
-    >>> table = data.neuron_clusters(run, step=1000)      # doctest: +SKIP
-    >>> plot_neuron_clusters(table)                       # doctest: +SKIP
+    >>> run = g.train_hooked(p=11, steps=20, d_model=16, d_mlp=32, progress=False)
+    >>> table = data.neuron_clusters(run, step=20)
+    >>> len(table) == 32                                  # one row per neuron
+    True
+    >>> fig = plot_neuron_clusters(table)
 
 Measures live in :mod:`grok_interp.measures`; these functions only choose the model
 (final or at a checkpoint) and call them, so a run's data for a plot and for a

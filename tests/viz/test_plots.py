@@ -1,24 +1,17 @@
-"""grok_interp.viz: attention patterns and widgets, plots, the HTML report and its CLI."""
+"""grok_interp.viz.plots: each plot draws the data it is given (or a run's), on the axes it promises."""
 
 from __future__ import annotations
 
-import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from circuitsvis.utils.render import RenderedHTML
 from matplotlib.figure import Figure
 
 import grok_interp as g
-from grok_interp.cli import main
 from grok_interp.measures import events
 from grok_interp.viz import (
-    attention_heads,
-    attention_patterns,
-    default_pairs,
     plot_embedding_fourier_norms,
     plot_measures,
     plot_neuron_clusters,
@@ -27,118 +20,12 @@ from grok_interp.viz import (
     plot_training,
     save_figure,
     smooth,
-    write_report,
 )
-from grok_interp.viz.attention import block_diagonal
 
-from .helpers import SMALL_MODEL, small_run
+from ..helpers import SMALL_MODEL, small_run
+
 
 pytestmark = pytest.mark.portable
-
-# Anything a browser would fetch from the network: src/href attributes, CSS url(),
-# ES module imports and dynamic imports of http(s) or protocol-relative URLs.
-EXTERNAL_LOAD = re.compile(
-    r"""(?:\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//)|(?:url\(\s*["']?\s*(?:https?:)?//)|"""
-    r"""(?:\bimport\b[^;'"]*?["'](?:https?:)?//)|(?:\bimport\(\s*["'](?:https?:)?//)""",
-    re.IGNORECASE,
-)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A small p=23 run on disk that memorises (train acc 1 by step ~220)."""
-    out = tmp_path_factory.mktemp("viz") / "run"
-    small_run(steps=300, eval_every=10, checkpoint_every=100, out=out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(run_dir):
-    return g.load_run(run_dir)
-
-
-def _props(local_src: str) -> dict:
-    """The props circuitsvis passes to its React component, parsed from the page."""
-    m = re.search(r"CircuitsVis\.render\(\s*\"[^\"]+\",\s*CircuitsVis\.AttentionHeads,\s*(\{.*\})\s*\)\s*</script>",
-                  local_src, re.S)
-    assert m, "no CircuitsVis.render(...) call in the widget source"
-    return json.loads(m.group(1))
-
-
-def _reference_patterns(w: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
-    """Attention of a one-layer transformer without LayerNorm, from its weights alone."""
-    resid = w["embed.W_E"][tokens] + w["pos_embed.W_pos"][: tokens.shape[1]]
-    q = torch.einsum("bpd,hde->bhpe", resid, w["blocks.0.attn.W_Q"]) + w["blocks.0.attn.b_Q"][None, :, None]
-    k = torch.einsum("bpd,hde->bhpe", resid, w["blocks.0.attn.W_K"]) + w["blocks.0.attn.b_K"][None, :, None]
-    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-    n = tokens.shape[1]
-    scores = scores.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), float("-inf"))
-    return scores.softmax(-1)
-
-
-# --- attention ------------------------------------------------------------------------------
-def test_attention_patterns_match_the_weights_at_each_checkpoint(run):
-    pairs = torch.tensor([[0, 0], [3, 19], [22, 5]])
-    for step in (0, 100, run.checkpoint_steps[-1]):
-        got = attention_patterns(run, pairs, step=step)
-        want = _reference_patterns(run.weights_at(step), run.task.tokens(pairs))
-        assert got.shape == (3, SMALL_MODEL["n_heads"], 3, 3)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-    # training changed the patterns: the checkpoint really is used
-    assert not torch.allclose(attention_patterns(run, pairs, step=0), attention_patterns(run, pairs, step=300), atol=1e-3)
-
-
-def test_attention_widget_is_the_offline_circuitsvis_object(run):
-    pairs = [[1, 2], [7, 20]]
-    html = attention_heads(run, pairs, step=200)
-    assert isinstance(html, RenderedHTML)
-    # every way of showing it uses the inlined bundle, never the CDN
-    assert html._repr_html_() == html.local_src == str(html) == html.__html__()
-    assert "unpkg.com" in html.cdn_src and "unpkg.com" not in html.local_src
-    assert not EXTERNAL_LOAD.search(html.local_src)
-    props = _props(html.local_src)
-    assert props["tokens"] == ["1", "2", "=", "7", "20", "="]
-    assert props["attentionHeadNames"] == [f"L0H{h}" for h in range(4)]
-    want = block_diagonal(attention_patterns(run, pairs, step=200))
-    np.testing.assert_allclose(np.array(props["attention"]), want.numpy(), atol=1e-6)
-    att = np.array(props["attention"])
-    np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)  # each row a distribution
-    assert np.all(att[:, :3, 3:] == 0) and np.all(att[:, 3:, :3] == 0)  # inputs never attend to each other
-    # the mount point is closed, so following markup is not swallowed by it
-    assert re.match(r'\s*<div id="circuits-vis-[^"]+"[^>]*></div>', html.local_src)
-
-
-def test_attention_widget_over_several_checkpoints(run, tmp_path):
-    html = attention_heads(run, [[4, 9]], step=[0, 300, None])
-    props = _props(html.local_src)
-    assert props["attentionHeadNames"][:5] == ["step 0 L0H0", "step 0 L0H1", "step 0 L0H2", "step 0 L0H3", "step 300 L0H0"]
-    assert props["attentionHeadNames"][-1] == "final L0H3" and len(props["attention"]) == 12
-    final = attention_patterns(run, [[4, 9]])[0]
-    np.testing.assert_allclose(np.array(props["attention"][8:]), final.numpy(), atol=1e-6)
-    page = html.save(tmp_path / "att.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("CircuitsVis.render(") == 1
-    assert not EXTERNAL_LOAD.search(page)
-
-
-def test_attention_bad_input(run):
-    with pytest.raises(ValueError, match="pairs="):
-        attention_patterns(run, [[0, 23]])
-    with pytest.raises(ValueError, match="layer=1"):
-        attention_patterns(run, layer=1)
-    with pytest.raises(ValueError, match="step=7"):
-        attention_heads(run, step=7)
-    with pytest.raises(ValueError, match="run="):
-        attention_heads("not a run")
-    mlp = small_run(arch="mlp", steps=10)
-    with pytest.raises(ValueError, match="MLP baseline has no attention"):
-        attention_patterns(mlp)
-
-
-def test_default_pairs_are_distinct_valid_inputs():
-    for p in (5, 23, 113):
-        pairs = default_pairs(p)
-        assert pairs.shape == (4, 2) and bool(((pairs >= 0) & (pairs < p)).all())
-        assert len({tuple(x) for x in pairs.tolist()}) == 4
 
 
 # --- smoothing ------------------------------------------------------------------------------
@@ -329,50 +216,6 @@ def test_save_figure_writes_png_and_svg(tmp_path):
     assert "<svg" in paths[1].read_text()[:2000]
 
 
-# --- report -----------------------------------------------------------------------------------
-def test_report_is_one_self_contained_page(run_dir, run, capsys):
-    assert main(["report", str(run_dir)]) == 0
-    out = run_dir / "report.html"
-    printed = capsys.readouterr()
-    assert printed.out.strip() == f"report written to {out}"
-    assert "report written" not in printed.err  # one message per action
-    page = out.read_text()
-    assert not EXTERNAL_LOAD.search(page) and "unpkg.com" not in page
-    assert page.count("CircuitsVis.render(") == 1
-    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "circuit",
-                "config"):
-        assert f'<section id="{key}">' in page
-    for key in ("training", "measures", "fourier", "clusters", "split", "compare", "attention-grid", "neuron-grid",
-                "fourier-2d", "logit-map", "trig-fit", "clock"):
-        assert re.search(rf'<figure id="plot-{key}" class="plot"><img alt="[^"]*" src="data:image/png;base64,', page), key
-    assert "not available" not in page.lower()
-    ev = events(run.history)
-    assert f"<td>memorised_at</td>\n      <td>{ev.memorised_at}</td>" in page
-    # attention at the checkpoint nearest memorisation, then the final model
-    names = _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"]
-    assert names[0] == f"step {min(run.checkpoint_steps, key=lambda s: abs(s - ev.memorised_at))} L0H0"
-    assert names[-1] == "final L0H3"
-
-
-def test_report_options_and_errors(run_dir, run, tmp_path, capsys):
-    out = write_report(run, tmp_path / "sub" / "r.html", step=100, compare=False, smoothing=True)
-    page = out.read_text()
-    assert "Not available: left out" in page and "at step 100" in page
-    assert _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
-    assert main(["report", str(run_dir), "--step", "7"]) == 2
-    assert "--step 7 is invalid" in capsys.readouterr().err
-    assert main(["report", str(tmp_path / "missing")]) == 2
-    with pytest.raises(ValueError, match="out="):
-        write_report(small_run(steps=10))
-
-
-def test_report_of_an_mlp_run_explains_what_is_missing(tmp_path):
-    r = small_run(arch="mlp", steps=20, out=tmp_path / "mlp")
-    page = write_report(r).read_text()
-    assert "Not available: the MLP baseline has no attention" in page
-    assert "CircuitsVis.render(" not in page and '<figure id="plot-training"' in page
-
-
 def test_plots_compute_their_data_from_a_run(run):
     table = g.measures.neuron_frequency_clusters(run.model_at(100), run.task)
     grid = np.ma.filled(plot_neuron_clusters(run, step=100).axes[0].images[0].get_array(), np.nan)
@@ -382,13 +225,6 @@ def test_plots_compute_their_data_from_a_run(run):
     compared = g.measures.compare_measures(run)
     assert cells[(0, 0)].get_text().get_text() == "measure"
     assert [cells[(r + 1, 0)].get_text().get_text() for r in range(len(compared))] == compared["measure"].tolist()
-
-
-def test_report_plots_measures_recorded_during_training(tmp_path):
-    r = small_run(steps=40, measures=["med", "gini"], out=tmp_path / "rec")
-    page = write_report(r, compare=False).read_text()
-    caption = re.search(r'<figure id="plot-measures".*?<figcaption>(.*?)</figcaption>', page, re.S).group(1)
-    assert caption.startswith("med, gini_embed, gini_logit (recorded during training)")
 
 
 def test_plots_display_in_a_notebook_without_magic_and_leak_no_pyplot_figures(run):

@@ -10,7 +10,7 @@ import pytest
 
 from grok_interp.training import PlateauClock, plateau_stop_step
 
-from .helpers import small_run
+from ..helpers import small_run
 
 pytestmark = pytest.mark.portable
 

@@ -6,7 +6,7 @@ import torch
 import grok_interp as g
 from grok_interp.training import checkpoint_schedule, loss_fn
 
-from .helpers import SMALL_MODEL, small_run
+from ..helpers import SMALL_MODEL, small_run
 
 pytestmark = pytest.mark.portable
 

@@ -8,7 +8,7 @@ from grok_interp import tl_backend
 from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
 from grok_interp.training import loss_fn
 
-from .helpers import BACKENDS, all_tokens
+from ..helpers import BACKENDS, all_tokens
 
 pytestmark = pytest.mark.portable
 

@@ -18,7 +18,7 @@ from grok_interp.training.accelerators import (
 )
 from grok_interp.training import loss_fn
 
-from .helpers import SMALL_MODEL, small_run
+from ..helpers import SMALL_MODEL, small_run
 
 pytestmark = pytest.mark.portable
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from grok_interp.viz import write_report
 
-from .helpers import small_run
+from ..helpers import small_run
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable") if shutil.which(n)),

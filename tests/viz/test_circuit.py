@@ -26,7 +26,7 @@ from grok_interp.viz import (
     trig_fit,
 )
 
-from .helpers import small_run
+from ..helpers import small_run
 
 pytestmark = pytest.mark.portable
 
