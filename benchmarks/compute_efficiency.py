@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import grok_interp as g
-from grok_interp.forward import fast_forward, hooked_forward
+from grok_interp.training.forwards import fast_forward, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     task = g.Task(p=args.p)
     split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    model = g.build_model(cfg.model, task)
+    model = g.models.build_model(cfg.model, task)
     opt = make_optimizer(model, cfg.train)
 
     def step(fwd) -> None:

@@ -27,7 +27,7 @@ import time
 import torch
 
 import grok_interp as g
-from grok_interp.batched import train_many
+from grok_interp.many_runs import train_many
 
 
 def main() -> None:

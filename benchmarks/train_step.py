@@ -9,8 +9,8 @@ medians are reported.
 
 * ``naive``: the HookedTransformer's own forward, ``model(tokens)[:, -1]``, i.e. every
   position, every hook point (what a plain TransformerLens training loop does);
-* ``fast``: :func:`grok_interp.forward.fast_forward` (what ``train_hooked`` uses);
-* ``compile`` (with ``--compile``): :func:`grok_interp.forward.compiled_forward`, the
+* ``fast``: :func:`grok_interp.training.forwards.fast_forward` (what ``train_hooked`` uses);
+* ``compile`` (with ``--compile``): :func:`grok_interp.training.forwards.compiled_forward`, the
   fast forward through ``torch.compile``; its one-off compile time is reported (it
   depends on whether TorchInductor's on-disk cache already holds the graph).
 
@@ -33,7 +33,7 @@ import time
 import torch
 
 import grok_interp as g
-from grok_interp.forward import compiled_forward, fast_forward, hooked_forward
+from grok_interp.training.forwards import compiled_forward, fast_forward, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     task = g.Task(p=args.p)
     split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    model = g.build_model(cfg.model, task)
+    model = g.models.build_model(cfg.model, task)
     opt = make_optimizer(model, cfg.train)
     backend = g.models.backend_of(model)
 

@@ -1,7 +1,7 @@
 """Shared plumbing of the example scripts: setups, seeds, results as data, tables, plots.
 
 Every example is a study written as data: a list of configurations run through
-:func:`grok_interp.sweep.sweep`, so rerunning an example skips the runs it already
+:func:`grok_interp.sweeps.sweep`, so rerunning an example skips the runs it already
 finished and resumes interrupted ones.
 
 Two setups (``--setup``):
@@ -87,7 +87,7 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU cores)")
     ap.add_argument("--executor", default="local", help="local or ray")
     ap.add_argument("--no-batch", action="store_true",
-                    help="train every run on its own (no grok_interp.batched batches of same-shaped runs)")
+                    help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.set_defaults(default_out=default_out)
     return ap
@@ -140,7 +140,7 @@ def run_sweep(groups: Sequence[tuple[str, dict, list[dict]]], out: Path, args: a
     """Sweep each ``(name, base, configs)`` group (into ``out/name``, or ``out`` for the
     name ``""``) and return one table. Groups exist because a sweep has one ``base``:
     e.g. the reference transformer's bias-free options must not reach the MLP runs."""
-    from grok_interp.sweep import sweep
+    from grok_interp.sweeps import sweep
 
     tables = []
     for name, base, configs in groups:

@@ -11,7 +11,7 @@ lr 1e-3), several seeds each:
 * ``stablemax_perp_wd1``: the same with weight decay 1.
 
 For each run: steps and wall time until test accuracy first reaches 0.99, the events
-(:func:`grok_interp.measures.events`), and :func:`grok_interp.measures.compare_measures`
+(:func:`grok_interp.measures.phases`), and :func:`grok_interp.measures.compare_measures`
 for MED, the weight norm and the excluded loss (does each still move before test
 loss when grokking is accelerated?). MED and the weight norm are recorded at every
 history row; the excluded loss is measured afterwards on the checkpoints, with the
@@ -47,7 +47,7 @@ import pandas as pd  # noqa: E402
 import _common as c  # noqa: E402
 import grok_interp as g  # noqa: E402
 from grok_interp.measures import compare_measures, events  # noqa: E402
-from grok_interp.sweep import sweep  # noqa: E402
+from grok_interp.sweeps import sweep  # noqa: E402
 
 
 def clock(model, task) -> float:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import matplotlib.pyplot as plt  # noqa: E402
 
 import _common as c  # noqa: E402
-from grok_interp.sweep import grid  # noqa: E402
+from grok_interp.sweeps import grid  # noqa: E402
 
 STUDY = "mlp_vs_transformer"
 KEYS = ["op", "arch", "frac"]

@@ -6,7 +6,7 @@ basis. This script takes a trained run (``--run DIR``; otherwise it trains one, 
 resumes if interrupted), finds the key frequencies on the final checkpoint, evaluates
 restricted loss, excluded loss and the Gini coefficients over the saved checkpoints
 (:meth:`grok_interp.GrokRun.measure`, key frequencies held fixed) and places the phase
-boundaries found by :func:`grok_interp.measures.events` and
+boundaries found by :func:`grok_interp.measures.phases` and
 :func:`grok_interp.measures.compare_measures` beside them.
 
     python examples/nanda_p113.py --run runs/p113   # analyse an existing run
@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 import _common as c  # noqa: E402
 import grok_interp as g  # noqa: E402
 from grok_interp.measures import compare_measures, events  # noqa: E402
-from grok_interp.sweep import sweep  # noqa: E402
+from grok_interp.sweeps import sweep  # noqa: E402
 
 SCALES = {  # Nanda et al.'s analysis: the library setup only
     "library": {

@@ -21,25 +21,54 @@ with _warnings.catch_warnings():
 from . import store
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
-from .models import MLPBaseline, build_model, weights
+from .protocols import DatasetRun, Run, TaskRun
 from .runs import GrokRun, load_run, train_hooked
+from .many_runs import train_many
+from .external import from_checkpoint_file, from_model
+from .presets import PRESETS
 from .tasks import OPERATIONS, Split, Task
-from . import measures
+from .sweeps import grid, sweep
+from . import measures, models, theory  # noqa: F401 - g.models.weights etc. stay one attribute away
 from .measures import compare_measures, events
 
 # The image branch registers itself when imported; until then, its loader by name
 # (so `load_run` reads ResNet runs without importing torchvision for every user).
 store.register_loader("resnet", "grok_interp.vision.train:load_resnet_run")
 
+#: Public names imported on first use: the report pulls in matplotlib and circuitsvis,
+#: the image branch torchvision; neither is needed to train or measure.
+_LAZY = {"write_report": ("grok_interp.viz.report", "write_report"),
+         "train_resnet": ("grok_interp.vision.train", "train_resnet")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'grok_interp' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
+    # train
     "train_hooked",
+    "train_many",
+    "sweep",
+    "grid",
+    "train_resnet",
+    "PRESETS",
+    # load and bring in
     "load_run",
+    "from_model",
+    "from_checkpoint_file",
     "GrokRun",
-    "GrokInterpError",
-    "RunDirectoryError",
-    "store",
+    "Run",
+    "TaskRun",
+    "DatasetRun",
+    # describe
     "Task",
     "Split",
     "OPERATIONS",
@@ -47,10 +76,14 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "RunConfig",
-    "build_model",
-    "weights",
-    "MLPBaseline",
+    # measure, predict, look
     "measures",
     "events",
     "compare_measures",
+    "theory",
+    "write_report",
+    # the run directory and errors
+    "store",
+    "GrokInterpError",
+    "RunDirectoryError",
 ]

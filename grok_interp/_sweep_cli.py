@@ -1,4 +1,4 @@
-"""The ``grok-interp sweep`` subcommand (argparse only here; the work is in :mod:`grok_interp.sweep`)."""
+"""The ``grok-interp sweep`` subcommand (argparse only here; the work is in :mod:`grok_interp.sweeps`)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from .sweep import grid, sweep
+    from .sweeps import grid, sweep
 
     base = _key_values(args.set, "--set", many=False)
     configs = grid(**_key_values(args.grid, "--grid", many=True)) if args.grid else []

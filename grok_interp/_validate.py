@@ -14,8 +14,13 @@ from .errors import GrokInterpError
 
 
 def bad_value(name: str, value: Any, allowed: str) -> GrokInterpError:
-    """Build the project's one error shape: ``name=value is invalid: allowed``."""
-    return GrokInterpError(f"{name}={value!r} is invalid: {allowed}")
+    """Build the project's one error shape: ``name=value is invalid: allowed``.
+
+    The message uses Python's names (``p=12``); the error also carries ``param``,
+    ``value`` and ``allowed``, so an interface that knows the parameter under another
+    name re-renders it in its own words (the command line: ``--p 12 is invalid: ...``).
+    """
+    return GrokInterpError(f"{name}={value!r} is invalid: {allowed}", param=name, value=value, allowed=allowed)
 
 
 def is_prime(n: int) -> bool:

@@ -13,18 +13,21 @@ import argparse
 import difflib
 import errno
 import logging
+import re
+import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .config import DataConfig, ModelConfig, TrainConfig, add_config_arguments
 
 from .errors import GrokInterpError
+from .presets import PRESETS
 
 __all__ = ["main", "build_parser"]
 
 #: train's flags that are not config fields.
-_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func")
+_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func", "preset")
 # The file system said no: a full disk, a read-only mount, a path under a file, no
 # permission, a missing input file. The user can act on each; none is a bug.
 _EXPECTED_OS_ERRORS = {
@@ -56,6 +59,62 @@ def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: l
     return "unrecognized arguments: " + " ".join(extra) + (f" ({'; '.join(hints)})" if hints else "")
 
 
+def _subcommand(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return None
+
+
+def _flag_text(action: argparse.Action, value: Any) -> str:
+    """``value`` as it is written on the command line for ``action``'s flag."""
+    flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+    if action.nargs == 0:  # --resume, --quiet, --pos-embed/--no-pos-embed
+        if value is False and isinstance(action, argparse.BooleanOptionalAction):
+            return "--no-" + flag[2:]
+        return flag
+    if value is None:
+        text = "none"
+    elif isinstance(value, (tuple, list)):
+        text = " ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return f"{flag} {shlex.quote(text) if text else repr(text)}"
+
+
+#: ``name=value`` where a message names a parameter (``pass resume=True``, ``set optimizer='sgd'``).
+_MENTION = re.compile(r"(?<![\w.(\-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;)]+)")
+
+
+def _cli_words(text: str, flags: dict[str, argparse.Action]) -> str:
+    """Rewrite the Python ``name=value`` mentions of this subcommand's options as flags."""
+
+    def flag(m: re.Match[str]) -> str:
+        action = flags.get(m.group(1))
+        if action is None:
+            return m.group(0)
+        raw = m.group(2)
+        value: Any = {"True": True, "False": False, "None": None}.get(raw, raw.strip("'\""))
+        return _flag_text(action, value)
+
+    return _MENTION.sub(flag, text)
+
+
+def cli_message(exc: GrokInterpError, parser: argparse.ArgumentParser, command: str | None) -> str:
+    """An error in the command line's words: a parameter that is a flag of ``command``
+    reads ``--flag VALUE is invalid: ...``, and the options the message mentions are
+    flags too; other messages are left as Python wrote them."""
+    sub = _subcommand(parser, command)
+    if sub is None:
+        return str(exc)
+    flags = {a.dest: a for a in sub._actions if a.option_strings and a.dest != "help"}
+    if exc.param is not None and exc.param in flags and exc.allowed is not None:
+        return f"{_flag_text(flags[exc.param], exc.value)} is invalid: {_cli_words(exc.allowed, flags)}"
+    if exc.param is not None and exc.allowed is not None:
+        return f"{exc.param}={exc.value!r} is invalid: {_cli_words(exc.allowed, flags)}"
+    return str(exc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grok-interp",
@@ -70,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(config.json, model.safetensors, history.csv, checkpoints/). Options left out keep "
         "their defaults; with --resume, the saved run's values.",
     )
+    train.add_argument("--preset", default=None, metavar="{" + ",".join(PRESETS) + "}",
+                       help="start from a named setup: tl_demo (the TransformerLens Grokking demo), nanda "
+                       "(Nanda et al. 2023) or default; the options given change it (default: none)")
     for cls, title in ((DataConfig, "task and split"), (ModelConfig, "model"), (TrainConfig, "training")):
         add_config_arguments(train.add_argument_group(title), cls)
     run = train.add_argument_group("run directory")
@@ -78,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its latest state, with its saved configuration "
                      "changed only by the options given (e.g. --steps)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
-    from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweep
+    from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweeps
 
     add_sweep_parser(sub)
     report = sub.add_parser(
@@ -110,7 +172,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import train_hooked
 
     opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k not in _TRAIN_CONTROL}
-    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), **opts)
+    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), preset=args.preset, **opts)
     last = run.history.iloc[-1]
     print(
         f"trained to step {int(last['step'])}: train_acc {last['train_acc']:.3f} test_acc {last['test_acc']:.3f} "
@@ -157,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except GrokInterpError as exc:  # bad input or a bad run directory: one line, status 2
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc, parser, args.command)}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno not in _EXPECTED_OS_ERRORS:

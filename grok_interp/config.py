@@ -223,7 +223,7 @@ class TrainConfig(_DictMixin):
             forward through ``torch.compile``: faster steps after a one-off compilation).
         device: ``auto`` (default: CUDA when present, else CPU), ``cpu`` or ``cuda``.
         grokfast: Gradient filter of Grokfast (Lee et al. 2024; see
-            :mod:`grok_interp.accelerators`): None (off), ``ema`` or ``ma``.
+            :mod:`grok_interp.training.accelerators`): None (off), ``ema`` or ``ma``.
         grokfast_alpha: Grokfast-EMA momentum in [0, 1) (0.98).
         grokfast_window: Grokfast-MA window, in steps (100).
         grokfast_lamb: Grokfast amplification ``lamb >= 0``; None: the reference

@@ -8,11 +8,26 @@ traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["GrokInterpError", "RunDirectoryError"]
 
 
 class GrokInterpError(ValueError):
-    """Bad input to grok_interp: the message names the value and what is allowed."""
+    """Bad input to grok_interp: the message names the value and what is allowed.
+
+    Errors about one parameter (built by the package's input checks) also carry it:
+    ``param`` (its Python name), ``value`` (what was given) and ``allowed`` (what may be
+    given instead), so each interface words the error with its own names: Python's
+    ``p=12 is invalid: ...``, the command line's ``--p 12 is invalid: ...``. For other
+    errors the three are None.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, value: Any = None, allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.value = value
+        self.allowed = allowed
 
 
 class RunDirectoryError(GrokInterpError):

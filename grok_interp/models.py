@@ -2,7 +2,7 @@
 
 :func:`build_model` turns a :class:`~grok_interp.config.ModelConfig` into a hooked
 model for a task. Transformers come from TransformerLens (``HookedTransformer`` under
-3.x, the native ``TransformerBridge`` under 4.x; see :mod:`grok_interp._tl`), so hook
+3.x, the native ``TransformerBridge`` under 4.x; see :mod:`grok_interp.tl_backend`), so hook
 names (``blocks.0.attn.hook_pattern``, ``blocks.0.mlp.hook_post``) and weight
 accessors (``W_E``, ``W_Q``, ...) are the ones users know. The paper's DNN baseline is
 :class:`MLPBaseline`, itself a ``HookedRootModule`` so ``run_with_cache`` works on it.
@@ -23,13 +23,16 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from . import _tl
+from . import tl_backend
 from ._validate import bad_value
 from .errors import GrokInterpError
 from .config import ModelConfig
 from .tasks import Task
 
-__all__ = ["build_model", "MLPBaseline", "weights", "load_weights", "absent_biases", "backend_of", "ACTIVATIONS"]
+__all__ = [
+    "build_model", "MLPBaseline", "weights", "load_weights", "absent_biases", "backend_of", "ACTIVATIONS",
+    "check_model_fits_task", "vocabulary_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,8 @@ class _Dense(nn.Module):
         self.W = nn.Parameter(torch.empty(d_in, d_out))
         self.b = nn.Parameter(torch.zeros(d_out))
         self.act = act
-        self.hook_pre = _tl.HookPoint()
-        self.hook_post = _tl.HookPoint()
+        self.hook_pre = tl_backend.HookPoint()
+        self.hook_post = tl_backend.HookPoint()
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_out"]:
         pre = self.hook_pre(x @ self.W + self.b)
@@ -70,7 +73,7 @@ class _Unembed(nn.Module):
         self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
 
 
-class MLPBaseline(_tl.HookedRootModule):
+class MLPBaseline(tl_backend.HookedRootModule):
     """The paper's DNN baseline: ``[E[a], E[b]] -> d_mlp -> d_mlp -> p``.
 
     Hook points: ``hook_embed`` (batch, n_inputs, d_model), ``hidden1.hook_pre``,
@@ -95,7 +98,7 @@ class MLPBaseline(_tl.HookedRootModule):
             raise bad_value("n_inputs", n_inputs, "must be 2 (a, b) or 3 (a, b, =)")
         self.n_inputs = n_inputs
         self.embed = _Embed(d_vocab, d_model)
-        self.hook_embed = _tl.HookPoint()
+        self.hook_embed = tl_backend.HookPoint()
         self.hidden1 = _Dense(n_inputs * d_model, d_mlp, act_fn)
         self.hidden2 = _Dense(d_mlp, d_mlp, act_fn)
         self.unembed = _Unembed(d_mlp, d_vocab_out)
@@ -119,7 +122,7 @@ def backend_of(model: nn.Module) -> str:
     """``hooked``, ``bridge`` or ``mlp``: which implementation a model is."""
     if isinstance(model, MLPBaseline):
         return "mlp"
-    return _tl.backend_of(model)
+    return tl_backend.backend_of(model)
 
 
 def weights(model: nn.Module) -> dict[str, Tensor]:
@@ -129,7 +132,7 @@ def weights(model: nn.Module) -> dict[str, Tensor]:
     reported as zero tensors under their usual names: the model computes exactly as if
     they were zero, and analysis code (the fast forward, circuits) reads one layout.
     """
-    w = dict(model.named_parameters()) if isinstance(model, MLPBaseline) else _tl.canonical_weights(model)
+    w = dict(model.named_parameters()) if isinstance(model, MLPBaseline) else tl_backend.canonical_weights(model)
     absent = absent_biases(model)
     if absent:
         ref = w["embed.W_E"]
@@ -237,7 +240,7 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
         n_inputs = 3 if cfg.mlp_input == "operands_and_eq" else 2
         model: nn.Module = MLPBaseline(task.d_vocab, task.d_vocab_out, cfg.d_model, cfg.d_mlp, cfg.act_fn, n_inputs)
     else:
-        model = _tl.build_transformer(
+        model = tl_backend.build_transformer(
             backend=cfg.backend,
             n_layers=cfg.n_layers,
             n_heads=cfg.n_heads,
@@ -294,15 +297,20 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
 def _params(model: nn.Module) -> dict[str, nn.Parameter]:
     if isinstance(model, MLPBaseline):
         return dict(model.named_parameters())
-    return _tl.canonical_parameters(model)
+    return tl_backend.canonical_parameters(model)
 
 
 def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
-    """Copy canonical weights into ``model`` (either backend, or the MLP baseline).
+    """Copy weights into ``model`` (either backend, or the MLP baseline).
 
-    Biases the model was built without may be given (as :func:`weights` reports them)
-    only as zeros; non-zero values there mean the weights come from a model with biases.
+    ``w`` holds canonical weights (as :func:`weights` returns them) or the
+    ``state_dict()`` of a transformer of either backend: a ``HookedTransformer``'s
+    attention buffers (``IGNORE``, ``mask``) are skipped, a bridge's names and layouts
+    are mapped. Biases the model was built without may be given only as zeros;
+    non-zero values there mean the weights come from a model with biases.
     """
+    if not isinstance(model, MLPBaseline):
+        w = tl_backend.canonical_state_dict(dict(w), model.cfg.n_heads, model.cfg.d_head)
     absent = absent_biases(model)
     for name in absent:
         if name in w and bool(w[name].detach().ne(0).any()):
@@ -319,4 +327,57 @@ def load_weights(model: nn.Module, w: dict[str, Tensor]) -> None:
             for k, p in own.items():
                 p.copy_(w[k].to(p.device, p.dtype))
     else:
-        _tl.load_canonical(model, w)
+        tl_backend.load_canonical(model, w)
+
+
+def vocabulary_of(model: nn.Module | dict[str, Tensor] | Tensor) -> tuple[int, int | None]:
+    """``(d_vocab, d_vocab_out)`` of a model, its canonical weights, or ``W_E`` alone
+    (``d_vocab_out`` None: a bare embedding says nothing about the answers)."""
+    if isinstance(model, Tensor):
+        if model.ndim != 2:
+            raise bad_value("W_E", tuple(model.shape), "must be a 2-D (d_vocab, d_model) tensor")
+        return model.shape[0], None
+    if isinstance(model, dict):
+        if "embed.W_E" not in model:
+            raise bad_value("weights", sorted(model)[:5], "have no 'embed.W_E'")
+        w_u = model.get("unembed.W_U")
+        return model["embed.W_E"].shape[0], (None if w_u is None else w_u.shape[-1])
+    if isinstance(model, MLPBaseline):
+        return model.W_E.shape[0], model.W_U.shape[1]
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "d_vocab"):
+        return int(cfg.d_vocab), int(cfg.d_vocab_out)
+    return vocabulary_of(weights(model))
+
+
+def check_model_fits_task(model: nn.Module | dict[str, Tensor] | Tensor, task: Task) -> None:
+    """Raise one :class:`GrokInterpError` if ``model`` was not built for ``task``.
+
+    A model for a task reads ``d_vocab = p + offset + 1`` tokens (the operands and
+    ``"="``) and answers with ``d_vocab_out = p`` logits; a model trained at another p
+    or offset runs on the task's tokens without complaint (or fails deep inside with an
+    index error) and gives meaningless measures, so every measure that takes a model and
+    a task checks this first. Transformers must also read 3 positions (``n_ctx >= 3``).
+
+    Args:
+        model: A hooked model, its canonical weights, or ``W_E`` alone.
+        task: The task it is to be measured on.
+    """
+    d_vocab, d_vocab_out = vocabulary_of(model)
+    problems = []
+    if isinstance(model, Tensor):  # W_E alone, perhaps only its operand rows: the operand tokens must be there
+        if not task.p + task.offset <= d_vocab <= task.d_vocab:
+            problems.append(f"W_E has {d_vocab} rows but the task's operand tokens need p + offset = "
+                            f"{task.p + task.offset} (and the task has d_vocab = {task.d_vocab})")
+    elif d_vocab != task.d_vocab:
+        problems.append(f"the model reads d_vocab={d_vocab} tokens but the task has p + offset + 1 = {task.d_vocab}")
+    if d_vocab_out is not None and d_vocab_out != task.d_vocab_out:
+        problems.append(f"the model gives d_vocab_out={d_vocab_out} logits but the task has p = {task.d_vocab_out} answers")
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and n_ctx < 3:
+        problems.append(f"the model reads n_ctx={n_ctx} positions but the task's inputs are 3 tokens (a, b, =)")
+    if problems:
+        raise GrokInterpError(
+            f"model and task do not fit: {'; '.join(problems)} (task p={task.p}, op={task.op_name!r}, "
+            f"offset={task.offset}); measure the model on the task it was trained on"
+        )

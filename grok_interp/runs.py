@@ -19,14 +19,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import _tl, store
+from . import tl_backend, store
 from ._validate import bad_value
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
+from .presets import preset_options
 from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
-from .forward import select_forward
-from .models import build_model, load_weights, weights
+from .training.forwards import select_forward
+from .models import build_model, check_model_fits_task, load_weights, weights
 from .tasks import Split, Task
 from .training import (
     Callback,
@@ -63,6 +64,14 @@ class GrokRun:
         history: One row per evaluation: step, train_loss, test_loss, train_acc,
             test_acc, and any recorded measures.
         path: The run directory, if the run lives on disk.
+        checkpoints: Weights kept in memory, ``{step: canonical weights}`` (see
+            :func:`grok_interp.models.weights`), for a run without a directory: what
+            :meth:`weights_at`, :meth:`model_at` and :meth:`measure` read. A run on disk
+            reads its checkpoints from ``path`` instead. Build a run from a model trained
+            elsewhere with :func:`grok_interp.from_model`, which fills this.
+
+    The model must fit the task (``d_vocab = p + offset + 1``, ``d_vocab_out = p``):
+    a run of mismatched parts is refused when it is made.
     """
 
     model: nn.Module
@@ -71,14 +80,29 @@ class GrokRun:
     config: RunConfig
     history: pd.DataFrame
     path: Path | None = None
-    _memory_checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        check_model_fits_task(self.model, self.task)
+        if self.split.task.p != self.task.p or not torch.equal(self.split.task.labels, self.task.labels):
+            raise bad_value("split", f"{self.split.kind} split of p={self.split.task.p}",
+                            f"belongs to another task than the run's (p={self.task.p}, op={self.task.op_name!r})")
+        if (self.config.data.p, self.config.data.offset) != (self.task.p, self.task.offset):
+            raise bad_value("config", f"p={self.config.data.p}, offset={self.config.data.offset}",
+                            f"describes another task than the run's (p={self.task.p}, offset={self.task.offset})")
+        bad = [s for s in self.checkpoints if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad:
+            raise bad_value("checkpoints", bad[:3], "keys must be steps (integers >= 0)")
+        if self.config.model.arch != "mlp":  # a state dict of either backend reads as canonical weights
+            m = self.config.model
+            self.checkpoints = {s: tl_backend.canonical_state_dict(dict(w), m.n_heads, m.d_head) for s, w in self.checkpoints.items()}
 
     @property
     def checkpoint_steps(self) -> list[int]:
         """Steps with saved weights, ascending."""
         if self.path is not None:
             return RunStore(self.path).checkpoint_steps()
-        return sorted(self._memory_checkpoints)
+        return sorted(self.checkpoints)
 
     def weights_at(self, step: int) -> dict[str, torch.Tensor]:
         """Canonical weights saved at checkpoint ``step``."""
@@ -86,7 +110,7 @@ class GrokRun:
             raise bad_value("step", step, f"has no checkpoint; saved steps: {self.checkpoint_steps}")
         if self.path is not None:
             return RunStore(self.path).read_checkpoint(step)
-        return self._memory_checkpoints[step]
+        return self.checkpoints[step]
 
     def model_at(self, step: int) -> nn.Module:
         """A fresh model holding the weights saved at checkpoint ``step``."""
@@ -140,7 +164,7 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> 
     (with nothing trained yet), which ``resume`` simply starts again.
     """
     out.write_config({
-        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": _tl.TL_VERSION},
+        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
     })
@@ -227,7 +251,7 @@ def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, S
 
 
 def _resolved_backend(cfg: ModelConfig) -> str:
-    return "mlp" if cfg.arch == "mlp" else _tl.resolve_backend(cfg.backend)
+    return "mlp" if cfg.arch == "mlp" else tl_backend.resolve_backend(cfg.backend)
 
 
 # --- training entry point -----------------------------------------------------------------
@@ -244,6 +268,7 @@ def train_hooked(
     progress: bool = True,
     config: RunConfig | None = None,
     gradient_transforms: Iterable[GradientTransform] = (),
+    preset: str | None = None,
     **options: Any,
 ) -> GrokRun:
     """Train a hooked model on a prime-field task and return the run.
@@ -268,6 +293,9 @@ def train_hooked(
         gradient_transforms: Functions ``fn(params)`` that change the trainable
             parameters' ``.grad`` in place before every optimiser step (see
             :class:`grok_interp.training.RunState`).
+        preset: A named setup (:data:`grok_interp.presets.PRESETS`): ``tl_demo`` (the
+            TransformerLens Grokking demo, bit-identical initial weights), ``nanda``
+            (Nanda et al. 2023) or ``default``. Options given beside it win.
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -277,8 +305,8 @@ def train_hooked(
         A :class:`GrokRun` with the trained model and its history.
 
     Example:
-        >>> run = train_hooked(p=23, steps=200, progress=False)  # doctest: +SKIP
-        >>> run.history.columns[:5].tolist()  # doctest: +SKIP
+        >>> run = train_hooked(p=23, steps=200, progress=False)
+        >>> run.history.columns[:5].tolist()
         ['step', 'train_loss', 'test_loss', 'train_acc', 'test_acc']
     """
     custom_op = callable(op)
@@ -286,6 +314,8 @@ def train_hooked(
     if custom_op:
         given["op"] = "custom:" + getattr(op, "__name__", "f")
     given.update(options)
+    if preset is not None:
+        given = preset_options(preset, **given)
     if config is not None:
         if given:
             config.check_agrees(given)  # options beside a complete config may only repeat it
@@ -351,7 +381,7 @@ class PreparedRun:
             self.store.write_status(state.history[-1]["step"], finished=True)
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
-            history=pd.DataFrame(state.history), path=self.out_path, _memory_checkpoints=self.memory,
+            history=pd.DataFrame(state.history), path=self.out_path, checkpoints=self.memory,
         )
 
     def close(self) -> None:
@@ -374,7 +404,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
-    Shared by :func:`train_hooked` and :func:`grok_interp.batched.train_many`, so a run
+    Shared by :func:`train_hooked` and :func:`grok_interp.many_runs.train_many`, so a run
     is set up the same way whichever trains it. The size of the run is checked before
     anything is allocated. With ``resume`` and an existing run directory, the model and
     optimiser are loaded from its newest consistent resume state; no file of the run

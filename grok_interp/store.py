@@ -405,9 +405,12 @@ class RunStore:
     context manager) first; it also removes temporary files that a killed writer left.
 
     Example:
-        >>> with RunStore("runs/r").lock() as store:          # doctest: +SKIP
+        >>> import tempfile, torch
+        >>> weights = {"w": torch.zeros(2)}
+        >>> with RunStore(tempfile.mkdtemp()).lock() as store:
         ...     store.write_checkpoint(100, weights)
-        ...     store.write_resume_state(100, weights, optimizer.state_dict(), history)
+        ...     store.checkpoint_steps()
+        [100]
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -722,7 +725,7 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
         if resuming and not is_run_dir(path):
             raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
         if resuming and not resume:
-            raise bad_value("out", str(path), "already holds a run; pass resume=True (--resume) or a new directory")
+            raise bad_value("out", str(path), "already holds a run; pass resume=True to continue it, or give a new directory")
     except BaseException:
         rs.close()
         raise

@@ -15,7 +15,7 @@ reach: a test input can only be answered if a training input of the same class l
   of the same class.
 * :func:`ceiling_curve` / :func:`predicted_ceiling` - the predicted ceiling at radius
   ``r``: the share of test pairs with a same-class training pair within ``r``. Set the
-  curve beside the measured U-Acc (:func:`grok_interp.measures.events`).
+  curve beside the measured U-Acc (:func:`grok_interp.measures.phases`).
 * :func:`symmetry_ceiling` - share of test pairs that some symmetry of the grid (e.g.
   the transpose ``(a, b) -> (b, a)``) maps onto a training pair of the same class:
   the cap of a model that only answers a test pair through such an image.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 import grok_interp as g
-from grok_interp import _tl
+from grok_interp import tl_backend
 
 # Backends available in this TransformerLens: both under 3.x, only the bridge under 4.x.
-BACKENDS = ["hooked", "bridge"] if _tl.HAS_HOOKED_TRANSFORMER else ["bridge"]
+BACKENDS = ["hooked", "bridge"] if tl_backend.HAS_HOOKED_TRANSFORMER else ["bridge"]
 
 SMALL_MODEL = dict(d_model=32, n_heads=4, d_mlp=64)
 
@@ -22,3 +22,7 @@ def small_run(**overrides):
 
 def all_tokens(task: g.Task) -> torch.Tensor:
     return task.tokens(task.all_pairs())
+
+
+#: A ResNet run that trains in a second: 120 images of 16 px, width 4.
+TINY_RESNET = dict(image_size=16, width=4, subset=120, batch_size=32, eval_batch_size=64, device="cpu")

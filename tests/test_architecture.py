@@ -109,7 +109,7 @@ def test_the_store_knows_no_run_kind():
             if m not in below:
                 below.add(m)
                 todo.append(m)
-    assert not below & {"grok_interp.runs", "grok_interp.batched", "grok_interp.sweep", "grok_interp.vision",
+    assert not below & {"grok_interp.runs", "grok_interp.many_runs", "grok_interp.sweeps", "grok_interp.vision",
                         "grok_interp.vision.train", "grok_interp.training", "grok_interp.models"}, below
     assert "grok_interp.vision.train" not in graph["grok_interp.runs"]
     assert "grok_interp.runs" not in graph["grok_interp.vision.train"]

@@ -23,15 +23,15 @@ def test_help_lists_the_options(capsys):
 @pytest.mark.parametrize(
     "args, name",
     [
-        (["--p", "12"], "p="),
-        (["--p", "2"], "p="),
-        (["--op", "pow"], "op="),
-        (["--frac", "1.5"], "frac="),
-        (["--split", "square", "--k", "40", "--p", "23"], "k="),
-        (["--split", "strip", "--t", "-1"], "t="),
-        (["--steps", "0"], "steps="),
-        (["--d-model", "30"], "d_model="),
-        (["--split", "strip", "--t", "22", "--p", "23"], "split="),
+        (["--p", "12"], "--p "),
+        (["--p", "2"], "--p "),
+        (["--op", "pow"], "--op "),
+        (["--frac", "1.5"], "--frac "),
+        (["--split", "square", "--k", "40", "--p", "23"], "--k "),
+        (["--split", "strip", "--t", "-1"], "--t "),
+        (["--steps", "0"], "--steps "),
+        (["--d-model", "30"], "--d-model "),
+        (["--split", "strip", "--t", "22", "--p", "23"], "--split "),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(tmp_path, capsys, args, name):
@@ -80,7 +80,7 @@ def test_flags_reach_the_config(tmp_path):
         "train", "--out", "x", "--p", "23", "--no-pos-embed", "--betas", "0.8", "0.9", "--stop-after-grok", "none",
         "--normalization", "LN", "--embed-init", "circulant",
     ])
-    opts = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet")}
+    opts = {k: v for k, v in vars(args).items() if k not in ("command", "out", "resume", "quiet", "preset")}
     assert opts == {"p": 23, "pos_embed": False, "betas": [0.8, 0.9], "stop_after_grok": None,
                     "normalization": "LN", "embed_init": "circulant"}
 
@@ -112,3 +112,31 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith("grok-interp ")
+
+
+def test_errors_speak_the_interface_language(tmp_path, capsys):
+    """One mistake, two wordings: Python's names from Python, flags from the CLI."""
+    with pytest.raises(g.GrokInterpError, match=r"^p=12 is invalid: must be a prime") as info:
+        g.train_hooked(p=12, progress=False)
+    assert (info.value.param, info.value.value) == ("p", 12)
+    assert main(["train", "--out", str(tmp_path / "r"), "--quiet", "--p", "12"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --p 12 is invalid: must be a prime number >= 3"
+    # An option named inside the message follows the interface too.
+    with pytest.raises(g.GrokInterpError, match="set optimizer='sgd'"):
+        g.TrainConfig(momentum=0.5)
+    assert main(["train", "--out", str(tmp_path / "r"), "--quiet", "--momentum", "0.5"]) == 2
+    assert "error: --momentum 0.5 is invalid: is SGD's; set --optimizer sgd" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--quiet", "--arch", "mlp", "--no-attn-bias"]) == 2
+    assert capsys.readouterr().err.startswith("error: --no-attn-bias is invalid:")
+
+
+def test_resume_hint_names_the_interface(tmp_path, capsys):
+    out = tmp_path / "r"
+    opts = dict(p=5, steps=2, d_model=8, n_heads=2, d_mlp=8, eval_every=1, progress=False)
+    g.train_hooked(out=out, **opts)
+    with pytest.raises(g.GrokInterpError) as info:
+        g.train_hooked(out=out, **opts)
+    assert "pass resume=True" in str(info.value) and "--resume" not in str(info.value)
+    assert main(["train", "--out", str(out), "--quiet", "--p", "5", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {out} is invalid: already holds a run; pass --resume" in err and "resume=True" not in err

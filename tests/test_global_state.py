@@ -63,12 +63,12 @@ def test_the_checker_catches_each_kind_of_side_effect():
 @pytest.mark.parametrize("init", ["tl", "nanda"])
 def test_build_model_leaves_global_state_alone(backend, init):
     cfg = g.ModelConfig(backend=backend, init=init, seed=7, **SMALL_MODEL)
-    model = assert_no_global_side_effects(lambda: g.build_model(cfg, g.Task(23)))
+    model = assert_no_global_side_effects(lambda: g.models.build_model(cfg, g.Task(23)))
     # ... and its weights still depend on the seed only, not on the caller's RNG state.
     torch.manual_seed(1)
-    again = g.build_model(cfg, g.Task(23))
-    for name, w in g.weights(model).items():
-        assert torch.equal(w, g.weights(again)[name]), name
+    again = g.models.build_model(cfg, g.Task(23))
+    for name, w in g.models.weights(model).items():
+        assert torch.equal(w, g.models.weights(again)[name]), name
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp import _tl
-from grok_interp.forward import fast_forward, hooked_forward, select_forward
+from grok_interp import tl_backend
+from grok_interp.training.forwards import fast_forward, hooked_forward, select_forward
 from grok_interp.models import backend_of, load_weights
 
 from .helpers import BACKENDS, all_tokens
@@ -36,7 +36,7 @@ def _randomise_biases(model):
     """Biases start at zero; give them values so the test sees every term."""
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for name, p in _tl.canonical_parameters(model).items():
+        for name, p in tl_backend.canonical_parameters(model).items():
             if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
 
@@ -45,7 +45,7 @@ def _randomise_biases(model):
 @pytest.mark.parametrize("options", FAST_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_fast_forward_equals_hooked_forward(backend, options):
     cfg = g.ModelConfig(**{"backend": backend, "d_model": 16, "n_heads": 4, "d_mlp": 24, **options})
-    model = g.build_model(cfg, TASK)
+    model = g.models.build_model(cfg, TASK)
     _randomise_biases(model)
     toks = all_tokens(TASK)
     assert torch.allclose(fast_forward(model, toks), hooked_forward(model, toks), atol=1e-5)
@@ -63,16 +63,16 @@ def test_unsupported_architectures_fall_back_to_hooked_forward(options, caplog):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_weights_roundtrip_through_canonical_layout(backend):
     cfg = g.ModelConfig(backend=backend, d_model=16, d_mlp=24, normalization="LN", n_layers=2)
-    a, b = g.build_model(cfg, TASK), g.build_model(g.ModelConfig(**{**cfg.to_dict(), "seed": 5}), TASK)
+    a, b = g.models.build_model(cfg, TASK), g.models.build_model(g.ModelConfig(**{**cfg.to_dict(), "seed": 5}), TASK)
     toks = all_tokens(TASK)
     assert not torch.allclose(a(toks), b(toks))
-    load_weights(b, {k: v.detach() for k, v in g.weights(a).items()})
+    load_weights(b, {k: v.detach() for k, v in g.models.weights(a).items()})
     assert torch.equal(a(toks), b(toks))
 
 
 def test_bridge_canonical_weights_match_transformer_lens_get_params():
-    model = g.build_model(g.ModelConfig(backend="bridge", d_model=16, d_mlp=24, normalization="LN"), TASK)
-    ours, theirs = g.weights(model), model.get_params()
+    model = g.models.build_model(g.ModelConfig(backend="bridge", d_model=16, d_mlp=24, normalization="LN"), TASK)
+    ours, theirs = g.models.weights(model), model.get_params()
     for name, value in theirs.items():
         assert torch.equal(ours[name], value), name
 
@@ -80,14 +80,14 @@ def test_bridge_canonical_weights_match_transformer_lens_get_params():
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="HookedTransformer is not in this TransformerLens")
 def test_both_backends_build_the_same_model_from_the_same_seed():
     toks = all_tokens(TASK)
-    hooked, bridge = (g.build_model(g.ModelConfig(backend=b, d_model=16, d_mlp=24), TASK) for b in BACKENDS)
+    hooked, bridge = (g.models.build_model(g.ModelConfig(backend=b, d_model=16, d_mlp=24), TASK) for b in BACKENDS)
     assert backend_of(hooked) == "hooked" and backend_of(bridge) == "bridge"
     assert torch.allclose(hooked(toks), bridge(toks), atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hook_names_and_accessors_users_know(backend):
-    model = g.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24), TASK)
+    model = g.models.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24), TASK)
     _, cache = model.run_with_cache(all_tokens(TASK))
     n = 13 * 13
     assert cache["blocks.0.attn.hook_pattern"].shape == (n, 4, 3, 3)
@@ -98,8 +98,8 @@ def test_hook_names_and_accessors_users_know(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_frozen_parameters_stay_put_and_are_not_optimised(backend):
     cfg = g.ModelConfig(backend=backend, d_model=16, d_mlp=24, embed_init="onehot", pos_embed=False, freeze_biases=True)
-    model = g.build_model(cfg, TASK)
-    params = _tl.canonical_parameters(model)
+    model = g.models.build_model(cfg, TASK)
+    params = tl_backend.canonical_parameters(model)
     frozen = {k for k, p in params.items() if not p.requires_grad}
     assert "embed.W_E" in frozen and "pos_embed.W_pos" in frozen and "unembed.b_U" in frozen
     assert torch.equal(model.W_E.detach(), torch.eye(TASK.d_vocab, 16))
@@ -112,14 +112,14 @@ def test_frozen_parameters_stay_put_and_are_not_optimised(backend):
 
 
 def test_circulant_embedding_rows_are_cyclic_shifts():
-    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=16, d_mlp=24, embed_init="circulant"), TASK)
+    model = g.models.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=16, d_mlp=24, embed_init="circulant"), TASK)
     w = model.W_E.detach()
     for i in range(1, w.shape[0]):
         assert torch.equal(w[i], torch.roll(w[0], i))
 
 
 def test_nanda_init_has_the_documented_scale():
-    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=128), g.Task(p=113))
+    model = g.models.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=128), g.Task(p=113))
     w_in = model.blocks[0].mlp.W_in.detach()
     assert abs(w_in.std().item() - 128**-0.5) < 0.01 * 128**-0.5 * 10
     assert torch.count_nonzero(model.blocks[0].mlp.b_in) == 0
@@ -127,11 +127,11 @@ def test_nanda_init_has_the_documented_scale():
 
 def test_onehot_embedding_needs_room():
     with pytest.raises(ValueError, match="embed_init"):
-        g.build_model(g.ModelConfig(embed_init="onehot", d_model=8, n_heads=2), TASK)
+        g.models.build_model(g.ModelConfig(embed_init="onehot", d_model=8, n_heads=2), TASK)
 
 
 def test_mlp_baseline_is_hooked():
-    model = g.build_model(g.ModelConfig(arch="mlp", d_model=8, d_mlp=16), TASK)
+    model = g.models.build_model(g.ModelConfig(arch="mlp", d_model=8, d_mlp=16), TASK)
     toks = all_tokens(TASK)
     logits, cache = model.run_with_cache(toks)
     assert logits.shape == (169, 1, 13)
@@ -159,16 +159,16 @@ _ABSENT = {"blocks.0.attn.b_Q", "blocks.0.attn.b_K", "blocks.0.attn.b_V", "block
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bias_free_attention_and_unembedding_have_no_bias_parameters(backend):
     cfg = g.ModelConfig(backend=backend, d_model=16, d_mlp=24, attn_bias=False, unembed_bias=False)
-    model = g.build_model(cfg, TASK)
-    canonical = set(_tl.canonical_parameters(model))
+    model = g.models.build_model(cfg, TASK)
+    canonical = set(tl_backend.canonical_parameters(model))
     assert not canonical & _ABSENT
     assert {"blocks.0.mlp.b_in", "blocks.0.mlp.b_out"} <= canonical  # MLP biases stay, as in the reference
     # No backend parameter is a bias other than the MLP's two; the optimiser sees only these.
     n_params = sum(p.numel() for p in model.parameters())
-    full = g.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24), TASK)
+    full = g.models.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24), TASK)
     assert sum(p.numel() for p in full.parameters()) - n_params == 3 * 16 + 16 + TASK.p
     # weights() still reports them, as zeros; the model equals the full one with zero biases.
-    w = g.weights(model)
+    w = g.models.weights(model)
     assert _ABSENT <= set(w) and all(torch.count_nonzero(w[k]) == 0 for k in _ABSENT)
     load_weights(full, {k: v.detach() for k, v in w.items()})
     toks = all_tokens(TASK)
@@ -178,13 +178,13 @@ def test_bias_free_attention_and_unembedding_have_no_bias_parameters(backend):
     opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=1.0)
     model(toks)[:, -1].logsumexp(-1).sum().backward()
     opt.step()
-    assert all(torch.count_nonzero(g.weights(model)[k]) == 0 for k in _ABSENT)
+    assert all(torch.count_nonzero(g.models.weights(model)[k]) == 0 for k in _ABSENT)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bias_free_model_refuses_non_zero_biases(backend):
-    model = g.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24, attn_bias=False), TASK)
-    w = {k: v.detach().clone() for k, v in g.weights(model).items()}
+    model = g.models.build_model(g.ModelConfig(backend=backend, d_model=16, d_mlp=24, attn_bias=False), TASK)
+    w = {k: v.detach().clone() for k, v in g.models.weights(model).items()}
     load_weights(model, w)  # zeros: fine
     w["blocks.0.attn.b_O"] += 1.0
     with pytest.raises(ValueError, match="b_O"):
@@ -192,8 +192,8 @@ def test_bias_free_model_refuses_non_zero_biases(backend):
 
 
 def test_unembed_bias_off_alone_keeps_attention_biases():
-    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=16, d_mlp=24, unembed_bias=False), TASK)
-    names = set(_tl.canonical_parameters(model))
+    model = g.models.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=16, d_mlp=24, unembed_bias=False), TASK)
+    names = set(tl_backend.canonical_parameters(model))
     assert "unembed.b_U" not in names and "blocks.0.attn.b_Q" in names
 
 
@@ -201,7 +201,7 @@ def test_toeplitz_embedding_is_the_reference_matrix():
     from scipy.linalg import toeplitz
 
     d_model = 32
-    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=d_model, d_mlp=24, embed_init="toeplitz"), TASK)
+    model = g.models.build_model(g.ModelConfig(backend=BACKENDS[0], d_model=d_model, d_mlp=24, embed_init="toeplitz"), TASK)
     w = model.W_E.detach().double()
     v = w[0] * d_model**0.5  # token 0's embedding is the generating vector
     assert ((v >= 0) & (v < 1)).all()  # U[0, 1)
@@ -214,18 +214,18 @@ def test_toeplitz_embedding_is_the_reference_matrix():
 
 def test_toeplitz_embedding_starts_with_tokens_close_together():
     task = g.Task(97)
-    model = g.build_model(g.ModelConfig(backend=BACKENDS[0], embed_init="toeplitz"), task)
+    model = g.models.build_model(g.ModelConfig(backend=BACKENDS[0], embed_init="toeplitz"), task)
     X = torch.nn.functional.normalize(model.W_E.detach()[:97].double(), dim=1)
     cos = X @ X.T
     mean_cos = (cos.sum() - 97) / (97 * 96)
     assert 0.65 < mean_cos < 0.85  # about 0.75; a Gaussian init gives about 0
     with pytest.raises(ValueError, match="embed_init"):
-        g.build_model(g.ModelConfig(embed_init="toeplitz", d_model=8, n_heads=2), TASK)
+        g.models.build_model(g.ModelConfig(embed_init="toeplitz", d_model=8, n_heads=2), TASK)
 
 
 def test_reference_mlp_baseline_reads_eq_and_uses_linear_default_init():
     cfg = g.ModelConfig(arch="mlp", d_model=16, d_mlp=32, mlp_input="operands_and_eq", init="linear_default")
-    model = g.build_model(cfg, TASK)
+    model = g.models.build_model(cfg, TASK)
     toks = all_tokens(TASK)
     logits, cache = model.run_with_cache(toks)
     assert cache["hook_embed"].shape == (169, 3, 16)
@@ -241,7 +241,7 @@ def test_reference_mlp_baseline_reads_eq_and_uses_linear_default_init():
     with torch.no_grad():
         model.W_E[TASK.eq_token] += 1.0
     assert not torch.allclose(model(toks), logits)
-    default = g.build_model(g.ModelConfig(arch="mlp", d_model=16, d_mlp=32), TASK)
+    default = g.models.build_model(g.ModelConfig(arch="mlp", d_model=16, d_mlp=32), TASK)
     before = default(toks)
     with torch.no_grad():
         default.W_E[TASK.eq_token] += 1.0

@@ -88,7 +88,7 @@ def test_reference_meds_are_named_measures():
 
 
 def test_mlp_baseline_without_unembed_bias():
-    model = g.build_model(g.ModelConfig(arch="mlp", d_model=8, d_mlp=16, unembed_bias=False), g.Task(7))
+    model = g.models.build_model(g.ModelConfig(arch="mlp", d_model=8, d_mlp=16, unembed_bias=False), g.Task(7))
     assert "unembed.b_U" not in dict(model.named_parameters())
-    assert torch.count_nonzero(g.weights(model)["unembed.b_U"]) == 0
+    assert torch.count_nonzero(g.models.weights(model)["unembed.b_U"]) == 0
     assert model(g.Task(7).tokens(g.Task(7).all_pairs())).shape == (49, 1, 7)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.portable
 
 
 def _same_weights(a, b):
-    wa, wb = g.weights(a), g.weights(b)
+    wa, wb = g.models.weights(a), g.models.weights(b)
     return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

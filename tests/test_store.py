@@ -35,7 +35,7 @@ OPTS = dict(p=11, steps=40, eval_every=5, checkpoint_every=10, d_model=16, n_hea
 
 
 def _same_weights(a, b):
-    wa, wb = g.weights(a), g.weights(b)
+    wa, wb = g.models.weights(a), g.models.weights(b)
     return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -218,7 +218,7 @@ def test_two_writers_started_together_leave_one_consistent_run(tmp_path):
     assert loser.startswith("error: ") and ("another process" in loser or "already holds a run" in loser)
     run = g.load_run(out)
     winner_seed = run.config.model.seed
-    fresh = g.build_model(run.config.model, run.task)
+    fresh = g.models.build_model(run.config.model, run.task)
     assert _same_weights(fresh, run.model_at(0)), f"checkpoint 0 is not seed {winner_seed}'s"
 
 
@@ -474,15 +474,15 @@ def test_stale_temporaries_are_removed_by_the_next_writer_only(run_dir):
 
 # --- input gaps and the command line ---------------------------------------------------------
 @pytest.mark.parametrize("args, name", [
-    (["--lr", "inf"], "lr="),
-    (["--lr", "nan"], "lr="),
-    (["--lr", "0"], "lr="),
-    (["--weight-decay", "inf"], "weight_decay="),
-    (["--grok-threshold", "nan"], "grok_threshold="),
-    (["--split", "random", "--k", "3"], "k="),
-    (["--split", "square", "--k", "3", "--t", "2"], "t="),
-    (["--arch", "mlp", "--n-layers", "2"], "n_layers="),
-    (["--p", "100003"], "p="),
+    (["--lr", "inf"], "--lr "),
+    (["--lr", "nan"], "--lr "),
+    (["--lr", "0"], "--lr "),
+    (["--weight-decay", "inf"], "--weight-decay "),
+    (["--grok-threshold", "nan"], "--grok-threshold "),
+    (["--split", "random", "--k", "3"], "--k "),
+    (["--split", "square", "--k", "3", "--t", "2"], "--t "),
+    (["--arch", "mlp", "--n-layers", "2"], "--n-layers "),
+    (["--p", "100003"], "--p "),
 ])
 def test_input_gaps_are_one_line(tmp_path, capsys, args, name):
     code = main(["train", "--out", str(tmp_path / "r"), "--quiet", "--steps", "5", *args])

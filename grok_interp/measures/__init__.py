@@ -25,7 +25,7 @@ names filter) on the hooked model.
 from ._probe import Probe
 from .circuits import excluded_loss, key_projection, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .compare import compare_measures
-from .events import Events, events
+from .phases import Events, events
 from .fourier import (
     embedding_fourier_norms,
     fourier_basis,

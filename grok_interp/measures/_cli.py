@@ -40,7 +40,7 @@ def _key_source(text: str) -> str | int | list[int]:
     except ValueError:
         from .._validate import bad_value
 
-        raise bad_value("--key-freqs-from", text, "must be final, each, a step, or comma-separated frequencies") from None
+        raise bad_value("key_freqs_from", text, "must be final, each, a step, or comma-separated frequencies") from None
 
 
 def cmd_measure(args: argparse.Namespace) -> int:

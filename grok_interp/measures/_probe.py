@@ -15,19 +15,26 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from .._validate import bad_value
-from ..models import MLPBaseline, weights
+from .. import protocols
+from ..models import MLPBaseline, check_model_fits_task, weights
 from ..tasks import Task
 
-__all__ = ["as_task", "canonical", "embedding_matrix", "Probe", "neuron_hook", "grid_pairs"]
+__all__ = ["as_task", "fits", "canonical", "embedding_matrix", "Probe", "neuron_hook", "grid_pairs"]
 
 
-def as_task(task: Task | int) -> Task:
-    """A :class:`Task`, or ``Task(p)`` when given a prime ``p``."""
-    if isinstance(task, Task):
-        return task
-    if isinstance(task, int) and not isinstance(task, bool):
-        return Task(p=task)
-    raise bad_value("task", task, "must be a grok_interp.Task (or a prime p)")
+def as_task(task: Task | int, model: Any = None) -> Task:
+    """A :class:`Task`, or ``Task(p)`` when given a prime ``p`` (see
+    :func:`grok_interp.protocols.as_task`); with ``model``, checked to fit it (see
+    :func:`fits`)."""
+    task = protocols.as_task(task)
+    return task if model is None else fits(model, task)
+
+
+def fits(model: Any, task: Task) -> Task:
+    """``task``, once :func:`grok_interp.models.check_model_fits_task` has checked that
+    ``model`` (a model, its weights, ``W_E`` or a :class:`Probe`) was built for it."""
+    check_model_fits_task(model.model if isinstance(model, Probe) else model, task)
+    return task
 
 
 def canonical(model_or_weights: nn.Module | dict[str, Tensor]) -> dict[str, Tensor]:

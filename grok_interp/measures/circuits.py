@@ -59,8 +59,9 @@ from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
 from ..models import MLPBaseline
+from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, as_task, canonical, neuron_hook, probe_of
+from ._probe import Probe, canonical, fits, neuron_hook, probe_of
 from .fourier import basis64, key_frequencies
 
 __all__ = [
@@ -71,15 +72,6 @@ __all__ = [
     "logit_cosine_similarity",
     "weight_norm",
 ]
-
-
-def _task_split(data: Any) -> tuple[Task, Split | None]:
-    """``data`` may be a Task (or prime p), a Split, or a run with ``.task``/``.split``."""
-    if isinstance(data, Split):
-        return data.task, data
-    if hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
-        return data.task, data.split
-    return as_task(data), None
 
 
 def _pair_mask(task: Task, split: Split | None, pairs: str) -> Tensor:
@@ -204,7 +196,7 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
 
 
 def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Iterable[str] = ()) -> tuple[Probe, list[int]]:
-    probe = probe_of(model, task, hooks)
+    probe = probe_of(model, fits(model, task), hooks)
     if key_freqs is None:
         key_freqs = key_frequencies(probe, task)
     return probe, sorted(int(k) for k in key_freqs)
@@ -213,7 +205,7 @@ def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Ite
 @torch.no_grad()
 def restricted_loss(
     model: nn.Module | Probe,
-    data: Task | Split | Any,
+    data: TaskRun | Split | Task | int,
     key_freqs: Iterable[int] | None = None,
     *,
     pairs: str = "all",
@@ -254,7 +246,7 @@ def restricted_loss(
     Returns:
         Cross-entropy (nats).
     """
-    task, split = _task_split(data)
+    task, split = as_task_split(data, "data")
     check_choice("level", level, ("logits", "neurons"))
     mask = _pair_mask(task, split, pairs)
     probe, freqs = _resolve(model, task, key_freqs)
@@ -269,7 +261,7 @@ def restricted_loss(
 @torch.no_grad()
 def excluded_loss(
     model: nn.Module | Probe,
-    data: Task | Split | Any,
+    data: TaskRun | Split | Task | int,
     key_freqs: Iterable[int] | None = None,
     *,
     pairs: str = "train",
@@ -300,7 +292,7 @@ def excluded_loss(
     Returns:
         Cross-entropy (nats), or ``{k: loss with frequency k removed}``.
     """
-    task, split = _task_split(data)
+    task, split = as_task_split(data, "data")
     check_choice("level", level, ("logits", "neurons"))
     mask = _pair_mask(task, split, pairs)
     probe, freqs = _resolve(model, task, key_freqs)
@@ -320,7 +312,7 @@ def excluded_loss(
 @torch.no_grad()
 def trig_loss(
     model: nn.Module | Probe,
-    data: Task | Split | Any,
+    data: TaskRun | Split | Task | int,
     key_freqs: Iterable[int] | None = None,
     *,
     pairs: str = "all",
@@ -360,7 +352,7 @@ def trig_loss(
     Returns:
         Cross-entropy (nats).
     """
-    task, split = _task_split(data)
+    task, split = as_task_split(data, "data")
     mask = _pair_mask(task, split, pairs)
     probe, freqs = _resolve(model, task, key_freqs)
     cube = _Cube.of(probe)
@@ -379,7 +371,7 @@ def trig_loss(
 
 @torch.no_grad()
 def logit_cosine_similarity(
-    model: nn.Module | Probe, data: Task | Split | Any, key_freqs: Iterable[int] | None = None
+    model: nn.Module | Probe, data: TaskRun | Split | Task | int, key_freqs: Iterable[int] | None = None
 ) -> float:
     """How well ``sum_k <L, C_k> C_k`` approximates the logit cube (cosine similarity).
 
@@ -391,7 +383,7 @@ def logit_cosine_similarity(
     Returns:
         A value in [0, 1].
     """
-    task, _ = _task_split(data)
+    task, _ = as_task_split(data, "data")
     probe, freqs = _resolve(model, task, key_freqs)
     cube = _Cube.of(probe)
     approx = cube.project(freqs, parts="cos", centred=True)

@@ -13,7 +13,7 @@ For every measure column of a run's history (and, optionally, of a
   its change from its value at memorisation to its final level (median of the last
   tenth of the window); ``before_test_loss`` / ``before_acc`` say whether that is
   earlier than test loss's own ``moved_at`` / the test-accuracy jump (``grokked_at`` of
-  :func:`~grok_interp.measures.events`), and ``lead_over_acc = grokked_at - moved_at``.
+  :func:`~grok_interp.measures.phases`), and ``lead_over_acc = grokked_at - moved_at``.
 
 This is how to check the paper's claim that MED traces test loss more closely than
 earlier measures, next to the Fourier measures of Nanda et al., on the same run.
@@ -29,7 +29,8 @@ import pandas as pd
 from scipy import stats
 
 from .._validate import bad_value
-from .events import events
+from ..protocols import Run, as_history
+from .phases import events
 
 __all__ = ["compare_measures", "moved_at"]
 
@@ -57,7 +58,7 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def compare_measures(
-    run: Any,
+    run: Run | pd.DataFrame,
     measures: pd.DataFrame | None = None,
     *,
     columns: Iterable[str] | None = None,
@@ -69,7 +70,7 @@ def compare_measures(
     """Rank progress measures by how well they track test loss after memorisation.
 
     Args:
-        run: A :class:`~grok_interp.GrokRun` or a history DataFrame (``step``,
+        run: A :class:`~grok_interp.Run` (its history) or a history DataFrame (``step``,
             ``train_acc``, ``test_acc``, the ``target`` column, measure columns).
         measures: An extra table with a ``step`` column, e.g. from
             :meth:`GrokRun.measure` (its columns are compared too).
@@ -88,8 +89,8 @@ def compare_measures(
         before_test_loss, before_acc, lead_over_acc``. ``attrs`` holds ``memorised_at``,
         ``grokked_at`` and the target's ``moved_at``.
     """
-    hist = run.history if hasattr(run, "history") else run
-    if not isinstance(hist, pd.DataFrame) or target not in hist.columns:
+    hist = as_history(run, "run")
+    if target not in hist.columns:
         raise bad_value("run", type(run).__name__, f"needs a history DataFrame with a {target!r} column")
     ev = events(hist)
     if start is None:

@@ -128,7 +128,7 @@ def embedding_fourier_norms(
     Returns:
         ``((p-1)//2,)`` tensor; entry ``i`` is frequency ``k = i + 1``.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("operand", operand, ("a", "b", "both"))
     W = embedding_matrix(model).detach().double()
     ops = ("a", "b") if (operand == "both" and task.offset) else (("a",) if operand == "both" else (operand,))
@@ -187,7 +187,7 @@ def fourier_gini(model: nn.Module | dict[str, Tensor], task: Task | int) -> dict
     Returns:
         ``{"gini_embed": ..., "gini_logit": ...}``.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     w = canonical(model)
     wl = neuron_logit_map(w).detach().double()
     logit_norms = _freq_norms(fourier_transform_1d(wl, dim=1).T)
@@ -237,7 +237,7 @@ def neuron_frequency_clusters(
         0 = none), ``fve`` (the best frequency's fraction of variance explained) and
         ``variance`` (the neuron's activation variance over the grid).
     """
-    task = as_task(task)
+    task = as_task(task, model)
     hook = hook or neuron_hook(model.model if isinstance(model, Probe) else model)
     acts = probe_of(model, task, [hook]).act(hook)
     return frequency_clusters_of(acts, task.p, threshold)
@@ -265,7 +265,7 @@ def key_frequencies(
     Returns:
         Sorted list of frequencies ``k`` in ``1..(p-1)/2``.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("rule", rule, ("neurons", "embedding"))
     if rule == "embedding":
         m = model.model if isinstance(model, Probe) else model

@@ -49,8 +49,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value, check_choice
+from ..protocols import TaskRun, as_task_run, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, as_task, neuron_hook
+from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
 from .uniformity import activation_med, med, rqi, uniformity_stats
@@ -147,7 +148,7 @@ def _call(m: Callable[..., Any], c: _Ctx) -> dict[str, Any]:
 @torch.no_grad()
 def compute_measures(
     model: nn.Module,
-    data: Task | Split | Any,
+    data: TaskRun | Split | Task | int,
     measures: str | Iterable[str | Callable[..., Any]] = "default",
     *,
     key_freqs: Sequence[int] | None = None,
@@ -168,12 +169,8 @@ def compute_measures(
         ``{column: value}``.
     """
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
-    if isinstance(data, Split):
-        task, split = data.task, data
-    elif hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
-        task, split = data.task, data.split
-    else:
-        task, split = as_task(data), None
+    task, split = as_task_split(data, "data")
+    fits(model, task)
     ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
     row: dict[str, Any] = {}
     for m in _expand(measures):
@@ -217,7 +214,7 @@ def recorder(
 
 
 def measure_checkpoints(
-    run: Any,
+    run: TaskRun,
     measures: str | Iterable[str | Callable[..., Any]] = ("default", "fourier"),
     *,
     key_freqs_from: str | int | Sequence[int] = "final",
@@ -228,7 +225,7 @@ def measure_checkpoints(
     """Evaluate measures on every saved checkpoint of a run.
 
     Args:
-        run: A :class:`~grok_interp.GrokRun`.
+        run: A :class:`~grok_interp.TaskRun` (a GrokRun, or any run with its task and split).
         measures: Names, aliases or callables (default: the cheap and Fourier suites).
         key_freqs_from: Where the circuit measures' key frequencies come from: ``final``
             (the last checkpoint's, held fixed, as in the literature), ``each`` (every
@@ -244,6 +241,7 @@ def measure_checkpoints(
     """
     from ..models import build_model, load_weights  # noqa: PLC0415 - avoid an import cycle
 
+    run = as_task_run(run)
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
     names = _expand(measures)
     available = run.checkpoint_steps

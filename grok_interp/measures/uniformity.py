@@ -17,15 +17,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
+from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import last_position, as_task, embedding_matrix, neuron_hook
+from ._probe import last_position, as_task, embedding_matrix, fits, neuron_hook
 
 __all__ = ["med", "MED_VARIANTS", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
 
@@ -108,7 +107,7 @@ def med(
     Returns:
         MED as a float.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("reduce", reduce, ("mean", "sum"))
     W = embedding_matrix(model).detach()
     if variant is not None:
@@ -148,7 +147,7 @@ def activation_med(
     Returns:
         Activation MED as a float.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     check_choice("reduce", reduce, ("mean", "sum"))
     if hook is None:
         hook = "hidden1.hook_post" if neuron_hook(model).startswith("hidden") else "blocks.0.mlp.hook_post"
@@ -183,7 +182,7 @@ def uniformity_stats(model: nn.Module | dict[str, Tensor] | Tensor, task: Task |
     Returns:
         ``{"med_cv", "nn_spread", "norm_spread", "top2_variance"}`` floats.
     """
-    task = as_task(task)
+    task = as_task(task, model)
     W = embedding_matrix(model).detach()
     stats = []
     for o in _operands(task):
@@ -213,7 +212,7 @@ def _cv(x: Tensor) -> float:
 
 @torch.no_grad()
 def rqi(
-    model: nn.Module | dict[str, Tensor] | Tensor, data: Task | Split | Any, *, threshold: float = 0.01
+    model: nn.Module | dict[str, Tensor] | Tensor, data: TaskRun | Split | Task | int, *, threshold: float = 0.01
 ) -> float:
     """Representation quality index (Liu et al. 2022), for addition.
 
@@ -231,13 +230,9 @@ def rqi(
     Returns:
         RQI in [0, 1] (NaN when there is no parallelogram).
     """
-    if isinstance(data, Split):
-        task, mask = data.task, data.train_mask
-    elif hasattr(data, "split") and isinstance(getattr(data, "split"), Split):
-        task, mask = data.task, data.split.train_mask
-    else:
-        task = as_task(data)
-        mask = task.valid
+    task, split = as_task_split(data, "data")
+    mask = task.valid if split is None else split.train_mask
+    fits(model, task)
     if task.op_name != "add":
         raise bad_value("op", task.op_name, "RQI is defined for addition (a + b = c + d) only")
     W = embedding_matrix(model).detach().double()

@@ -35,7 +35,7 @@ from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from .. import store
-from .._tl import HookedRootModule, HookPoint
+from ..tl_backend import HookedRootModule, HookPoint
 from .._validate import bad_value, check_int
 
 __all__ = ["HookedResNet", "resnet18_width", "build_resnet", "load_local_weights", "HOOK_NAMES"]

@@ -239,7 +239,7 @@ class ResNetRun:
     indices: Int[Tensor, " n"] = field(repr=False)
     split: ShapesSplit = field(repr=False)
     path: Path | None = None
-    _memory_checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict, repr=False)
+    checkpoints: dict[int, dict[str, Tensor]] = field(default_factory=dict, repr=False)
 
     @property
     def combos(self) -> Int[Tensor, "n 4"]:
@@ -261,7 +261,7 @@ class ResNetRun:
         """Epochs with saved weights, ascending."""
         if self.path is not None:
             return RunStore(self.path).checkpoint_steps()
-        return sorted(self._memory_checkpoints)
+        return sorted(self.checkpoints)
 
     def weights_at(self, step: int) -> dict[str, Tensor]:
         """The state dict (torchvision layout) saved after ``step`` epochs."""
@@ -269,7 +269,7 @@ class ResNetRun:
             raise bad_value("step", step, f"has no checkpoint; saved steps: {self.checkpoint_steps}")
         if self.path is not None:
             return RunStore(self.path).read_checkpoint(step)
-        return self._memory_checkpoints[step]
+        return self.checkpoints[step]
 
     def model_at(self, step: int) -> HookedResNet:
         """A fresh model holding the weights saved after ``step`` epochs (eval mode)."""
@@ -515,7 +515,7 @@ def _train(
         out_store.write_history(state.history)
         out_store.write_status(state.step, finished=True)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
-                     path=path, _memory_checkpoints=memory)
+                     path=path, checkpoints=memory)
 
 
 class EpochStep:

@@ -1,8 +1,12 @@
 """Pictures of grokking runs: circuitsvis attention, matplotlib plots, an HTML report.
 
 * :func:`attention_heads` / :func:`attention_patterns`: attention at any checkpoint,
-  as a circuitsvis widget that renders offline (``.save(path)`` for a standalone page).
-* ``plot_*``: matplotlib figures (Agg canvas) of a run or of the data they draw;
+  as a circuitsvis widget that renders offline (``.save(path)`` for a standalone page);
+  :func:`attention_widget` draws patterns already computed.
+* :mod:`.data`: the data each plot draws, read or computed from a run (the one
+  place viz runs a model); the plots themselves only draw.
+* ``plot_*``: matplotlib figures (Agg canvas) of the data they are given, or of a run
+  through :mod:`.data`;
   each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
   :func:`save_figure` writes PNG and SVG.
 * the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
@@ -12,6 +16,7 @@
   (``grok-interp report RUN_DIR``).
 """
 
+from . import data
 from ._figure import InlineFigure
 from .circuit import (
     plot_attention_grid,
@@ -22,7 +27,7 @@ from .circuit import (
     plot_trig_fit,
     trig_fit,
 )
-from .attention import OfflineHTML, attention_heads, attention_patterns, default_pairs
+from .attention import OfflineHTML, attention_heads, attention_patterns, attention_widget, default_pairs
 from .plots import (
     plot_embedding_fourier_norms,
     plot_measures,
@@ -40,6 +45,8 @@ __all__ = [
     "OfflineHTML",
     "attention_heads",
     "attention_patterns",
+    "attention_widget",
+    "data",
     "default_pairs",
     "plot_training",
     "plot_measures",

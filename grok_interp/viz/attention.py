@@ -1,7 +1,9 @@
 """Attention patterns of a run, shown with circuitsvis and saved as offline HTML.
 
-:func:`attention_patterns` reads ``blocks.{layer}.attn.hook_pattern`` for chosen
-``(a, b)`` inputs at any checkpoint; :func:`attention_heads` hands them to
+:func:`attention_patterns` (from :mod:`grok_interp.viz.data`, where a run's model is
+run) reads ``blocks.{layer}.attn.hook_pattern`` for chosen ``(a, b)`` inputs at any
+checkpoint; :func:`attention_widget` draws patterns it is given, and
+:func:`attention_heads` does both: it hands a run's patterns to
 ``circuitsvis.attention.attention_heads`` and returns an :class:`OfflineHTML`: the
 circuitsvis object (it *is* a ``RenderedHTML``) that always shows its ``local_src``,
 the version with the circuitsvis JavaScript bundle inlined. circuitsvis' own
@@ -13,10 +15,12 @@ and the pattern is block-diagonal (each input attends only within its own three
 tokens ``a, b, =``), so one thumbnail per head shows every input at once.
 
 Example:
+    >>> import grok_interp as g
     >>> from grok_interp.viz import attention_heads
-    >>> html = attention_heads(run, step=1000)  # doctest: +SKIP
-    >>> html                                     # doctest: +SKIP  (renders in a notebook)
-    >>> html.save("attention.html")              # doctest: +SKIP  (works offline)
+    >>> run = g.train_hooked(p=11, steps=20, d_model=16, d_mlp=32, progress=False)
+    >>> html = attention_heads(run, step=16)    # a checkpoint; html renders in a notebook
+    >>> "CircuitsVis" in html.local_src         # the bundle is inlined: works offline
+    True
 """
 
 from __future__ import annotations
@@ -25,20 +29,23 @@ import html as _html
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from circuitsvis.attention import attention_heads as _cv_attention_heads
 from circuitsvis.utils.render import RenderedHTML
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._validate import bad_value
+from ..protocols import TaskRun, as_task_run
+from .data import attention_patterns, default_pairs
 
 __all__ = [
     "OfflineHTML",
     "attention_patterns",
     "attention_heads",
+    "attention_widget",
     "default_pairs",
     "pair_token_labels",
     "block_diagonal",
@@ -100,17 +107,6 @@ def html_page(title: str, body: str, style: str = "") -> str:
     )
 
 
-def default_pairs(p: int, n: int = 4) -> Int[Tensor, "n 2"]:
-    """``n`` fixed, spread-out inputs ``(a, b)``: ``a = round(j p / n)``,
-    ``b = (a + round(p / 3) + 7 j) mod p`` for ``j = 0..n-1`` (deterministic, so the
-    same inputs are shown at every checkpoint and in every report)."""
-    if n < 1:
-        raise bad_value("n", n, "must be >= 1")
-    a = torch.tensor([round(j * p / n) % p for j in range(n)])
-    b = (a + round(p / 3) + 7 * torch.arange(n)) % p
-    return torch.stack([a, b], dim=1)
-
-
 def pair_token_labels(pairs: Int[Tensor, "n 2"]) -> list[str]:
     """Token strings for the widget: ``a``, ``b`` (the residue, whatever the operand
     offset) and ``=`` for each pair, in sequence order."""
@@ -126,61 +122,8 @@ def block_diagonal(patterns: Float[Tensor, "batch head dest src"]) -> Float[Tens
     return torch.stack([torch.block_diag(*patterns[:, h]) for h in range(patterns.shape[1])])
 
 
-def _check_run(run: Any) -> None:
-    if not hasattr(run, "task") or not hasattr(run, "model") or not hasattr(run, "model_at"):
-        raise bad_value("run", type(run).__name__, "must be a GrokRun (grok_interp.train_hooked / load_run)")
-
-
-def _resolve(run: Any, step: int | None) -> tuple[nn.Module, Any]:
-    """(model, task) of a GrokRun at ``step`` (None: the run's current model)."""
-    _check_run(run)
-    model = run.model if step is None else run.model_at(step)
-    return model, run.task
-
-
-def _patterns(model: nn.Module, task: Any, pairs: Any, layer: int) -> Tensor:
-    pairs = default_pairs(task.p) if pairs is None else torch.as_tensor(pairs, dtype=torch.int64)
-    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
-        raise bad_value("pairs", tuple(pairs.shape), "must be a non-empty (n, 2) list of (a, b)")
-    if bool(((pairs < 0) | (pairs >= task.p)).any()) or not bool(task.valid[pairs[:, 0], pairs[:, 1]].all()):
-        raise bad_value("pairs", pairs.tolist(), f"every (a, b) must be a valid input of the task (0 <= a, b < {task.p})")
-    name = f"blocks.{layer}.attn.hook_pattern"
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        _, cache = model.run_with_cache(task.tokens(pairs).to(device), names_filter=lambda n: n == name)
-    if name not in cache:
-        raise bad_value("layer", layer, f"the model has no hook {name!r} (layers count from 0; an MLP baseline has no attention)")
-    return cache[name].detach().to("cpu", torch.float32)
-
-
-def attention_patterns(
-    run: Any,
-    pairs: Int[Tensor, "batch 2"] | Sequence[Sequence[int]] | None = None,
-    *,
-    step: int | None = None,
-    layer: int = 0,
-) -> Float[Tensor, "batch head dest src"]:
-    """Attention patterns ``blocks.{layer}.attn.hook_pattern`` for inputs ``(a, b)``.
-
-    ``pattern[i, h, q, k]`` is the softmax weight head ``h`` puts on source position
-    ``k`` when writing position ``q`` of input ``i`` (rows sum to 1; causal, so
-    ``k <= q``). Position 2 is the ``=`` token, where the answer is read.
-
-    Args:
-        run: A :class:`~grok_interp.GrokRun`.
-        pairs: ``(batch, 2)`` operand pairs (default :func:`default_pairs`).
-        step: A checkpoint step (see ``run.checkpoint_steps``); None: the final model.
-        layer: Transformer layer.
-
-    Returns:
-        The patterns, float32 on the CPU.
-    """
-    model, task = _resolve(run, step)
-    return _patterns(model, task, pairs, layer)
-
-
 def attention_heads(
-    run: Any,
+    run: TaskRun,
     pairs: Int[Tensor, "batch 2"] | Sequence[Sequence[int]] | None = None,
     *,
     step: int | Sequence[int | None] | None = None,
@@ -189,7 +132,8 @@ def attention_heads(
     """The circuitsvis ``attention_heads`` widget for a run at one or more checkpoints.
 
     Args:
-        run: A :class:`~grok_interp.GrokRun`.
+        run: A :class:`~grok_interp.TaskRun` (patterns from
+            :func:`grok_interp.viz.data.attention_patterns`).
         pairs: Inputs ``(a, b)`` to show (default :func:`default_pairs`, four inputs).
         step: A checkpoint step, or a list of them (None in it, or alone: the final
             model). With a list, one widget holds every step's heads, named
@@ -204,14 +148,42 @@ def attention_heads(
     steps = list(step) if isinstance(step, (list, tuple)) else [step]
     if not steps:
         raise bad_value("step", step, "must be a checkpoint step, a non-empty list of them, or None")
-    _check_run(run)
+    run = as_task_run(run)
     pairs = default_pairs(run.task.p) if pairs is None else torch.as_tensor(pairs, dtype=torch.int64)
+    patterns = {s: attention_patterns(run, pairs, step=s, layer=layer) for s in steps}
+    return attention_widget(patterns, pairs, layer=layer)
+
+
+def attention_widget(
+    patterns: Float[Tensor, "batch head dest src"] | dict[int | None, Float[Tensor, "batch head dest src"]],
+    pairs: Int[Tensor, "batch 2"] | Sequence[Sequence[int]],
+    *,
+    layer: int = 0,
+) -> OfflineHTML:
+    """Draw attention patterns already computed as one circuitsvis widget (no model runs).
+
+    Args:
+        patterns: ``(batch, head, 3, 3)`` patterns of the ``pairs`` (as
+            :func:`attention_patterns` returns), or ``{step: patterns}`` (None: the
+            final model) to show several checkpoints side by side, heads named
+            ``"step {s} L{layer}H{h}"``.
+        pairs: The inputs ``(a, b)`` the patterns belong to.
+        layer: The layer, for the head names.
+
+    Returns:
+        An :class:`OfflineHTML`.
+    """
+    by_step = patterns if isinstance(patterns, dict) else {None: patterns}
+    if not by_step:
+        raise bad_value("patterns", patterns, "must hold at least one step's patterns")
+    pairs = torch.as_tensor(pairs, dtype=torch.int64)
     blocks, names = [], []
-    for s in steps:
-        model, task = _resolve(run, s)
-        pattern = _patterns(model, task, pairs, layer)
+    for s, pattern in by_step.items():
+        pattern = torch.as_tensor(pattern)
+        if pattern.ndim != 4 or pattern.shape[0] != len(pairs):
+            raise bad_value("patterns", tuple(pattern.shape), f"must be (batch={len(pairs)}, head, dest, src)")
         blocks.append(block_diagonal(pattern))
-        prefix = "" if len(steps) == 1 else ("final " if s is None else f"step {s} ")
+        prefix = "" if len(by_step) == 1 else ("final " if s is None else f"step {s} ")
         names += [f"{prefix}L{layer}H{h}" for h in range(pattern.shape[1])]
     rendered = _cv_attention_heads(
         attention=torch.cat(blocks),

@@ -1,9 +1,10 @@
 """The TransformerLens Grokking demo's and ARENA's pictures of the Fourier circuit.
 
 Each function draws data it is given (tensors over the ``(a, b)`` grid, a weight
-matrix, a cluster table) or, given a :class:`~grok_interp.GrokRun`, reads that data
-from the model with one hooked forward over the grid (through
-:mod:`grok_interp.measures`); none of them trains. Grids put ``a`` down the rows and
+matrix, a cluster table); none trains or runs a model. Given a
+:class:`~grok_interp.TaskRun` instead, it takes that data from the function of
+:mod:`grok_interp.viz.data` that names it (one hooked forward over the grid, or the
+weights) and draws the result. Grids put ``a`` down the rows and
 ``b`` along the columns, origin at the bottom left, as :func:`~grok_interp.viz.plot_split`.
 
 * :func:`plot_attention_grid`: each head's attention from ``=`` to ``a`` over (a, b).
@@ -30,6 +31,9 @@ from matplotlib.colors import TwoSlopeNorm
 from torch import Tensor
 
 from .._validate import bad_value, check_choice
+from ..measures import fourier_basis, fourier_basis_names, fourier_transform_1d, fourier_transform_2d
+from ..protocols import TaskRun, is_run
+from . import data as viz_data
 from ._figure import InlineFigure, new_figure
 
 __all__ = [
@@ -45,11 +49,7 @@ _POSITIONS = {"a": 0, "b": 1, "=": 2}
 
 
 def _is_run(data: Any) -> bool:
-    return hasattr(data, "task") and hasattr(data, "model")
-
-
-def _model(data: Any, step: int | None) -> Any:
-    return data.model if step is None else data.model_at(step)
+    return is_run(data, task=True)
 
 
 def _at(step: int | None) -> str:
@@ -80,21 +80,9 @@ def _imshow_grid(ax: Any, grid: np.ndarray, **kw: Any) -> Any:
     return im
 
 
-def _activations(data: Any, step: int | None, hook: str | None) -> tuple[np.ndarray, Any]:
-    """Last-position activations ``(p, p, n)`` of ``hook`` (default the last MLP layer's
-    ``hook_post``) over the grid, and the task."""
-    from ..measures._probe import neuron_hook, probe_of
-
-    model, task = _model(data, step), data.task
-    name = hook or neuron_hook(model)
-    acts = probe_of(model, task, [name]).act(name)
-    p = task.p
-    return _np(acts).reshape(p, p, -1), task
-
-
 # --- attention and neurons over the (a, b) grid --------------------------------------
 def plot_attention_grid(
-    data: Float[Tensor, "head p p"] | np.ndarray | Any,
+    data: Float[Tensor, "head p p"] | np.ndarray | TaskRun,
     *,
     step: int | None = None,
     layer: int = 0,
@@ -108,8 +96,9 @@ def plot_attention_grid(
     with a weight that is itself periodic in ``a`` and ``b`` at the key frequencies.
 
     Args:
-        data: Attention weights ``(n_heads, p, p)`` (``[h, a, b]``), or a GrokRun.
-        step: Checkpoint of the run (None: final model).
+        data: Attention weights ``(n_heads, p, p)`` (``[h, a, b]``), or a TaskRun
+            (then :func:`grok_interp.viz.data.attention_grid`).
+        step: Checkpoint of the run (None: final model); in the title for weights.
         layer: Attention layer.
         source: The key position attended to: ``a`` (default), ``b`` or ``=``.
         title: Figure title.
@@ -119,15 +108,12 @@ def plot_attention_grid(
     """
     check_choice("source", source, tuple(_POSITIONS))
     if _is_run(data):
-        acts, task = _activations(data, step, f"blocks.{layer}.attn.hook_pattern")  # (p, p, head * 3)
-        grid = acts.reshape(task.p, task.p, -1, 3)[..., _POSITIONS[source]].transpose(2, 0, 1)
-        grid = np.where(_np(task.valid)[None] > 0, grid, np.nan)
-    else:
-        grid = _np(data)
-        if grid.ndim == 2:
-            grid = grid[None]
-        if grid.ndim != 3 or grid.shape[1] != grid.shape[2]:
-            raise bad_value("data", tuple(grid.shape), "must be attention weights (n_heads, p, p) or a GrokRun")
+        data = viz_data.attention_grid(data, step, layer=layer, source=_POSITIONS[source])
+    grid = _np(data)
+    if grid.ndim == 2:
+        grid = grid[None]
+    if grid.ndim != 3 or grid.shape[1] != grid.shape[2]:
+        raise bad_value("data", tuple(grid.shape), "must be attention weights (n_heads, p, p) or a GrokRun")
     n = grid.shape[0]
     rows, cols = _grid_panels(n)
     fig = new_figure(3.2 * cols + 0.8, 3.1 * rows + 0.5)
@@ -141,32 +127,14 @@ def plot_attention_grid(
     return fig
 
 
-def _default_neurons(acts: np.ndarray, task: Any, n: int) -> tuple[list[int], dict[int, int]]:
-    """The most active neuron of each frequency cluster (largest clusters first), then
-    the most active of the rest, ``n`` in all; and each neuron's frequency."""
-    from ..measures.fourier import frequency_clusters_of
-
-    table = frequency_clusters_of(torch.as_tensor(acts.reshape(task.p * task.p, -1)), task.p, 0.85)
-    freq = dict(zip(table["neuron"].astype(int), table["frequency"].astype(int)))
-    picked: list[int] = []
-    clustered = table[table["frequency"] > 0]
-    for _, group in sorted(clustered.groupby("frequency"), key=lambda kv: -len(kv[1])):
-        picked.append(int(group.sort_values("variance", ascending=False)["neuron"].iloc[0]))
-    for nid in table.sort_values("variance", ascending=False)["neuron"].astype(int):
-        if len(picked) >= n:
-            break
-        if nid not in picked:
-            picked.append(nid)
-    return picked[:n], freq
-
-
 def plot_neuron_grid(
-    data: Float[Tensor, "p p n"] | np.ndarray | Any,
+    data: Float[Tensor, "p p n"] | np.ndarray | TaskRun,
     neurons: Sequence[int] | None = None,
     *,
     step: int | None = None,
     n: int = 6,
     hook: str | None = None,
+    clusters: pd.DataFrame | bool | None = None,
     title: str | None = None,
 ) -> InlineFigure:
     """MLP neuron activations at the ``=`` position over every (a, b).
@@ -176,28 +144,39 @@ def plot_neuron_grid(
     "neuron activations" picture.
 
     Args:
-        data: Activations ``(p, p, n_neurons)``, or a GrokRun (then the last MLP layer's
+        data: Activations ``(p, p, n_neurons)``, or a TaskRun (then
+            :func:`grok_interp.viz.data.activations` of the last MLP layer's
             ``hook_post``, or ``hook``).
-        neurons: Which neurons to draw (indices into the last dim). Default: the most
-            active neuron of each frequency cluster, then the most active others, ``n``
-            in all.
-        step: Checkpoint of the run (None: final model).
+        neurons: Which neurons to draw (indices into the last dim). Default: with
+            clusters, :func:`grok_interp.viz.data.representative_neurons` (the most
+            active neuron of each frequency cluster, then the most active others);
+            without, the first; ``n`` in all.
+        step: Checkpoint of the run (None: final model); in the title for activations.
         n: How many neurons by default.
         hook: Activation hook for a run.
+        clusters: A cluster table (``neuron, frequency, variance``) that picks the
+            default neurons and labels each panel with its frequency; True computes it
+            from the activations (:func:`grok_interp.viz.data.activation_clusters`).
+            Default: True for a run, none for activations.
         title: Figure title.
 
     Returns:
         One panel per neuron, titled with its index and frequency cluster.
     """
     if _is_run(data):
-        acts, task = _activations(data, step, hook)
-        default, freq = _default_neurons(acts, task, n)
+        data = viz_data.activations(data, step, hook)
+        clusters = True if clusters is None else clusters
+    acts = _np(data)
+    if acts.ndim == 2:
+        acts = acts[..., None]
+    if acts.ndim != 3 or acts.shape[0] != acts.shape[1]:
+        raise bad_value("data", tuple(acts.shape), "must be activations (p, p, n_neurons) or a GrokRun")
+    if clusters is True:
+        clusters = viz_data.activation_clusters(acts)
+    if isinstance(clusters, pd.DataFrame):
+        default = viz_data.representative_neurons(clusters, n)
+        freq = dict(zip(clusters["neuron"].astype(int), clusters["frequency"].astype(int)))
     else:
-        acts = _np(data)
-        if acts.ndim == 2:
-            acts = acts[..., None]
-        if acts.ndim != 3 or acts.shape[0] != acts.shape[1]:
-            raise bad_value("data", tuple(acts.shape), "must be activations (p, p, n_neurons) or a GrokRun")
         default, freq = list(range(min(n, acts.shape[2]))), {}
     chosen = list(default if neurons is None else neurons)
     if not chosen or any(not 0 <= int(i) < acts.shape[2] for i in chosen):
@@ -215,8 +194,6 @@ def plot_neuron_grid(
 
 # --- the Fourier basis -------------------------------------------------------------------
 def _basis_ticks(ax: Any, p: int, axis: str, max_labels: int = 24) -> None:
-    from ..measures import fourier_basis_names
-
     names = fourier_basis_names(p)
     every = max(1, math.ceil(len(names) / max_labels))
     every += every % 2  # keep cos/sin pairs aligned: label const and every cos k shown
@@ -229,7 +206,7 @@ def _basis_ticks(ax: Any, p: int, axis: str, max_labels: int = 24) -> None:
 
 
 def plot_fourier_2d(
-    data: Float[Tensor, "p p *n"] | np.ndarray | Any,
+    data: Float[Tensor, "p p *n"] | np.ndarray | TaskRun,
     *,
     step: int | None = None,
     neuron: int | None = None,
@@ -246,9 +223,10 @@ def plot_fourier_2d(
     frequencies); a memorising model is spread over the whole square.
 
     Args:
-        data: Activations ``(p, p)`` or ``(p, p, n)``, or a GrokRun (last MLP layer's
-            ``hook_post``, or ``hook``).
-        step: Checkpoint of the run (None: final model).
+        data: Activations ``(p, p)`` or ``(p, p, n)``, or a TaskRun (then
+            :func:`grok_interp.viz.data.activations`: last MLP layer's ``hook_post``, or
+            ``hook``).
+        step: Checkpoint of the run (None: final model); in the title for activations.
         neuron: Draw this neuron alone (signed coefficients) instead of the mean square.
         hook: Activation hook for a run.
         title: Axes title.
@@ -256,9 +234,7 @@ def plot_fourier_2d(
     Returns:
         A ``p x p`` heatmap, rows the ``a`` basis function, columns the ``b`` one.
     """
-    from ..measures import fourier_transform_2d
-
-    acts = _activations(data, step, hook)[0] if _is_run(data) else _np(data)
+    acts = _np(viz_data.activations(data, step, hook) if _is_run(data) else data)
     if acts.ndim == 2:
         acts = acts[..., None]
     if acts.ndim != 3 or acts.shape[0] != acts.shape[1] or acts.shape[0] % 2 == 0:
@@ -288,14 +264,6 @@ def plot_fourier_2d(
     return fig
 
 
-def _clusters_of(data: Any, step: int | None, clusters: pd.DataFrame | None) -> pd.DataFrame | None:
-    if clusters is not None or not _is_run(data):
-        return clusters
-    from ..measures import neuron_frequency_clusters
-
-    return neuron_frequency_clusters(_model(data, step), data.task)
-
-
 def _cluster_order(clusters: pd.DataFrame | None, n: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Neuron order (clusters by frequency, 'none' last) and (frequency, start, stop) runs."""
     if clusters is None:
@@ -312,7 +280,7 @@ def _cluster_order(clusters: pd.DataFrame | None, n: int) -> tuple[np.ndarray, l
 
 
 def plot_logit_map_fourier(
-    data: Float[Tensor, "d_mlp p"] | np.ndarray | Any,
+    data: Float[Tensor, "d_mlp p"] | np.ndarray | TaskRun,
     *,
     step: int | None = None,
     clusters: pd.DataFrame | None = None,
@@ -326,8 +294,9 @@ def plot_logit_map_fourier(
 
     Args:
         data: ``W_L`` ``(d_mlp, p)`` (see :func:`grok_interp.measures.neuron_logit_map`),
-            or a GrokRun (then also its neuron clusters).
-        step: Checkpoint of the run (None: final model).
+            or a TaskRun (then :func:`grok_interp.viz.data.logit_map`, and
+            :func:`grok_interp.viz.data.neuron_clusters` unless ``clusters`` is given).
+        step: Checkpoint of the run (None: final model); in the title for a matrix.
         clusters: A :func:`~grok_interp.measures.neuron_frequency_clusters` table to
             order the neurons by (default for a run: computed; for a matrix: none).
         title: Axes title.
@@ -335,16 +304,13 @@ def plot_logit_map_fourier(
     Returns:
         A ``d_mlp x p`` heatmap, diverging around 0, cluster boundaries marked.
     """
-    from ..measures import fourier_transform_1d, neuron_logit_map
-
     if _is_run(data):
-        source = data.model if step is None else data.weights_at(step)
-        wl = _np(neuron_logit_map(source))
-    else:
-        wl = _np(data)
+        if clusters is None:
+            clusters = viz_data.neuron_clusters(data, step)
+        data = viz_data.logit_map(data, step)
+    wl = _np(data)
     if wl.ndim != 2 or wl.shape[1] % 2 == 0:
         raise bad_value("data", tuple(wl.shape), "must be W_L (d_mlp, p), p odd, or a GrokRun")
-    clusters = _clusters_of(data, step, clusters)
     coef = _np(fourier_transform_1d(torch.as_tensor(wl), dim=1))
     order, runs = _cluster_order(clusters, wl.shape[0])
     shown = coef[order]
@@ -379,8 +345,6 @@ def trig_fit(acts: Float[Tensor, "p p n"] | np.ndarray, k: int) -> dict[str, np.
         of each group), one entry per neuron; ``fit`` the fitted grids ``(p, p, n)``
         (mean added back).
     """
-    from ..measures import fourier_basis, fourier_transform_2d
-
     x = torch.as_tensor(_np(acts))
     p = x.shape[0]
     mean = x.mean(dim=(0, 1), keepdim=True)
@@ -402,7 +366,7 @@ def trig_fit(acts: Float[Tensor, "p p n"] | np.ndarray, k: int) -> dict[str, np.
 
 
 def plot_trig_fit(
-    data: Float[Tensor, "p p n"] | np.ndarray | Any,
+    data: Float[Tensor, "p p n"] | np.ndarray | TaskRun,
     clusters: pd.DataFrame | None = None,
     *,
     step: int | None = None,
@@ -421,24 +385,24 @@ def plot_trig_fit(
     floor shows as a flat run at the bottom).
 
     Args:
-        data: Activations ``(p, p, n)``, or a GrokRun (last MLP layer's ``hook_post``).
+        data: Activations ``(p, p, n)``, or a TaskRun (then
+            :func:`grok_interp.viz.data.activations`, last MLP layer's ``hook_post``).
         clusters: A :func:`~grok_interp.measures.neuron_frequency_clusters` table
-            (default: computed from the activations, threshold 0.85).
-        step: Checkpoint of the run (None: final model).
+            (default: :func:`grok_interp.viz.data.activation_clusters` of the
+            activations, threshold 0.85).
+        step: Checkpoint of the run (None: final model); in the title for activations.
         hook: Activation hook for a run.
         title: Figure title.
 
     Returns:
         Two panels.
     """
-    from ..measures.fourier import frequency_clusters_of
-
-    acts = _activations(data, step, hook)[0] if _is_run(data) else _np(data)
+    acts = _np(viz_data.activations(data, step, hook) if _is_run(data) else data)
     if acts.ndim != 3 or acts.shape[0] != acts.shape[1]:
         raise bad_value("data", tuple(acts.shape), "must be activations (p, p, n) or a GrokRun")
     p = acts.shape[0]
     if clusters is None:
-        clusters = frequency_clusters_of(torch.as_tensor(acts.reshape(p * p, -1)), p, 0.85)
+        clusters = viz_data.activation_clusters(acts)
     freq = clusters.set_index("neuron")["frequency"].reindex(range(acts.shape[2])).fillna(0).astype(int).to_numpy()
     keys = sorted(set(freq[freq > 0].tolist()))
     fig = new_figure(12, 4.6)
@@ -484,7 +448,7 @@ def plot_trig_fit(
 
 # --- the embedding clock -------------------------------------------------------------------
 def plot_embedding_clock(
-    data: Float[Tensor, "p d_model"] | np.ndarray | Any,
+    data: Float[Tensor, "p d_model"] | np.ndarray | TaskRun,
     key_freqs: Iterable[int] | None = None,
     *,
     step: int | None = None,
@@ -502,29 +466,25 @@ def plot_embedding_clock(
     share of the embedding's variance in the plane is printed in each panel.
 
     Args:
-        data: The operand rows ``(p, d_model)`` of ``W_E`` (residue order), or a GrokRun.
+        data: The operand rows ``(p, d_model)`` of ``W_E`` (residue order), or a TaskRun
+            (then :func:`grok_interp.viz.data.embedding_rows`).
         key_freqs: Frequencies to draw. Default: for a run, its final model's
-            :func:`~grok_interp.measures.key_frequencies` (at every ``step``, so
+            (:func:`grok_interp.viz.data.final_key_frequencies`, at every ``step``, so
             checkpoints compare on the same planes); otherwise, or when no neuron has a
             frequency, those whose embedding norm exceeds a quarter of the largest.
-        step: Checkpoint of the run (None: final model).
+        step: Checkpoint of the run (None: final model); in the title for rows.
         operand: ``a`` or ``b`` (they differ only when the task has an operand offset).
         title: Figure title.
 
     Returns:
         One square panel per frequency.
     """
-    from ..measures import fourier_basis, key_frequencies
-    from ..measures._probe import embedding_matrix
-
     check_choice("operand", operand, ("a", "b"))
     if _is_run(data):
-        source = data.model if step is None else data.weights_at(step)
-        W = _np(embedding_matrix(source))[_np(data.task.operand_tokens(operand)).astype(int)]
         if key_freqs is None:  # the final model's, held fixed over checkpoints as in the literature
-            key_freqs = key_frequencies(data.model, data.task) or None
-    else:
-        W = _np(data)
+            key_freqs = viz_data.final_key_frequencies(data) or None
+        data = viz_data.embedding_rows(data, step, operand)
+    W = _np(data)
     p = W.shape[0]
     if W.ndim != 2 or p % 2 == 0 or p < 3:
         raise bad_value("data", tuple(W.shape), "must be the p operand rows of W_E (p, d_model), p odd, or a GrokRun")

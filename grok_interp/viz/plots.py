@@ -1,9 +1,11 @@
 """Plots of grokking runs (matplotlib, Agg): each function returns a ``Figure``.
 
-Every plot takes the data it draws (a history DataFrame, a tensor of norms, a
-cluster table, a split) and also accepts a :class:`~grok_interp.GrokRun`, from which
-it reads or computes that data (through :mod:`grok_interp.measures` where a measure
-is needed). Figures are built with the object API on an Agg canvas (no pyplot, no open
+Every plot draws the data it is given (a history DataFrame, a tensor of norms, a
+cluster table, a split and a correctness grid); none trains or runs a model. For
+convenience each also accepts a run (:class:`~grok_interp.Run`, or
+:class:`~grok_interp.TaskRun` where the data needs the task): the run goes to the
+function of :mod:`grok_interp.viz.data` that names the data, and the plot draws what
+it returns. Figures are built with the object API on an Agg canvas (no pyplot, no open
 figures left behind, whatever backend the session uses). They are
 :class:`~grok_interp.viz.InlineFigure` objects: a notebook cell that ends in one
 displays it (no ``%matplotlib`` magic), ``fig.show()`` works in a notebook or under a
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,9 @@ from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
 from .._validate import bad_value
+from ..protocols import Run, TaskRun, is_run
+from ..tasks import Split
+from . import data as viz_data
 from ._figure import new_figure
 
 __all__ = [
@@ -51,7 +56,7 @@ __all__ = [
 ]
 
 #: History columns written by every run; other columns are recorded measures.
-BASE_COLUMNS = ("step", "train_loss", "test_loss", "train_acc", "test_acc")
+BASE_COLUMNS = viz_data.BASE_COLUMNS
 
 _TRAIN_COLOR, _TEST_COLOR = "#1f77b4", "#d62728"
 _EVENT_STYLE = {"memorised_at": ("memorised", "#555555", ":"), "grokked_at": ("grokked", "#2ca02c", "--")}
@@ -61,24 +66,19 @@ def _figure(width: float, height: float) -> Figure:
     return new_figure(width, height)
 
 
-def _history(data: Any) -> pd.DataFrame:
-    """A history DataFrame from a GrokRun, a DataFrame or a list of rows."""
-    if hasattr(data, "history") and isinstance(data.history, pd.DataFrame):
-        data = data.history
-    df = data if isinstance(data, pd.DataFrame) else pd.DataFrame(list(data))
-    if "step" not in df.columns:
-        raise bad_value("data", f"columns {list(df.columns)}", "needs a 'step' column")
-    return df.sort_values("step", kind="stable").reset_index(drop=True)
+_history = viz_data.history
 
 
-def _events(history: pd.DataFrame) -> dict[str, int]:
-    """memorised_at / grokked_at steps of a history (empty when it lacks accuracies)."""
-    if not {"train_acc", "test_acc"} <= set(history.columns):
+def _marks(events: bool | Mapping[str, int | None], hist: pd.DataFrame) -> dict[str, int]:
+    """Event steps to mark: computed from the history (True), none (False), or given."""
+    if events is True:
+        return viz_data.event_steps(hist)
+    if events is False:
         return {}
-    from ..measures import events
-
-    ev = events(history)
-    return {k: getattr(ev, k) for k in _EVENT_STYLE if getattr(ev, k) is not None}
+    unknown = sorted(set(events) - set(_EVENT_STYLE))
+    if unknown:
+        raise bad_value("events", unknown, f"unknown events; known: {list(_EVENT_STYLE)}")
+    return {k: int(v) for k, v in events.items() if v is not None}
 
 
 def _mark_events(ax: Any, marks: dict[str, int], label: bool) -> None:
@@ -137,26 +137,29 @@ def _positive_steps(df: pd.DataFrame, log_x: bool) -> pd.DataFrame:
 
 
 def plot_training(
-    data: Any,
+    data: Run | pd.DataFrame | Iterable[Mapping[str, Any]],
     *,
     smoothing: bool = False,
     window: float = 1001,
     sigma: float = 10,
     start: float = 1000,
     log_x: bool = True,
-    events: bool = True,
+    events: bool | Mapping[str, int | None] = True,
     log_smooth: bool = True,
     title: str | None = None,
 ) -> Figure:
     """Train/test loss (log y) and accuracy over steps, on a log step axis.
 
     Args:
-        data: A GrokRun, or a history DataFrame with ``step``, ``train_loss``,
-            ``test_loss``, ``train_acc``, ``test_acc``.
+        data: A history DataFrame (or list of rows) with ``step``, ``train_loss``,
+            ``test_loss``, ``train_acc``, ``test_acc``, or a :class:`~grok_interp.Run`
+            (its history).
         smoothing: Draw :func:`smooth` curves over faint raw ones.
         window, sigma, start: Smoothing parameters, in steps (see :func:`smooth`).
         log_x: Log step axis (step 0 is left out: it has no place on a log axis).
-        events: Mark memorisation and grokking (:func:`grok_interp.measures.events`).
+        events: Mark memorisation and grokking: True computes them from the history
+            (:func:`grok_interp.measures.phases`), a mapping gives them
+            (``{"memorised_at": 220, "grokked_at": None}``), False draws none.
         log_smooth: Smooth ``log(loss)`` (the quantity the log axis shows) rather than
             the loss. A window mean of a loss that falls by orders of magnitude is
             dominated by its largest values, which draws steps and bumps on a log
@@ -170,7 +173,7 @@ def plot_training(
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise bad_value("data", f"columns {list(df.columns)}", f"needs columns {missing}")
-    marks = _events(df) if events else {}
+    marks = _marks(events, df)
     df = _positive_steps(df, log_x)
     fig = _figure(11, 4)
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -207,44 +210,19 @@ def _numeric(df: pd.DataFrame, col: str) -> bool:
     return pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
 
 
-def _measure_frame(data: Any, columns: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    """Measures over steps: the data's columns, or, for a run, the named measures
-    evaluated over its checkpoints (``run.measure`` or
-    :func:`grok_interp.measures.measure_checkpoints`); a measure name that yields
-    several columns (``gini`` -> ``gini_embed``, ``gini_logit``) is replaced by them."""
-    df = _history(data)
-    if columns is None:
-        return df, [c for c in df.columns if c not in BASE_COLUMNS and _numeric(df, c)]
-    cols = list(columns)
-    absent = [c for c in cols if c not in df.columns]
-    if not absent:
-        return df, cols
-    if hasattr(data, "measure"):
-        measured = data.measure(absent)
-    elif hasattr(data, "checkpoint_steps"):
-        from ..measures import measure_checkpoints
-
-        measured = measure_checkpoints(data, absent)
-    else:
-        raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
-    new = [c for c in measured.columns if c not in df.columns and c not in BASE_COLUMNS and _numeric(measured, c)]
-    df = df.merge(measured[["step", *new]], on="step", how="outer").sort_values("step", kind="stable")
-    return df, [c for c in cols if c not in absent] + new
-
-
 def plot_measures(
-    data: Any,
+    data: Run | pd.DataFrame,
     columns: Sequence[str] | None = None,
     *,
     loss: str | None = "test_loss",
-    history: pd.DataFrame | None = None,
+    history: Run | pd.DataFrame | None = None,
     smoothing: bool = False,
     window: float = 1001,
     sigma: float = 10,
     start: float = 1000,
     log_x: bool = True,
     log_loss: bool = True,
-    events: bool = True,
+    events: bool | Mapping[str, int | None] = True,
 ) -> Figure:
     """Progress measures over steps, one panel each, beside test loss on a twin axis.
 
@@ -252,8 +230,10 @@ def plot_measures(
     reaches 1. Any column is drawn the same way (Gini, restricted loss, ...).
 
     Args:
-        data: A GrokRun (its recorded measure columns, or ``run.measure(columns)`` for
-            columns it did not record), or a DataFrame with ``step`` and the columns.
+        data: A DataFrame with ``step`` and the columns, or a
+            :class:`~grok_interp.TaskRun` (then
+            :func:`grok_interp.viz.data.measures_over_steps`: its recorded columns, and
+            the others measured over its checkpoints).
         columns: Measures to draw (default: every non-base column of the data).
         loss: Column drawn on each panel's twin axis (None: none). Read from
             ``history`` when given, else from ``data``.
@@ -262,16 +242,26 @@ def plot_measures(
         smoothing, window, sigma, start: As in :func:`plot_training`.
         log_x: Log step axis (step 0 left out).
         log_loss: Log scale for the loss axis.
-        events: Mark memorisation and grokking.
+        events: Mark memorisation and grokking (as in :func:`plot_training`).
 
     Returns:
         A figure with one row per measure.
     """
-    df, cols = _measure_frame(data, columns)
+    if is_run(data):
+        df = viz_data.measures_over_steps(data, columns)
+        cols = df.attrs["columns"]
+        history = data if history is None else history
+    else:
+        df = _history(data)
+        cols = ([c for c in df.columns if c not in BASE_COLUMNS and _numeric(df, c)] if columns is None
+                else list(columns))
+        absent = [c for c in cols if c not in df.columns]
+        if absent:
+            raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
     if not cols:
         raise bad_value("columns", cols, "no measures to plot: record some (train_hooked(measures=...)) or name them")
-    hist = _history(history) if history is not None else _history(data)
-    marks = _events(hist) if events else {}
+    hist = _history(history) if history is not None else df
+    marks = _marks(events, hist)
     loss_df = _positive_steps(hist[["step", loss]].dropna(), log_x) if loss and loss in hist.columns else None
     fig = _figure(9, 2.6 * len(cols) + 0.4)
     axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
@@ -303,17 +293,8 @@ def plot_measures(
     return fig
 
 
-def _frequency_norms(data: Float[Tensor, " k"] | np.ndarray | Any, step: int | None) -> np.ndarray:
-    if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
-        return np.asarray(torch.as_tensor(data, dtype=torch.float64))
-    from ..measures import embedding_fourier_norms
-
-    source = data.model if step is None else data.weights_at(step)
-    return np.asarray(torch.as_tensor(embedding_fourier_norms(source, data.task), dtype=torch.float64))
-
-
 def plot_embedding_fourier_norms(
-    data: Float[Tensor, " k"] | np.ndarray | Any,
+    data: Float[Tensor, " k"] | np.ndarray | Sequence[float] | TaskRun,
     *,
     step: int | None = None,
     key_frequencies: Iterable[int] | None = None,
@@ -326,16 +307,21 @@ def plot_embedding_fourier_norms(
     (see :func:`grok_interp.measures.embedding_fourier_norms`).
 
     Args:
-        data: Norms indexed by frequency (entry 0 is ``k = 1``), or a GrokRun (then
-            computed with :func:`grok_interp.measures.embedding_fourier_norms`).
-        step: Checkpoint of the run (None: final model).
+        data: Norms indexed by frequency (entry 0 is ``k = 1``), or a
+            :class:`~grok_interp.TaskRun` (then :func:`grok_interp.viz.data.fourier_norms`).
+        step: Checkpoint of the run (None: final model); in the title for norms.
         key_frequencies: Frequencies to highlight.
         title: Axes title.
 
     Returns:
         A bar chart.
     """
-    norms = _frequency_norms(data, step)
+    if is_run(data):
+        data = viz_data.fourier_norms(data, step)
+    try:
+        norms = np.asarray(torch.as_tensor(data, dtype=torch.float64))
+    except (TypeError, RuntimeError) as exc:
+        raise bad_value("data", type(data).__name__, "must be norms indexed by frequency or a grok_interp.TaskRun") from exc
     if norms.ndim != 1 or len(norms) == 0:
         raise bad_value("norms", tuple(norms.shape), "must be a non-empty vector indexed by frequency k = 1..(p-1)/2")
     ks = np.arange(1, len(norms) + 1)
@@ -358,7 +344,7 @@ def plot_embedding_fourier_norms(
 
 
 def plot_neuron_clusters(
-    data: Any,
+    data: pd.DataFrame | TaskRun,
     *,
     step: int | None = None,
     title: str | None = None,
@@ -373,20 +359,17 @@ def plot_neuron_clusters(
     Args:
         data: A DataFrame with columns ``neuron``, ``frequency`` (0 = none) and
             ``fve`` (as :func:`grok_interp.measures.neuron_frequency_clusters`
-            returns), or a GrokRun (then computed from it).
-        step: Checkpoint of the run (None: final model).
+            returns), or a :class:`~grok_interp.TaskRun` (then
+            :func:`grok_interp.viz.data.neuron_clusters`).
+        step: Checkpoint of the run (None: final model); in the title for a table.
         title: Axes title.
 
     Returns:
         A heatmap with the neuron count per row on the right.
     """
-    if isinstance(data, pd.DataFrame):
-        df = data
-    else:
-        from ..measures import neuron_frequency_clusters
-
-        model = data.model if step is None else data.model_at(step)
-        df = neuron_frequency_clusters(model, data.task)
+    df = viz_data.neuron_clusters(data, step) if is_run(data) else data
+    if not isinstance(df, pd.DataFrame):
+        raise bad_value("data", type(df).__name__, "must be a cluster DataFrame or a grok_interp.TaskRun")
     missing = [c for c in ("neuron", "frequency", "fve") if c not in df.columns]
     if missing:
         raise bad_value("data", f"columns {list(df.columns)}", f"needs columns {missing}")
@@ -414,7 +397,7 @@ _SPLIT_COLORS = ["#ffffff", "#1f77b4", "#d9d9d9", "#ff7f0e"]  # invalid, train, 
 _SPLIT_LABELS = ["invalid", "train", "test", "forced test"]
 
 
-def _split_codes(split: Any) -> np.ndarray:
+def _split_codes(split: Split) -> np.ndarray:
     """0 invalid, 1 train, 2 test, 3 forced test, on the (a, b) grid."""
     codes = np.zeros(tuple(split.train_mask.shape), dtype=int)
     codes[split.test_mask.numpy()] = 2
@@ -423,42 +406,48 @@ def _split_codes(split: Any) -> np.ndarray:
     return codes
 
 
-def _correct_grid(run: Any) -> np.ndarray:
-    """Whether the final model answers each valid (a, b) correctly."""
-    task = run.task
-    pairs = task.all_pairs()
-    device = next(run.model.parameters()).device
-    with torch.no_grad():
-        pred = run.model(task.tokens(pairs).to(device))[:, -1].argmax(-1).cpu()
-    grid = np.zeros((task.p, task.p), dtype=bool)
-    grid[pairs[:, 0].numpy(), pairs[:, 1].numpy()] = (pred == task.answers(pairs)).numpy()
-    return grid
-
-
-def plot_split(data: Any, *, correct: bool | None = None, title: str | None = None) -> Figure:
+def plot_split(
+    data: Split | TaskRun,
+    *,
+    correct: bool | np.ndarray | Tensor | None = None,
+    title: str | None = None,
+) -> Figure:
     """The (a, b) grid: training pairs, test pairs and the forced-test region.
 
     SQUARE(k) forces ``a <= k, b <= k`` into the test set and STRIP(t) forces
     ``a <= t``; the paper's claim is that forced-test pairs far (Manhattan distance)
-    from any training pair of their class cannot be learnt. With a run, a second panel
-    shows which pairs its final model answers correctly, so the ceiling is visible.
+    from any training pair of their class cannot be learnt. A second panel shows which
+    pairs a model answers correctly, so the ceiling is visible.
 
     Args:
-        data: A :class:`~grok_interp.Split` or a GrokRun.
-        correct: Add the correctness panel (default: True for a run).
+        data: A :class:`~grok_interp.Split`, or a :class:`~grok_interp.TaskRun` (its
+            split).
+        correct: The correctness panel: a boolean ``(p, p)`` grid (``[a, b]``, as
+            :func:`grok_interp.viz.data.correct_grid` returns); True for a run computes
+            its final model's grid; False or None (the default for a Split) leaves it
+            out. Default for a run: True.
         title: Figure title (default: the split's description).
 
     Returns:
         One or two panels, ``a`` down the rows and ``b`` along the columns.
     """
-    split = data.split if hasattr(data, "split") and hasattr(data, "task") else data
-    if not hasattr(split, "train_mask") or not hasattr(split, "forced_test"):
-        raise bad_value("data", type(data).__name__, "must be a Split or a GrokRun")
-    correct = hasattr(data, "model") if correct is None else correct
-    if correct and not hasattr(data, "model"):
-        raise bad_value("correct", True, "needs a run (a Split has no model)")
+    run = is_run(data, task=True)
+    split = data.split if run else data
+    if not isinstance(split, Split):
+        raise bad_value("data", type(data).__name__, "must be a Split or a grok_interp.TaskRun")
+    if correct is None:
+        correct = run
+    if isinstance(correct, bool):
+        if correct and not run:
+            raise bad_value("correct", True, "needs a run (a Split has no model); or pass the (p, p) grid")
+        right = viz_data.correct_grid(data) if correct else None
+    else:
+        right = np.asarray(torch.as_tensor(correct), dtype=bool)
     codes = _split_codes(split)
     p = codes.shape[0]
+    if right is not None and right.shape != codes.shape:
+        raise bad_value("correct", tuple(right.shape), f"must be a ({p}, {p}) grid")
+    correct = right is not None
     fig = _figure(11 if correct else 5.8, 5.8)
     axes = np.atleast_1d(fig.subplots(1, 2 if correct else 1))
     axes[0].imshow(codes, cmap=ListedColormap(_SPLIT_COLORS), vmin=-0.5, vmax=3.5, interpolation="nearest", origin="lower")
@@ -467,8 +456,7 @@ def plot_split(data: Any, *, correct: bool | None = None, title: str | None = No
     axes[0].legend(handles=[Patch(facecolor=_SPLIT_COLORS[c], edgecolor="#777", label=f"{_SPLIT_LABELS[c]} ({n[c]})")
                             for c in present], loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
     axes[0].set_title("split")
-    if correct:
-        right = _correct_grid(data)
+    if right is not None:
         shown = np.where(codes == 0, 0, np.where(right, 1, 2))
         if (codes == 3).any():
             shown = np.where((codes == 3) & right, 3, np.where((codes == 3) & ~right, 4, shown))
@@ -502,23 +490,21 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def plot_table(data: Any, *, title: str | None = None, max_rows: int = 40) -> Figure:
+def plot_table(data: pd.DataFrame | Run, *, title: str | None = None, max_rows: int = 40) -> Figure:
     """A DataFrame drawn as a table figure (e.g. ``compare_measures(run)``).
 
     Args:
-        data: A DataFrame, or a GrokRun (then ``grok_interp.measures.compare_measures(run)``).
+        data: A DataFrame, or a :class:`~grok_interp.Run` (then
+            :func:`grok_interp.viz.data.compare_table`: ``compare_measures(run)``).
         title: Figure title.
         max_rows: Rows drawn (the rest are summarised in the title).
 
     Returns:
         A figure holding the table; floats show 4 significant digits.
     """
-    if isinstance(data, pd.DataFrame):
-        df = data
-    else:
-        from ..measures import compare_measures
-
-        df = compare_measures(data)
+    df = viz_data.compare_table(data) if is_run(data) else data
+    if not isinstance(df, pd.DataFrame):
+        raise bad_value("data", type(df).__name__, "must be a DataFrame or a grok_interp.Run")
     if len(df.columns) == 0:
         raise bad_value("data", "a table without columns", "needs at least one column")
     shown = df.head(max_rows)

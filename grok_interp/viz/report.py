@@ -8,6 +8,10 @@ attachment or a cluster's scratch disk; nothing is opened or served.
 
 Sections whose measure a run does not support (attention of the MLP baseline, say)
 are replaced by a one-line note saying why, so a report is always written.
+
+Each section first computes its data (:mod:`grok_interp.viz.data`,
+:mod:`grok_interp.measures`), then hands it to a plot that only draws; the hooked
+forward over the ``(a, b)`` grid is run once and shared by the circuit pictures.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from matplotlib.figure import Figure
 
 from .. import store
 from .._validate import bad_value
-from ..measures import compare_measures, embedding_fourier_norms, events, measure_checkpoints, neuron_frequency_clusters
-from .attention import attention_heads, html_page
+from ..measures import Events, compare_measures, events, measure_checkpoints
+from ..protocols import Run, TaskRun, as_task_run
+from . import data as viz_data
+from .attention import attention_widget, html_page
 from .circuit import (
     plot_attention_grid,
     plot_embedding_clock,
@@ -105,12 +111,12 @@ def _section(key: str, title: str, make: Callable[[], str]) -> str:
     return f'<section id="{key}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
-def _events_frame(run: Any) -> pd.DataFrame:
-    rows = events(run.history).to_dict()
+def _events_frame(ev: Events) -> pd.DataFrame:
+    rows = ev.to_dict()
     return pd.DataFrame({"event": list(rows), "value": [("-" if v is None else v) for v in rows.values()]})
 
 
-def _config_frame(run: Any) -> pd.DataFrame:
+def _config_frame(run: Run) -> pd.DataFrame:
     cfg = run.config.to_dict()
     rows = [(sec, k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for sec in cfg for k, v in cfg[sec].items()]
     if run.path is not None and (Path(run.path) / store.CONFIG).exists():
@@ -121,25 +127,24 @@ def _config_frame(run: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["section", "option", "value"])
 
 
-def _nearest_checkpoint(run: Any, step: int) -> int:
-    steps = run.checkpoint_steps
+def _nearest_checkpoint(steps: Sequence[int], step: int) -> int:
     return min(steps, key=lambda s: (abs(s - step), s))
 
 
-def _attention_steps(run: Any, ev: Any) -> list[int | None]:
+def _attention_steps(checkpoints: Sequence[int], ev: Events | None) -> list[int | None]:
     """Checkpoints nearest to memorisation and grokking, then the final model."""
     out: list[int | None] = []
-    if run.checkpoint_steps:
-        for s in (getattr(ev, "memorised_at", None), getattr(ev, "grokked_at", None)):
+    if checkpoints and ev is not None:
+        for s in (ev.memorised_at, ev.grokked_at):
             if s is not None:
-                c = _nearest_checkpoint(run, int(s))
+                c = _nearest_checkpoint(checkpoints, int(s))
                 if c not in out:
                     out.append(c)
     return out + [None]
 
 
 def report_html(
-    run: Any,
+    run: TaskRun,
     *,
     step: int | None = None,
     pairs: Sequence[Sequence[int]] | None = None,
@@ -149,8 +154,7 @@ def report_html(
     title: str | None = None,
 ) -> str:
     """The report page as an HTML string (see :func:`write_report`)."""
-    if not hasattr(run, "history") or not hasattr(run, "config"):
-        raise bad_value("run", type(run).__name__, "must be a GrokRun or a run directory")
+    run = as_task_run(run)
     if step is not None and step not in run.checkpoint_steps:
         raise bad_value("step", step, f"has no checkpoint; saved steps: {run.checkpoint_steps}")
     hist = run.history
@@ -161,10 +165,10 @@ def report_html(
 
     def events_section() -> str:
         cache["events"] = events(hist)
-        return _table_html(_events_frame(run))
+        return _table_html(_events_frame(cache["events"]))
 
     def training_section() -> str:
-        fig = plot_training(run, smoothing=smoothing)
+        fig = plot_training(hist, smoothing=smoothing)
         return _figure_html("training", fig, "Loss (log) and accuracy over steps (log); dotted: memorised, dashed: grokked.")
 
     def measure_table() -> pd.DataFrame | None:
@@ -198,21 +202,19 @@ def report_html(
                             "(grey, right axis, log).")
 
     def split_section() -> str:
-        fig = plot_split(run)
+        fig = plot_split(run.split, correct=viz_data.correct_grid(run))
         return _figure_html("split", fig, "Left: the split on the (a, b) grid. Right: pairs the final model answers correctly.")
 
     def fourier_section() -> str:
-        source = run.model if step is None else run.weights_at(step)
-        norms = embedding_fourier_norms(source, run.task)
+        norms = viz_data.fourier_norms(run, step)
         keys = cache.get("keys")
         fig = plot_embedding_fourier_norms(norms, key_frequencies=keys, title=f"embedding Fourier norms{where}")
         return _figure_html("fourier", fig, "Norm of the operand embeddings per frequency k; red: key frequencies "
                             "(frequencies with at least one MLP neuron, from the clusters below).")
 
     def clusters_section() -> str:
-        model = run.model if step is None else run.model_at(step)
         try:
-            table = neuron_frequency_clusters(model, run.task)
+            table = viz_data.neuron_clusters(run, step)
         except ValueError as exc:
             raise _Unavailable(str(exc)) from exc
         cache["keys"] = sorted(int(k) for k in set(table["frequency"]) if k > 0)
@@ -236,8 +238,10 @@ def report_html(
     def attention_section() -> str:
         if is_mlp:
             raise _Unavailable("the MLP baseline has no attention")
-        steps: list[int | None] = [step] if step is not None else _attention_steps(run, cache.get("events"))
-        widget = attention_heads(run, pairs, step=steps)
+        steps: list[int | None] = [step] if step is not None else _attention_steps(run.checkpoint_steps,
+                                                                                  cache.get("events"))
+        shown = viz_data.default_pairs(run.task.p) if pairs is None else pairs
+        widget = attention_widget({s: viz_data.attention_patterns(run, shown, step=s) for s in steps}, shown)
         names = ", ".join("final" if s is None else f"step {s}" for s in steps)
         return (f"<p>Attention of layer 0 at {html.escape(names)} (hover a head to zoom, click to lock). Several "
                 "inputs sit side by side; each attends only within its own a, b, = (block-diagonal).</p>\n"
@@ -248,20 +252,35 @@ def report_html(
         if is_mlp:
             raise _Unavailable("the MLP baseline has no attention and no single-layer Fourier circuit views")
         clusters = cache.get("clusters")
+        memo: dict[str, Any] = {}
+
+        def acts() -> Any:  # one hooked forward over the grid, shared by three pictures
+            if "acts" not in memo:
+                memo["acts"] = viz_data.activations(run, step)
+            return memo["acts"]
+
+        def logit_map() -> Figure:
+            table = clusters if clusters is not None else viz_data.neuron_clusters(run, step)
+            return plot_logit_map_fourier(viz_data.logit_map(run, step), step=step, clusters=table)
+
+        def clock() -> Figure:
+            keys = cache.get("keys") or viz_data.final_key_frequencies(run) or None
+            return plot_embedding_clock(viz_data.embedding_rows(run, step), keys, step=step)
+
         figures = [
-            ("attention-grid", lambda: plot_attention_grid(run, step=step),
+            ("attention-grid", lambda: plot_attention_grid(viz_data.attention_grid(run, step), step=step),
              "Attention from '=' to 'a' over every (a, b), per head (the demo's first picture)."),
-            ("neuron-grid", lambda: plot_neuron_grid(run, step=step),
+            ("neuron-grid", lambda: plot_neuron_grid(acts(), step=step, clusters=True if clusters is None else clusters),
              "Neuron activations over (a, b): the most active neuron of each frequency cluster."),
-            ("fourier-2d", lambda: plot_fourier_2d(run, step=step),
+            ("fourier-2d", lambda: plot_fourier_2d(acts(), step=step),
              "Neuron activations in the 2-D Fourier basis (mean squared coefficient over neurons): the key "
              "frequencies' linear (const x cos/sin k) and quadratic (cos/sin k x cos/sin k) terms."),
-            ("logit-map", lambda: plot_logit_map_fourier(run, step=step, clusters=clusters),
+            ("logit-map", logit_map,
              "W_L = W_out W_U in the Fourier basis of the output, neurons grouped by frequency cluster."),
-            ("trig-fit", lambda: plot_trig_fit(run, clusters, step=step),
+            ("trig-fit", lambda: plot_trig_fit(acts(), clusters, step=step),
              "Each cluster's neurons fitted by the nine terms {1, cos, sin}(w_k a) x {1, cos, sin}(w_k b): "
              "share of variance (linear, quadratic) and the most active neuron against its fit."),
-            ("clock", lambda: plot_embedding_clock(run, cache.get("keys") or None, step=step),
+            ("clock", clock,
              "Operand embeddings on each key frequency's (cos, sin) plane, joined in the order of w_k a."),
         ]
         parts = []
@@ -306,7 +325,7 @@ def report_html(
 
 
 def write_report(
-    run: Any,
+    run: TaskRun | str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
     step: int | None = None,
@@ -329,7 +348,7 @@ def write_report(
     external URL is referenced.
 
     Args:
-        run: A :class:`~grok_interp.GrokRun` or a run directory.
+        run: A :class:`~grok_interp.TaskRun` (a GrokRun) or a run directory.
         out: Output file (default ``<run dir>/report.html``; required for an
             in-memory run).
         step: Draw the spectrum, clusters and attention at this checkpoint instead of

@@ -1,0 +1,413 @@
+"""Many runs at once: a list or grid of configurations, one table of results.
+
+:func:`sweep` trains every configuration into its own run directory under ``out`` and
+returns one :class:`pandas.DataFrame`, one row per configuration::
+
+    import grok_interp as g
+    from grok_interp.sweeps import grid, sweep
+
+    table = sweep(grid(split=["square"], k=[30, 40, 50]), out="runs/square",
+                  base=dict(p=97, frac=0.3, steps=8000, stop_after_grok=1000))
+
+Columns: ``run`` (the directory name), the configuration keys, ``status``
+(``done``, ``skipped`` - already finished before this call - or ``failed``),
+``error``, the events of :func:`grok_interp.measures.phases` (``memorised_at``,
+``grokked_at``, ``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the
+training-set size and the predicted ceilings of :mod:`grok_interp.theory`
+(``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transpose trains
+with the same answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``
+and ``path``. The table is also written to ``out/sweep.csv``.
+
+Why it is safe to rerun: each run goes through ``train_hooked(out=dir, resume=True)``,
+so a finished run whose configuration is unchanged is skipped, an interrupted one
+continues from its last resume state, and one whose step budget was raised trains on.
+A configuration that fails (bad value, crash) becomes a ``failed`` row with its error;
+the rest of the sweep goes on.
+
+Executors:
+
+* ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
+  the machine's cores (``max_workers``), each process with ``cores // workers`` torch
+  threads; ``max_workers=1`` trains one run after another in the calling process.
+  Workers are *spawned* (fresh interpreters that import your script), so a script
+  calling :func:`sweep` with more than one worker needs the usual
+  ``if __name__ == "__main__":`` guard; without it every run comes back ``failed``
+  with ``BrokenProcessPool``.
+* ``"ray"`` (``pip install grok-interp[ray]``): each run is a Ray task on the cluster
+  at ``address`` (default: a local Ray started for the sweep and shut down after).
+  ``out`` must then be storage every node can reach.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import re
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import store
+from ._validate import bad_value, check_choice, check_int
+from .config import RunConfig
+
+__all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS"]
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9._=+-]")
+
+
+def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
+    """Every combination of the given option values, in row-major order.
+
+    Example:
+        >>> grid(split=["square"], k=[30, 35])
+        [{'split': 'square', 'k': 30}, {'split': 'square', 'k': 35}]
+    """
+    keys = list(axes)
+    values = [list(v) if not isinstance(v, (str, bytes)) else [v] for v in axes.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def run_name(config: Mapping[str, Any]) -> str:
+    """The directory name of a configuration: ``key=value`` pairs joined by commas.
+
+    Example:
+        >>> run_name({"split": "strip", "t": 40})
+        'split=strip,t=40'
+    """
+    if not config:
+        return "base"
+    parts = [f"{k}={_NAME_OK.sub('_', str(v))}" for k, v in config.items()]
+    return ",".join(parts)
+
+
+# Options of train_hooked that are not part of the run's configuration.
+_RUN_ONLY = ("measures",)
+
+
+def _run_config(options: Mapping[str, Any]) -> RunConfig:
+    return RunConfig.from_kwargs(**{k: v for k, v in options.items() if k not in _RUN_ONLY})
+
+
+def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
+    """True when ``path`` holds a finished run of exactly this configuration."""
+    if not (path.is_dir() and store.is_run_dir(path) and (path / store.STATUS).exists()):
+        return False
+    try:
+        rs = store.RunStore(path)
+        status = rs.read_status()
+        saved = rs.read_meta()
+        wanted = _run_config(options).to_dict()
+    except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
+        return False
+    return bool(status.get("finished")) and all(saved.get(s) == wanted[s] for s in ("data", "model", "train"))
+
+
+def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
+    """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
+    from .runs import train_hooked
+
+    torch.set_num_threads(max(1, threads))
+    path = Path(run_dir)
+    start = time.perf_counter()
+    try:
+        if _is_finished(options, path):
+            return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
+        exists = path.is_dir() and store.is_run_dir(path)
+        train_hooked(out=path, resume=exists, progress=False, **options)
+        return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
+    except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start,
+                "batch_size": 1}
+
+
+def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> dict[str, dict[str, Any]]:
+    """Train one unit of work: a single run, or a batch of compatible runs trained as
+    one computation by :func:`grok_interp.many_runs.train_many`. If the batch fails, its
+    runs are trained one by one, so a bad configuration only fails its own row."""
+    if len(unit) == 1:
+        name, opts, run_dir = unit[0]
+        return {name: _train_one(opts, run_dir, threads)}
+    from .many_runs import train_many
+
+    torch.set_num_threads(max(1, threads))
+    start = time.perf_counter()
+    try:
+        specs = [{k: v for k, v in opts.items() if k not in _RUN_ONLY} for _, opts, _ in unit]
+        train_many(specs, outs=[d for _, _, d in unit], resume=True, measures=unit[0][1].get("measures"),
+                   progress=False)
+    except Exception as exc:  # noqa: BLE001 - isolate the failing run(s)
+        log.warning("a batch of %d runs failed (%s: %s); training them one by one", len(unit), type(exc).__name__, exc)
+        return {name: _train_one(opts, run_dir, threads) for name, opts, run_dir in unit}
+    wall = time.perf_counter() - start
+    return {name: {"status": "done", "error": "", "wall_s": wall, "batch_size": len(unit)} for name, _, _ in unit}
+
+
+def _units(
+    jobs: list[tuple[str, dict[str, Any], str]], workers: int, batched: bool
+) -> list[list[tuple[str, dict[str, Any], str]]]:
+    """Group runs that can share one batched computation (same shapes, same measures)
+    into units, about ``len(group) / workers`` runs each so every worker gets work."""
+    if not batched or len(jobs) < 2:
+        return [[j] for j in jobs]
+    try:
+        from .many_runs import batch_key
+    except ImportError:  # pragma: no cover - older installs without the batched trainer
+        return [[j] for j in jobs]
+    groups: dict[Any, list[tuple[str, dict[str, Any], str]]] = {}
+    for i, job in enumerate(jobs):
+        try:
+            key = batch_key(_run_config(job[1]))
+        except Exception:  # noqa: BLE001 - an invalid config trains alone and fails there
+            key = None
+        key = ("single", i) if key is None else (key, repr(job[1].get("measures")))
+        groups.setdefault(key, []).append(job)
+    units = []
+    for members in groups.values():
+        size = max(1, math.ceil(len(members) / workers))
+        units.extend(members[j : j + size] for j in range(0, len(members), size))
+    return units
+
+
+def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str, Any]:
+    """One table row for a run directory: events, final accuracy and predicted ceilings.
+
+    Reads only ``config.json``, ``data.safetensors`` and the history (no model is built),
+    so it is cheap to call on many runs, finished or not.
+
+    Args:
+        run_dir: A run directory written by :func:`grok_interp.train_hooked`.
+        radii: Radii ``r`` for ``ceiling_r{r}`` columns (:func:`grok_interp.theory.predicted_ceiling`).
+
+    Returns:
+        A dict with ``memorised_at``, ``grokked_at``, ``u_acc``, ``l_acc``,
+        ``final_step``, ``final_test_acc``, ``n_train``, ``n_test``, ``ceiling`` and
+        ``ceiling_r{r}``.
+    """
+    from .measures import events
+    from .runs import read_config, read_task_split
+
+    path = Path(run_dir)
+    config = read_config(path)
+    _, split = read_task_split(path, config)
+    rs = store.RunStore(path)
+    if rs.read_status().get("finished") or not rs.state_steps():
+        history = store.read_history(rs.file(store.HISTORY))
+    else:
+        state = rs.latest_valid_state(eval_every=config.train.eval_every)
+        history = state.history if state is not None else store.read_history(rs.file(store.HISTORY))
+    row: dict[str, Any] = {
+        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
+    }
+    row["final_step"] = int(history["step"].iloc[-1])
+    row["final_test_acc"] = float(history["test_acc"].iloc[-1])
+    row.update(_ceilings(split, radii))
+    return row
+
+
+def _ceilings(split: Any, radii: Sequence[int]) -> dict[str, Any]:
+    from .theory import coverage_ceiling, predicted_ceiling, symmetry_ceiling
+
+    out: dict[str, Any] = {
+        "n_train": split.n_train,
+        "n_test": split.n_test,
+        "ceiling": coverage_ceiling(split),
+        "ceiling_transpose": symmetry_ceiling(split, ["transpose"]),
+    }
+    for r in radii:
+        out[f"ceiling_r{r}"] = predicted_ceiling(split, r)
+    return out
+
+
+def _predicted_only(options: Mapping[str, Any], radii: Sequence[int]) -> dict[str, Any]:
+    """Ceilings of a configuration that has no run directory (e.g. it failed early)."""
+    from .tasks import Split, Task
+
+    try:
+        d = _run_config(options).data
+        task = Task(p=d.p, op=d.op, offset=d.offset)
+        return _ceilings(Split.from_config(task, d), radii)
+    except Exception:  # noqa: BLE001 - the config itself is bad: its error is already in the row
+        return {}
+
+
+def sweep(
+    configs: Iterable[Mapping[str, Any]],
+    out: str | os.PathLike,
+    *,
+    base: Mapping[str, Any] | None = None,
+    executor: str = "local",
+    max_workers: int | None = None,
+    address: str | None = None,
+    radii: Sequence[int] = (),
+    batched: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train every configuration (skipping finished ones) and return one results table.
+
+    Args:
+        configs: Option dicts for :func:`grok_interp.train_hooked` (see :func:`grid`);
+            each names its run directory ``out/<run_name(config)>``. ``measures``
+            (names to record while training) may be given too.
+        out: Directory holding the run directories and ``sweep.csv``.
+        base: Options shared by every configuration (a configuration's own value wins).
+        executor: ``"local"`` (process pool) or ``"ray"`` (Ray tasks; needs the
+            ``ray`` extra).
+        max_workers: Parallel runs (local default: the number of CPU cores, at most
+            the number of configurations; Ray default: what the cluster schedules).
+        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...);
+            ``None`` starts a local Ray for this sweep (``max_workers`` CPUs).
+        radii: Radii for extra ``ceiling_r{r}`` columns.
+        batched: Train runs with identical shapes (see
+            :func:`grok_interp.many_runs.batch_key`) as one batched computation
+            (:func:`grok_interp.many_runs.train_many`), split into about one batch per
+            worker; each run still gets its own directory and row.
+        progress: Show a progress bar over finished runs.
+
+    Returns:
+        The table described in the module docstring, in the order of ``configs``.
+    """
+    check_choice("executor", executor, EXECUTORS)
+    if max_workers is not None:
+        check_int("max_workers", max_workers, low=1)
+    radii = [check_int("radius", int(r), low=0) for r in radii]
+    base = dict(base or {})
+    overrides = [dict(c) for c in configs]
+    if not overrides:
+        raise bad_value("configs", [], "give at least one configuration")
+    names = [run_name(c) for c in overrides]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise bad_value("configs", dupes, "two configurations share a run directory name; make them differ")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(name, {**base, **c}, str(out.resolve() / name)) for name, c in zip(names, overrides)]
+
+    # Finished runs are skipped here, before any worker starts.
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in jobs:
+        if _is_finished(job[1], Path(job[2])):
+            results[job[0]] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
+        else:
+            todo.append(job)
+    cores = os.cpu_count() or 1
+    if todo and executor == "local":
+        workers = min(max_workers or cores, len(todo))
+        units = _units(todo, workers, batched)
+        workers = min(workers, len(units))
+        results.update(_run_local(units, workers, max(1, cores // workers), progress))
+    elif todo:
+        units = _units(todo, max_workers or cores, batched)
+        results.update(_run_ray(units, address, max_workers, progress))
+
+    rows = []
+    keys = list(dict.fromkeys(k for c in overrides for k in c))
+    for (name, options, _), c in zip(jobs, overrides):
+        res = results[name]
+        row: dict[str, Any] = {"run": name, **{k: c.get(k) for k in keys}, "status": res["status"], "error": res["error"]}
+        run_dir = out / name
+        try:
+            row.update(summarise(run_dir, radii))
+        except Exception as exc:  # noqa: BLE001 - a run without a readable directory
+            if res["status"] != "failed":
+                row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            row.update(_predicted_only(options, radii))
+        row["wall_s"] = res["wall_s"]
+        row["batch_size"] = res["batch_size"]
+        row["path"] = str(run_dir)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for col in ("memorised_at", "grokked_at", "final_step", "n_train", "n_test"):
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    store.write_csv(out / "sweep.csv", table)
+    failed = table[table["status"] == "failed"]
+    for _, r in failed.iterrows():
+        log.warning("sweep run %s failed: %s", r["run"], r["error"])
+    return table
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": math.nan, "batch_size": 1}
+
+
+def _run_local(
+    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run")
+    if workers == 1:  # one unit at a time, in this process (no start-up cost, easy to debug)
+        before = torch.get_num_threads()
+        try:
+            for unit in units:
+                results.update(_train_unit(unit, before))
+                bar.update(len(unit))
+        finally:
+            torch.set_num_threads(before)
+            bar.close()
+        return results
+    # spawn: a fresh interpreter per worker (forking a process that already runs torch
+    # threads can deadlock).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_train_unit, unit, threads): unit for unit in units}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                unit = futures[fut]
+                try:
+                    results.update(fut.result())
+                except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
+                    results.update({name: _failed(exc) for name, _, _ in unit})
+                bar.update(len(unit))
+    bar.close()
+    return results
+
+
+def _run_ray(
+    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool
+) -> dict[str, dict[str, Any]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise bad_value("executor", "ray", "needs Ray: pip install 'grok-interp[ray]'") from exc
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            kwargs["num_cpus"] = max_workers or os.cpu_count() or 1
+        ray.init(address=address, **kwargs)
+        started = True
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_train_unit)
+        refs = {task.remote(unit, 1): unit for unit in units}
+        bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run")
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                unit = refs[ref]
+                try:
+                    results.update(ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - a lost worker or node
+                    results.update({name: _failed(exc) for name, _, _ in unit})
+                bar.update(len(unit))
+        bar.close()
+    finally:
+        if started:
+            ray.shutdown()
+    return results

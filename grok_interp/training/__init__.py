@@ -1,0 +1,50 @@
+"""Training: the one loop, the forwards it trains through, and the gradient transforms.
+
+* :mod:`~grok_interp.training.loop`: :func:`train_loop` drives :class:`RunState`
+  objects (model, optimiser, :class:`Schedule`, history) through a step function;
+  warm-up, the stop rules, history rows, checkpoints and resume are written once.
+* :mod:`~grok_interp.training.forwards`: ``(model, tokens) -> last-position logits``
+  functions: the hooked model's own forward and the fast one-layer forward.
+* :mod:`~grok_interp.training.accelerators`: Grokfast filters, StableMax and the
+  perpendicular gradient, the transforms and loss the loop's one seam takes.
+"""
+
+from .loop import (
+    Callback,
+    FullBatchStep,
+    GradientTransform,
+    PlateauClock,
+    RunState,
+    Schedule,
+    StepFunction,
+    TrainContext,
+    accuracy,
+    checkpoint_schedule,
+    eval_row,
+    gradient_transforms_for,
+    loss_fn,
+    make_optimizer,
+    plateau_stop_step,
+    resolve_device,
+    train_loop,
+)
+
+__all__ = [
+    "train_loop",
+    "RunState",
+    "Schedule",
+    "StepFunction",
+    "FullBatchStep",
+    "GradientTransform",
+    "TrainContext",
+    "Callback",
+    "PlateauClock",
+    "plateau_stop_step",
+    "checkpoint_schedule",
+    "loss_fn",
+    "accuracy",
+    "eval_row",
+    "make_optimizer",
+    "gradient_transforms_for",
+    "resolve_device",
+]

@@ -1,0 +1,517 @@
+"""The one training loop, its run state, and the step functions it drives.
+
+Every model this package trains goes through :func:`train_loop`: a single transformer
+run (:func:`grok_interp.train_hooked`), ``K`` same-shaped runs stacked into one
+computation (:func:`grok_interp.many_runs.train_many`) and the ResNet-18 image runs
+(:func:`grok_interp.vision.train_resnet`). What differs between them is only the
+*step function* (:class:`StepFunction`); what a run is while it trains is one
+:class:`RunState`:
+
+* its model and optimiser, and the gradient transforms applied between the backward
+  pass and the optimiser step (:meth:`RunState.optimizer_step`, the one seam where
+  gradient filters plug in);
+* its :class:`Schedule`: steps, learning-rate warm-up ``min(step / warmup, 1)``, a
+  history row every ``eval_every`` steps, checkpoints at :func:`checkpoint_schedule`,
+  the grok-stop rule (stop ``stop_after_grok`` steps after test accuracy first
+  reaches ``grok_threshold``) and the plateau-stop rule (:class:`PlateauClock`: stop
+  after a stretch of at least ``stop_on_plateau`` steps, and at least as long as the run
+  before it, with training accuracy held and no new high of test accuracy);
+* its history rows and the callbacks that add columns to them;
+* what happens at a checkpoint (``on_checkpoint``: the run directory writes weights and
+  a resume state there).
+
+One iteration of the loop at step ``s`` (the model after ``s`` updates) is: the step
+function's training forward; a history row for each run that is due (the step
+function evaluates, callbacks add columns, the grok-stop rule may end the run); a
+checkpoint for each run that is due; then, for the runs that go on, the learning rate
+of step ``s``, zeroed gradients and the step function's update. Nothing here is
+random, so the same initial weights give the same history, bit for bit, on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .._validate import bad_value
+from .accelerators import GrokfastEMA, GrokfastMA, PerpendicularGradient, stablemax_cross_entropy
+from ..config import TrainConfig
+from .forwards import Forward
+from ..tasks import Split, Task
+
+__all__ = [
+    "Schedule",
+    "RunState",
+    "PlateauClock",
+    "plateau_stop_step",
+    "StepFunction",
+    "FullBatchStep",
+    "GradientTransform",
+    "TrainContext",
+    "Callback",
+    "checkpoint_schedule",
+    "loss_fn",
+    "accuracy",
+    "eval_row",
+    "train_loop",
+    "make_optimizer",
+    "gradient_transforms_for",
+    "resolve_device",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainContext:
+    """What callbacks may look at: the task, the split, the data tensors, the training
+    forward and the loss (``"ce"``, ``"stablemax"`` or ``"mse"``, see :func:`loss_fn`)."""
+
+    task: Task
+    split: Split
+    train_tokens: Tensor
+    train_labels: Tensor
+    test_tokens: Tensor
+    test_labels: Tensor
+    forward: Forward
+    loss: str = "ce"
+
+
+class Callback(Protocol):
+    def __call__(self, step: int, model: nn.Module, context: TrainContext) -> dict[str, Any] | None: ...
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise bad_value("device", "cuda", "no CUDA device is available; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def checkpoint_schedule(steps: int, every: int) -> list[int]:
+    """Steps at which weights are saved: 0, 1, 2, 4, 8, ... below ``every``, then every
+    ``every`` steps, and the last step."""
+    dense = {0}
+    s = 1
+    while s < every and s <= steps:
+        dense.add(s)
+        s *= 2
+    return sorted(dense | set(range(0, steps + 1, every)) | {steps})
+
+
+class _ToFloat64(torch.autograd.Function):
+    """``x.to(float64)`` whose backward flushes float32-subnormal gradients to zero.
+
+    Once the training set is fit, the float64 softmax gives wrong classes probabilities
+    far below float32's smallest normal number (1.2e-38); cast back, a few percent of
+    the logits' gradient become subnormal floats, and every CPU matrix product that
+    touches them runs about 10x slower (measured: 520 ms instead of 45 ms per p = 113
+    step after memorisation). Those entries are 0 to float32 precision anyway.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.dtype = x.dtype
+        return x.to(torch.float64)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        g = grad.to(ctx.dtype)
+        return g.masked_fill(g.abs() < torch.finfo(ctx.dtype).tiny, 0.0)
+
+
+def loss_fn(
+    logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"], kind: str = "ce"
+) -> Float[Tensor, ""]:
+    """Cross-entropy in float64 (``ce``, avoids softmax collapse), cross-entropy on the
+    logits' own float32 (``ce_float32``, as the reference code computes it), StableMax
+    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.training.accelerators`) or
+    MSE on one-hot targets (``mse``).
+
+    The float64 cast's gradient is flushed of float32 subnormals (see ``_ToFloat64``),
+    which keeps late-training CPU steps as fast as early ones.
+    """
+    if kind == "ce":
+        return F.cross_entropy(_ToFloat64.apply(logits), labels)
+    if kind == "ce_float32":
+        return F.cross_entropy(logits.float(), labels)
+    if kind == "stablemax":
+        return stablemax_cross_entropy(_ToFloat64.apply(logits), labels)
+    target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    return F.mse_loss(logits, target)
+
+
+def accuracy(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> float:
+    return (logits.argmax(-1) == labels).float().mean().item()
+
+
+GradientTransform = Callable[[list[Tensor]], None]
+"""Changes the gradients (``p.grad`` of the trainable parameters, in place) after the
+backward pass and before the optimiser step: the seam for gradient filters."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a run evaluates, saves, warms up and stops (steps are updates done).
+
+    Args:
+        steps: Last step.
+        lr: Learning rate after the warm-up.
+        warmup_steps: Linear warm-up: step ``s`` uses ``lr * min(s / warmup_steps, 1)``
+            (0: no warm-up).
+        eval_every: A history row every this many steps (and at the last step).
+        checkpoint_every: Checkpoints at :func:`checkpoint_schedule`.
+        stop_after_grok: Stop this many steps after test accuracy first reaches
+            ``grok_threshold`` (None: train all ``steps``).
+        grok_threshold: Test accuracy that counts as grokked.
+        eval_at_checkpoints: Also record a history row at every checkpoint step (the
+            ResNet runs do, so each saved epoch has its row).
+        stop_on_plateau: Patience ``M`` of the plateau-stop rule (:class:`PlateauClock`;
+            None: off).
+        plateau_delta: What counts as a new high of test accuracy for that rule.
+    """
+
+    steps: int
+    lr: float
+    warmup_steps: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 100
+    stop_after_grok: int | None = None
+    grok_threshold: float = 0.99
+    eval_at_checkpoints: bool = False
+    stop_on_plateau: int | None = None
+    plateau_delta: float = 0.01
+
+    @classmethod
+    def of(cls, cfg: Any, **extra: Any) -> "Schedule":
+        """The schedule of a :class:`~grok_interp.config.TrainConfig` (or any object with
+        its field names)."""
+        names = ("steps", "lr", "warmup_steps", "eval_every", "checkpoint_every", "stop_after_grok", "grok_threshold",
+                 "stop_on_plateau", "plateau_delta")
+        return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **extra)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the update that starts at ``step``."""
+        return self.lr * (min(step / self.warmup_steps, 1.0) if self.warmup_steps else 1.0)
+
+
+class PlateauClock:
+    """The plateau-stop rule, fed one history row at a time.
+
+    Nothing counts before memorisation (the first row with training accuracy
+    ``>= train_threshold``). From then on the clock is the step of the latest of: the
+    memorisation row; a row with training accuracy below ``train_threshold``; a row whose
+    test accuracy is a *new high*, at least ``delta`` above the test accuracy of the
+    previous new high (the memorisation row's at first). The rule says stop at the first
+    row, with training accuracy held, whose step ``s`` has ``s - clock >= max(patience,
+    clock)``: no new high for at least ``patience`` steps *and* for at least as long as
+    the run had trained before its last new high (so a run still improving late gets a
+    longer wait). A late jump is cut only if it comes more than ``max(patience,
+    clock)`` steps after the last new high.
+
+    Args:
+        patience: ``M`` in steps.
+        delta: Rise of test accuracy that counts as a new high (0.01: one point).
+        train_threshold: Training accuracy that counts as memorised (0.99).
+    """
+
+    def __init__(self, patience: int, delta: float = 0.01, train_threshold: float = 0.99) -> None:
+        self.patience, self.delta, self.train_threshold = patience, delta, train_threshold
+        self.clock: int | None = None
+        self.high = float("nan")
+
+    def update(self, step: int, train_acc: float, test_acc: float) -> bool:
+        """Record one row; True when the rule says stop at this row."""
+        if self.clock is None:
+            if train_acc >= self.train_threshold:
+                self.clock, self.high = step, test_acc
+            return False
+        if train_acc < self.train_threshold:
+            self.clock = step
+            return False
+        if test_acc >= self.high + self.delta - 1e-12:
+            self.clock, self.high = step, test_acc
+            return False
+        return step - self.clock >= max(self.patience, self.clock)
+
+
+def plateau_stop_step(
+    history: Any, patience: int, delta: float = 0.01, train_threshold: float = 0.99
+) -> int | None:
+    """The step at which :class:`PlateauClock` stops a history (rows or a DataFrame with
+    ``step``, ``train_acc`` and ``test_acc``), or None if it never does."""
+    rows = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
+    clock = PlateauClock(patience, delta, train_threshold)
+    for r in rows:
+        if clock.update(int(r["step"]), float(r["train_acc"]), float(r["test_acc"])):
+            return int(r["step"])
+    return None
+
+
+@dataclass(eq=False)
+class RunState:
+    """One run while it trains: model, optimiser, schedule, history and what to do at
+    checkpoints. The loop reads and advances it; step functions compute with it.
+
+    Args:
+        model: The model (its parameters with ``requires_grad`` are trained).
+        optimizer: Its optimiser (restored when resuming).
+        schedule: When to evaluate, save and stop.
+        history: Rows already recorded (resuming); new rows are appended.
+        step: Updates already done (resuming).
+        callbacks: ``cb(step, model, context) -> dict | None`` at every history row; the
+            dicts become columns.
+        context: What callbacks receive as their third argument (and what step
+            functions read their data from).
+        on_checkpoint: ``fn(state)`` at every checkpoint step.
+        on_row: ``fn(state)`` after every history row (e.g. to write the history out).
+        gradient_transforms: Applied in order to the trainable parameters' gradients
+            before every optimiser step.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    callbacks: Sequence[Callback] = ()
+    context: Any = None
+    on_checkpoint: Callable[["RunState"], None] | None = None
+    on_row: Callable[["RunState"], None] | None = None
+    gradient_transforms: Sequence[GradientTransform] = ()
+    end: int = field(init=False)
+    grok_step: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        sch = self.schedule
+        self.history = list(self.history)
+        self._checkpoints = set(checkpoint_schedule(sch.steps, sch.checkpoint_every))
+        self._last_row = self.history[-1]["step"] if self.history else -1
+        # A resumed run starts from the checkpoint it was saved at: not saved again.
+        self._saved_at = self.step if self.step > 0 else -1
+        self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= sch.grok_threshold), None)
+        self.end = sch.steps
+        if self.grok_step is not None and sch.stop_after_grok is not None:
+            self.end = min(self.end, self.grok_step + sch.stop_after_grok)
+        self._plateau = None
+        if sch.stop_on_plateau is not None:
+            self._plateau = PlateauClock(sch.stop_on_plateau, sch.plateau_delta)
+            for r in self.history:
+                if self._plateau.update(r["step"], r["train_acc"], r["test_acc"]):
+                    self.end = min(self.end, max(r["step"], self.step))
+                    break
+
+    @property
+    def finished(self) -> bool:
+        """True once the run has reached its last step (``steps`` or the grok stop)."""
+        return self.step >= self.end
+
+    def eval_due(self) -> bool:
+        s, sch = self.step, self.schedule
+        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and s in self._checkpoints)
+        return due and s > self._last_row
+
+    def checkpoint_due(self) -> bool:
+        return (self.step in self._checkpoints or self.finished) and self.step != self._saved_at
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Append the history row of the current step (callbacks add columns) and apply
+        the grok-stop and plateau-stop rules."""
+        row = {"step": self.step, **row}
+        for cb in self.callbacks:
+            row.update(cb(self.step, self.model, self.context) or {})
+        self.history.append(row)
+        self._last_row = self.step
+        sch = self.schedule
+        if self.grok_step is None and row["test_acc"] >= sch.grok_threshold:
+            self.grok_step = self.step
+            if sch.stop_after_grok is not None:
+                self.end = min(self.end, self.step + sch.stop_after_grok)
+        if self._plateau is not None and self._plateau.update(self.step, row["train_acc"], row["test_acc"]):
+            self.end = min(self.end, self.step)
+        if self.on_row is not None:
+            self.on_row(self)
+
+    def checkpoint(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self)
+        self._saved_at = self.step
+
+    def start_update(self) -> None:
+        """Set the learning rate of this step and clear the gradients."""
+        lr = self.schedule.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def optimizer_step(self) -> None:
+        """Apply the gradient transforms, then the optimiser: every update of every step
+        function goes through here."""
+        if self.gradient_transforms:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            for transform in self.gradient_transforms:
+                transform(params)
+        self.optimizer.step()
+
+
+class StepFunction(Protocol):
+    """How one step of a set of runs is computed; the loop decides when.
+
+    ``forward`` runs at every step before anything else and returns what ``evaluate``
+    and ``update`` need (e.g. the training logits and losses). ``evaluate`` returns one
+    history row (without ``step``) per run index in ``due``; rows must have
+    ``train_loss``, ``test_loss``, ``train_acc`` and ``test_acc``. ``update`` does the
+    backward passes and optimiser steps (through :meth:`RunState.optimizer_step`) of
+    the runs at indices ``going``; their learning rates are set and gradients cleared.
+    """
+
+    def forward(self, states: Sequence[RunState]) -> Any: ...
+
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]: ...
+
+    def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None: ...
+
+
+def train_loop(
+    states: Sequence[RunState], step_fn: StepFunction, *, progress: bool = True, desc: str = "train"
+) -> None:
+    """Train every run in ``states`` in place until each reaches its last step.
+
+    Runs follow their own schedules; a run that finishes leaves, the others go on.
+
+    Args:
+        states: The runs (a single run is a list of one).
+        step_fn: How a step is computed (:class:`FullBatchStep`, the batched step of
+            :mod:`grok_interp.many_runs`, the ResNet epoch step).
+        progress: Show a tqdm bar over the steps of all runs.
+        desc: The bar's label.
+    """
+    active = list(states)
+    total = sum(s.schedule.steps - s.step for s in active)
+    bar = tqdm(total=total, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
+    try:
+        while active:
+            out = step_fn.forward(active)
+            due = [i for i, s in enumerate(active) if s.eval_due()]
+            if due:
+                for i, row in zip(due, step_fn.evaluate(active, due, out)):
+                    active[i].record(row)
+                if len(active) == 1:
+                    r = active[0].history[-1]
+                    bar.set_postfix(
+                        train_loss=f"{r['train_loss']:.3g}", test_loss=f"{r['test_loss']:.3g}",
+                        train_acc=f"{r['train_acc']:.3f}", test_acc=f"{r['test_acc']:.3f}", refresh=False,
+                    )
+            going = []
+            for i, s in enumerate(active):
+                if s.checkpoint_due():
+                    s.checkpoint()
+                if s.finished:
+                    bar.update(s.schedule.steps - s.step)
+                else:
+                    going.append(i)
+            if not going:
+                break
+            for i in going:
+                active[i].start_update()
+            step_fn.update(active, going, out)
+            for i in going:
+                active[i].step += 1
+            bar.update(len(going))
+            active = [active[i] for i in going]
+            if len(states) > 1:
+                bar.set_postfix(runs=len(active), refresh=False)
+    finally:
+        bar.close()
+
+
+class FullBatchStep:
+    """One full-batch step of transformer runs, each through its own forward.
+
+    Each run's :attr:`RunState.context` is its :class:`TrainContext` (data, forward and
+    loss). The history row's train loss and accuracy come from the step's own training
+    forward; test loss and accuracy from a no-grad forward of the test set.
+    """
+
+    def forward(self, states: Sequence[RunState]) -> list[tuple[Tensor, Tensor]]:
+        outs = []
+        for s in states:
+            ctx = s.context
+            logits = ctx.forward(s.model, ctx.train_tokens)
+            outs.append((logits, loss_fn(logits, ctx.train_labels, ctx.loss)))
+        return outs
+
+    @torch.no_grad()
+    def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        rows = []
+        for i in due:
+            ctx = states[i].context
+            logits, loss = out[i]
+            rows.append(eval_row(logits, loss, ctx.forward(states[i].model, ctx.test_tokens), ctx))
+        return rows
+
+    def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
+        for i in going:
+            out[i][1].backward()
+            states[i].optimizer_step()
+
+
+def eval_row(train_logits: Tensor, train_loss: Tensor, test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
+    """The four columns every history row has, from a step's training forward and the
+    test set's logits."""
+    return {
+        "train_loss": train_loss.item(),
+        "test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
+        "train_acc": accuracy(train_logits.detach(), ctx.train_labels),
+        "test_acc": accuracy(test_logits, ctx.test_labels),
+    }
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW (or SGD, ``cfg.optimizer="sgd"``) over the trainable parameters (frozen
+    ones, ``requires_grad=False``, excluded).
+
+    ``fused=True`` uses PyTorch's fused kernel where the device has it: the same
+    algorithm and ``state_dict`` layout (resume states move between the two), one kernel
+    per step instead of about ten small operations per parameter.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        kind: type[torch.optim.Optimizer] = torch.optim.SGD
+        kwargs: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        kind, kwargs = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if fused:
+        try:
+            return kind(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
+            pass
+    return kind(params, **kwargs)
+
+
+def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[GradientTransform]:
+    """The gradient transforms a :class:`~grok_interp.config.TrainConfig` asks for, in
+    the order they apply: the Grokfast filter (``grokfast``), then the perpendicular
+    gradient (``perpendicular_grad``), so the gradient the optimiser sees is
+    perpendicular to the weights. Empty by default.
+
+    A filter keeps its state in ``optimizer``'s state, so the run's resume states save
+    it and a resumed run goes on exactly (see :mod:`grok_interp.training.accelerators`).
+    """
+    out: list[GradientTransform] = []
+    if cfg.grokfast == "ema":
+        out.append(GrokfastEMA(cfg.grokfast_alpha, cfg.grokfast_lamb, optimizer=optimizer))
+    elif cfg.grokfast == "ma":
+        out.append(GrokfastMA(cfg.grokfast_window, cfg.grokfast_lamb, optimizer=optimizer))
+    if cfg.perpendicular_grad:
+        out.append(PerpendicularGradient())
+    return out

@@ -1,0 +1,222 @@
+"""The examples at --quick scale: they run, print their tables, write plots, and show
+structural facts that must hold whatever the seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import grok_interp as g
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+pytestmark = pytest.mark.slow
+
+
+def run_example(name: str, tmp_path: Path, capsys, *extra: str) -> str:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.main(["--quick", "--out", str(tmp_path), "--workers", "1", "--quiet", *extra]) == 0
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    out = capsys.readouterr().out
+    assert "wall time" in out
+    return out
+
+
+def results(tmp_path: Path, setup: str) -> Path:
+    """Where a quick study writes its results as data: OUT/<setup>/results."""
+    return tmp_path / setup / "results"
+
+
+def study(name: str, tmp_path: Path, capsys, setup: str) -> tuple[str, pd.DataFrame, Path]:
+    """Run a study at quick scale in one setup; check the results-as-data layout every
+    study shares (sweep.csv, one thinned history per run, the seed summary)."""
+    out = run_example(name, tmp_path, capsys, "--setup", setup)
+    res = results(tmp_path, setup)
+    t = pd.read_csv(res / "sweep.csv")
+    assert (t["status"] == "done").all(), t[["run", "error"]]
+    assert "path" not in t and "onset_at" in t
+    assert sorted(set(t["seed"])) == [0, 1]  # quick: two seeds per configuration
+    for run in t["run"]:
+        h = pd.read_csv(res / "histories" / f"{run}.csv")
+        assert {"step", "train_acc", "test_acc"} <= set(h.columns) and len(h) >= 2
+    summary = pd.read_csv(res / "summary.csv")
+    assert (summary["seeds"] == 2).all() and {"u_acc_median", "u_acc_min", "u_acc_max"} <= set(summary.columns)
+    assert ((summary["u_acc_min"] <= summary["u_acc_median"]) & (summary["u_acc_median"] <= summary["u_acc_max"])).all()
+    assert "median [min, max] over seeds" in out
+    return out, t, res
+
+
+def config_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def pngs(path: Path) -> list[str]:
+    files = sorted(p.name for p in path.glob("*.png"))
+    for f in files:
+        assert (path / f).stat().st_size > 5000, f  # a real figure, not an empty canvas
+    return files
+
+
+SETUPS = ["library", "reference"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_square_strip(tmp_path, capsys, setup):
+    out, t, res = study("square_strip", tmp_path, capsys, setup)
+    assert "U-Acc" in out
+    t = t.set_index("run")
+    strip, rand = t.loc["split=strip,t=16" + (",offset=0" if setup == "reference" else "") + ",seed=0"], t.loc[
+        "split=random,seed=0"]
+    # The strip leaves only rows a > 16 for training (all of them train, fewer than
+    # int(frac p^2)); its test pairs are far from any training pair of their class.
+    assert strip["n_train"] == 6 * 23 and strip["ceiling_r2"] < 0.5 * rand["ceiling_r2"]
+    summary = pd.read_csv(res / "summary.csv")
+    assert summary.loc[summary["split"] == "random", "u_acc_median"].iloc[0] > summary.loc[
+        summary["split"] == "strip", "u_acc_median"].max()
+    assert pngs(res) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
+    if setup == "reference":
+        # STRIP at both offsets; the reference options reached the run directories
+        assert sorted(t.loc[t["split"] == "strip", "offset"].unique()) == [0, 14]
+        cfg = config_of(tmp_path / "reference" / "split=strip,t=16,offset=14,seed=1")
+        assert cfg["data"]["offset"] == 14 and cfg["data"]["shuffle"] == "python" and cfg["data"]["data_seed"] == 0
+        assert not cfg["model"]["attn_bias"] and not cfg["model"]["unembed_bias"] and cfg["model"]["seed"] == 1
+        assert cfg["train"]["loss"] == "ce_float32" and cfg["train"]["stop_on_plateau"] == 100
+        h = pd.read_csv(res / "histories" / "split=square,k=8,seed=0.csv")
+        assert h["med_drop_last_scaled_sum"].notna().all() and h["med_drop_last_sum"].notna().all()
+        # --report-only rebuilds tables and plots from results/ alone: no run directory needed
+        before = (res / "sweep.csv").read_bytes()
+        shutil.rmtree(tmp_path / "reference" / "split=random,seed=0")
+        (res / "test_accuracy.png").unlink()
+        out = run_example("square_strip", tmp_path, capsys, "--setup", setup, "--report-only")
+        assert "median [min, max] over seeds" in out and (res / "sweep.csv").read_bytes() == before
+        assert pngs(res) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_nonisomorphic(tmp_path, capsys, setup):
+    out, t, res = study("nonisomorphic", tmp_path, capsys, setup)
+    assert "acc * (1 - frac)" in out
+    assert sorted(set(t["frac"])) == [0.5, 0.6, 0.7]
+    # Random splits with one data seed are nested, so more data never lowers a ceiling.
+    first = t.drop_duplicates("frac").sort_values("frac")
+    for col in ("ceiling_r2", "ceiling_r4", "ceiling_r8", "ceiling_transpose"):
+        assert first[col].is_monotonic_increasing
+    # The accuracies on transpose-trained test pairs and on the rest recombine into the
+    # final test accuracy of the history (recorded by the training loop's own forward).
+    c = t["ceiling_transpose"]
+    np.testing.assert_allclose(c * t["acc_transpose_trained"] + (1 - c) * t["acc_other"], t["final_test_acc"],
+                               atol=2e-3)
+    assert pngs(res) == ["nonisomorphic.png"]
+    if setup == "reference":
+        cfg = config_of(tmp_path / "reference" / "frac=0.5,seed=0")
+        assert cfg["model"]["n_layers"] == 2 and cfg["data"]["data_seed"] == 11
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_med_vs_loss(tmp_path, capsys, setup):
+    out, t, res = study("med_vs_loss", tmp_path, capsys, setup)
+    assert "which measure tracks test loss" in out
+    cmp = pd.read_csv(res / "compare_measures.csv")
+    assert set(cmp["p"]) == {23, 29}
+    med = "med" if setup == "library" else "med_drop_last_avg"
+    m = cmp[cmp["measure"] == med]
+    assert len(m) == 4 and m["spearman"].notna().all()
+    for run in t["run"]:
+        h = pd.read_csv(res / "histories" / f"{run}.csv")
+        assert (h[med] > 0).all()
+    assert len(pd.read_csv(res / "med_summary.csv")) == 2
+    assert pngs(res) == ["med_vs_loss_p23.png", "med_vs_loss_p29.png"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_embed_init(tmp_path, capsys, setup):
+    out, t, res = study("embed_init", tmp_path, capsys, setup)
+    other = "circulant" if setup == "library" else "toeplitz"
+    assert f"{other} / random" in out
+    assert sorted(t["embed_init"]) == sorted(["random", other] * 2)
+    assert t["memorised_at"].notna().all() and "steps_to_99" in t
+    # The structured run really started from its structured embedding.
+    run = g.load_run(tmp_path / setup / f"seed=0,embed_init={other}")
+    w = run.weights_at(0)["embed.W_E"][: run.task.p]
+    if other == "circulant":  # every operand row a cyclic shift of the first
+        assert torch.allclose(w[1], torch.roll(w[0], 1)) or torch.allclose(w[1], torch.roll(w[0], -1))
+    else:  # Toeplitz: row i is v[|j - i|], all entries positive
+        assert (w > 0).all() and torch.allclose(w[1, 1:], w[0, :-1]) and torch.allclose(w[1, 0], w[0, 1])
+    assert pngs(res) == ["embed_init.png"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_frozen_onehot(tmp_path, capsys, setup):
+    out, t, res = study("frozen_onehot", tmp_path, capsys, setup)
+    assert (t["med_range"] < 1e-9).all()  # the frozen embedding never moves
+    assert (t["activation_med_range"] > 1e-3).all()  # the hidden layer does
+    cmp = pd.read_csv(res / "compare_measures.csv")
+    assert "activation_med" in set(cmp["measure"])
+    if setup == "reference":
+        assert sorted(set(t["arch"])) == ["mlp", "transformer"]
+        mlp = g.load_run(tmp_path / "reference" / "mlp" / t.loc[t["arch"] == "mlp", "run"].iloc[0])
+        assert isinstance(mlp.model, g.models.MLPBaseline) and mlp.config.model.mlp_input == "operands_and_eq"
+    assert pngs(res) == ["frozen_onehot.png"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_mlp_vs_transformer(tmp_path, capsys, setup):
+    out, t, res = study("mlp_vs_transformer", tmp_path, capsys, setup)
+    assert sorted(set(zip(t["op"], t["arch"]))) == [
+        ("a2_ab_b2", "mlp"), ("a2_ab_b2", "transformer"), ("add", "mlp"), ("add", "transformer")]
+    assert t["memorised_at"].notna().all()
+    sub = "" if setup == "library" else "mlp"
+    mlp = g.load_run(tmp_path / setup / sub / t.loc[t["arch"] == "mlp", "run"].iloc[0])
+    assert isinstance(mlp.model, g.models.MLPBaseline)
+    if setup == "reference":
+        assert mlp.config.model.init == "linear_default" and mlp.config.model.mlp_input == "operands_and_eq"
+        assert mlp.config.model.attn_bias and mlp.config.data.shuffle == "python"
+    assert pngs(res) == ["mlp_vs_transformer.png"]
+
+
+def test_nanda_analysis(tmp_path, capsys):
+    out = run_example("nanda_p113", tmp_path, capsys)
+    assert "key frequencies" in out
+    tmp_path = tmp_path / "library"  # the setup's directory
+    m = pd.read_csv(tmp_path / "measures.csv")
+    last = m.iloc[-1]
+    # Once the run generalises, removing its key frequencies hurts the training loss.
+    assert last["test_acc"] > 0.9
+    assert last["excluded_loss"] > 10 * last["train_loss"]
+    phases = pd.read_csv(tmp_path / "phases.csv")
+    assert phases["step"].iloc[0] == pd.read_csv(tmp_path / "base" / "history.csv").query("train_acc >= 0.99")[
+        "step"].iloc[0]
+    assert pngs(tmp_path) == ["nanda_p113.png"]
+
+
+def test_accelerators(tmp_path, capsys):
+    out = run_example("accelerators", tmp_path, capsys, "--seeds", "0")
+    tmp_path = tmp_path / "library"  # the setup's run directories
+    assert "steps and wall time to test accuracy 0.99" in out
+    t = pd.read_csv(tmp_path / "accelerators.csv")
+    assert sorted(t["method"]) == sorted(["none", "grokfast_ema", "stablemax_perp_wd0", "stablemax_perp_wd1"])
+    assert (t["status"] == "done").all() and t["memorised_at"].notna().any()
+    # Each run's config.json records its method, and its history its clock.
+    want = {"none": (None, "ce", False, 1.0), "grokfast_ema": ("ema", "ce", False, 1.0),
+            "stablemax_perp_wd0": (None, "stablemax", True, 0.0), "stablemax_perp_wd1": (None, "stablemax", True, 1.0)}
+    for _, r in t.iterrows():
+        tc = g.load_run(tmp_path / r["run"]).config.train
+        assert (tc.grokfast, tc.loss, tc.perpendicular_grad, tc.weight_decay) == want[r["method"]]
+        h = pd.read_csv(tmp_path / r["run"] / "history.csv")
+        assert h["clock"].is_monotonic_increasing and h["med"].notna().all()
+    cmp = pd.read_csv(tmp_path / "compare_measures.csv")
+    assert {"med", "weight_norm", "excluded_loss"} <= set(cmp["measure"])
+    assert pngs(tmp_path) == ["test_loss_vs_measures_p23.png"]

@@ -1,0 +1,136 @@
+"""The fast training forward against the hooked model: logits, gradients, many runs at once."""
+
+import pytest
+import torch
+
+import grok_interp as g
+from grok_interp import tl_backend
+from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
+from grok_interp.training import loss_fn
+
+from ..helpers import BACKENDS, all_tokens
+
+pytestmark = pytest.mark.portable
+
+TASK = g.Task(p=13, op="add", offset=2)
+SHAPE = dict(d_model=16, n_heads=4, d_mlp=24)
+
+
+def _model(backend, seed=0, **options):
+    """A model with random (non-zero) biases, so every term of the forward is exercised."""
+    model = g.models.build_model(g.ModelConfig(backend=backend, seed=seed, **SHAPE, **options), TASK)
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, p in tl_backend.canonical_parameters(model).items():
+            if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_fast_forward_gradients_equal_hooked_gradients(backend, loss):
+    model = _model(backend)
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    grads = {}
+    for name, fwd in (("hooked", hooked_forward), ("fast", fast_forward)):
+        model.zero_grad()
+        loss_fn(fwd(model, toks), labels, loss).backward()
+        grads[name] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    assert grads["fast"].keys() == grads["hooked"].keys()
+    for k, ref in grads["hooked"].items():
+        scale = max(ref.abs().max().item(), 1e-3)  # b_K's true gradient is 0: compare absolutely
+        assert (grads["fast"][k] - ref).abs().max().item() <= 1e-5 * scale, k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_models_at_once_equal_each_model_alone(backend):
+    # Same shapes, different everything else; each run reads its own tokens.
+    models = [
+        _model(backend, seed=0),
+        _model(backend, seed=1, init="tl"),
+        _model(backend, seed=2, embed_init="circulant", pos_embed=False),
+        _model(backend, seed=3, freeze_biases=True),
+    ]
+    pairs = TASK.all_pairs()
+    gen = torch.Generator().manual_seed(0)
+    toks = torch.stack([TASK.tokens(pairs[torch.randperm(len(pairs), generator=gen)[:50]]) for _ in models])
+    w = {k: torch.stack([g.models.weights(m)[k] for m in models]) for k in FAST_WEIGHTS}
+    out = fast_logits(w, toks)
+    assert out.shape == (4, 50, 13)
+    for k, m in enumerate(models):
+        assert torch.allclose(out[k], hooked_forward(m, toks[k]), atol=1e-5), k
+    # Gradients reach each model's own parameters, and only through its own logits.
+    out[1].sum().backward()
+    w_u = [tl_backend.canonical_parameters(m)["unembed.W_U"] for m in models]
+    assert w_u[0].grad is None or torch.count_nonzero(w_u[0].grad) == 0
+    assert torch.count_nonzero(w_u[1].grad) > 0
+
+
+def test_fast_forward_on_large_logits():
+    """Float rounding stays small at p=113 sizes with trained-like weight scales."""
+    task = g.Task(p=113)
+    model = g.models.build_model(g.ModelConfig(seed=3), task)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    toks = task.tokens(task.all_pairs()[::7])
+    ref = hooked_forward(model, toks)
+    assert ref.abs().max() > 10
+    assert torch.allclose(fast_forward(model, toks), ref, atol=1e-5 * ref.abs().max().item())
+
+
+def test_compile_failure_falls_back_to_the_eager_fast_forward(monkeypatch, caplog):
+    import grok_interp.training.forwards as fw
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fw, "_compiled", {"fn": broken})
+    model = _model(BACKENDS[0])
+    toks = all_tokens(TASK)
+    with caplog.at_level("WARNING", logger="grok_interp.training.forwards"):
+        out = fw.compiled_forward(model, toks)
+    assert "no C++ compiler" in caplog.text
+    assert torch.equal(out, fast_forward(model, toks))
+    assert fw._compiled["fn"] is None  # given up for this process: no retry every step
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not tl_backend.HAS_HOOKED_TRANSFORMER, reason="compiles fast_logits, which does not depend on TransformerLens: once, under 3.x"
+)
+def test_compiled_forward_equals_fast_forward():
+    import grok_interp.training.forwards as fw
+
+    model = _model(BACKENDS[0], freeze_biases=True)
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    grads = []
+    for fwd in (fw.compiled_forward, fast_forward):
+        model.zero_grad()
+        out = fwd(model, toks)
+        loss_fn(out, labels).backward()
+        grads.append((out.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
+    (a, ga), (b, gb) = grads
+    assert torch.allclose(a, b, atol=1e-5)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], atol=1e-6), k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_gradient_has_no_subnormal_floats(dtype):
+    """A fitted example's wrong classes get float64 probabilities ~e^-100: their gradient,
+    cast back to float32, would be subnormal (slow CPU arithmetic); it must be 0 instead."""
+    logits = torch.zeros(4, 13, dtype=dtype)
+    logits[:, 0] = torch.tensor([100.0, 95.0, 20.0, 3.0], dtype=dtype)
+    logits.requires_grad_(True)
+    loss_fn(logits, torch.zeros(4, dtype=torch.long)).backward()
+    grad, tiny = logits.grad, torch.finfo(dtype).tiny
+    assert grad.dtype == dtype
+    assert not ((grad != 0) & (grad.abs() < tiny)).any()
+    # Everything representable is the exact float64 gradient, rounded: (softmax - onehot) / n.
+    ref = (torch.softmax(logits.detach().double(), -1) - torch.nn.functional.one_hot(torch.zeros(4, dtype=torch.long), 13)) / 4
+    normal = ref.abs() >= tiny
+    assert torch.allclose(grad[normal].double(), ref[normal], rtol=1e-6, atol=0)
+    assert torch.count_nonzero(grad[:2, 1:]) == (0 if dtype == torch.float32 else 24)

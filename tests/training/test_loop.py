@@ -1,0 +1,149 @@
+"""The training loop: determinism, schedule, losses, early stopping, callbacks."""
+
+import pytest
+import torch
+
+import grok_interp as g
+from grok_interp.training import checkpoint_schedule, loss_fn
+
+from ..helpers import SMALL_MODEL, small_run
+
+pytestmark = pytest.mark.portable
+
+
+def test_same_seed_same_history_bit_for_bit():
+    a, b = small_run(), small_run()
+    assert a.history.equals(b.history)
+    for name, w in g.models.weights(a.model).items():
+        assert torch.equal(w, g.models.weights(b.model)[name])
+    c = small_run(seed=1)
+    assert not a.history.equals(c.history)
+
+
+def test_history_columns_and_cadence():
+    run = small_run(steps=45)
+    assert run.history.columns.tolist()[:5] == ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
+    assert run.history["step"].tolist() == [0, 10, 20, 30, 40, 45]
+    assert run.checkpoint_steps == [0, 1, 2, 4, 8, 16, 20, 40, 45]
+
+
+def test_history_step_zero_is_the_initial_model():
+    run = small_run(steps=20)
+    init = run.model_at(0)
+    toks = run.task.tokens(run.split.test_pairs)
+    expected = loss_fn(init(toks)[:, -1], run.task.answers(run.split.test_pairs)).item()
+    assert run.history["test_loss"].iloc[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_warmup_first_step_changes_nothing():
+    """The learning-rate multiplier is min(step/10, 1): step 0 uses lr 0."""
+    run = small_run(steps=2, checkpoint_every=1)
+    w0, w1, w2 = (run.weights_at(s) for s in (0, 1, 2))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert any(not torch.equal(w1[k], w2[k]) for k in w0)
+
+
+def test_training_reduces_loss_with_mse_too():
+    run = small_run(loss="mse", steps=100)
+    assert run.history["train_loss"].iloc[-1] < 0.5 * run.history["train_loss"].iloc[0]
+
+
+def test_stop_after_grok():
+    # A threshold any model passes at once: "grokking" at step 0, stop 25 steps later.
+    run = small_run(steps=500, grok_threshold=1e-9, stop_after_grok=25)
+    assert run.history["step"].iloc[-1] == 25
+
+
+def test_callbacks_add_history_columns():
+    seen = []
+
+    def norm(step, model, ctx):
+        seen.append(step)
+        return {"w_e_norm": model.W_E.norm().item(), "n_train": len(ctx.train_labels)}
+
+    run = small_run(steps=30, callbacks=[norm])
+    assert seen == [0, 10, 20, 30]
+    assert (run.history["n_train"] == run.split.n_train).all()
+    assert run.history["w_e_norm"].is_monotonic_decreasing  # weight decay 1.0 shrinks W_E
+
+
+def test_schedule_is_dense_early():
+    assert checkpoint_schedule(1000, 100)[:8] == [0, 1, 2, 4, 8, 16, 32, 64]
+    assert checkpoint_schedule(1000, 100)[-1] == 1000
+
+
+def test_mlp_baseline_trains():
+    run = small_run(arch="mlp", steps=200)
+    assert run.history["train_acc"].iloc[-1] > 0.9
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"steps": 0}, "steps="),
+        ({"lr": 0}, "lr="),
+        ({"loss": "hinge"}, "loss="),
+        ({"grok_threshold": 1.5}, "grok_threshold="),
+        ({"betas": (0.9, 1.0)}, "betas="),
+        ({"device": "tpu"}, "device="),
+    ],
+)
+def test_bad_train_options(options, name):
+    with pytest.raises(ValueError) as err:
+        g.TrainConfig(**options)
+    assert str(err.value).startswith(name)
+
+
+def test_unknown_option_is_named():
+    with pytest.raises(ValueError, match="^colour="):
+        g.train_hooked(p=23, steps=5, colour="red", progress=False)
+
+
+def test_gradient_transforms_run_before_every_optimizer_step():
+    """The one seam for gradient filters: ``fn(params)`` sees every trainable
+    parameter's gradient after the backward pass and before each optimiser step."""
+    calls = []
+
+    def count(params):
+        calls.append(len(params))
+        assert all(p.grad is not None for p in params if p.requires_grad)
+
+    def zero(params):  # no gradient and no weight decay: Adam moves nothing
+        for p in params:
+            p.grad.zero_()
+
+    run = small_run(steps=12, weight_decay=0.0, gradient_transforms=[count, zero])
+    n_trainable = sum(1 for p in run.model.parameters() if p.requires_grad)
+    assert calls == [n_trainable] * 12
+    w0 = run.weights_at(0)
+    assert all(torch.equal(w0[k], v) for k, v in g.models.weights(run.model).items())
+    # Without the transform the same run moves.
+    moved = small_run(steps=12, weight_decay=0.0)
+    assert any(not torch.equal(w0[k], v) for k, v in g.models.weights(moved.model).items())
+
+
+def test_gradient_transforms_in_a_batch_apply_to_each_run():
+    from grok_interp.many_runs import batch_groups, train_many
+
+    def zero(params):
+        for p in params:
+            p.grad.zero_()
+
+    specs = [dict(p=23, steps=8, weight_decay=0.0, seed=s, **SMALL_MODEL) for s in (0, 1)]
+    assert batch_groups(specs) == [[0, 1]]
+    for run in train_many(specs, gradient_transforms=[zero], progress=False):
+        w0 = run.weights_at(0)
+        assert all(torch.equal(w0[k], v) for k, v in g.models.weights(run.model).items())
+
+
+def test_float32_cross_entropy_option():
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(50, 7, generator=gen) * 5).requires_grad_(True)
+    labels = torch.randint(0, 7, (50,), generator=gen)
+    f32 = loss_fn(logits, labels, "ce_float32")
+    assert f32.dtype == torch.float32
+    assert torch.equal(f32, torch.nn.functional.cross_entropy(logits, labels))  # as the reference computes it
+    f64 = loss_fn(logits, labels, "ce")
+    assert f64.dtype == torch.float64 and f32.item() == pytest.approx(f64.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="loss"):
+        g.TrainConfig(loss="ce32")

@@ -1,0 +1,111 @@
+"""grok_interp.vision.train: the ResNet runs through the one loop, their run directories and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import grok_interp as g
+from grok_interp.vision import (
+    ResNetRun,
+    load_resnet_run,
+    train_resnet,
+)
+
+from ..helpers import TINY_RESNET as TINY
+
+pytestmark = pytest.mark.portable
+
+
+# --- training and run directories ------------------------------------------------------
+def test_two_epoch_smoke_run_and_load_run(tmp_path, data16):
+    out = tmp_path / "run"
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, out=out, dataset=data16, progress=False, **TINY)
+    h = run.history
+    assert h["step"].tolist() == [0, 1, 2]
+    for col in ("train_loss", "test_loss", "train_acc", "test_acc", "feature_med", "feature_med_ratio", "feature_cv"):
+        assert h[col].notna().all(), col
+    assert run.split.n_train == 30 and run.split.n_test == 90
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert run.checkpoint_steps == [0, 1, 2]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["kind"] == "resnet" and "grok_interp" in cfg
+    loaded = g.load_run(out)
+    assert isinstance(loaded, ResNetRun) and loaded.history.equals(h)
+    x = data16.inputs(run.indices[:4])
+    assert torch.equal(loaded.model(x), run.model(x))
+    assert torch.equal(loaded.model_at(2)(x), run.model(x))
+    assert not torch.equal(loaded.model_at(0)(x), run.model(x))
+    assert torch.equal(loaded.labels, data16.labels[run.indices])
+    # accuracy recorded in the history equals an independent count with the saved model
+    tr = run.indices[run.split.train_mask]
+    acc = (loaded.model(data16.inputs(tr)).argmax(-1) == data16.labels[tr]).float().mean()
+    assert float(acc) == pytest.approx(h["train_acc"].iloc[-1])
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_resnet(epochs=2, out=out, dataset=data16, progress=False, **TINY)
+
+
+def test_gradient_transforms_reach_every_mini_batch(data16):
+    calls = []
+
+    def zero(params):  # Adam with no gradient and no weight decay leaves the weights alone
+        calls.append(len(params))
+        for p in params:
+            p.grad.zero_()
+
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, dataset=data16, progress=False,
+                       gradient_transforms=[zero], **{**TINY, "weight_decay": 0.0})
+    batches = -(-run.split.n_train // run.config.batch_size)
+    assert len(calls) == 2 * batches
+    w0, w2 = run.weights_at(0), run.weights_at(2)
+    params = dict(run.model.net.named_parameters())
+    assert all(torch.equal(w0[k], w2[k]) for k in params)
+
+
+def test_resume_equals_uninterrupted(tmp_path, data16):
+    opts = dict(eval_every=1, checkpoint_every=2, dataset=data16, progress=False, **TINY)
+    full = train_resnet(epochs=4, out=tmp_path / "full", **opts)
+    train_resnet(epochs=2, out=tmp_path / "part", **opts)
+    resumed = train_resnet(epochs=4, out=tmp_path / "part", resume=True, **opts)
+    assert resumed.history.equals(full.history)
+    a, b = full.model.net.state_dict(), resumed.model.net.state_dict()
+    for k in a:
+        assert torch.equal(a[k].float(), b[k].float()), k
+    reloaded = load_resnet_run(tmp_path / "part")
+    assert reloaded.history.equals(full.history)
+    with pytest.raises(ValueError, match="other settings"):
+        train_resnet(epochs=4, out=tmp_path / "part", resume=True, **{**opts, "lr": 3e-3})
+
+
+def test_cli_resnet(tmp_path, capsys, data16, monkeypatch):
+    from grok_interp.cli import main
+
+    monkeypatch.setenv("GROK_INTERP_CACHE", str(data16.path.parent))
+    out = tmp_path / "cli"
+    rc = main(["resnet", "--image-size", "16", "--width", "4", "--subset", "60", "--epochs", "1",
+               "--batch-size", "30", "--device", "cpu", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert "epoch 1" in capsys.readouterr().out
+    assert isinstance(g.load_run(out), ResNetRun)
+    assert main(["resnet", "--image-size", "15", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "--image-size 15 is invalid" in capsys.readouterr().err
+
+
+def test_theory_coverage_accepts_the_shapes_dataset(data16):
+    from grok_interp.theory import class_coverage, coverage_ceiling
+
+    split = data16.subset(400, seed=1).split(0.05, seed=2)
+    sub = data16.subset(400, seed=1)
+    cov = class_coverage(sub.labels, split.train_mask)
+    labels = sub.labels
+    for y, row in cov.iterrows():
+        assert row["n_train"] == int(((labels == y) & split.train_mask).sum())
+        assert row["n_test"] == int(((labels == y) & ~split.train_mask).sum())
+    seen = set(labels[split.train_mask].tolist())
+    test_labels = labels[~split.train_mask].tolist()
+    assert coverage_ceiling(sub.labels, split.train_mask) == pytest.approx(
+        sum(y in seen for y in test_labels) / len(test_labels)
+    )
+    assert coverage_ceiling(sub.labels, split.train_mask) < 1  # 20 training images miss some classes

@@ -1,0 +1,78 @@
+"""grok_interp.viz.report: one self-contained page, offline."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from grok_interp.cli import main
+from grok_interp.measures import events
+from grok_interp.viz import (
+    write_report,
+)
+
+from ..helpers import small_run
+
+
+pytestmark = pytest.mark.portable
+
+
+# Anything a browser would fetch from the network: src/href attributes, CSS url(),
+# ES module imports and dynamic imports of http(s) or protocol-relative URLs.
+EXTERNAL_LOAD = re.compile(
+    r"""(?:\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//)|(?:url\(\s*["']?\s*(?:https?:)?//)|"""
+    r"""(?:\bimport\b[^;'"]*?["'](?:https?:)?//)|(?:\bimport\(\s*["'](?:https?:)?//)""",
+    re.IGNORECASE,
+)
+
+
+# --- report -----------------------------------------------------------------------------------
+def test_report_is_one_self_contained_page(run_dir, run, capsys):
+    assert main(["report", str(run_dir)]) == 0
+    out = run_dir / "report.html"
+    printed = capsys.readouterr()
+    assert printed.out.strip() == f"report written to {out}"
+    assert "report written" not in printed.err  # one message per action
+    page = out.read_text()
+    assert not EXTERNAL_LOAD.search(page) and "unpkg.com" not in page
+    assert page.count("CircuitsVis.render(") == 1
+    for key in ("events", "training", "measures", "fourier", "clusters", "split", "compare", "attention", "circuit",
+                "config"):
+        assert f'<section id="{key}">' in page
+    for key in ("training", "measures", "fourier", "clusters", "split", "compare", "attention-grid", "neuron-grid",
+                "fourier-2d", "logit-map", "trig-fit", "clock"):
+        assert re.search(rf'<figure id="plot-{key}" class="plot"><img alt="[^"]*" src="data:image/png;base64,', page), key
+    assert "not available" not in page.lower()
+    ev = events(run.history)
+    assert f"<td>memorised_at</td>\n      <td>{ev.memorised_at}</td>" in page
+    # attention at the checkpoint nearest memorisation, then the final model
+    names = _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"]
+    assert names[0] == f"step {min(run.checkpoint_steps, key=lambda s: abs(s - ev.memorised_at))} L0H0"
+    assert names[-1] == "final L0H3"
+
+
+def test_report_options_and_errors(run_dir, run, tmp_path, capsys):
+    out = write_report(run, tmp_path / "sub" / "r.html", step=100, compare=False, smoothing=True)
+    page = out.read_text()
+    assert "Not available: left out" in page and "at step 100" in page
+    assert _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
+    assert main(["report", str(run_dir), "--step", "7"]) == 2
+    assert "--step 7 is invalid" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    with pytest.raises(ValueError, match="out="):
+        write_report(small_run(steps=10))
+
+
+def test_report_of_an_mlp_run_explains_what_is_missing(tmp_path):
+    r = small_run(arch="mlp", steps=20, out=tmp_path / "mlp")
+    page = write_report(r).read_text()
+    assert "Not available: the MLP baseline has no attention" in page
+    assert "CircuitsVis.render(" not in page and '<figure id="plot-training"' in page
+
+
+def test_report_plots_measures_recorded_during_training(tmp_path):
+    r = small_run(steps=40, measures=["med", "gini"], out=tmp_path / "rec")
+    page = write_report(r, compare=False).read_text()
+    caption = re.search(r'<figure id="plot-measures".*?<figcaption>(.*?)</figcaption>', page, re.S).group(1)
+    assert caption.startswith("med, gini_embed, gini_logit (recorded during training)")
