@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import torch
 
 import grok_interp as g
@@ -26,3 +29,20 @@ def all_tokens(task: g.Task) -> torch.Tensor:
 
 #: A ResNet run that trains in a second: 120 images of 16 px, width 4.
 TINY_RESNET = dict(image_size=16, width=4, subset=120, batch_size=32, eval_batch_size=64, device="cpu")
+
+
+# Anything a browser would fetch from the network: src/href attributes, CSS url(),
+# ES module imports and dynamic imports of http(s) or protocol-relative URLs.
+EXTERNAL_LOAD = re.compile(
+    r"""(?:\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//)|(?:url\(\s*["']?\s*(?:https?:)?//)|"""
+    r"""(?:\bimport\b[^;'"]*?["'](?:https?:)?//)|(?:\bimport\(\s*["'](?:https?:)?//)""",
+    re.IGNORECASE,
+)
+
+
+def circuitsvis_props(local_src: str) -> dict:
+    """The props circuitsvis passes to its React component, parsed from the page."""
+    m = re.search(r"CircuitsVis\.render\(\s*\"[^\"]+\",\s*CircuitsVis\.AttentionHeads,\s*(\{.*\})\s*\)\s*</script>",
+                  local_src, re.S)
+    assert m, "no CircuitsVis.render(...) call in the widget source"
+    return json.loads(m.group(1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -17,18 +16,12 @@ from grok_interp.viz import (
 )
 from grok_interp.viz.attention import block_diagonal
 
-from ..helpers import SMALL_MODEL, small_run
+from ..helpers import EXTERNAL_LOAD, SMALL_MODEL, circuitsvis_props, small_run
 
 
 pytestmark = pytest.mark.portable
 
 
-def _props(local_src: str) -> dict:
-    """The props circuitsvis passes to its React component, parsed from the page."""
-    m = re.search(r"CircuitsVis\.render\(\s*\"[^\"]+\",\s*CircuitsVis\.AttentionHeads,\s*(\{.*\})\s*\)\s*</script>",
-                  local_src, re.S)
-    assert m, "no CircuitsVis.render(...) call in the widget source"
-    return json.loads(m.group(1))
 
 
 def _reference_patterns(w: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
@@ -62,7 +55,7 @@ def test_attention_widget_is_the_offline_circuitsvis_object(run):
     assert html._repr_html_() == html.local_src == str(html) == html.__html__()
     assert "unpkg.com" in html.cdn_src and "unpkg.com" not in html.local_src
     assert not EXTERNAL_LOAD.search(html.local_src)
-    props = _props(html.local_src)
+    props = circuitsvis_props(html.local_src)
     assert props["tokens"] == ["1", "2", "=", "7", "20", "="]
     assert props["attentionHeadNames"] == [f"L0H{h}" for h in range(4)]
     want = block_diagonal(attention_patterns(run, pairs, step=200))
@@ -76,7 +69,7 @@ def test_attention_widget_is_the_offline_circuitsvis_object(run):
 
 def test_attention_widget_over_several_checkpoints(run, tmp_path):
     html = attention_heads(run, [[4, 9]], step=[0, 300, None])
-    props = _props(html.local_src)
+    props = circuitsvis_props(html.local_src)
     assert props["attentionHeadNames"][:5] == ["step 0 L0H0", "step 0 L0H1", "step 0 L0H2", "step 0 L0H3", "step 300 L0H0"]
     assert props["attentionHeadNames"][-1] == "final L0H3" and len(props["attention"]) == 12
     final = attention_patterns(run, [[4, 9]])[0]

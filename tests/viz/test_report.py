@@ -12,19 +12,12 @@ from grok_interp.viz import (
     write_report,
 )
 
-from ..helpers import small_run
+from ..helpers import EXTERNAL_LOAD, circuitsvis_props, small_run
 
 
 pytestmark = pytest.mark.portable
 
 
-# Anything a browser would fetch from the network: src/href attributes, CSS url(),
-# ES module imports and dynamic imports of http(s) or protocol-relative URLs.
-EXTERNAL_LOAD = re.compile(
-    r"""(?:\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//)|(?:url\(\s*["']?\s*(?:https?:)?//)|"""
-    r"""(?:\bimport\b[^;'"]*?["'](?:https?:)?//)|(?:\bimport\(\s*["'](?:https?:)?//)""",
-    re.IGNORECASE,
-)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -47,7 +40,7 @@ def test_report_is_one_self_contained_page(run_dir, run, capsys):
     ev = events(run.history)
     assert f"<td>memorised_at</td>\n      <td>{ev.memorised_at}</td>" in page
     # attention at the checkpoint nearest memorisation, then the final model
-    names = _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"]
+    names = circuitsvis_props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"]
     assert names[0] == f"step {min(run.checkpoint_steps, key=lambda s: abs(s - ev.memorised_at))} L0H0"
     assert names[-1] == "final L0H3"
 
@@ -56,7 +49,7 @@ def test_report_options_and_errors(run_dir, run, tmp_path, capsys):
     out = write_report(run, tmp_path / "sub" / "r.html", step=100, compare=False, smoothing=True)
     page = out.read_text()
     assert "Not available: left out" in page and "at step 100" in page
-    assert _props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
+    assert circuitsvis_props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
     assert main(["report", str(run_dir), "--step", "7"]) == 2
     assert "--step 7 is invalid" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
