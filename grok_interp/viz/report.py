@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from .. import store
 from .._validate import bad_value
+from ..errors import GrokInterpError
 from ..measures import Events, compare_measures, events, measure_checkpoints
 from ..protocols import Run, TaskRun, as_task_run
 from . import data as viz_data
@@ -267,6 +268,12 @@ def report_html(
             keys = cache.get("keys") or viz_data.final_key_frequencies(run) or None
             return plot_embedding_clock(viz_data.embedding_rows(run, step), keys, step=step)
 
+        def trig_fit() -> Figure:
+            table = clusters if clusters is not None else viz_data.activation_clusters(acts())
+            if not (table["frequency"] > 0).any():  # an empty picture says less than a sentence
+                raise GrokInterpError("no MLP neuron has a key frequency at this step, so there is nothing to fit")
+            return plot_trig_fit(acts(), table, step=step)
+
         figures = [
             ("attention-grid", lambda: plot_attention_grid(viz_data.attention_grid(run, step), step=step),
              "Attention from '=' to 'a' over every (a, b), per head (the demo's first picture)."),
@@ -277,7 +284,7 @@ def report_html(
              "frequencies' linear (const x cos/sin k) and quadratic (cos/sin k x cos/sin k) terms."),
             ("logit-map", logit_map,
              "W_L = W_out W_U in the Fourier basis of the output, neurons grouped by frequency cluster."),
-            ("trig-fit", lambda: plot_trig_fit(acts(), clusters, step=step),
+            ("trig-fit", trig_fit,
              "Each cluster's neurons fitted by the nine terms {1, cos, sin}(w_k a) x {1, cos, sin}(w_k b): "
              "share of variance (linear, quadratic) and the most active neuron against its fit."),
             ("clock", clock,
