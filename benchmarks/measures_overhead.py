@@ -1,7 +1,7 @@
 """Cost of recording the default cheap measures during p = 113 training.
 
 Trains the default p = 113 model (Nanda config, fast forward) for ``--steps`` steps,
-once plain and once with ``measures="default"`` (MED, weight norm, uniformity
+once plain and once with ``record="default"`` (MED, weight norm, uniformity
 statistics) recorded at every history row (``eval_every=10``), alternating the two for
 ``--repeats`` pairs in one process with one thread. Reports the median CPU and wall
 seconds of each and the overhead ``with / without - 1``; CPU time is what the work
@@ -48,7 +48,7 @@ def main() -> None:
     g.train_hooked(**{**opts, "steps": 20})  # warm-up (imports, allocator)
     for _ in range(args.repeats):
         for kind in ("plain", "measures"):
-            extra = {"measures": "default"} if kind == "measures" else {}
+            extra = {"record": "default"} if kind == "measures" else {}
             w, c, r = _timed(lambda: g.train_hooked(**opts, **extra))
             walls[kind].append(w)
             cpus[kind].append(c)

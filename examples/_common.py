@@ -312,7 +312,7 @@ def split_of(base: dict, row: pd.Series, keys: Sequence[str]) -> Any:
     from grok_interp import Split, Task
     from grok_interp.config import RunConfig
 
-    opts = {k: v for k, v in base.items() if k != "measures"}
+    opts = {k: v for k, v in base.items() if k != "record"}
     for k in keys:
         v = row.get(k)
         if v is None or v is pd.NA or v == "-" or (isinstance(v, float) and np.isnan(v)):

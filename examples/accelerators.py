@@ -67,12 +67,12 @@ THRESHOLD = 0.99
 _LIBRARY = {
     "paper": dict(
         base=dict(op="add", split="random", frac=0.3, steps=15000, eval_every=10, checkpoint_every=100,
-                  stop_after_grok=500, measures=["med", "weight_norm", clock]),
+                  stop_after_grok=500, record=["med", "weight_norm", clock]),
         ps=[97, 113],
     ),
     "quick": dict(
         base=dict(op="add", split="random", frac=0.6, steps=300, lr=1e-2, d_model=64, n_heads=4, d_mlp=128,
-                  eval_every=10, checkpoint_every=100, stop_after_grok=50, measures=["med", "weight_norm", clock]),
+                  eval_every=10, checkpoint_every=100, stop_after_grok=50, record=["med", "weight_norm", clock]),
         ps=[23],
     ),
 }

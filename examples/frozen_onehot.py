@@ -45,26 +45,26 @@ from grok_interp.measures import compare_measures  # noqa: E402
 STUDY = "frozen_onehot"
 MEASURES = ["med", "activation_med"]
 QUICK = dict(p=23, op="add", split="random", frac=0.6, steps=400, lr=1e-2, d_model=32, n_heads=4, d_mlp=128,
-             eval_every=10, checkpoint_every=200, stop_after_grok=100, measures=MEASURES)
+             eval_every=10, checkpoint_every=200, stop_after_grok=100, record=MEASURES)
 REF = {**c.REFERENCE_DATA, **c.REFERENCE_BUDGET}
 
 SCALES = {
     "library": {
         "paper": dict(groups=[("", dict(p=97, op="add", split="random", frac=0.3, steps=10000, eval_every=20,
-                                        checkpoint_every=500, stop_after_grok=500, measures=MEASURES),
+                                        checkpoint_every=500, stop_after_grok=500, record=MEASURES),
                                [{"embed_init": "onehot"}])]),
         "reduced": dict(groups=[("", dict(p=47, op="add", split="random", frac=0.5, lr=3e-3, steps=2000,
                                           eval_every=10, checkpoint_every=250, stop_after_grok=500,
-                                          measures=MEASURES), [{"embed_init": "onehot"}])]),
+                                          record=MEASURES), [{"embed_init": "onehot"}])]),
         "quick": dict(groups=[("", QUICK, [{"embed_init": "onehot"}])]),
     },
     "reference": {
         "paper": dict(groups=[
             ("mlp", {**REF, **dict(p=97, op="add", split="random", frac=0.3, data_seed=0, eval_every=20,
-                                   checkpoint_every=2000, measures=MEASURES)},
+                                   checkpoint_every=2000, record=MEASURES)},
              [{"arch": "mlp", "embed_init": "onehot", "mlp_input": "operands_and_eq", "init": "linear_default"}]),
             ("transformer", {**c.REFERENCE, **dict(p=97, op="add", split="random", frac=0.3, data_seed=0,
-                                                   eval_every=20, checkpoint_every=2000, measures=MEASURES)},
+                                                   eval_every=20, checkpoint_every=2000, record=MEASURES)},
              [{"arch": "transformer", "embed_init": "onehot"}]),
         ]),
         "quick": dict(groups=[

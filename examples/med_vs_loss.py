@@ -46,28 +46,28 @@ SCALES = {
     "library": {
         "paper": dict(
             base=dict(op="add", split="random", frac=0.3, steps=10000, eval_every=20, checkpoint_every=500,
-                      stop_after_grok=500, measures=MEASURES),
+                      stop_after_grok=500, record=MEASURES),
             ps=[47, 97, 211], med="med",
         ),
         "reduced": dict(  # p = 23, 31, 47, frac 0.5, lr 3e-3: what fitted this session's shared CPU
             base=dict(op="add", split="random", frac=0.5, lr=3e-3, steps=2000, eval_every=10, checkpoint_every=250,
-                      stop_after_grok=500, measures=MEASURES),
+                      stop_after_grok=500, record=MEASURES),
             ps=[23, 31, 47], med="med",
         ),
         "quick": dict(
-            base=dict(op="add", split="random", frac=0.6, stop_after_grok=100, measures=MEASURES, **QUICK),
+            base=dict(op="add", split="random", frac=0.6, stop_after_grok=100, record=MEASURES, **QUICK),
             ps=[23, 29], med="med",
         ),
     },
     "reference": {
         "paper": dict(
             base={**c.REFERENCE, **dict(op="add", split="random", frac=0.5, data_seed=11, n_layers=2,
-                                        eval_every=20, checkpoint_every=2000, measures=REF_MEASURES)},
+                                        eval_every=20, checkpoint_every=2000, record=REF_MEASURES)},
             ps=[47, 97, 211], med="med_drop_last_avg",
         ),
         "quick": dict(
             base={**c.REFERENCE, **dict(op="add", split="random", frac=0.6, data_seed=11, n_layers=2,
-                                        measures=REF_MEASURES, stop_after_grok=100, stop_on_plateau=150,
+                                        record=REF_MEASURES, stop_after_grok=100, stop_on_plateau=150,
                                         **{**QUICK, "steps": 300, "eval_every": 20})},
             ps=[23, 29], med="med_drop_last_avg",
         ),
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         table = c.run_sweep([("", scale["base"], c.with_seeds([{"p": p} for p in scale["ps"]], args.seeds))],
                             out, args)
         _COMPARED.clear()
-        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *scale["base"]["measures"]],
+        c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *scale["base"]["record"]],
                  per_run=compare)
         if _COMPARED:
             pd.concat(_COMPARED).to_csv(results / "compare_measures.csv", index=False, float_format="%.6g")

@@ -61,11 +61,11 @@ SCALES = {
     "reference": {
         "paper": dict(
             base={**c.REFERENCE, **dict(p=97, op="a2_ab_b2", split="random", data_seed=11, n_layers=2,
-                                        eval_every=20, checkpoint_every=2000, measures=["med_drop_last_avg"])},
+                                        eval_every=20, checkpoint_every=2000, record=["med_drop_last_avg"])},
             fracs=[0.5, 0.6, 0.7], radii=[4, 8, 16],
         ),
         "quick": dict(base={**c.REFERENCE, **QUICK, "data_seed": 11, "n_layers": 2, "stop_on_plateau": 100,
-                            "steps": 200, "d_model": 32, "d_mlp": 64, "measures": ["med_drop_last_avg"]},
+                            "steps": 200, "d_model": 32, "d_mlp": 64, "record": ["med_drop_last_avg"]},
                       fracs=[0.5, 0.6, 0.7], radii=[2, 4, 8]),
     },
 }

@@ -81,14 +81,14 @@ SCALES = {
     "reference": {
         "paper": dict(
             base=dict(p=97, op="add", frac=0.3, data_seed=0, **c.REFERENCE, eval_every=20, checkpoint_every=2000,
-                      measures=REF_MEASURES),
+                      record=REF_MEASURES),
             squares=list(range(30, 61, 5)),
             strips=[40, 50, 60, 67],
             strip_offsets=[0, 60],
             radii=[2, 8, 16, 32],
         ),
         "quick": dict(
-            base={**c.REFERENCE, **dict(p=23, op="add", frac=0.5, data_seed=0, measures=REF_MEASURES,
+            base={**c.REFERENCE, **dict(p=23, op="add", frac=0.5, data_seed=0, record=REF_MEASURES,
                                         stop_after_grok=50, stop_on_plateau=100, **QUICK_MODEL)},
             squares=[8],
             strips=[16],

@@ -190,7 +190,7 @@ def train_many(
     outs: Sequence[str | os.PathLike | None] | None = None,
     resume: bool = False,
     callbacks: Iterable[Callback] = (),
-    measures: Iterable[Any] | None = None,
+    record: Iterable[Any] | None = None,
     progress: bool = True,
     max_batch: int | None = None,
     gradient_transforms: Iterable[GradientTransform] = (),
@@ -212,7 +212,7 @@ def train_many(
             returns at once), as ``train_hooked(resume=True)``.
         callbacks: ``(step, model, context) -> dict`` called at every history row of
             every run, with that run's own model and context.
-        measures: Progress measures recorded at every history row of every run.
+        record: Progress measures recorded at every history row of every run.
         progress: Show a progress bar per batch.
         gradient_transforms: As ``train_hooked``'s, applied to every run.
         max_batch: At most this many runs per batch; None (default) sizes batches
@@ -241,7 +241,7 @@ def train_many(
             spec = runs[i]
             kwargs = {"config": spec} if isinstance(spec, RunConfig) else dict(spec)
             results[i] = train_hooked(
-                out=outs[i], resume=resume, callbacks=callbacks, measures=measures, progress=progress,
+                out=outs[i], resume=resume, callbacks=callbacks, record=record, progress=progress,
                 gradient_transforms=gradient_transforms, **kwargs
             )
             continue
@@ -251,7 +251,7 @@ def train_many(
                 config, mask = _as_config(runs[i])
                 assert config is not None
                 prepared.append(prepare_run(
-                    config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, measures=measures,
+                    config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, record=record,
                     forward=fast_forward, fused_optimizer=True,
                 ))
             log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)

@@ -264,7 +264,7 @@ def train_hooked(
     out: str | os.PathLike | None = None,
     resume: bool = False,
     callbacks: Iterable[Callback] = (),
-    measures: Iterable[Any] | None = None,
+    record: Iterable[Any] | None = None,
     progress: bool = True,
     config: RunConfig | None = None,
     gradient_transforms: Iterable[GradientTransform] = (),
@@ -285,8 +285,9 @@ def train_hooked(
             options that would change its history are refused.
         callbacks: Functions ``(step, model, context) -> dict`` called at every history
             row; their values become history columns.
-        measures: Progress measures to record at every history row (see
-            :mod:`grok_interp.measures`); None records none.
+        record: Names of progress measures (see :mod:`grok_interp.measures`, e.g.
+            ``"default"`` or ``["med", "gini"]``) to record as history columns at every
+            history row; None records none.
         progress: Show a progress bar.
         config: A complete :class:`RunConfig`. Options given beside it must agree with
             it (a conflicting one is an error, never silently ignored).
@@ -326,7 +327,7 @@ def train_hooked(
     forward, forward_name = select_forward(config.model, config.train.forward)
     s = prepare_run(
         config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
-        measures=measures, forward=forward,
+        record=record, forward=forward,
     )
     try:
         log.info("training p=%d op=%s with the %s forward on %s", s.task.p, s.task.op_name, forward_name, s.device)
@@ -398,7 +399,7 @@ def prepare_run(
     out: str | os.PathLike | None = None,
     resume: bool = False,
     callbacks: Iterable[Callback] = (),
-    measures: Iterable[Any] | None = None,
+    record: Iterable[Any] | None = None,
     forward: Callable[..., torch.Tensor],
     fused_optimizer: bool = False,
 ) -> PreparedRun:
@@ -442,10 +443,10 @@ def prepare_run(
         loss=config.train.loss,
     )
     all_callbacks = list(callbacks)
-    if measures is not None:
+    if record is not None:
         from .measures import recorder  # measures are optional; imported only when asked
 
-        all_callbacks.append(recorder(measures))
+        all_callbacks.append(recorder(record))
     return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history)
 
 

@@ -94,7 +94,7 @@ def run_name(config: Mapping[str, Any]) -> str:
 
 
 # Options of train_hooked that are not part of the run's configuration.
-_RUN_ONLY = ("measures",)
+_RUN_ONLY = ("record",)
 
 
 def _run_config(options: Mapping[str, Any]) -> RunConfig:
@@ -146,7 +146,7 @@ def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> di
     start = time.perf_counter()
     try:
         specs = [{k: v for k, v in opts.items() if k not in _RUN_ONLY} for _, opts, _ in unit]
-        train_many(specs, outs=[d for _, _, d in unit], resume=True, measures=unit[0][1].get("measures"),
+        train_many(specs, outs=[d for _, _, d in unit], resume=True, record=unit[0][1].get("record"),
                    progress=False)
     except Exception as exc:  # noqa: BLE001 - isolate the failing run(s)
         log.warning("a batch of %d runs failed (%s: %s); training them one by one", len(unit), type(exc).__name__, exc)
@@ -158,7 +158,7 @@ def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> di
 def _units(
     jobs: list[tuple[str, dict[str, Any], str]], workers: int, batched: bool
 ) -> list[list[tuple[str, dict[str, Any], str]]]:
-    """Group runs that can share one batched computation (same shapes, same measures)
+    """Group runs that can share one batched computation (same shapes, same recorded measures)
     into units, about ``len(group) / workers`` runs each so every worker gets work."""
     if not batched or len(jobs) < 2:
         return [[j] for j in jobs]
@@ -172,7 +172,7 @@ def _units(
             key = batch_key(_run_config(job[1]))
         except Exception:  # noqa: BLE001 - an invalid config trains alone and fails there
             key = None
-        key = ("single", i) if key is None else (key, repr(job[1].get("measures")))
+        key = ("single", i) if key is None else (key, repr(job[1].get("record")))
         groups.setdefault(key, []).append(job)
     units = []
     for members in groups.values():
@@ -259,8 +259,8 @@ def sweep(
 
     Args:
         configs: Option dicts for :func:`grok_interp.train_hooked` (see :func:`grid`);
-            each names its run directory ``out/<run_name(config)>``. ``measures``
-            (names to record while training) may be given too.
+            each names its run directory ``out/<run_name(config)>``. ``record``
+            (measure names to record while training) may be given too.
         out: Directory holding the run directories and ``sweep.csv``.
         base: Options shared by every configuration (a configuration's own value wins).
         executor: ``"local"`` (process pool) or ``"ray"`` (Ray tasks; needs the

@@ -80,7 +80,7 @@ def run_dir(tmp_path_factory):
 
 def test_training_and_loading_leave_global_state_alone(run_dir, tmp_path):
     assert_no_global_side_effects(lambda: small_run(steps=20))
-    assert_no_global_side_effects(lambda: small_run(steps=20, out=tmp_path / "r", measures="default"))
+    assert_no_global_side_effects(lambda: small_run(steps=20, out=tmp_path / "r", record="default"))
     run = assert_no_global_side_effects(lambda: g.load_run(run_dir))
     assert_no_global_side_effects(lambda: run.model_at(20))
     assert_no_global_side_effects(lambda: run.weights_at(20))

@@ -78,7 +78,7 @@ def test_defaults_are_unchanged():
 
 def test_reference_meds_are_named_measures():
     names = ["med_drop_last_avg", "med_drop_last_sum", "med_drop_last_scaled_sum"]
-    run = g.train_hooked(p=23, steps=20, eval_every=10, checkpoint_every=10, progress=False, measures=names,
+    run = g.train_hooked(p=23, steps=20, eval_every=10, checkpoint_every=10, progress=False, record=names,
                          **SMALL_MODEL)
     last = run.history.iloc[-1]
     for name in names:

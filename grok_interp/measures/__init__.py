@@ -3,7 +3,7 @@
 Plain functions of (weights or model, task) returning numbers or tensors; one
 documented default per measure (formula in each docstring), other published variants
 as named options. The trainer records any of them by name through :func:`recorder`
-(``train_hooked(..., measures="default")``); :meth:`GrokRun.measure` evaluates them over
+(``train_hooked(..., record="default")``); :meth:`GrokRun.measure` evaluates them over
 saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
 
 * uniformity (the paper): :func:`med`, :func:`activation_med`,

@@ -186,7 +186,7 @@ def recorder(
 ) -> Callable[[int, nn.Module, Any], dict[str, Any] | None]:
     """A training callback that records measures as history columns.
 
-    ``train_hooked(..., measures=[...])`` appends ``recorder(measures)`` to its callbacks,
+    ``train_hooked(..., record=[...])`` appends ``recorder(record)`` to its callbacks,
     so every history row (each ``eval_every`` steps) gets the measures' columns.
 
     Args:

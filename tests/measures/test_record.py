@@ -17,7 +17,7 @@ pytestmark = pytest.mark.portable
 
 @pytest.fixture(scope="module")
 def run():
-    return small_run(steps=80, measures="default")
+    return small_run(steps=80, record="default")
 
 
 def test_recorded_columns_equal_the_measures_of_the_checkpoint_at_that_step(run):
@@ -36,7 +36,7 @@ def test_recorder_every_and_callables_and_bad_names():
     def n_params(model, task):
         return sum(p.numel() for p in model.parameters())
 
-    r = small_run(steps=40, measures=recorder(["med", n_params], every=20).measures)
+    r = small_run(steps=40, record=recorder(["med", n_params], every=20).measures)
     assert r.history["n_params"].notna().all()
     cb = recorder("med", every=20)
     r2 = small_run(steps=40, callbacks=[cb])

@@ -68,7 +68,7 @@ def test_report_of_an_mlp_run_explains_what_is_missing(tmp_path):
 
 
 def test_report_plots_measures_recorded_during_training(tmp_path):
-    r = small_run(steps=40, measures=["med", "gini"], out=tmp_path / "rec")
+    r = small_run(steps=40, record=["med", "gini"], out=tmp_path / "rec")
     page = write_report(r, compare=False).read_text()
     caption = re.search(r'<figure id="plot-measures".*?<figcaption>(.*?)</figcaption>', page, re.S).group(1)
     assert caption.startswith("med, gini_embed, gini_logit (recorded during training)")
