@@ -14,7 +14,7 @@ Columns: ``run`` (the directory name), the configuration keys, ``status``
 ``error``, the events of :func:`grok_interp.measures.phases` (``memorised_at``,
 ``grokked_at``, ``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the
 training-set size and the predicted ceilings of :mod:`grok_interp.theory`
-(``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transpose trains
+(``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transposed input tokens train
 with the same answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``
 and ``path``. The table is also written to ``out/sweep.csv``.
 
@@ -224,7 +224,7 @@ def _ceilings(split: Any, radii: Sequence[int]) -> dict[str, Any]:
         "n_train": split.n_train,
         "n_test": split.n_test,
         "ceiling": coverage_ceiling(split),
-        "ceiling_transpose": symmetry_ceiling(split, ["transpose"]),
+        "ceiling_transpose": symmetry_ceiling(split, ["token_transpose"]),  # = transpose when offset is 0
     }
     for r in radii:
         out[f"ceiling_r{r}"] = predicted_ceiling(split, r)

@@ -230,7 +230,12 @@ SYMMETRIES: dict[str, Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]] = 
     "negate": lambda a, b, p: ((-a) % p, (-b) % p),
     "negate_transpose": lambda a, b, p: ((-b) % p, (-a) % p),
 }
-"""Named maps of the grid ``(a, b) -> (a', b')`` for :func:`symmetry_ceiling`."""
+"""Named maps of the grid ``(a, b) -> (a', b')`` for :func:`symmetry_ceiling`. Besides
+these, ``"token_transpose"`` is the transpose of the *input tokens*: the pair whose
+tokens are ``(b + d, a)``, i.e. ``(a', b') = (b + d, a - d)`` for the task's operand
+offset ``d`` (no image when that leaves the grid). It equals ``"transpose"`` when
+``d = 0``; with ``d > 0`` it is the route a model that sees the same two tokens in the
+other order could copy from, which the plain transpose overstates."""
 
 
 Maps = Iterable[str | Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]]
@@ -255,9 +260,16 @@ def symmetry_covered(split: Split, maps: Maps = ("transpose",)) -> Bool[Tensor, 
     a, b = pairs[:, 0], pairs[:, 1]
     hit = torch.zeros(len(pairs), dtype=torch.bool)
     for m in maps:
+        if m == "token_transpose":
+            d = split.task.offset
+            a2, b2 = b + d, a - d
+            inside = (a2 < p) & (b2 >= 0)
+            a2, b2 = a2.clamp(max=p - 1), b2.clamp(min=0)
+            hit |= inside & split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])
+            continue
         if isinstance(m, str):
             if m not in SYMMETRIES:
-                raise bad_value("maps", m, "must be a callable or one of " + ", ".join(map(repr, SYMMETRIES)))
+                raise bad_value("maps", m, "must be a callable or one of " + ", ".join(map(repr, [*SYMMETRIES, "token_transpose"])))
             m = SYMMETRIES[m]
         a2, b2 = (torch.as_tensor(x, dtype=torch.int64) % p for x in m(a, b, p))
         hit |= split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])

@@ -196,3 +196,26 @@ def test_symmetry_ceiling_hand_counted():
     assert theory.symmetry_covered(split, maps).tolist() == want
     with pytest.raises(ValueError, match="maps="):
         symmetry_ceiling(split, ["rotate"])
+
+
+def test_token_transpose_follows_the_operand_offset():
+    # p=5, a+b. With offset 0 the token transpose is the transpose.
+    plain = mask_split(Task(p=5, op="add"), [(0, 1), (2, 3), (4, 4)])
+    assert theory.symmetry_covered(plain, ["token_transpose"]).tolist() == theory.symmetry_covered(plain).tolist()
+    # With offset d = 2 the pair (a, b) is tokens (a, b + 2); the pair with the same
+    # tokens swapped is (b + 2, a - 2), inside the grid only for b <= 2 and a >= 2.
+    # Training pairs (3, 0) [tokens 3, 2] and (4, 2) [tokens 4, 4]: the test pair (2, 1)
+    # [tokens 2, 3] is (3, 0) swapped, with the same answer 3 = 3; (4, 2) is its own image.
+    # The plain transpose would instead count (0, 3) and (2, 4).
+    task = Task(p=5, op="add", offset=2)
+    split = mask_split(task, [(3, 0), (4, 2)])
+    covered = theory.symmetry_covered(split, ["token_transpose"])
+    assert sorted(map(tuple, split.test_pairs[covered].tolist())) == [(2, 1)]
+    assert sorted(map(tuple, split.test_pairs[theory.symmetry_covered(split)].tolist())) == [(0, 3), (2, 4)]
+    # Brute force at p = 11, d = 3, random split: same tokens, other order, same answer.
+    task = Task(p=11, op="add", offset=3)
+    split = Split.random(task, frac=0.4, seed=1)
+    tr, lab, d = split.train_mask, task.labels, 3
+    want = [0 <= b + d < 11 and 0 <= a - d < 11 and bool(tr[b + d, a - d]) and lab[b + d, a - d] == lab[a, b]
+            for a, b in split.test_pairs.tolist()]
+    assert theory.symmetry_covered(split, ["token_transpose"]).tolist() == want
