@@ -27,7 +27,7 @@ run's clock is its own.
 
 Outputs in ``out``: ``accelerators.csv`` (one row per run), ``accelerators_summary.csv``
 (per p and method), ``compare_measures.csv``, plots ``test_loss_vs_measures_p{p}.png``;
-with ``--results DIR`` (default ``results/accelerators`` at paper scale) the small
+with ``--results DIR`` (default ``results/accelerators/<setup>`` at paper scale) the small
 files (tables, ``sweep.csv``, each run's ``history.csv``) are copied there.
 Step cap (paper scale): 15000 steps, stopping 500 steps after test accuracy 0.99.
 """
