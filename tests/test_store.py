@@ -291,8 +291,10 @@ def test_permission_denied_is_one_line(tmp_path):
     out = tmp_path / "locked"
     out.mkdir(mode=0o555)
     tmp_path.chmod(0o755)
-    code = (  # import first: the unprivileged user may not read the interpreter's files
-        "import os, sys, grok_interp.runs, grok_interp.cli; os.setgid(65534); os.setuid(65534); "
+    code = (  # import first (the parser too: it imports its subcommands lazily): the
+        # unprivileged user may not read the interpreter's files or a checkout under /tmp
+        "import os, sys, grok_interp.runs, grok_interp.cli; grok_interp.cli.build_parser(); "
+        "os.setgid(65534); os.setuid(65534); "
         f"sys.exit(grok_interp.cli.main(['train', '--out', {str(out / 'r')!r}, '--quiet', '--p', '11', '--steps', '2']))"
     )
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
