@@ -46,13 +46,14 @@ def _key_source(text: str) -> str | int | list[int]:
 def cmd_measure(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .. import store
     from ..runs import load_run
     from .compare import compare_measures
 
     run = load_run(args.run_dir)
     df = run.measure(args.measures, key_freqs_from=_key_source(args.key_freqs_from), key_rule=args.key_rule, progress=True)
     out = Path(args.out) if args.out else Path(args.run_dir) / "measures.csv"
-    df.to_csv(out, index=False)
+    store.write_csv(out, df)  # the run store writes every file of a run, atomically
     table = compare_measures(run, df)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"key frequencies ({args.key_rule} rule): {df.attrs.get('key_freqs')}")

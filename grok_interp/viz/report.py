@@ -382,8 +382,6 @@ def write_report(
     t0 = time.perf_counter()
     page = report_html(run, step=step, pairs=pairs, measures=measures, smoothing=smoothing, compare=compare, title=title)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name("." + out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    store.atomic_write(out, page.encode("utf-8"))  # the run store writes every file of a run
     log.debug("report written to %s (%.1f MB, %.1fs)", out, len(page) / 1e6, time.perf_counter() - t0)
     return out
