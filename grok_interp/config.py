@@ -316,23 +316,20 @@ class RunConfig:
             train=TrainConfig.from_dict(d["train"]),
         )
 
+    def flat(self) -> dict[str, Any]:
+        """Every field of the three sections in one dict (the names :meth:`from_kwargs` takes)."""
+        return {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
+
     def updated(self, **kwargs: Any) -> "RunConfig":
         """A copy with the flat options ``kwargs`` changed (routed as :meth:`from_kwargs`)."""
-        flat = {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
+        flat = self.flat()
         if "d_model" in kwargs or "n_heads" in kwargs or flat["d_head"] == flat["d_model"] // flat["n_heads"]:
             flat.pop("d_head")  # derived from them unless given
         return RunConfig.from_kwargs(**{**flat, **kwargs})
 
     def check_agrees(self, options: dict[str, Any]) -> None:
         """Raise if a flat option differs from this config's value (or is unknown)."""
-        flat = {**self.data.to_dict(), **self.model.to_dict(), **self.train.to_dict()}
-        for key, value in options.items():
-            if key not in flat:
-                RunConfig.from_kwargs(**{key: value})  # raises the unknown-option error
-            mine = flat[key]
-            if (tuple(value) if isinstance(value, list) else value) != (tuple(mine) if isinstance(mine, list) else mine):
-                raise bad_value(key, value, f"conflicts with config= (which has {key}={mine!r}); "
-                                "give the option or the config, or change the config")
+        check_agrees(self.flat(), options, lambda key, value: RunConfig.from_kwargs(**{key: value}))
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RunConfig":
@@ -456,3 +453,16 @@ def add_config_arguments(
         parser.add_argument(flag, **kwargs)
         added.append(f.name)
     return added
+
+
+def check_agrees(values: dict[str, Any], options: dict[str, Any], unknown: Callable[[str, Any], Any]) -> None:
+    """Raise if an option given beside a complete config differs from the config's
+    ``values`` (lists and tuples compare equal); ``unknown(key, value)`` raises the
+    caller's unknown-option error. Used by ``train_hooked`` and ``train_resnet``."""
+    for key, value in options.items():
+        if key not in values:
+            unknown(key, value)
+        mine = values[key]
+        if (tuple(value) if isinstance(value, list) else value) != (tuple(mine) if isinstance(mine, list) else mine):
+            raise bad_value(key, value, f"conflicts with config= (which has {key}={mine!r}); "
+                            "give the option or the config, or change the config")

@@ -39,6 +39,7 @@ from .._validate import bad_value, check_choice, check_float, check_int, check_o
 from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
+from ..config import check_agrees
 from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
@@ -443,13 +444,7 @@ def train_resnet(
         config = ResNetConfig(**base)
     else:
         given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
-        mine = config.to_dict()
-        for key, value in given.items():
-            if key not in mine:
-                ResNetConfig.from_dict({key: value})  # the unknown-key error
-            if value != mine[key]:
-                raise bad_value(key, value, f"conflicts with config= (which has {key}={mine[key]!r}); "
-                                "give the option or the config, or change the config")
+        check_agrees(config.to_dict(), given, lambda key, value: ResNetConfig.from_dict({key: value}))
     device = resolve_device(config.device)
     check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
