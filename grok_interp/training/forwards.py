@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from .._validate import bad_value
 from ..config import ModelConfig
 from ..models import ACTIVATIONS, weights
+from .fused import mlp_logits
 
 __all__ = [
     "hooked_forward",
@@ -95,6 +96,7 @@ def fast_logits(
     w: dict[str, Float[Tensor, "run ..."]],
     tokens: Int[Tensor, "run batch 3"],
     act_fn: str = "relu",
+    fused: bool = True,
 ) -> Float[Tensor, "run batch d_vocab_out"]:
     """Last-position logits of ``K`` one-layer, LayerNorm-free transformers at once.
 
@@ -109,6 +111,8 @@ def fast_logits(
         w: Stacked canonical weights (differentiable: gradients reach them).
         tokens: ``[a, b + offset, "="]`` per input, per run.
         act_fn: MLP activation (a key of :data:`grok_interp.models.ACTIVATIONS`).
+        fused: Run the MLP and unembedding through :mod:`grok_interp.training.fused`
+            (chunked and padded; the default) rather than as whole-batch products.
 
     Returns:
         Logits at the last position, ``(K, batch, d_vocab_out)``.
@@ -119,7 +123,6 @@ def fast_logits(
     W_in, b_in = w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"]
     W_out, b_out = w["blocks.0.mlp.W_out"], w["blocks.0.mlp.b_out"]
     W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
-    act = ACTIVATIONS[act_fn]
     K, V, d = W_E.shape
     H, dh = W_Q.shape[1], W_Q.shape[3]
     n = tokens.shape[1]
@@ -146,14 +149,13 @@ def fast_logits(
     # z: the pattern-weighted values, (K, n, H*dh), plus a column of ones for the biases.
     z = (pattern[:, :, :2, :, None] * v_ab.reshape(K, n, 2, H, dh)).sum(2)
     z = z + pattern[:, :, 2, :, None] * v_eq.reshape(K, 1, H, dh)
-    z1 = torch.cat([z.reshape(K, n, H * dh), z.new_ones(K, n, 1)], dim=2)
+    z = z.reshape(K, n, H * dh)
 
     W_Oflat = W_O.reshape(K, H * dh, d)
     x0 = (x_eq + b_O)[:, None]  # (K, 1, d): resid_mid = x0 + z @ W_O
-    A_in = torch.cat([W_Oflat @ W_in, torch.baddbmm(b_in[:, None], x0, W_in)], dim=1)  # (K, H*dh+1, d_mlp)
-    A_U = torch.cat([W_Oflat @ W_U, torch.baddbmm(b_U[:, None], x0 + b_out[:, None], W_U)], dim=1)
-    post = act(z1 @ A_in)  # (K, n, d_mlp)
-    return torch.baddbmm(z1 @ A_U, post, W_out @ W_U)
+    a_in = torch.baddbmm(b_in[:, None], x0, W_in)[:, 0]  # (K, d_mlp): pre = z @ A_in + a_in
+    a_U = torch.baddbmm(b_U[:, None], x0 + b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
+    return mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
 
 
 def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:

@@ -1,0 +1,89 @@
+"""The chunked MLP-and-unembedding against the plain whole-batch expression."""
+
+import pytest
+import torch
+
+from grok_interp.training.fused import MLPLogits, mlp_logits
+
+
+def plain(z, A_in, a_in, A_U, a_U, B):
+    return z @ A_U + a_U + torch.relu(z @ A_in + a_in) @ B
+
+
+def inputs(n=37, C=9, M=23, V=13, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(n, C), (C, M), (M,), (C, V), (V,), (M, V)]
+    return [torch.randn(*s, generator=gen, dtype=dtype).requires_grad_() for s in shapes]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 37, 64])
+@pytest.mark.parametrize("V", [13, 16, 33])
+def test_values_and_gradients_equal_the_plain_expression(chunk, V):
+    xs = inputs(V=V)
+    out = MLPLogits.apply(*xs, chunk)
+    ref = plain(*xs)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, xs, g)
+    want = torch.autograd.grad(ref, xs, g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_gradcheck_in_float64():
+    xs = inputs(n=11, C=4, M=6, V=5, dtype=torch.float64, seed=1)
+    assert torch.autograd.gradcheck(lambda *a: MLPLogits.apply(*a, 3), xs)
+
+
+def test_only_the_inputs_that_need_gradients_get_them():
+    xs = inputs()
+    xs[0].requires_grad_(False)  # z: the attention output of a frozen model
+    xs[5].requires_grad_(False)
+    out = MLPLogits.apply(*xs, 8)
+    grads = torch.autograd.grad(out.sum(), [x for x in xs if x.requires_grad])
+    want = torch.autograd.grad(plain(*xs).sum(), [x for x in xs if x.requires_grad])
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_no_grad_forward_equals_the_plain_expression():
+    xs = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(MLPLogits.apply(*xs, 6), plain(*xs), rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_runs_and_other_activations():
+    K = 3
+    runs = [inputs(seed=k) for k in range(K)]
+    stacked = [torch.stack([r[i] for r in runs]) for i in range(6)]
+    out = mlp_logits(*stacked, chunk=10)
+    for k in range(K):
+        torch.testing.assert_close(out[k], plain(*runs[k]), rtol=1e-5, atol=1e-5)
+    # gelu is not fused: the plain expression with gelu
+    z, A_in, a_in, A_U, a_U, B = stacked
+    want = torch.baddbmm(a_U[:, None], z, A_U) + torch.nn.functional.gelu(torch.baddbmm(a_in[:, None], z, A_in)) @ B
+    torch.testing.assert_close(mlp_logits(*stacked, act="gelu"), want)
+    torch.testing.assert_close(mlp_logits(*stacked, fused=False), out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.portable
+def test_a_model_over_several_chunks_keeps_the_hooked_gradients():
+    """p = 37: 1369 inputs, three chunks of 512 and a padded output (37 -> 48 columns)."""
+    import grok_interp as g
+    from grok_interp.training import loss_fn
+    from grok_interp.training.forwards import fast_forward, hooked_forward
+
+    task = g.Task(p=37)
+    model = g.models.build_model(g.ModelConfig(d_model=32, n_heads=4, d_mlp=64, seed=3), task)
+    toks, labels = task.tokens(task.all_pairs()), task.answers(task.all_pairs())
+    grads = {}
+    for name, fwd in (("hooked", hooked_forward), ("fast", fast_forward)):
+        model.zero_grad()
+        logits = fwd(model, toks)
+        loss_fn(logits, labels).backward()
+        grads[name] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        grads[name]["logits"] = logits.detach()
+    for k, ref in grads["hooked"].items():
+        scale = max(ref.abs().max().item(), 1e-3)
+        assert (grads["fast"][k] - ref).abs().max().item() <= 1e-5 * scale, k
