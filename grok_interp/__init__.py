@@ -11,6 +11,10 @@ history, and analyse it with the tools you already use::
 
 import warnings as _warnings
 
+from .threads import default_spin_count as _default_spin_count
+
+_default_spin_count()  # before anything imports torch (see grok_interp.threads)
+
 # tqdm.auto, imported by the training loops, warns "IProgress not found" when a Jupyter
 # kernel lacks ipywidgets, then falls back to the text bar. The fallback is fine; the
 # warning is noise at every `import grok_interp`. Import it once here, quietly.

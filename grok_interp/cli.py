@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its latest state, with its saved configuration "
                      "changed only by the options given (e.g. --steps)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
+    run.add_argument("--threads", type=_threads_arg, default="auto",
+                     help="torch threads: a number, or auto (one per core other processes leave free; "
+                     "OMP_NUM_THREADS, when set, wins) (default: auto)")
     from ._sweep_cli import add_sweep_parser  # the `sweep` subcommand lives beside grok_interp.sweeps
 
     add_sweep_parser(sub)
@@ -161,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_measure_parser(sub)
     return parser
+
+
+def _threads_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads or 'auto'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} threads: give at least 1")
+    return n
 
 
 def _progress(args: argparse.Namespace) -> bool:

@@ -28,6 +28,7 @@ from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
 from .training.forwards import select_forward
 from .models import build_model, check_model_fits_task, load_weights, weights
+from .threads import resolve_threads, using_threads
 from .tasks import Split, Task
 from .training import (
     Callback,
@@ -269,6 +270,7 @@ def train_hooked(
     config: RunConfig | None = None,
     gradient_transforms: Iterable[GradientTransform] = (),
     preset: str | None = None,
+    threads: int | str | None = "auto",
     **options: Any,
 ) -> GrokRun:
     """Train a hooked model on a prime-field task and return the run.
@@ -297,6 +299,9 @@ def train_hooked(
         preset: A named setup (:data:`grok_interp.presets.PRESETS`): ``tl_demo`` (the
             TransformerLens Grokking demo, bit-identical initial weights), ``nanda``
             (Nanda et al. 2023) or ``default``. Options given beside it win.
+        threads: Torch threads while training: ``"auto"`` (one per core other processes
+            leave free, :func:`grok_interp.threads.auto_threads`; torch's own count when
+            ``OMP_NUM_THREADS`` is set), a number, or None (leave torch's setting).
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -330,9 +335,11 @@ def train_hooked(
         record=record, forward=forward,
     )
     try:
-        log.info("training p=%d op=%s with the %s forward on %s", s.task.p, s.task.op_name, forward_name, s.device)
-        state = s.run_state(gradient_transforms)
-        train_loop([state], FullBatchStep(), progress=progress)
+        with using_threads(resolve_threads(threads) if s.device.type == "cpu" else None) as n_threads:
+            log.info("training p=%d op=%s with the %s forward on %s (%d threads)", s.task.p, s.task.op_name,
+                     forward_name, s.device, n_threads)
+            state = s.run_state(gradient_transforms)
+            train_loop([state], FullBatchStep(), progress=progress)
         return s.result(state)
     finally:
         s.close()

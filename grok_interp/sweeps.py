@@ -27,8 +27,10 @@ the rest of the sweep goes on.
 Executors:
 
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
-  the machine's cores (``max_workers``), each process with ``cores // workers`` torch
-  threads; ``max_workers=1`` trains one run after another in the calling process.
+  the cores other processes leave free (:func:`grok_interp.threads.auto_threads`; or
+  ``max_workers``), each process with ``free cores // workers`` torch threads (at
+  least one), so workers times threads never exceeds the free cores;
+  ``max_workers=1`` trains one run after another in the calling process.
   Workers are *spawned* (fresh interpreters that import your script), so a script
   calling :func:`sweep` with more than one worker needs the usual
   ``if __name__ == "__main__":`` guard; without it every run comes back ``failed``
@@ -58,6 +60,7 @@ from tqdm.auto import tqdm
 from . import store
 from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
+from .threads import auto_threads
 
 __all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS"]
 
@@ -126,7 +129,7 @@ def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str,
         if _is_finished(options, path):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and store.is_run_dir(path)
-        train_hooked(out=path, resume=exists, progress=False, **options)
+        train_hooked(out=path, resume=exists, progress=False, threads=max(1, threads), **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start,
@@ -303,7 +306,7 @@ def sweep(
             results[job[0]] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         else:
             todo.append(job)
-    cores = os.cpu_count() or 1
+    cores = auto_threads() if todo and executor == "local" else (os.cpu_count() or 1)  # the cores free now
     if todo and executor == "local":
         workers = min(max_workers or cores, len(todo))
         units = _units(todo, workers, batched)

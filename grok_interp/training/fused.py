@@ -56,13 +56,13 @@ class MLPLogits(torch.autograd.Function):
         Vp = -(-V // PAD) * PAD
         A_Up, a_Up, Bp = _padded(A_U, Vp), _padded(a_U, Vp), _padded(B, Vp)
         save = any(ctx.needs_input_grad)
-        post = z.new_empty(n, A_in.shape[1]) if save else None
+        # Saved for the backward; without gradients, one chunk's worth reused.
+        post = z.new_empty(n if save else min(n, chunk), A_in.shape[1])
         out = z.new_empty(n, Vp)
         for i in range(0, n, chunk):
             zc = z[i : i + chunk]
-            pc = post[i : i + chunk] if save else None
-            pc = torch.addmm(a_in, zc, A_in, out=pc) if save else torch.addmm(a_in, zc, A_in)
-            pc.clamp_(min=0)
+            pc = torch.mm(zc, A_in, out=post[i : i + chunk] if save else post[: len(zc)])
+            pc.add_(a_in).clamp_(min=0)  # on the cache-hot chunk (addmm would first copy the bias there)
             oc = torch.addmm(a_Up, zc, A_Up, out=out[i : i + chunk])
             oc.addmm_(pc, Bp)
         if save:
