@@ -1,29 +1,39 @@
-"""Wall time and steps until test accuracy first reaches 0.99, with ``train_hooked``.
+"""Wall and CPU time until test accuracy first reaches 0.99: the README main job, several seeds.
 
 Cases (``--cases``):
 
-* ``p113``: the README main job, ``grok-interp train --p 113`` defaults (frac 0.3,
-  data seed 598, model seed 999, Nanda init, AdamW lr 1e-3, weight decay 1);
-* ``p97``: p = 97, frac 0.3, otherwise the same defaults (the paper's main prime).
+* ``p113``: the README main job, ``grok-interp train --p 113 --out DIR`` with its
+  defaults (frac 0.3, data seed 598, Nanda init, AdamW lr 1e-3, weight decay 1, a
+  history row with a test evaluation every 10 steps, checkpoints every 100 steps into
+  a run directory, threads ``auto``);
+* ``p97``: p = 97, frac 0.3, otherwise the same.
 
-Each trains in memory with ``stop_after_grok=0`` (it stops at the first history row,
-every 10 steps, with test accuracy >= 0.99), at most ``--max-steps`` steps. Reported:
-the grok step, wall seconds, process CPU seconds and ms per step. With one thread
-(``--threads 1``, the default) CPU time is what the run costs on a free core, an
-estimate of the uncontended wall time on a shared machine.
+Each run writes a temporary run directory and stops at the first history row with test
+accuracy >= 0.99 (``stop_after_grok=0``), at most ``--max-steps`` steps. Per run: the
+grok step, wall seconds, process CPU seconds (children included), ms per step, the
+threads it trained with; per case: the median over ``--seeds`` (model seeds; 999 is
+the default one). ``--busy N`` starts N processes that spin on a core for the whole
+measurement (the machine as a shared one is), ``--threads`` overrides ``auto``.
 
-    nohup nice python benchmarks/time_to_grok.py --cases p113 p97 > ttg.log &
+    python benchmarks/time_to_grok.py                       # p = 113, seeds 999 0 1
+    python benchmarks/time_to_grok.py --busy 1 --seeds 999  # beside one busy process
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 import grok_interp as g
+from grok_interp.threads import resolve_threads
 
 CASES = {
     "p113": dict(p=113),
@@ -33,40 +43,62 @@ CASES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", nargs="+", default=["p113"], choices=list(CASES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[999, 0, 1])
+    ap.add_argument("--threads", default="auto", help="auto (the default of train_hooked) or a number")
+    ap.add_argument("--busy", type=int, default=0, help="spinning processes to start beside the runs")
     ap.add_argument("--max-steps", type=int, default=25_000)
     ap.add_argument("--forward", default="auto", help="auto (fast), hooked or fast")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    time.sleep(0.5 if spinners else 0)
+    threads = args.threads if args.threads == "auto" else int(args.threads)
     rows = []
-    for name in args.cases:
-        opts = dict(CASES[name], steps=args.max_steps, stop_after_grok=0, eval_every=10,
-                    checkpoint_every=10**9, forward=args.forward, progress=args.progress)
-        t, c = time.perf_counter(), time.process_time()
-        run = g.train_hooked(**opts)
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        hist = run.history
-        hit = hist[hist["test_acc"] >= 0.99]
-        steps = int(hist["step"].iloc[-1])
-        row = {
-            "case": name, **CASES[name], "forward": args.forward, "threads": args.threads,
-            "grok_step": int(hit["step"].iloc[0]) if len(hit) else None,
-            "steps_run": steps, "wall_s": wall, "cpu_s": cpu,
-            "wall_ms_per_step": wall / max(steps, 1) * 1e3, "cpu_ms_per_step": cpu / max(steps, 1) * 1e3,
-            "final_test_acc": float(hist["test_acc"].iloc[-1]),
-        }
-        rows.append(row)
-        print(json.dumps({"benchmark": "time_to_grok", **row}), flush=True)
-    print(f"\ntime to test accuracy >= 0.99 ({args.threads} thread(s), forward={args.forward})")
-    print(f"{'case':>6} {'grok step':>9} {'wall':>9} {'cpu':>9} {'ms/step wall':>12} {'ms/step cpu':>11}")
+    try:
+        for name in args.cases:
+            for seed in args.seeds:
+                rows.append(one(name, seed, threads, args))
+                print(json.dumps({"benchmark": "time_to_grok", **rows[-1]}), flush=True)
+    finally:
+        for sp in spinners:
+            sp.kill()
+    print(f"\ntime to test accuracy >= 0.99, README main job defaults, forward={args.forward}"
+          f"{f', beside {args.busy} busy process(es)' if args.busy else ''}")
+    print(f"{'case':>6} {'seed':>5} {'threads':>7} {'grok step':>9} {'wall':>8} {'cpu':>8} {'ms/step':>8}")
     for r in rows:
         step = "not yet" if r["grok_step"] is None else str(r["grok_step"])
-        print(
-            f"{r['case']:>6} {step:>9} {r['wall_s'] / 60:>7.1f} m {r['cpu_s'] / 60:>7.1f} m"
-            f" {r['wall_ms_per_step']:>12.1f} {r['cpu_ms_per_step']:>11.1f}"
-        )
+        print(f"{r['case']:>6} {r['seed']:>5} {r['threads']:>7} {step:>9} {r['wall_s'] / 60:>6.2f} m"
+              f" {r['cpu_s'] / 60:>6.2f} m {r['wall_ms_per_step']:>8.1f}")
+    for name in args.cases:
+        mine = [r for r in rows if r["case"] == name]
+        wall = statistics.median(r["wall_s"] for r in mine)
+        cpu = statistics.median(r["cpu_s"] for r in mine)
+        summary = {"benchmark": "time_to_grok_median", "case": name, "seeds": args.seeds, "busy": args.busy,
+                   "median_wall_s": wall, "median_cpu_s": cpu,
+                   "median_grok_step": statistics.median(r["grok_step"] or args.max_steps for r in mine)}
+        print(json.dumps(summary))
+        print(f"{name}: median over {len(mine)} seeds: {wall / 60:.2f} min wall, {cpu / 60:.2f} min CPU")
+
+
+def one(name: str, seed: int, threads: int | str, args: argparse.Namespace) -> dict:
+    opts = dict(CASES[name], seed=seed, steps=args.max_steps, stop_after_grok=0, forward=args.forward,
+                progress=args.progress, threads=threads)
+    n_threads = resolve_threads(threads) or torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        t, c = time.perf_counter(), time.process_time()
+        run = g.train_hooked(out=Path(tmp) / "run", **opts)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    hist = run.history
+    hit = hist[hist["test_acc"] >= 0.99]
+    steps = int(hist["step"].iloc[-1])
+    return {
+        "case": name, **CASES[name], "seed": seed, "forward": args.forward, "threads": n_threads, "busy": args.busy,
+        "grok_step": int(hit["step"].iloc[0]) if len(hit) else None,
+        "steps_run": steps, "wall_s": wall, "cpu_s": cpu,
+        "wall_ms_per_step": wall / max(steps, 1) * 1e3, "cpu_ms_per_step": cpu / max(steps, 1) * 1e3,
+        "final_test_acc": float(hist["test_acc"].iloc[-1]),
+    }
 
 
 if __name__ == "__main__":

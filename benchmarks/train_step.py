@@ -1,26 +1,32 @@
-"""Milliseconds per full-batch training step at p = 113: hooked forward vs the fast forward.
+"""Milliseconds per full-batch training step at p = 113: hooked, fast, fused, and the dense floor.
 
 One model (Nanda config: 1 layer, 4 heads, d_model 128, d_mlp 512, no LayerNorm), the
 3830 training pairs of the README main job (frac 0.3, data seed 598), AdamW (lr 1e-3,
 weight decay 1). A step is forward + float64 cross-entropy + backward + AdamW step.
-The two loops share the model and optimiser and alternate in blocks of ``--steps``
-steps, ``--repeats`` times per thread count, so machine noise hits both alike;
-medians are reported.
+The loops share the model and optimiser and alternate in blocks of ``--steps`` steps,
+``--repeats`` times per thread count, so machine noise hits them alike; medians are
+reported.
 
 * ``naive``: the HookedTransformer's own forward, ``model(tokens)[:, -1]``, i.e. every
   position, every hook point (what a plain TransformerLens training loop does);
-* ``fast``: :func:`grok_interp.training.forwards.fast_forward` (what ``train_hooked`` uses);
-* ``compile`` (with ``--compile``): :func:`grok_interp.training.forwards.compiled_forward`, the
-  fast forward through ``torch.compile``; its one-off compile time is reported (it
-  depends on whether TorchInductor's on-disk cache already holds the graph).
+* ``fast``: the last-position forward with whole-batch products
+  (``fast_logits(..., fused=False)``, what ``train_hooked`` used before the fused MLP);
+* ``fused``: :func:`grok_interp.training.forwards.fast_forward`, the same algebra with
+  the MLP and unembedding chunked and padded (:mod:`grok_interp.training.fused`), what
+  ``train_hooked`` uses now;
+* ``compile`` (with ``--compile``): the fused forward through ``torch.compile``;
+* ``floor``: the fused step's matrix-product FLOPs (counted by
+  ``torch.utils.flop_counter``) divided by the FLOP/s of a ``--size``-cubed fp32 matmul
+  timed in the same blocks: the time the step would take if every product ran at a
+  large matmul's rate and nothing else cost anything.
 
-``wall_ms`` is elapsed time; ``cpu_ms`` is process CPU time, what the step costs on a
-free core when one thread is used (on a shared machine wall time also counts waiting;
-with 2 threads CPU time also counts OpenMP spin-waiting). With ``--loop`` it also times
-``train_hooked`` itself (``forward="hooked"`` vs ``"auto"``, a history row with a test
-evaluation every 10 steps) on one thread.
+``wall_ms`` is elapsed time; ``cpu_ms`` is process CPU time. ``--busy N`` starts N
+processes that spin on a core while measuring (a shared machine). With ``--loop`` it
+also times ``train_hooked`` itself (``forward="hooked"`` vs ``"auto"``, a history row
+with a test evaluation every 10 steps) on one thread.
 
-    python benchmarks/train_step.py --threads 1 2 --repeats 7 --loop
+    python benchmarks/train_step.py --threads 1 2 --repeats 7
+    python benchmarks/train_step.py --threads 1 2 --busy 1
 """
 
 from __future__ import annotations
@@ -28,12 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import grok_interp as g
-from grok_interp.training.forwards import compiled_forward, fast_forward, hooked_forward
+from grok_interp.models import weights
+from grok_interp.training.forwards import FAST_WEIGHTS, compiled_forward, fast_forward, fast_logits, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
 
@@ -53,7 +63,23 @@ def main() -> None:
     ap.add_argument("--loop", action="store_true", help="also time train_hooked itself (1 thread)")
     ap.add_argument("--compile", action="store_true", help="also time the torch.compile'd fast forward")
     ap.add_argument("--loop-steps", type=int, default=100)
+    ap.add_argument("--size", type=int, default=2048, help="side of the matmul that sets the floor")
+    ap.add_argument("--busy", type=int, default=0, help="spinning processes to start beside the measurement")
     args = ap.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run(args)
+    finally:
+        for sp in spinners:
+            sp.kill()
+
+
+def unfused_forward(model, tokens):
+    w = weights(model)
+    return fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, tokens[None], model.cfg.act_fn, fused=False)[0]
+
+
+def run(args: argparse.Namespace) -> None:
 
     cfg = g.RunConfig.from_kwargs(p=args.p)
     task = g.Task(p=args.p)
@@ -72,7 +98,12 @@ def main() -> None:
 
         return step
 
-    loops = {"naive": stepper(hooked_forward), "fast": stepper(fast_forward)}
+    loops = {"naive": stepper(hooked_forward), "fast": stepper(unfused_forward), "fused": stepper(fast_forward)}
+    with FlopCounterMode(display=False) as counter:
+        loops["fused"]()
+    step_flops = counter.get_total_flops()
+    a, b = torch.randn(args.size, args.size), torch.randn(args.size, args.size)
+    mm_flops = 2 * args.size**3
     compile_s = None
     if args.compile:
         loops["compile"] = stepper(compiled_forward)
@@ -82,24 +113,29 @@ def main() -> None:
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for step in loops.values():  # warm-up
+        jobs = {**loops, "matmul": lambda: a @ b}
+        for step in jobs.values():  # warm-up
             _block(step, 2)
-        wall: dict[str, list[float]] = {k: [] for k in loops}
-        cpu: dict[str, list[float]] = {k: [] for k in loops}
+        wall: dict[str, list[float]] = {k: [] for k in jobs}
+        cpu: dict[str, list[float]] = {k: [] for k in jobs}
         for _ in range(args.repeats):
-            for name, step in loops.items():
-                w, c = _block(step, args.steps)
+            for name, step in jobs.items():
+                w, c = _block(step, args.steps if name != "matmul" else 2)
                 wall[name].append(w)
                 cpu[name].append(c)
         med_w = {k: statistics.median(v) for k, v in wall.items()}
         med_c = {k: statistics.median(v) for k, v in cpu.items()}
-        row = {"threads": threads}
+        row = {"threads": threads, "busy": args.busy, "step_gflop": step_flops / 1e9,
+               "matmul_gflops": mm_flops / med_w["matmul"] / 1e6}
         for name in loops:
             row[f"{name}_wall_ms"], row[f"{name}_cpu_ms"] = med_w[name], med_c[name]
-        row["speedup_wall"], row["speedup_cpu"] = med_w["naive"] / med_w["fast"], med_c["naive"] / med_c["fast"]
+        row["floor_ms"] = step_flops / (mm_flops / med_w["matmul"])
+        row["fused_over_floor"] = med_w["fused"] / row["floor_ms"]
+        for name in ("fast", "fused"):
+            row[f"{name}_speedup_wall"] = med_w["naive"] / med_w[name]
+            row[f"{name}_speedup_cpu"] = med_c["naive"] / med_c[name]
         if "compile" in loops:
             row["compile_speedup_wall"] = med_w["naive"] / med_w["compile"]
-            row["compile_speedup_cpu"] = med_c["naive"] / med_c["compile"]
         rows.append(row)
 
     loop = None
@@ -129,19 +165,20 @@ def main() -> None:
         "compile_s": compile_s, "step": rows, "train_hooked_loop": loop,
     }
     print(json.dumps(result))
-    print(f"\ntrain step at p={args.p} ({len(toks)} pairs, full batch, AdamW), median ms/step")
-    print(f"{'threads':>7} | {'naive wall':>10} {'fast wall':>10} {'ratio':>6} | {'naive cpu':>10} {'fast cpu':>10} {'ratio':>6}")
+    print(f"\ntrain step at p={args.p} ({len(toks)} pairs, full batch, AdamW), median wall ms/step"
+          f"{f', beside {args.busy} busy process(es)' if args.busy else ''}")
+    extra = " compile" if args.compile else ""
+    print(f"{'threads':>7} | {'naive':>7} {'fast':>7} {'fused':>7}{extra} | {'fused/naive':>11} | {'floor':>6} "
+          f"{'fused/floor':>11} | matmul GFLOP/s")
     for r in rows:
+        comp = f" {r['compile_wall_ms']:>7.1f}" if "compile_wall_ms" in r else ""
         print(
-            f"{r['threads']:>7} | {r['naive_wall_ms']:>10.1f} {r['fast_wall_ms']:>10.1f} {r['speedup_wall']:>5.2f}x |"
-            f" {r['naive_cpu_ms']:>10.1f} {r['fast_cpu_ms']:>10.1f} {r['speedup_cpu']:>5.2f}x"
+            f"{r['threads']:>7} | {r['naive_wall_ms']:>7.1f} {r['fast_wall_ms']:>7.1f} {r['fused_wall_ms']:>7.1f}{comp} |"
+            f" {r['fused_speedup_wall']:>10.2f}x | {r['floor_ms']:>6.1f} {r['fused_over_floor']:>10.2f}x |"
+            f" {r['matmul_gflops']:.0f}"
         )
-        if "compile_wall_ms" in r:
-            print(
-                f"{'compile':>7} | {'':>10} {r['compile_wall_ms']:>10.1f} {r['compile_speedup_wall']:>5.2f}x |"
-                f" {'':>10} {r['compile_cpu_ms']:>10.1f} {r['compile_speedup_cpu']:>5.2f}x"
-                f"   (first call, compiling: {compile_s:.1f} s)"
-            )
+    print(f"step FLOPs (matrix products, forward + backward): {step_flops / 1e9:.2f} GFLOP"
+          + (f"; torch.compile took {compile_s:.1f} s" if compile_s is not None else ""))
     if loop:
         print(
             f"\ntrain_hooked, {loop['steps']} steps, eval every 10, 1 thread: forward=hooked {loop['hooked_cpu_ms']:.1f} "
