@@ -14,6 +14,9 @@ reported.
 * ``fused``: :func:`grok_interp.training.forwards.fast_forward`, the same algebra with
   the MLP and unembedding chunked and padded (:mod:`grok_interp.training.fused`), what
   ``train_hooked`` uses now;
+* ``split``: the fused step as ``train_hooked`` runs it on CPU: the batch cut into one
+  part per core (:func:`grok_interp.threads.batch_parts`), ``threads`` parts at a time
+  with one torch thread each (:class:`grok_interp.training.FullBatchStep` ``parts``);
 * ``compile`` (with ``--compile``): the fused forward through ``torch.compile``;
 * ``floor``: the fused step's matrix-product FLOPs (counted by
   ``torch.utils.flop_counter``) divided by the FLOP/s of a ``--size``-cubed fp32 matmul
@@ -43,6 +46,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import grok_interp as g
 from grok_interp.models import weights
+from grok_interp.threads import batch_parts
+from grok_interp.training import FullBatchStep, RunState, Schedule, TrainContext
 from grok_interp.training.forwards import FAST_WEIGHTS, compiled_forward, fast_forward, fast_logits, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
@@ -98,7 +103,11 @@ def run(args: argparse.Namespace) -> None:
 
         return step
 
-    loops = {"naive": stepper(hooked_forward), "fast": stepper(unfused_forward), "fused": stepper(fast_forward)}
+    loops = {"naive": stepper(hooked_forward), "fast": stepper(unfused_forward), "fused": stepper(fast_forward),
+             "split": None}
+    test_toks, test_labels = task.tokens(split.test_pairs), task.answers(split.test_pairs)
+    ctx = TrainContext(task, split, toks, labels, test_toks, test_labels, fast_forward)
+    state = RunState(model=model, optimizer=opt, schedule=Schedule(steps=10**9, lr=cfg.train.lr), context=ctx)
     with FlopCounterMode(display=False) as counter:
         loops["fused"]()
     step_flops = counter.get_total_flops()
@@ -113,6 +122,16 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
+        split_step = FullBatchStep(parts=batch_parts(), workers=threads)
+
+        def split_once() -> None:
+            torch.set_num_threads(1)
+            out = split_step.forward([state])
+            opt.zero_grad(set_to_none=True)
+            split_step.update([state], [0], out)
+            torch.set_num_threads(threads)
+
+        loops["split"] = split_once
         jobs = {**loops, "matmul": lambda: a @ b}
         for step in jobs.values():  # warm-up
             _block(step, 2)
@@ -131,7 +150,8 @@ def run(args: argparse.Namespace) -> None:
             row[f"{name}_wall_ms"], row[f"{name}_cpu_ms"] = med_w[name], med_c[name]
         row["floor_ms"] = step_flops / (mm_flops / med_w["matmul"])
         row["fused_over_floor"] = med_w["fused"] / row["floor_ms"]
-        for name in ("fast", "fused"):
+        row["split_over_floor"] = med_w["split"] / row["floor_ms"]
+        for name in ("fast", "fused", "split"):
             row[f"{name}_speedup_wall"] = med_w["naive"] / med_w[name]
             row[f"{name}_speedup_cpu"] = med_c["naive"] / med_c[name]
         if "compile" in loops:
@@ -168,13 +188,14 @@ def run(args: argparse.Namespace) -> None:
     print(f"\ntrain step at p={args.p} ({len(toks)} pairs, full batch, AdamW), median wall ms/step"
           f"{f', beside {args.busy} busy process(es)' if args.busy else ''}")
     extra = " compile" if args.compile else ""
-    print(f"{'threads':>7} | {'naive':>7} {'fast':>7} {'fused':>7}{extra} | {'fused/naive':>11} | {'floor':>6} "
-          f"{'fused/floor':>11} | matmul GFLOP/s")
+    print(f"{'threads':>7} | {'naive':>7} {'fast':>7} {'fused':>7} {'split':>7}{extra} | {'split/naive':>11} |"
+          f" {'floor':>6} {'split/floor':>11} | matmul GFLOP/s")
     for r in rows:
         comp = f" {r['compile_wall_ms']:>7.1f}" if "compile_wall_ms" in r else ""
         print(
-            f"{r['threads']:>7} | {r['naive_wall_ms']:>7.1f} {r['fast_wall_ms']:>7.1f} {r['fused_wall_ms']:>7.1f}{comp} |"
-            f" {r['fused_speedup_wall']:>10.2f}x | {r['floor_ms']:>6.1f} {r['fused_over_floor']:>10.2f}x |"
+            f"{r['threads']:>7} | {r['naive_wall_ms']:>7.1f} {r['fast_wall_ms']:>7.1f} {r['fused_wall_ms']:>7.1f}"
+            f" {r['split_wall_ms']:>7.1f}{comp} | {r['split_speedup_wall']:>10.2f}x | {r['floor_ms']:>6.1f}"
+            f" {r['split_over_floor']:>10.2f}x |"
             f" {r['matmul_gflops']:.0f}"
         )
     print(f"step FLOPs (matrix products, forward + backward): {step_flops / 1e9:.2f} GFLOP"

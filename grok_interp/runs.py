@@ -28,7 +28,7 @@ from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
 from .training.forwards import select_forward
 from .models import build_model, check_model_fits_task, load_weights, weights
-from .threads import resolve_threads, using_threads
+from .threads import batch_parts, resolve_threads, using_threads
 from .tasks import Split, Task
 from .training import (
     Callback,
@@ -299,9 +299,13 @@ def train_hooked(
         preset: A named setup (:data:`grok_interp.presets.PRESETS`): ``tl_demo`` (the
             TransformerLens Grokking demo, bit-identical initial weights), ``nanda``
             (Nanda et al. 2023) or ``default``. Options given beside it win.
-        threads: Torch threads while training: ``"auto"`` (one per core other processes
+        threads: CPU threads while training: ``"auto"`` (one per core other processes
             leave free, :func:`grok_interp.threads.auto_threads`; torch's own count when
-            ``OMP_NUM_THREADS`` is set), a number, or None (leave torch's setting).
+            ``OMP_NUM_THREADS`` is set), a number, or None (torch's setting). With the
+            fast forward on CPU the batch is cut into one part per core of the machine
+            (:func:`grok_interp.threads.batch_parts`), ``threads`` parts computed at a
+            time, so the history's bits do not depend on the count; otherwise they are
+            torch's threads inside each operation, whose count changes float rounding.
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -335,11 +339,19 @@ def train_hooked(
         record=record, forward=forward,
     )
     try:
-        with using_threads(resolve_threads(threads) if s.device.type == "cpu" else None) as n_threads:
-            log.info("training p=%d op=%s with the %s forward on %s (%d threads)", s.task.p, s.task.op_name,
-                     forward_name, s.device, n_threads)
+        n_threads = resolve_threads(threads) if s.device.type == "cpu" else None
+        if s.device.type == "cpu" and n_threads is None:
+            n_threads = torch.get_num_threads()
+        # On CPU the fast step splits the batch into one part per core of the machine,
+        # computed n_threads at a time with one torch thread each (FullBatchStep(parts=)):
+        # its bits then do not depend on how busy the machine is. Anything else uses
+        # torch's own threads inside each operation.
+        parts = batch_parts() if s.device.type == "cpu" and forward_name == "fast" else 1
+        with using_threads(1 if parts > 1 else n_threads):
+            log.info("training p=%d op=%s with the %s forward on %s (%s threads%s)", s.task.p, s.task.op_name,
+                     forward_name, s.device, n_threads or "default", f", batch in {parts} parts" if parts > 1 else "")
             state = s.run_state(gradient_transforms)
-            train_loop([state], FullBatchStep(), progress=progress)
+            train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress)
         return s.result(state)
     finally:
         s.close()

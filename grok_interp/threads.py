@@ -30,11 +30,14 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["usable_cores", "busy_cores", "auto_threads", "resolve_threads", "using_threads", "default_spin_count",
+__all__ = ["usable_cores", "batch_parts", "MAX_PARTS", "busy_cores", "auto_threads", "resolve_threads", "using_threads", "default_spin_count",
            "SAMPLE_S", "SPIN_COUNT"]
 
 #: ``GOMP_SPINCOUNT`` set at import (libgomp's default spins about 100x longer).
 SPIN_COUNT = 3000
+
+#: Most parts a full-batch step is split into (beyond this, parts get too small).
+MAX_PARTS = 8
 
 #: Seconds over which :func:`busy_cores` samples the machine.
 SAMPLE_S = 0.1
@@ -49,6 +52,13 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def batch_parts(cores: int | None = None) -> int:
+    """Parts a full-batch CPU step is cut into: one per usable core, at most
+    :data:`MAX_PARTS`. A property of the machine, not of its load, so a run's bits do not
+    change with how busy the machine is when it starts."""
+    return max(1, min(MAX_PARTS, usable_cores() if cores is None else cores))
 
 
 def _cpu_times() -> tuple[float, float] | None:

@@ -22,7 +22,8 @@ of 16 columns (zero columns of ``A_U``, ``B``), which the matrix kernels handle 
 faster than ``d_vocab_out = 113`` (``benchmarks/train_step.py`` measures both). Results equal the unfused expression within float32
 rounding (``tests/training/test_fused.py`` checks values and gradients).
 
-ReLU only: other activations keep the unfused expression (see :func:`mlp_logits`).
+ReLU on CPU only: other activations and GPUs keep the unfused expression (see
+:func:`mlp_logits`).
 """
 
 from __future__ import annotations
@@ -103,10 +104,12 @@ def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, 
 
     Shapes: ``z (K, n, C)``, ``A_in (K, C, d_mlp)``, ``a_in (K, d_mlp)``,
     ``A_U (K, C, V)``, ``a_U (K, V)``, ``B (K, d_mlp, V)``; returns ``(K, n, V)``.
-    ReLU runs through :class:`MLPLogits` (chunked, per run); other activations, and
-    ``fused=False``, through the plain whole-batch expression.
+    ReLU runs through :class:`MLPLogits` (chunked, per run); other activations,
+    ``fused=False`` and tensors on a GPU (which has no use for cache-sized chunks and
+    runs the ``K`` runs' products best as one batched product each) through the plain
+    whole-batch expression.
     """
-    if act != "relu" or not fused:
+    if act != "relu" or not fused or z.device.type != "cpu":
         from ..models import ACTIVATIONS
 
         pre = torch.baddbmm(a_in[:, None], z, A_in)

@@ -440,29 +440,112 @@ class FullBatchStep:
     Each run's :attr:`RunState.context` is its :class:`TrainContext` (data, forward and
     loss). The history row's train loss and accuracy come from the step's own training
     forward; test loss and accuracy from a no-grad forward of the test set.
+
+    ``parts > 1`` splits the batch instead of the matrix products: the training set (and
+    the test set) is cut into ``parts`` contiguous slices, each computed with one torch
+    thread, ``workers`` of them at a time in Python threads (torch releases the
+    interpreter lock inside its kernels), and the slices' gradients are summed in a
+    fixed order. On a 2-core CPU this keeps both cores busier than two intra-op threads,
+    whose fork and join around each of a step's ~150 small operations leave cores idle
+    (``benchmarks/train_step.py``, ``split``). The result depends on ``parts`` only, not
+    on ``workers``: a run gets the same bits on a quiet machine (two workers) and a busy
+    one (one). It equals the one-part step within float rounding; the loss must be a
+    mean over the batch (every :func:`loss_fn` is).
     """
 
-    def forward(self, states: Sequence[RunState]) -> list[tuple[Tensor, Tensor]]:
+    def __init__(self, parts: int = 1, workers: int | None = None) -> None:
+        self.parts = max(1, int(parts))
+        workers = self.parts if workers is None else max(1, min(int(workers), self.parts))
+        self._pool = _thread_pool(workers) if self.parts > 1 else None
+
+    def forward(self, states: Sequence[RunState]) -> list[tuple[Tensor, Tensor] | tuple[Tensor, Tensor, list]]:
         outs = []
         for s in states:
             ctx = s.context
-            logits = ctx.forward(s.model, ctx.train_tokens)
-            outs.append((logits, loss_fn(logits, ctx.train_labels, ctx.loss)))
+            if self._pool is None:
+                logits = ctx.forward(s.model, ctx.train_tokens)
+                outs.append((logits, loss_fn(logits, ctx.train_labels, ctx.loss)))
+            else:
+                outs.append(self._split_forward(s))
         return outs
+
+    def _split_forward(self, s: RunState) -> tuple[Tensor, Tensor, list]:
+        ctx = s.context
+        params = [p for group in s.optimizer.param_groups for p in group["params"]]
+        n = len(ctx.train_labels)
+
+        def part(sl: slice) -> tuple[Tensor, Tensor, tuple]:
+            torch.set_num_threads(1)  # this thread's OpenMP setting
+            logits = ctx.forward(s.model, ctx.train_tokens[sl])
+            loss = loss_fn(logits, ctx.train_labels[sl], ctx.loss) * ((sl.stop - sl.start) / n)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            return logits.detach(), loss.detach(), grads
+
+        results = list(self._pool.map(part, _slices(n, self.parts)))
+        grads = [_sum_in_order([r[2][j] for r in results]) for j in range(len(params))]
+        loss = _sum_in_order([r[1] for r in results])
+        return torch.cat([r[0] for r in results]), loss, grads
 
     @torch.no_grad()
     def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
         rows = []
         for i in due:
             ctx = states[i].context
-            logits, loss = out[i]
-            rows.append(eval_row(logits, loss, ctx.forward(states[i].model, ctx.test_tokens), ctx))
+            logits, loss = out[i][0], out[i][1]
+            rows.append(eval_row(logits, loss, self._test_logits(states[i]), ctx))
         return rows
+
+    def _test_logits(self, s: RunState) -> Tensor:
+        ctx = s.context
+        if self._pool is None:
+            return ctx.forward(s.model, ctx.test_tokens)
+
+        @torch.no_grad()
+        def part(sl: slice) -> Tensor:
+            torch.set_num_threads(1)
+            return ctx.forward(s.model, ctx.test_tokens[sl])
+
+        return torch.cat(list(self._pool.map(part, _slices(len(ctx.test_tokens), self.parts))))
 
     def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
         for i in going:
-            out[i][1].backward()
+            if len(out[i]) == 3:  # split: the gradients are computed already
+                params = [p for group in states[i].optimizer.param_groups for p in group["params"]]
+                for p, g in zip(params, out[i][2]):
+                    p.grad = g
+            else:
+                out[i][1].backward()
             states[i].optimizer_step()
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def _thread_pool(size: int) -> Any:
+    """A process-wide pool of ``size`` threads (they sleep between steps)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if size not in _POOLS:
+        _POOLS[size] = ThreadPoolExecutor(size, thread_name_prefix="grok-interp-part")
+    return _POOLS[size]
+
+
+def _slices(n: int, parts: int) -> list[slice]:
+    """``parts`` contiguous slices of ``range(n)`` of near-equal length (none empty)."""
+    parts = max(1, min(parts, n))
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _sum_in_order(xs: Sequence[Tensor | None]) -> Tensor | None:
+    """The sum of the parts' tensors, always in the same order (None: no gradient)."""
+    present = [x for x in xs if x is not None]
+    if not present:
+        return None
+    total = present[0].clone()
+    for x in present[1:]:
+        total += x
+    return total
 
 
 def eval_row(train_logits: Tensor, train_loss: Tensor, test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
