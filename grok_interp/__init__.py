@@ -50,7 +50,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'grok_interp' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+from .version import VERSION as __version__  # noqa: E402 - one source of the version
 
 __all__ = [
     # train
