@@ -50,7 +50,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'grok_interp' has no attribute {name!r}")
 
 
-from .version import VERSION as __version__  # noqa: E402 - one source of the version
+from .version import VERSION  # noqa: E402
+
+__version__ = VERSION  # one source: grok_interp/version.py (the run cache keys runs by it)
 
 __all__ = [
     # train
