@@ -89,6 +89,9 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap.add_argument("--no-batch", action="store_true",
                     help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="train every run, even one another study already trained with the same configuration "
+                    "(default: copy it from the run cache, grok_interp.run_cache)")
     ap.set_defaults(default_out=default_out)
     return ap
 
@@ -303,7 +306,7 @@ class Timer:
 
 def sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet,
-            "batched": not args.no_batch}
+            "batched": not args.no_batch, "cache": False if args.no_cache else None}
 
 
 def split_of(base: dict, row: pd.Series, keys: Sequence[str]) -> Any:

@@ -313,3 +313,20 @@ def test_where_the_index_lives(monkeypatch, tmp_path):
             cache_dir(bad)
     with pytest.raises(g.GrokInterpError, match="cache="):
         sweep([{}], tmp_path / "s", cache=3.5)
+
+
+def test_cli_cache_flags(tmp_path, capsys):
+    from grok_interp.cli import main
+
+    args = ["sweep", "--workers", "1", "--quiet", "--set", "p=23", "--set", "steps=30", "--set", "d_model=32",
+            "--set", "d_mlp=64", "--grid", "seed=1"]
+    cache = str(tmp_path / "cache")
+    assert main([*args, "--out", str(tmp_path / "a"), "--cache", cache]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--cache", cache]) == 0
+    assert main([*args, "--out", str(tmp_path / "c"), "--no-cache"]) == 0
+    status = {d: pd.read_csv(tmp_path / d / "sweep.csv").loc[0, "status"] for d in "abc"}
+    assert status == {"a": "done", "b": "cached", "c": "done"}
+    assert "cached" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # one or the other
+        main([*args, "--out", str(tmp_path / "d"), "--cache", cache, "--no-cache"])
+    assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
