@@ -95,7 +95,7 @@ def cache_dir(cache: bool | str | os.PathLike | None = None) -> Path | None:
         cache: A directory; ``False`` (off); ``None`` or ``True``: ``$GROK_INTERP_RUN_CACHE``
             if set (``off``, ``0``, ``false``, ``no`` or ``none`` turn the cache off), else
             ``$XDG_CACHE_HOME/grok_interp/runs`` (``~/.cache/grok_interp/runs`` when
-            ``XDG_CACHE_HOME`` is unset or not an absolute path).
+            ``XDG_CACHE_HOME`` is unset or not an absolute path; off without a home).
 
     Example:
         >>> cache_dir(False) is None
@@ -110,8 +110,14 @@ def cache_dir(cache: bool | str | os.PathLike | None = None) -> Path | None:
         if env:
             return None if env.lower() in _OFF else Path(env).expanduser()
         xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-        return base / "grok_interp" / "runs"
+        if xdg and Path(xdg).is_absolute():
+            return Path(xdg) / "grok_interp" / "runs"
+        try:
+            home = Path.home()
+        except (RuntimeError, KeyError):  # no home directory (a bare container user): no cache
+            log.info("run cache: no home directory and no %s; the cache is off", ENV)
+            return None
+        return home / ".cache" / "grok_interp" / "runs"
     if isinstance(cache, (str, os.PathLike)) and str(cache).strip():
         return Path(cache).expanduser()
     raise bad_value("cache", cache, "give a directory, True (the default cache) or False (no cache)")

@@ -302,6 +302,8 @@ def test_where_the_index_lives(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # not absolute: ignored, as the XDG spec says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == tmp_path / "home" / ".cache" / "grok_interp" / "runs"
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    assert cache_dir() is None  # no home directory: no cache, not a crash
     monkeypatch.setenv(ENV, str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
     for off in ("off", "0", "false", "OFF"):
