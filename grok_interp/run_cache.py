@@ -77,7 +77,7 @@ from .errors import RunDirectoryError
 from .training import resolve_device
 
 __all__ = ["ENV", "KEY_SCHEMA", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
-           "lookup", "record", "copy_cached", "clear"]
+           "lookup", "record_run", "copy_cached", "clear"]
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,8 @@ def _why_unusable(path: Path, entry: dict[str, Any], payload: dict[str, Any]) ->
     if meta.get("kind", "transformer") != "transformer":
         return f"{path} is a {meta.get('kind')!r} run"
     info = meta.get("grok_interp") if isinstance(meta.get("grok_interp"), dict) else {}
-    if info.get("format") != payload["versions"]["format"] or info.get("transformer_lens") != payload["versions"]["transformer_lens"]:
+    versions = payload["versions"]
+    if info.get("format") != versions["format"] or info.get("transformer_lens") != versions["transformer_lens"]:
         return f"{path} was written by another format or TransformerLens ({info})"
     if meta.get("backend") != payload["backend"]:
         return f"{path} was trained with backend {meta.get('backend')!r}"
@@ -283,7 +284,7 @@ def lookup(cache: str | os.PathLike, config: RunConfig, record: Any = None) -> P
     return path
 
 
-def record(cache: str | os.PathLike, config: RunConfig, path: str | os.PathLike, record: Any = None) -> str:
+def record_run(cache: str | os.PathLike, config: RunConfig, path: str | os.PathLike, record: Any = None) -> str:
     """Enter the finished run in ``path`` (trained from scratch by this library) under its key.
 
     Written atomically (``store.write_json``); a later record of the same key replaces it.

@@ -147,7 +147,7 @@ def _record_in_cache(cache: Path, options: Mapping[str, Any], path: Path) -> Non
     if config is None:
         return
     try:
-        run_cache.record(cache, config, path, options.get("record"))
+        run_cache.record_run(cache, config, path, options.get("record"))
     except Exception as exc:  # noqa: BLE001 - a run that cannot be recorded is still a good run
         log.warning("run cache: could not record %s (%s: %s)", path, type(exc).__name__, exc)
 

@@ -332,3 +332,19 @@ def test_cli_cache_flags(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # one or the other
         main([*args, "--out", str(tmp_path / "d"), "--cache", cache, "--no-cache"])
     assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_record_run_refuses_what_is_not_that_finished_run(tmp_path):
+    cache = tmp_path / "cache"
+    run = g.train_hooked(out=tmp_path / "r", progress=False, **BASE)
+    config = RunConfig.from_kwargs(**BASE)
+    with pytest.raises(g.GrokInterpError, match="config.json differs"):
+        run_cache.record_run(cache, RunConfig.from_kwargs(**{**BASE, "seed": 3}), run.path)
+    _edit_json(run.path / store.STATUS, lambda s: s.update(finished=False))
+    with pytest.raises(g.GrokInterpError, match="not the finished run"):
+        run_cache.record_run(cache, config, run.path)
+    assert _entries(cache) == {}
+    _edit_json(run.path / store.STATUS, lambda s: s.update(finished=True))
+    key = run_cache.record_run(cache, config, run.path)
+    assert run_cache.lookup(cache, config) == run.path.resolve() and key in _entries(cache)
+    assert run_cache.lookup(cache, config, record=["med"]) is None  # another key
