@@ -159,8 +159,8 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     Adds ``onset_at`` (GO-Epoch by the onset rule) from each full history, and the
     columns ``per_run(row, full_history)`` returns (a study's own numbers that need the
     full history or the run directory). Histories keep ``columns`` (those present), one
-    row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` column is dropped
-    (run directories are not part of the results)."""
+    row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` and ``cached_from``
+    columns are dropped (run directories are not part of the results)."""
     from grok_interp.measures import events
 
     hist_dir = results / "histories"
@@ -181,7 +181,7 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
         extra.append(cols)
     table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     table["onset_at"] = table["onset_at"].astype("Int64")
-    table = table.drop(columns=["path"], errors="ignore")
+    table = table.drop(columns=["path", "cached_from"], errors="ignore")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     print(f"results written to {results}")
     return table

@@ -170,8 +170,10 @@ def test_a_study_rerun_into_another_directory_trains_nothing(tmp_path, capsys, m
     first = pd.read_csv(results(tmp_path / "first", "library") / "sweep.csv")
     second = pd.read_csv(results(tmp_path / "second", "library") / "sweep.csv")
     assert (first["status"] == "done").all() and (second["status"] == "cached").all()
-    assert [Path(p).name for p in second["cached_from"]] == list(first["run"])
-    same = [c for c in first.columns if c not in ("status", "cached_from", "wall_s", "batch_size")]
+    assert "cached_from" not in second  # results hold no local paths
+    swept = pd.read_csv(tmp_path / "second" / "library" / "sweep.csv")  # the sweep's own table has them
+    assert [Path(p) for p in swept["cached_from"]] == [(tmp_path / "first" / "library" / r).resolve() for r in first["run"]]
+    same = [c for c in first.columns if c not in ("status", "wall_s", "batch_size")]
     pd.testing.assert_frame_equal(first[same], second[same])
     for run in first["run"]:
         assert (tmp_path / "first" / "library" / run / "history.csv").read_bytes() == \
