@@ -89,6 +89,9 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap.add_argument("--no-batch", action="store_true",
                     help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="train every run, even one another study already trained with the same configuration "
+                    "(default: copy it from the run cache, grok_interp.run_cache)")
     ap.set_defaults(default_out=default_out)
     return ap
 
@@ -156,8 +159,8 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     Adds ``onset_at`` (GO-Epoch by the onset rule) from each full history, and the
     columns ``per_run(row, full_history)`` returns (a study's own numbers that need the
     full history or the run directory). Histories keep ``columns`` (those present), one
-    row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` column is dropped
-    (run directories are not part of the results)."""
+    row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` and ``cached_from``
+    columns are dropped (run directories are not part of the results)."""
     from grok_interp.measures import events
 
     hist_dir = results / "histories"
@@ -178,7 +181,7 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
         extra.append(cols)
     table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     table["onset_at"] = table["onset_at"].astype("Int64")
-    table = table.drop(columns=["path"], errors="ignore")
+    table = table.drop(columns=["path", "cached_from"], errors="ignore")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     print(f"results written to {results}")
     return table
@@ -303,7 +306,7 @@ class Timer:
 
 def sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet,
-            "batched": not args.no_batch}
+            "batched": not args.no_batch, "cache": False if args.no_cache else None}
 
 
 def split_of(base: dict, row: pd.Series, keys: Sequence[str]) -> Any:

@@ -54,7 +54,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'grok_interp' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+from .version import VERSION  # noqa: E402
+
+__version__ = VERSION  # one source: grok_interp/version.py (the run cache keys runs by it)
 
 __all__ = [
     # train

@@ -43,7 +43,9 @@ def add_sweep_parser(sub: Any) -> None:
         description="Train every combination of the --grid values (with the --set options shared), "
         "each into OUT/<key=value,...>, and print one table: events (memorised_at, grokked_at, "
         "u_acc, l_acc), final test accuracy and the predicted ceilings. Finished runs are skipped "
-        "and interrupted ones resume, so rerunning continues a sweep. Exit status 1 if a run failed.",
+        "and interrupted ones resume, so rerunning continues a sweep; a run that another sweep already "
+        "trained with the same configuration is copied from the run cache (status cached). "
+        "Exit status 1 if a run failed.",
     )
     sw.add_argument("--out", required=True, help="directory for the run directories and sweep.csv")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -56,6 +58,12 @@ def add_sweep_parser(sub: Any) -> None:
     sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     sw.add_argument("--radii", default="", help="comma-separated radii for ceiling_r{r} columns, e.g. 4,8,16")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    cache = sw.add_mutually_exclusive_group()
+    cache.add_argument("--cache", default=None, metavar="DIR",
+                       help="run-cache index: a run another sweep already trained with the same configuration "
+                       "is copied, not trained (default: $GROK_INTERP_RUN_CACHE, else ~/.cache/grok_interp/runs)")
+    cache.add_argument("--no-cache", dest="cache", action="store_false", default=None,
+                       help="train every run (no run cache)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -82,7 +90,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError:
         raise bad_value("--radii", args.radii, "must be comma-separated integers") from None
     table = sweep(configs, args.out, base=base, executor=args.executor, max_workers=args.workers,
-                  address=args.address, radii=radii, progress=not args.quiet)
+                  address=args.address, radii=radii, progress=not args.quiet, cache=args.cache)
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_colwidth", 80):
         print(table.drop(columns=["path"]).to_string(index=False))
     print(f"table written to {args.out}/sweep.csv")

@@ -32,6 +32,9 @@ Guarantees:
   ``torch.load(weights_only=True)``, and a file holding anything else is reported as
   hostile, never executed.
 
+A run directory is copied as a unit (:func:`copy_run_dir`: complete or absent, the
+source locked meanwhile); the sweeps' run cache copies finished runs this way.
+
 A run directory's kind (``"kind"`` in ``config.json``; absent means ``transformer``)
 selects its loader from a small registry (:func:`register_loader`, :func:`load`), so
 the store needs no knowledge of the modules that define the runs.
@@ -72,7 +75,7 @@ __all__ = [
     "CONFIG", "DATA", "MODEL", "HISTORY", "STATUS", "CHECKPOINTS", "OPTIMIZER", "LOCK", "FORMAT_VERSION",
     "ADDED_KEYS", "RunStore", "ResumeState", "atomic_write", "write_json", "write_csv", "write_tensors",
     "read_json", "read_tensors", "tensor_shapes", "read_history", "read_torch", "is_run_dir", "open_out",
-    "check_fields", "register_loader", "run_kind", "load",
+    "check_fields", "register_loader", "run_kind", "load", "copy_run_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -730,6 +733,62 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
         rs.close()
         raise
     return rs, resuming
+
+
+def _not_copied(folder: str, names: list[str]) -> set[str]:
+    """What a copy of a run directory leaves out: the writer's lock and a killed writer's temporaries."""
+    return {n for n in names if n == LOCK or (n.startswith(".") and n.endswith(".tmp")) or n.startswith(".state-")}
+
+
+def _copy_synced(src: str, dst: str) -> str:
+    shutil.copy2(src, dst)
+    with open(dst, "rb+") as fh:  # on disk before the directory is renamed into place
+        os.fsync(fh.fileno())
+    return dst
+
+
+def copy_run_dir(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy the run directory ``src`` to ``dest`` as one unit: ``dest`` ends up complete or absent.
+
+    ``src`` is locked for the copy (as a writer would lock it), so no writer changes it
+    halfway; its ``.lock`` and a killed writer's temporaries are not copied. The files go
+    to a temporary directory beside ``dest`` (``.<name>.<hex>.copy.tmp``), each flushed to
+    disk, and the directory is renamed onto ``dest`` once complete: a copy interrupted at
+    any point leaves no ``dest`` (at worst a hidden temporary directory, which the next
+    copy to ``dest`` removes). Nothing inside a run directory names its own path, so the
+    copy is a run like the original (:func:`load`, resume and sweeps treat it so).
+
+    Args:
+        src: A run directory.
+        dest: Where the copy goes: absent, or an empty directory.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        RunDirectoryError: ``src`` is not a run directory, or a writer holds its lock.
+        GrokInterpError: ``dest`` exists and is not an empty directory.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir() or not is_run_dir(src):
+        raise RunDirectoryError(f"{src} is not a run directory (no config.json written by grok_interp)")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise bad_value("dest", str(dest), "exists and is not an empty directory; give a new or empty directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.copy.tmp"):  # an interrupted copy to dest
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.copy.tmp"
+    with RunStore(src):
+        try:
+            shutil.copytree(src, tmp, ignore=_not_copied, copy_function=_copy_synced)
+            for folder, _, _ in os.walk(tmp, topdown=False):
+                _fsync_dir(Path(folder))
+            os.rename(tmp, dest)  # onto an absent or empty directory; fails if dest was filled meanwhile
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    _fsync_dir(dest.parent)
+    return dest
 
 
 # --- kind -> loader registry -------------------------------------------------------------

@@ -10,19 +10,34 @@ returns one :class:`pandas.DataFrame`, one row per configuration::
                   base=dict(p=97, frac=0.3, steps=8000, stop_after_grok=1000))
 
 Columns: ``run`` (the directory name), the configuration keys, ``status``
-(``done``, ``skipped`` - already finished before this call - or ``failed``),
-``error``, the events of :func:`grok_interp.measures.phases` (``memorised_at``,
-``grokked_at``, ``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the
-training-set size and the predicted ceilings of :mod:`grok_interp.theory`
-(``ceiling``: class coverage; ``ceiling_transpose``: test pairs whose transposed input tokens train
-with the same answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``
-and ``path``. The table is also written to ``out/sweep.csv``.
+(``done``; ``skipped`` - already finished in its directory before this call;
+``cached`` - not trained: copied from a finished run of the same configuration that
+another sweep trained, see below; or ``failed``), ``error``, the events of
+:func:`grok_interp.measures.phases` (``memorised_at``, ``grokked_at``, ``u_acc``,
+``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
+ceilings of :mod:`grok_interp.theory` (``ceiling``: class coverage;
+``ceiling_transpose``: test pairs whose transposed input tokens train with the same
+answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``, ``batch_size`` (runs
+trained together with it; 0 when nothing was trained), ``cached_from`` (the run
+directory a ``cached`` run was copied from; empty otherwise) and ``path``. The table is
+also written to ``out/sweep.csv``.
 
 Why it is safe to rerun: each run goes through ``train_hooked(out=dir, resume=True)``,
 so a finished run whose configuration is unchanged is skipped, an interrupted one
 continues from its last resume state, and one whose step budget was raised trains on.
 A configuration that fails (bad value, crash) becomes a ``failed`` row with its error;
 the rest of the sweep goes on.
+
+The run cache (:mod:`grok_interp.run_cache`): a run that is not finished in its own
+directory, and whose directory is absent or empty, is first looked up by its key -
+everything that decides its history and weights, plus the library, torch and
+TransformerLens versions. When a finished run of that key exists elsewhere (another
+study's ``out``), it is copied into place (complete or not at all) instead of trained,
+and its row says ``cached`` with ``cached_from``. Every run a sweep trains from scratch
+is recorded for later sweeps. ``cache=`` picks the index directory (default:
+``$GROK_INTERP_RUN_CACHE``, else ``~/.cache/grok_interp/runs``); ``cache=False`` (or
+``GROK_INTERP_RUN_CACHE=off``) trains everything as before. Only :func:`sweep` uses the
+cache; :func:`grok_interp.train_hooked` always trains.
 
 Executors:
 
@@ -51,13 +66,13 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import store
+from . import run_cache, store
 from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
 from .threads import auto_threads
@@ -102,6 +117,42 @@ _RUN_ONLY = ("record",)
 
 def _run_config(options: Mapping[str, Any]) -> RunConfig:
     return RunConfig.from_kwargs(**{k: v for k, v in options.items() if k not in _RUN_ONLY})
+
+
+def _cache_key_config(options: Mapping[str, Any]) -> RunConfig | None:
+    """The configuration a run-cache key is made of, or None when the options cannot be
+    keyed (an invalid configuration, or options outside it: mask, callable op, preset)."""
+    try:
+        config = _run_config(options)
+        run_cache.key_payload(config, options.get("record"))
+    except Exception:  # noqa: BLE001 - such a run is trained, never cached
+        return None
+    return config
+
+
+def _from_cache(cache: Path, options: Mapping[str, Any], path: Path) -> str | None:
+    """Copy a cached finished run of ``options`` to ``path``; its source, or None (train it)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        return None  # a run (or anything) already there is resumed or reported by training
+    config = _cache_key_config(options)
+    if config is None:
+        return None
+    try:
+        src = run_cache.copy_cached(cache, config, path, options.get("record"))
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: train instead
+        log.warning("run cache: lookup for %s failed (%s: %s); training it", path, type(exc).__name__, exc)
+        return None
+    return None if src is None else str(src)
+
+
+def _record_in_cache(cache: Path, options: Mapping[str, Any], path: Path) -> None:
+    config = _cache_key_config(options)
+    if config is None:
+        return
+    try:
+        run_cache.record_run(cache, config, path, options.get("record"))
+    except Exception as exc:  # noqa: BLE001 - a run that cannot be recorded is still a good run
+        log.warning("run cache: could not record %s (%s: %s)", path, type(exc).__name__, exc)
 
 
 def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
@@ -257,6 +308,7 @@ def sweep(
     radii: Sequence[int] = (),
     batched: bool = True,
     progress: bool = True,
+    cache: bool | str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Train every configuration (skipping finished ones) and return one results table.
 
@@ -278,6 +330,9 @@ def sweep(
             (:func:`grok_interp.many_runs.train_many`), split into about one batch per
             worker; each run still gets its own directory and row.
         progress: Show a progress bar over finished runs.
+        cache: The run cache's index directory (see the module docstring and
+            :mod:`grok_interp.run_cache`); ``None``/``True``: ``$GROK_INTERP_RUN_CACHE``,
+            else ``~/.cache/grok_interp/runs``; ``False``: no cache (every run trains).
 
     Returns:
         The table described in the module docstring, in the order of ``configs``.
@@ -286,6 +341,7 @@ def sweep(
     if max_workers is not None:
         check_int("max_workers", max_workers, low=1)
     radii = [check_int("radius", int(r), low=0) for r in radii]
+    cache_path = run_cache.cache_dir(cache)
     base = dict(base or {})
     overrides = [dict(c) for c in configs]
     if not overrides:
@@ -298,23 +354,46 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, {**base, **c}, str(out.resolve() / name)) for name, c in zip(names, overrides)]
 
-    # Finished runs are skipped here, before any worker starts.
+    # Finished runs are skipped, and cached ones copied, here, before any worker starts.
     results: dict[str, dict[str, Any]] = {}
+    cached_from: dict[str, str] = {}
+    fresh: set[str] = set()  # trained from scratch in this call: what the cache may record
     todo = []
-    for job in jobs:
-        if _is_finished(job[1], Path(job[2])):
-            results[job[0]] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
-        else:
-            todo.append(job)
+    for name, options, run_dir in jobs:
+        path = Path(run_dir)
+        if _is_finished(options, path):
+            results[name] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
+            continue
+        start = time.perf_counter()
+        src = _from_cache(cache_path, options, path) if cache_path is not None else None
+        if src is not None:
+            results[name] = {"status": "cached", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 0}
+            cached_from[name] = src
+            log.info("sweep run %s: copied from the run cache (trained in %s)", name, src)
+            continue
+        if store.RunStore(path).is_empty():
+            fresh.add(name)
+        todo.append((name, options, run_dir))
+    by_name = {name: (options, Path(run_dir)) for name, options, run_dir in jobs}
+
+    def on_done(unit_results: dict[str, dict[str, Any]]) -> None:
+        """Record runs in the cache as soon as they finish (an interrupted sweep keeps them)."""
+        if cache_path is None:
+            return
+        for name, res in unit_results.items():
+            if name in fresh and res["status"] == "done":
+                _record_in_cache(cache_path, *by_name[name])
+
+    note = f"{len(cached_from)} copied from the run cache" if cached_from else ""
     cores = auto_threads() if todo and executor == "local" else (os.cpu_count() or 1)  # the cores free now
     if todo and executor == "local":
         workers = min(max_workers or cores, len(todo))
         units = _units(todo, workers, batched)
         workers = min(workers, len(units))
-        results.update(_run_local(units, workers, max(1, cores // workers), progress))
+        results.update(_run_local(units, workers, max(1, cores // workers), progress, note, on_done))
     elif todo:
         units = _units(todo, max_workers or cores, batched)
-        results.update(_run_ray(units, address, max_workers, progress))
+        results.update(_run_ray(units, address, max_workers, progress, note, on_done))
 
     rows = []
     keys = list(dict.fromkeys(k for c in overrides for k in c))
@@ -330,6 +409,7 @@ def sweep(
             row.update(_predicted_only(options, radii))
         row["wall_s"] = res["wall_s"]
         row["batch_size"] = res["batch_size"]
+        row["cached_from"] = cached_from.get(name, "")
         row["path"] = str(run_dir)
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -348,15 +428,18 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 
 
 def _run_local(
-    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool, note: str = "",
+    on_done: Callable[[dict[str, dict[str, Any]]], None] = lambda results: None,
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run")
+    bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run", postfix=note or None)
     if workers == 1:  # one unit at a time, in this process (no start-up cost, easy to debug)
         before = torch.get_num_threads()
         try:
             for unit in units:
-                results.update(_train_unit(unit, before))
+                done_unit = _train_unit(unit, before)
+                results.update(done_unit)
+                on_done(done_unit)
                 bar.update(len(unit))
         finally:
             torch.set_num_threads(before)
@@ -372,16 +455,19 @@ def _run_local(
             for fut in done:
                 unit = futures[fut]
                 try:
-                    results.update(fut.result())
+                    done_unit = fut.result()
                 except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    results.update({name: _failed(exc) for name, _, _ in unit})
+                    done_unit = {name: _failed(exc) for name, _, _ in unit}
+                results.update(done_unit)
+                on_done(done_unit)
                 bar.update(len(unit))
     bar.close()
     return results
 
 
 def _run_ray(
-    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool,
+    note: str = "", on_done: Callable[[dict[str, dict[str, Any]]], None] = lambda results: None,
 ) -> dict[str, dict[str, Any]]:
     try:
         import ray
@@ -398,16 +484,19 @@ def _run_ray(
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_train_unit)
         refs = {task.remote(unit, 1): unit for unit in units}
-        bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run")
+        bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run",
+                   postfix=note or None)
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 unit = refs[ref]
                 try:
-                    results.update(ray.get(ref))
+                    done_unit = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a lost worker or node
-                    results.update({name: _failed(exc) for name, _, _ in unit})
+                    done_unit = {name: _failed(exc) for name, _, _ in unit}
+                results.update(done_unit)
+                on_done(done_unit)
                 bar.update(len(unit))
         bar.close()
     finally:

@@ -531,3 +531,75 @@ def test_errors_are_value_errors():
     from grok_interp.runs import RunDirectoryError
 
     assert RunDirectoryError is g.RunDirectoryError
+
+
+# --- copying a run directory as a unit (the sweeps' run cache) ------------------------------
+def test_a_copy_is_the_same_run_and_leaves_the_source_alone(run_dir, tmp_path):
+    before = _digest(run_dir)
+    dest = store.copy_run_dir(run_dir, tmp_path / "copy")
+    assert _digest(dest) == before == _digest(run_dir)
+    assert not (dest / store.LOCK).exists()
+    a, b = g.load_run(run_dir), g.load_run(dest)
+    pd.testing.assert_frame_equal(a.history, b.history)
+    assert _same_weights(a.model, b.model) and b.path == dest
+    # The copy resumes like the original: a raised budget trains on from its own states.
+    more = g.train_hooked(out=dest, resume=True, **{**OPTS, "steps": 50})
+    assert more.history["step"].iloc[-1] == 50
+    assert _digest(run_dir) == before
+
+
+def test_a_copy_goes_into_an_empty_directory_only(run_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    store.copy_run_dir(run_dir, empty)
+    assert g.load_run(empty).history["step"].iloc[-1] == OPTS["steps"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(g.GrokInterpError, match="not an empty directory"):
+        store.copy_run_dir(run_dir, taken)
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    with pytest.raises(g.RunDirectoryError, match="not a run directory"):
+        store.copy_run_dir(taken, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_source_being_written_is_not_copied(run_dir, tmp_path):
+    with store.RunStore(run_dir):  # a writer holds it
+        with pytest.raises(g.RunDirectoryError, match="being written by another process"):
+            store.copy_run_dir(run_dir, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+    assert not list(tmp_path.glob(".copy.*"))
+
+
+_DIE_COPYING = """
+import os, shutil, signal, sys
+src, dest, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
+real, seen = shutil.copy2, [0]
+
+def copy2(a, b, **k):
+    seen[0] += 1
+    if seen[0] == nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(a, b, **k)
+
+shutil.copy2 = copy2
+from grok_interp import store
+store.copy_run_dir(src, dest)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("nth", [1, 4, 12])
+def test_a_copy_killed_midway_leaves_no_destination(run_dir, tmp_path, nth):
+    dest = tmp_path / "copy"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _DIE_COPYING, str(run_dir), str(dest), str(nth)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not dest.exists()
+    left = list(tmp_path.glob(".copy.*.copy.tmp"))
+    assert len(left) == 1  # the half copy, hidden; the next copy to dest removes it
+    store.copy_run_dir(run_dir, dest)
+    assert not list(tmp_path.glob(".copy.*.copy.tmp"))
+    assert _digest(dest) == _digest(run_dir)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import grok_interp as g
+from grok_interp.run_cache import ENV
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -156,6 +157,30 @@ def test_embed_init(tmp_path, capsys, setup):
     else:  # Toeplitz: row i is v[|j - i|], all entries positive
         assert (w > 0).all() and torch.allclose(w[1, 1:], w[0, :-1]) and torch.allclose(w[1, 0], w[0, 1])
     assert pngs(res) == ["embed_init.png"]
+
+
+def test_a_study_rerun_into_another_directory_trains_nothing(tmp_path, capsys, monkeypatch):
+    """The run cache through a real study: embed_init --quick run into a second ``--out``
+    copies every run the first trained (the examples' sweeps use the default cache, here
+    pointed at a temporary directory), and its results are the first run's; ``--no-cache``
+    trains again."""
+    monkeypatch.setenv(ENV, str(tmp_path / "cache"))
+    run_example("embed_init", tmp_path / "first", capsys)
+    run_example("embed_init", tmp_path / "second", capsys)
+    first = pd.read_csv(results(tmp_path / "first", "library") / "sweep.csv")
+    second = pd.read_csv(results(tmp_path / "second", "library") / "sweep.csv")
+    assert (first["status"] == "done").all() and (second["status"] == "cached").all()
+    assert "cached_from" not in second  # results hold no local paths
+    swept = pd.read_csv(tmp_path / "second" / "library" / "sweep.csv")  # the sweep's own table has them
+    assert [Path(p) for p in swept["cached_from"]] == [(tmp_path / "first" / "library" / r).resolve() for r in first["run"]]
+    same = [c for c in first.columns if c not in ("status", "wall_s", "batch_size")]
+    pd.testing.assert_frame_equal(first[same], second[same])
+    for run in first["run"]:
+        assert (tmp_path / "first" / "library" / run / "history.csv").read_bytes() == \
+            (tmp_path / "second" / "library" / run / "history.csv").read_bytes()
+    run_example("embed_init", tmp_path / "third", capsys, "--no-cache")
+    third = pd.read_csv(results(tmp_path / "third", "library") / "sweep.csv")
+    assert (third["status"] == "done").all()
 
 
 @pytest.mark.parametrize("setup", SETUPS)

@@ -1,0 +1,346 @@
+"""The run cache: a finished run is not trained again when another sweep asks for it.
+
+Two studies often share a configuration (the same p = 97 baseline, the same seed):
+trained twice, it gives the same history twice. :func:`grok_interp.sweeps.sweep`
+therefore keeps an index of the finished runs it trained, keyed by everything that
+decides what a run directory holds, and copies a finished run into place instead of
+training it again (its row says ``cached`` and names the source in ``cached_from``).
+
+The index is a directory of small JSON files, ``<key>.json``, each naming one finished
+run directory (the runs stay where their sweep put them; the index holds no weights).
+It lives in (first that applies) the ``cache=`` argument of ``sweep``, the environment
+variable ``GROK_INTERP_RUN_CACHE`` (``off`` turns the cache off), or
+``$XDG_CACHE_HOME/grok_interp/runs`` (``~/.cache/grok_interp/runs``). Deleting the
+directory (or :func:`clear`) forgets every entry and touches no run.
+
+An entry is never trusted blindly: before a copy, the source must still be a finished
+run whose ``config.json`` holds exactly the configuration asked for (with the same
+backend, TransformerLens version and format) and whose ``history.csv`` is the one
+recorded (same SHA-256); the copy is checked the same way. An entry that fails (its
+run deleted, edited, extended or retrained) is removed and the run is trained.
+
+What the key holds (:func:`key_payload`), and why:
+
+* every field of ``data`` (``p``, ``op``, ``offset``, ``split``, ``frac``, ``data_seed``,
+  ``k``, ``t``, ``shuffle``): they decide the task and the training pairs;
+* every field of ``model`` (sizes, ``act_fn``, ``normalization``, ``pos_embed``,
+  biases, ``init``, ``embed_init``, ``freeze_biases``, ``mlp_input``, ``seed``,
+  ``backend``): they decide the initial weights and the forward; ``backend`` also as
+  resolved (``auto`` is the hooked transformer under TransformerLens 3, the bridge under 4);
+* every field of ``train``: the optimiser and every update (``lr``, ``weight_decay``,
+  ``betas``, ``warmup_steps``, ``optimizer``, ``momentum``, ``loss``, ``grokfast*``,
+  ``perpendicular_grad``), where the history ends (``steps``, ``stop_after_grok``,
+  ``grok_threshold``, ``stop_on_plateau``, ``plateau_delta``), which rows and weights are
+  saved (``eval_every``, ``checkpoint_every``), and how the floats are computed
+  (``forward``: fast, hooked and compiled forwards round differently; ``device``,
+  kept as given and also as resolved, since ``auto`` is CUDA on one machine and CPU on
+  another);
+* ``record``: the measures recorded as history columns;
+* the versions that trained it: ``grok_interp.__version__``, a SHA-256 of the package's
+  source files (the version string is not bumped for every change of the training
+  code), the run-directory format, torch and TransformerLens, and on CUDA the CUDA
+  version and the GPU's name.
+
+Not in the key, because it does not change what the run directory holds: the run's
+directory (``out`` and the run name), whether an option came from ``base`` or from the
+configuration, ``progress``, the executor, the number of workers and ``radii``. Nor is
+how a run was scheduled: trained alone or in a batch (:mod:`grok_interp.many_runs`), and
+with how many threads. Those round floats differently (histories agree within float
+rounding), and a sweep already picks them by the machine and ``max_workers``; a cached
+run is one the sweep could have trained itself. Nor is the CPU model.
+
+Only runs a sweep trained from scratch are recorded. A run it resumed or extended
+(a raised ``steps``) is not: part of its history may come from another library version,
+and an extended run keeps the rows and checkpoints of its old last step, which a run
+trained to the new budget at once would not have. Runs with options outside the
+configuration (a ``mask``, a callable ``op``, ``preset``, ``config=``) have no key and
+are neither cached nor looked up.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import store, tl_backend, version
+from ._validate import bad_value
+from .config import RunConfig
+from .errors import RunDirectoryError
+from .training import resolve_device
+
+__all__ = ["ENV", "KEY_SCHEMA", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
+           "lookup", "record_run", "copy_cached", "clear"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the cache directory (``off`` turns the cache off).
+ENV = "GROK_INTERP_RUN_CACHE"
+#: Version of the key's layout: bump it when :func:`key_payload` changes meaning.
+KEY_SCHEMA = 1
+_OFF = ("off", "0", "false", "no", "none")
+
+
+def cache_dir(cache: bool | str | os.PathLike | None = None) -> Path | None:
+    """The index directory to use, or None when the cache is off.
+
+    Args:
+        cache: A directory; ``False`` (off); ``None`` or ``True``: ``$GROK_INTERP_RUN_CACHE``
+            if set (``off``, ``0``, ``false``, ``no`` or ``none`` turn the cache off), else
+            ``$XDG_CACHE_HOME/grok_interp/runs`` (``~/.cache/grok_interp/runs`` when
+            ``XDG_CACHE_HOME`` is unset or not an absolute path; off without a home).
+
+    Example:
+        >>> cache_dir(False) is None
+        True
+        >>> cache_dir("/tmp/my-cache").as_posix()
+        '/tmp/my-cache'
+    """
+    if cache is False:
+        return None
+    if cache is None or cache is True:
+        env = os.environ.get(ENV, "").strip()
+        if env:
+            return None if env.lower() in _OFF else Path(env).expanduser()
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        if xdg and Path(xdg).is_absolute():
+            return Path(xdg) / "grok_interp" / "runs"
+        try:
+            home = Path.home()
+        except (RuntimeError, KeyError):  # no home directory (a bare container user): no cache
+            log.info("run cache: no home directory and no %s; the cache is off", ENV)
+            return None
+        return home / ".cache" / "grok_interp" / "runs"
+    if isinstance(cache, (str, os.PathLike)) and str(cache).strip():
+        return Path(cache).expanduser()
+    raise bad_value("cache", cache, "give a directory, True (the default cache) or False (no cache)")
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """SHA-256 over the package's ``.py`` files (relative path and bytes, sorted by path).
+
+    Any change of the library's code gives another digest, so runs trained by an edited
+    checkout never stand in for runs of another, though both say version 0.1.0.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def library_versions(device: torch.device) -> dict[str, Any]:
+    """The versions that decide a run's floats on ``device`` (part of every key)."""
+    out: dict[str, Any] = {
+        "grok_interp": version.VERSION,
+        "source": source_digest(),
+        "format": store.FORMAT_VERSION,
+        "torch": torch.__version__,
+        "transformer_lens": tl_backend.TL_VERSION,
+    }
+    if device.type == "cuda":
+        out["cuda"] = torch.version.cuda
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _record_list(record: Any) -> list[Any] | None:
+    if record is None:
+        return None
+    return [record] if isinstance(record, str) else list(record)
+
+
+def _backend(config: RunConfig) -> str:
+    return "mlp" if config.model.arch == "mlp" else tl_backend.resolve_backend(config.model.backend)
+
+
+def key_payload(config: RunConfig, record: Any = None) -> dict[str, Any]:
+    """Everything the key of a run is made of (see the module docstring), as plain JSON.
+
+    Raises:
+        GrokInterpError: ``record`` holds something other than measure names (a callable
+            has no stable name, so such a run cannot be cached).
+    """
+    device = resolve_device(config.train.device)
+    payload = {
+        "schema": KEY_SCHEMA,
+        "kind": "transformer",
+        "config": config.to_dict(),
+        "backend": _backend(config),
+        "device": device.type,
+        "record": _record_list(record),
+        "versions": library_versions(device),
+    }
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise bad_value("record", record, f"must be measure names to be part of a run-cache key ({exc})") from None
+    return payload
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_key(config: RunConfig, record: Any = None) -> str:
+    """The cache key of a run: SHA-256 of :func:`key_payload` as canonical JSON (64 hex digits).
+
+    Example:
+        >>> a = run_key(RunConfig.from_kwargs(p=23, steps=100, device="cpu"))
+        >>> a == run_key(RunConfig.from_kwargs(p=23, steps=100, device="cpu"))
+        True
+        >>> a == run_key(RunConfig.from_kwargs(p=23, steps=100, device="cpu", seed=1))
+        False
+    """
+    return _digest(key_payload(config, record))
+
+
+def _entry_file(cache: Path, key: str) -> Path:
+    return cache / f"{key}.json"
+
+
+def _history_sha(path: Path) -> str:
+    return hashlib.sha256((path / store.HISTORY).read_bytes()).hexdigest()
+
+
+def _why_unusable(path: Path, entry: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    """Why the run directory ``path`` cannot stand for ``payload``'s run (None: it can)."""
+    if not path.is_dir() or not store.is_run_dir(path):
+        return f"{path} is no longer a run directory"
+    rs = store.RunStore(path)
+    try:
+        status = rs.read_status()
+        meta = rs.read_meta()
+        history_sha = _history_sha(path)
+    except (RunDirectoryError, OSError) as exc:
+        return f"{path} cannot be read ({exc})"
+    if not status.get("finished") or status.get("step") != entry.get("step"):
+        return f"{path} is not the finished run recorded (status {status})"
+    if meta.get("kind", "transformer") != "transformer":
+        return f"{path} is a {meta.get('kind')!r} run"
+    info = meta.get("grok_interp") if isinstance(meta.get("grok_interp"), dict) else {}
+    versions = payload["versions"]
+    if info.get("format") != versions["format"] or info.get("transformer_lens") != versions["transformer_lens"]:
+        return f"{path} was written by another format or TransformerLens ({info})"
+    if meta.get("backend") != payload["backend"]:
+        return f"{path} was trained with backend {meta.get('backend')!r}"
+    changed = [s for s in ("data", "model", "train") if meta.get(s) != payload["config"][s]]
+    if changed:
+        return f"{path}/config.json differs in {changed}"
+    if history_sha != entry.get("history_sha256"):
+        return f"{path}/history.csv is not the history recorded"
+    return None
+
+
+def _read_entry(cache: Path, key: str) -> dict[str, Any] | None:
+    file = _entry_file(cache, key)
+    if not file.exists():
+        return None
+    try:
+        entry = store.read_json(file)
+    except (RunDirectoryError, OSError) as exc:
+        log.info("run cache: ignoring unreadable entry %s (%s)", file, exc)
+        return {}
+    return entry
+
+
+def _forget(cache: Path, key: str, why: str) -> None:
+    log.info("run cache: dropping entry %s: %s", key[:12], why)
+    try:
+        _entry_file(cache, key).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def lookup(cache: str | os.PathLike, config: RunConfig, record: Any = None) -> Path | None:
+    """The finished run directory recorded for this run, checked; None when there is none.
+
+    A stale entry (its run gone, unfinished, edited or retrained) is removed.
+    """
+    cache = Path(cache)
+    payload = key_payload(config, record)
+    key = _digest(payload)
+    entry = _read_entry(cache, key)
+    if entry is None:
+        return None
+    if entry.get("key") != key or entry.get("payload") != payload or not isinstance(entry.get("path"), str):
+        _forget(cache, key, "the entry does not describe this run")
+        return None
+    path = Path(entry["path"])
+    why = _why_unusable(path, entry, payload)
+    if why is not None:
+        _forget(cache, key, why)
+        return None
+    return path
+
+
+def record_run(cache: str | os.PathLike, config: RunConfig, path: str | os.PathLike, record: Any = None) -> str:
+    """Enter the finished run in ``path`` (trained from scratch by this library) under its key.
+
+    Written atomically (``store.write_json``); a later record of the same key replaces it.
+
+    Returns:
+        The key.
+
+    Raises:
+        GrokInterpError: the run in ``path`` is unfinished or holds another configuration.
+    """
+    cache, path = Path(cache), Path(path).resolve()
+    payload = key_payload(config, record)
+    key = _digest(payload)
+    rs = store.RunStore(path)
+    status = rs.read_status()
+    entry = {"key": key, "path": str(path), "step": status.get("step"), "history_sha256": _history_sha(path),
+             "payload": payload}
+    why = _why_unusable(path, entry, payload)
+    if why is not None:
+        raise bad_value("path", str(path), f"cannot enter the run cache: {why}")
+    store.write_json(_entry_file(cache, key), entry)
+    log.info("run cache: recorded %s as %s", path, key[:12])
+    return key
+
+
+def copy_cached(cache: str | os.PathLike, config: RunConfig, dest: str | os.PathLike, record: Any = None) -> Path | None:
+    """Copy the cached run of this configuration to ``dest``; return its source, or None
+    (no entry, a stale one, or a source being written right now: then train it).
+
+    The copy is a unit (:func:`grok_interp.store.copy_run_dir`) and is checked again once
+    in place; a copy that does not match is removed.
+    """
+    src = lookup(cache, config, record)
+    if src is None:
+        return None
+    payload = key_payload(config, record)
+    entry = _read_entry(Path(cache), _digest(payload)) or {}
+    try:
+        store.copy_run_dir(src, dest)
+    except RunDirectoryError as exc:  # e.g. a writer holds the source: train instead
+        log.info("run cache: cannot copy %s (%s); training instead", src, exc)
+        return None
+    why = _why_unusable(Path(dest), entry, payload)
+    if why is not None:  # the source changed between the check and the copy
+        log.info("run cache: the copy in %s is unusable (%s); training instead", dest, why)
+        shutil.rmtree(dest, ignore_errors=True)
+        return None
+    return src
+
+
+def clear(cache: bool | str | os.PathLike | None = None) -> int:
+    """Remove every entry of the index (the runs themselves stay); return how many."""
+    folder = cache_dir(cache)
+    if folder is None or not folder.is_dir():
+        return 0
+    entries = [p for p in folder.iterdir() if p.suffix == ".json" and len(p.stem) == 64]
+    for p in entries:
+        p.unlink(missing_ok=True)
+    return len(entries)
