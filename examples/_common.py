@@ -62,6 +62,10 @@ REFERENCE_TRANSFORMER = dict(attn_bias=False, unembed_bias=False)
 REFERENCE = {**REFERENCE_DATA, **REFERENCE_TRANSFORMER, **REFERENCE_BUDGET}
 # The reference MLP baseline (MLP/*.py): [E[a], E[b], E[=]] -> 512 -> 512 -> p, nn.Linear's init.
 REFERENCE_MLP = dict(arch="mlp", mlp_input="operands_and_eq", init="linear_default")
+# The MED variants the reference scripts compute (rec.py's scaled sum, str.py's sum,
+# base.py's average): every reference study whose runs can coincide records all three,
+# so a run two studies share has one training key and trains once (the run cache).
+REFERENCE_RECORD = ["med_drop_last_avg", "med_drop_last_sum", "med_drop_last_scaled_sum"]
 # Histories in results/: one row every this many steps (plus the last row).
 HISTORY_EVERY = 100
 # Per-run columns every seed summary aggregates: median, min and max over seeds.

@@ -59,11 +59,11 @@ SCALES = {
     "reference": {
         "paper": dict(
             base={**c.REFERENCE, **dict(p=97, op="add", split="random", frac=0.3, data_seed=0, eval_every=20,
-                                        checkpoint_every=2000, record=["med_drop_last_scaled_sum"])},
+                                        checkpoint_every=2000, record=c.REFERENCE_RECORD)},
             inits=["random", "toeplitz"],
         ),
         "quick": dict(base={**c.REFERENCE, **QUICK, "data_seed": 0, "stop_on_plateau": 150,
-                            "record": ["med_drop_last_scaled_sum"]},
+                            "record": c.REFERENCE_RECORD},
                       inits=["random", "toeplitz"]),
     },
 }

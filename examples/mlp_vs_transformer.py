@@ -41,7 +41,7 @@ STUDY = "mlp_vs_transformer"
 KEYS = ["op", "arch", "frac"]
 QUICK = dict(p=23, split="random", steps=400, lr=1e-2, d_model=64, n_heads=4, d_mlp=128, eval_every=10,
              checkpoint_every=200, stop_after_grok=50)
-REF_DATA = dict(split="random", frac=0.3, data_seed=0, record=["med_drop_last_avg"])
+REF_DATA = dict(split="random", frac=0.3, data_seed=0, record=c.REFERENCE_RECORD)
 REF_PAPER = dict(p=97, eval_every=20, checkpoint_every=2000)
 
 SCALES = {

@@ -46,7 +46,7 @@ from grok_interp.theory import alpha_bound, ceiling_curve, covered_per_point  # 
 
 STUDY = "square_strip"
 KEYS = ["split", "k", "t", "offset"]  # a configuration, without its seed
-REF_MEASURES = ["med_drop_last_scaled_sum", "med_drop_last_sum"]
+REF_MEASURES = c.REFERENCE_RECORD
 QUICK_MODEL = dict(d_model=64, n_heads=4, d_mlp=128, lr=1e-2, steps=400, eval_every=10, checkpoint_every=200)
 
 SCALES = {

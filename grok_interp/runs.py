@@ -336,7 +336,7 @@ def train_hooked(
     forward, forward_name = select_forward(config.model, config.train.forward)
     s = prepare_run(
         config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
-        record=record, forward=forward,
+        record=record, forward=forward, fused_optimizer=True,
     )
     try:
         n_threads = resolve_threads(threads) if s.device.type == "cpu" else None
@@ -378,6 +378,7 @@ class PreparedRun:
     start: int
     history: list[dict[str, Any]]
     memory: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    writer: "CheckpointWriter | None" = None
 
     def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
         """The run as the training loop drives it; checkpoints go to the run directory
@@ -385,8 +386,14 @@ class PreparedRun:
         (Grokfast, perpendicular gradient: :func:`gradient_transforms_for`) apply
         first, then ``gradient_transforms``."""
 
+        if self.store is not None and self.writer is None:
+            self.writer = CheckpointWriter(self.store)
+
         def on_checkpoint(state: RunState) -> None:
-            save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history)
+            if self.writer is None:
+                save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history)
+            else:
+                self.writer.save(state.step, state.model, state.optimizer, state.history)
 
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
@@ -396,7 +403,10 @@ class PreparedRun:
         )
 
     def result(self, state: RunState) -> GrokRun:
-        """The trained run; a run directory is marked finished."""
+        """The trained run; a run directory is marked finished (after every checkpoint
+        write has landed)."""
+        if self.writer is not None:
+            self.writer.wait()
         if self.store is not None:
             self.store.write_status(state.history[-1]["step"], finished=True)
         return GrokRun(
@@ -405,9 +415,14 @@ class PreparedRun:
         )
 
     def close(self) -> None:
-        """Release the run directory's lock (nothing to do for an in-memory run)."""
-        if self.store is not None:
-            self.store.close()
+        """Finish the checkpoint write in flight, then release the run directory's lock
+        (nothing to do for an in-memory run)."""
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if self.store is not None:
+                self.store.close()
 
 
 def prepare_run(
@@ -481,6 +496,58 @@ def save_checkpoint(
         memory[step] = w
         return
     out.write_progress(step, w, optimizer.state_dict(), history)
+
+
+class CheckpointWriter:
+    """Writes a run's checkpoints in a background thread, one at a time, in order.
+
+    A checkpoint's files (weights, resume state, history, status: about ten atomic
+    writes, each flushed with ``fsync``) took the README main job about 2 ms per step
+    when written inline; the loop now hands over copies of the tensors and history and
+    goes on training while they are written. Crash safety is unchanged: each write is
+    still atomic and a resume state complete or absent; an interruption loses at most
+    the checkpoint in flight, and resuming takes the newest consistent state. A write's
+    error is raised in the training thread at the next checkpoint or at the end.
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store = store
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="grok-interp-checkpoint")
+        self._pending: Any = None
+
+    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+             history: list[dict[str, Any]]) -> None:
+        """Copy what the checkpoint of ``step`` holds, then write it in the background."""
+        self.wait()  # one write at a time: in order, and its error surfaces here
+        w = {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
+        opt_state = _copy_tensors(optimizer.state_dict())
+        rows = [dict(r) for r in history]
+        self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows)
+
+    def wait(self) -> None:
+        """Block until the write in flight has landed (re-raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _copy_tensors(obj: Any) -> Any:
+    """``obj`` with every tensor cloned (an optimiser state dict keeps the live ones)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copy_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy_tensors(v) for v in obj)
+    return obj
 
 
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_delta", "device"}

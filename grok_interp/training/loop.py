@@ -469,7 +469,7 @@ class FullBatchStep:
                 outs.append(self._split_forward(s))
         return outs
 
-    def _split_forward(self, s: RunState) -> tuple[Tensor, Tensor, list]:
+    def _split_forward(self, s: RunState) -> tuple[list[Tensor], Tensor, list]:
         ctx = s.context
         params = [p for group in s.optimizer.param_groups for p in group["params"]]
         n = len(ctx.train_labels)
@@ -484,7 +484,7 @@ class FullBatchStep:
         results = list(self._pool.map(part, _slices(n, self.parts)))
         grads = [_sum_in_order([r[2][j] for r in results]) for j in range(len(params))]
         loss = _sum_in_order([r[1] for r in results])
-        return torch.cat([r[0] for r in results]), loss, grads
+        return [r[0] for r in results], loss, grads  # the logits stay in parts (read only for a row)
 
     @torch.no_grad()
     def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
@@ -492,20 +492,32 @@ class FullBatchStep:
         for i in due:
             ctx = states[i].context
             logits, loss = out[i][0], out[i][1]
-            rows.append(eval_row(logits, loss, self._test_logits(states[i]), ctx))
+            if self._pool is None:
+                rows.append(eval_row(logits, loss, ctx.forward(states[i].model, ctx.test_tokens), ctx))
+                continue
+            test_loss, test_acc = self._split_test(states[i])
+            n = len(ctx.train_labels)
+            correct = sum(int((lg.argmax(-1) == ctx.train_labels[sl]).sum())
+                          for lg, sl in zip(logits, _slices(n, self.parts)))
+            rows.append({"train_loss": loss.item(), "test_loss": test_loss, "train_acc": correct / n,
+                         "test_acc": test_acc})
         return rows
 
-    def _test_logits(self, s: RunState) -> Tensor:
+    def _split_test(self, s: RunState) -> tuple[float, float]:
+        """Test loss and accuracy: each part's forward, loss and argmax in its thread."""
         ctx = s.context
-        if self._pool is None:
-            return ctx.forward(s.model, ctx.test_tokens)
+        n = len(ctx.test_labels)
 
         @torch.no_grad()
-        def part(sl: slice) -> Tensor:
+        def part(sl: slice) -> tuple[Tensor, Tensor]:
             torch.set_num_threads(1)
-            return ctx.forward(s.model, ctx.test_tokens[sl])
+            logits = ctx.forward(s.model, ctx.test_tokens[sl])
+            labels = ctx.test_labels[sl]
+            loss = loss_fn(logits, labels, ctx.loss) * ((sl.stop - sl.start) / n)
+            return loss, (logits.argmax(-1) == labels).sum()
 
-        return torch.cat(list(self._pool.map(part, _slices(len(ctx.test_tokens), self.parts))))
+        results = list(self._pool.map(part, _slices(n, self.parts)))
+        return _sum_in_order([r[0] for r in results]).item(), sum(int(r[1]) for r in results) / n
 
     def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
         for i in going:
@@ -538,11 +550,13 @@ def _slices(n: int, parts: int) -> list[slice]:
 
 
 def _sum_in_order(xs: Sequence[Tensor | None]) -> Tensor | None:
-    """The sum of the parts' tensors, always in the same order (None: no gradient)."""
+    """The sum of the parts' tensors, always in the same order (None: no gradient), in
+    contiguous memory like the parameters (``autograd.grad`` may return strided views,
+    which the fused AdamW kernel on CPU misreads)."""
     present = [x for x in xs if x is not None]
     if not present:
         return None
-    total = present[0].clone()
+    total = present[0].clone(memory_format=torch.contiguous_format)
     for x in present[1:]:
         total += x
     return total
