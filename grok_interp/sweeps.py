@@ -24,6 +24,13 @@ continues from its last resume state, and one whose step budget was raised train
 A configuration that fails (bad value, crash) becomes a ``failed`` row with its error;
 the rest of the sweep goes on.
 
+ResNet runs (``kind="resnet"``): the configurations are :class:`grok_interp.vision.ResNetConfig`
+fields, each run goes through :func:`grok_interp.vision.train_resnet` (``resume=True``
+likewise: a finished run is skipped, an interrupted one continues, a raised ``epochs``
+trains on), runs are never batched, and a row has the events, ``final_step``,
+``final_test_acc``, ``n_train``/``n_test`` and the last row's pooled-feature
+uniformity (``final_feature_med_ratio``, ``final_feature_cv``) instead of ceilings.
+
 Executors:
 
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
@@ -59,11 +66,15 @@ from . import store
 from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
 
-__all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS"]
+__all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS", "KINDS"]
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
+#: Run kinds a sweep trains: transformer runs (train_hooked) or ResNet runs (train_resnet).
+KINDS = ("transformer", "resnet")
+# ResNet options that may change on a finished run without making it another run.
+_RESNET_FREE = ("device", "eval_batch_size")
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9._=+-]")
 
@@ -101,7 +112,7 @@ def _run_config(options: Mapping[str, Any]) -> RunConfig:
     return RunConfig.from_kwargs(**{k: v for k, v in options.items() if k not in _RUN_ONLY})
 
 
-def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
+def _is_finished(options: Mapping[str, Any], path: Path, kind: str = "transformer") -> bool:
     """True when ``path`` holds a finished run of exactly this configuration."""
     if not (path.is_dir() and store.is_run_dir(path) and (path / store.STATUS).exists()):
         return False
@@ -109,37 +120,49 @@ def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
         rs = store.RunStore(path)
         status = rs.read_status()
         saved = rs.read_meta()
+        if kind == "resnet":
+            from .vision import ResNetConfig
+
+            wanted = ResNetConfig(**options).to_dict()
+            got = saved.get("config", {})
+            return bool(status.get("finished")) and all(got.get(k) == v for k, v in wanted.items()
+                                                        if k not in _RESNET_FREE)
         wanted = _run_config(options).to_dict()
     except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
         return False
     return bool(status.get("finished")) and all(saved.get(s) == wanted[s] for s in ("data", "model", "train"))
 
 
-def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
+def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = "transformer") -> dict[str, Any]:
     """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
-    from .runs import train_hooked
+    if kind == "resnet":
+        from .vision import train_resnet as train
+    else:
+        from .runs import train_hooked as train
 
     torch.set_num_threads(max(1, threads))
     path = Path(run_dir)
     start = time.perf_counter()
     try:
-        if _is_finished(options, path):
+        if _is_finished(options, path, kind):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and store.is_run_dir(path)
-        train_hooked(out=path, resume=exists, progress=False, **options)
+        train(out=path, resume=exists, progress=False, **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start,
                 "batch_size": 1}
 
 
-def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> dict[str, dict[str, Any]]:
+def _train_unit(
+    unit: list[tuple[str, dict[str, Any], str]], threads: int, kind: str = "transformer"
+) -> dict[str, dict[str, Any]]:
     """Train one unit of work: a single run, or a batch of compatible runs trained as
     one computation by :func:`grok_interp.many_runs.train_many`. If the batch fails, its
     runs are trained one by one, so a bad configuration only fails its own row."""
     if len(unit) == 1:
         name, opts, run_dir = unit[0]
-        return {name: _train_one(opts, run_dir, threads)}
+        return {name: _train_one(opts, run_dir, threads, kind)}
     from .many_runs import train_many
 
     torch.set_num_threads(max(1, threads))
@@ -194,12 +217,15 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     Returns:
         A dict with ``memorised_at``, ``grokked_at``, ``u_acc``, ``l_acc``,
         ``final_step``, ``final_test_acc``, ``n_train``, ``n_test``, ``ceiling`` and
-        ``ceiling_r{r}``.
+        ``ceiling_r{r}`` (a ResNet run: no ceilings, and the final pooled-feature
+        uniformity ``final_feature_med_ratio`` and ``final_feature_cv``).
     """
     from .measures import events
     from .runs import read_config, read_task_split
 
     path = Path(run_dir)
+    if store.run_kind(path) == "resnet":
+        return _summarise_resnet(path)
     config = read_config(path)
     _, split = read_task_split(path, config)
     rs = store.RunStore(path)
@@ -214,6 +240,25 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     row["final_step"] = int(history["step"].iloc[-1])
     row["final_test_acc"] = float(history["test_acc"].iloc[-1])
     row.update(_ceilings(split, radii))
+    return row
+
+
+def _summarise_resnet(path: Path) -> dict[str, Any]:
+    from .measures import events
+    from .vision import load_resnet_run
+
+    run = load_resnet_run(path)  # the history of the finished run or its newest resume state
+    history = run.history
+    live = store.read_history(store.RunStore(path).file(store.HISTORY))
+    if len(live) > len(history):  # a run still training has evaluated further
+        history = live
+    row: dict[str, Any] = {
+        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
+    }
+    last = history.iloc[-1]
+    row.update(final_step=int(last["step"]), final_test_acc=float(last["test_acc"]),
+               n_train=run.split.n_train, n_test=run.split.n_test,
+               final_feature_med_ratio=float(last["feature_med_ratio"]), final_feature_cv=float(last["feature_cv"]))
     return row
 
 
@@ -254,6 +299,7 @@ def sweep(
     radii: Sequence[int] = (),
     batched: bool = True,
     progress: bool = True,
+    kind: str = "transformer",
 ) -> pd.DataFrame:
     """Train every configuration (skipping finished ones) and return one results table.
 
@@ -275,11 +321,15 @@ def sweep(
             (:func:`grok_interp.many_runs.train_many`), split into about one batch per
             worker; each run still gets its own directory and row.
         progress: Show a progress bar over finished runs.
+        kind: ``transformer`` (:func:`grok_interp.train_hooked`) or ``resnet``
+            (:func:`grok_interp.vision.train_resnet`; never batched, no ceilings).
 
     Returns:
         The table described in the module docstring, in the order of ``configs``.
     """
     check_choice("executor", executor, EXECUTORS)
+    check_choice("kind", kind, KINDS)
+    batched = batched and kind == "transformer"
     if max_workers is not None:
         check_int("max_workers", max_workers, low=1)
     radii = [check_int("radius", int(r), low=0) for r in radii]
@@ -299,7 +349,7 @@ def sweep(
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for job in jobs:
-        if _is_finished(job[1], Path(job[2])):
+        if _is_finished(job[1], Path(job[2]), kind):
             results[job[0]] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         else:
             todo.append(job)
@@ -308,10 +358,10 @@ def sweep(
         workers = min(max_workers or cores, len(todo))
         units = _units(todo, workers, batched)
         workers = min(workers, len(units))
-        results.update(_run_local(units, workers, max(1, cores // workers), progress))
+        results.update(_run_local(units, workers, max(1, cores // workers), progress, kind))
     elif todo:
         units = _units(todo, max_workers or cores, batched)
-        results.update(_run_ray(units, address, max_workers, progress))
+        results.update(_run_ray(units, address, max_workers, progress, kind))
 
     rows = []
     keys = list(dict.fromkeys(k for c in overrides for k in c))
@@ -324,7 +374,8 @@ def sweep(
         except Exception as exc:  # noqa: BLE001 - a run without a readable directory
             if res["status"] != "failed":
                 row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
-            row.update(_predicted_only(options, radii))
+            if kind == "transformer":
+                row.update(_predicted_only(options, radii))
         row["wall_s"] = res["wall_s"]
         row["batch_size"] = res["batch_size"]
         row["path"] = str(run_dir)
@@ -345,7 +396,8 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 
 
 def _run_local(
-    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool,
+    kind: str = "transformer",
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run")
@@ -353,7 +405,7 @@ def _run_local(
         before = torch.get_num_threads()
         try:
             for unit in units:
-                results.update(_train_unit(unit, before))
+                results.update(_train_unit(unit, before, kind))
                 bar.update(len(unit))
         finally:
             torch.set_num_threads(before)
@@ -362,7 +414,7 @@ def _run_local(
     # spawn: a fresh interpreter per worker (forking a process that already runs torch
     # threads can deadlock).
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_train_unit, unit, threads): unit for unit in units}
+        futures = {pool.submit(_train_unit, unit, threads, kind): unit for unit in units}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -378,7 +430,8 @@ def _run_local(
 
 
 def _run_ray(
-    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool
+    units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool,
+    kind: str = "transformer",
 ) -> dict[str, dict[str, Any]]:
     try:
         import ray
@@ -394,7 +447,7 @@ def _run_ray(
     results: dict[str, dict[str, Any]] = {}
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_train_unit)
-        refs = {task.remote(unit, 1): unit for unit in units}
+        refs = {task.remote(unit, 1, kind): unit for unit in units}
         bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run")
         pending = list(refs)
         while pending:
