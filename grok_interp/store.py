@@ -119,6 +119,7 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
     3: {  # the ResNet recipe search (issue 16): the library's drawing, torchvision's init
         "config.style": "library",
         "config.init_scale": 1.0,
+        "config.autocast": False,
     },
 }
 

@@ -33,6 +33,7 @@ not match, is never used: the dataset is drawn again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -333,10 +334,16 @@ class ShapesDataset:
     def inputs(self, index: Int[Tensor, " b"]) -> Float[Tensor, "b 3 size size"]:
         """Model inputs for samples ``index``: the grey image in [0, 1] copied into three
         channels and normalised with the ImageNet mean and standard deviation."""
+        index = torch.as_tensor(index).to(self.images.device)
         x = self.images[index].to(torch.float32).div_(255.0).unsqueeze(1).expand(-1, 3, -1, -1)
-        mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(_STD, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
+
+    def to(self, device: str | torch.device) -> "ShapesDataset":
+        """The same dataset with its images on ``device`` (then :meth:`inputs` builds the
+        batches there: on a GPU no image crosses the bus after this one copy)."""
+        return dataclasses.replace(self, images=self.images.to(device))
 
     def subset(self, n: int, seed: int = 0) -> "ShapesDataset":
         """``n`` samples drawn without replacement with ``seed`` (kept in dataset order)."""

@@ -92,6 +92,9 @@ class ResNetConfig:
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
         style: Drawing style of the images: ``library`` or ``reference`` (the
             reference code's images; see :mod:`grok_interp.vision.shapes`).
+        autocast: Run forward passes under ``torch.autocast`` in bfloat16 on the run's
+            device (mixed precision: weights, gradients and optimiser state stay float32;
+            on a GPU the convolutions use tensor cores). Off: float32 throughout.
         init_scale: Multiplies every parameter of the freshly initialised network
             (Omnigrok's alpha: Liu, Michaud and Tegmark 2022 make MNIST grok with a large
             initial weight norm and weight decay). 1: torchvision's initialisation.
@@ -115,6 +118,7 @@ class ResNetConfig:
     device: str = "auto"
     style: str = "library"
     init_scale: float = 1.0
+    autocast: bool = False
 
     #: Field name -> allowed values (checked below, offered by the command line).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
@@ -197,12 +201,17 @@ def feature_uniformity(
     }
 
 
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def evaluate(
-    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500
+    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500, autocast: bool = False
 ) -> dict[str, float]:
     """Loss and accuracy on the train and test images (evaluation mode) and the
-    pooled-feature uniformity of :func:`feature_uniformity` over all images."""
+    pooled-feature uniformity of :func:`feature_uniformity` over all images
+    (``autocast``: forward passes in bfloat16 mixed precision, measures in float64)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -210,7 +219,9 @@ def evaluate(
     losses, correct, pooled = [], [], []
     for start in range(0, len(dataset), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(dataset)))
-        logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
+        with _autocast(device, autocast):
+            logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
+        logits, feats = logits.float(), feats.float()
         y = labels[idx].to(device)
         losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         correct.append((logits.argmax(-1) == y).cpu())
@@ -504,6 +515,8 @@ def _train(
     gradient_transforms: Iterable[GradientTransform],
 ) -> ResNetRun:
     path = out_store.path if out_store is not None else None
+    if device.type == "cuda":  # the images cross to the GPU once, not every batch
+        data = data.to(device)
     ctx = {"dataset": data, "split": split, "device": device}
     memory: dict[int, dict[str, Tensor]] = {}
 
@@ -553,7 +566,8 @@ class EpochStep:
         return None
 
     def evaluate(self, states: Sequence[RunState], due: list[int], out: None) -> list[dict[str, Any]]:
-        return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size),
+        return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size,
+                            self.config.autocast),
                  "epoch_loss": self.epoch_loss} for i in due]
 
     def update(self, states: Sequence[RunState], going: list[int], out: None) -> None:
@@ -565,7 +579,9 @@ class EpochStep:
             loader = epoch_loader(self.data, self.split, cfg.batch_size, cfg.seed, epoch)
             for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress):
                 x, y = x.to(self.device), y.to(self.device)
-                loss = F.cross_entropy(state.model(x), y)
+                with _autocast(self.device, cfg.autocast):
+                    logits = state.model(x)
+                loss = F.cross_entropy(logits.float(), y)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 state.optimizer_step()

@@ -168,3 +168,25 @@ def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path
     (out / "config.json").write_text(json.dumps({**old, "grok_interp": raw["grok_interp"]}))
     with pytest.raises(g.RunDirectoryError, match="is missing"):
         g.load_run(out)  # a format-3 file must have the key
+
+
+def test_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, data16):
+    opts = dict(epochs=1, eval_every=1, checkpoint_every=1, dataset=data16, progress=False, **TINY)
+    mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    plain = train_resnet(**opts)
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+    h = mixed.history
+    assert h[["train_loss", "test_loss", "feature_med_ratio"]].notna().all().all()
+    # bfloat16 forward passes give other numbers than float32 ones from the same start
+    assert torch.equal(mixed.weights_at(0)["conv1.weight"], plain.weights_at(0)["conv1.weight"])
+    assert not torch.equal(mixed.weights_at(1)["conv1.weight"], plain.weights_at(1)["conv1.weight"])
+    assert h["epoch_loss"].iloc[-1] == pytest.approx(plain.history["epoch_loss"].iloc[-1], rel=0.05)
+    assert g.load_run(tmp_path / "amp").config.autocast is True
+
+
+def test_dataset_on_another_device_builds_the_same_inputs(data16):
+    moved = data16.to("meta")  # no GPU here: the meta device shows where the batches are built
+    idx = torch.tensor([0, 5, 14640])
+    x = moved.inputs(idx)
+    assert x.device.type == "meta" and x.shape == data16.inputs(idx).shape
+    assert data16.images.device.type == "cpu" and moved.style == data16.style
