@@ -31,6 +31,7 @@ memorisation and at the end.
     python examples/resnet_map.py --report-only         # tables and figures from results/
     python examples/resnet_map.py --quick               # seconds: a smoke test
     python examples/resnet_map.py --epochs 1000         # train every run on to 1000 epochs
+    python examples/resnet_map.py --snapshot            # results from the runs as they stand
 
 ``--setup reference`` draws the reference code's images instead (``style="reference"``).
 Outputs in ``results/resnet_map/<setup>`` (``--quick``: under ``--out``): ``sweep.csv``
@@ -87,13 +88,15 @@ def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> d
         delay: Epochs after memorisation before a jump counts as late.
 
     Returns:
-        ``phase``, ``memorised_at``, ``plateau``, ``jump_at``, ``best_test_acc``,
-        ``feature_med_ratio_at_mem`` and ``feature_med_ratio_final``.
+        ``phase``, ``memorised_at``, ``plateau``, ``jump_at``, ``best_test_acc`` and its
+        epoch ``best_at``, ``final_train_acc``, ``feature_med_ratio_at_mem`` and
+        ``feature_med_ratio_final``.
     """
     h = history.sort_values("step").reset_index(drop=True)
     ev = events(h)
     out = {"phase": "never fitted", "memorised_at": ev.memorised_at, "plateau": math.nan, "jump_at": None,
-           "best_test_acc": float(h["test_acc"].max()), "feature_med_ratio_at_mem": math.nan,
+           "best_test_acc": float(h["test_acc"].max()), "best_at": int(h.loc[h["test_acc"].idxmax(), "step"]),
+           "final_train_acc": float(h["train_acc"].iloc[-1]), "feature_med_ratio_at_mem": math.nan,
            "feature_med_ratio_final": float(h["feature_med_ratio"].iloc[-1])}
     if ev.memorised_at is None:
         return out
@@ -131,7 +134,7 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
     extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
-    for col in ("memorised_at", "grokked_at", "jump_at", "final_step"):
+    for col in ("memorised_at", "grokked_at", "jump_at", "best_at", "final_step"):
         if col in table:
             table[col] = table[col].astype("Int64")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
@@ -139,24 +142,45 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     return table
 
 
+def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
+    """The sweep table of the run directories as they stand, without training: rows of
+    finished runs have status ``done``, unfinished ones ``partial`` (their history so
+    far), missing ones are left out."""
+    from grok_interp import store
+    from grok_interp.sweeps import run_name, summarise
+
+    rows = []
+    for config in configs:
+        name = run_name(config)
+        path = out / name
+        if not (path.is_dir() and store.is_run_dir(path)):
+            continue
+        finished = bool(store.RunStore(path).read_status().get("finished")) if (path / store.STATUS).exists() else False
+        rows.append({"run": name, **config, "status": "done" if finished else "partial", "error": "",
+                     **summarise(path), "wall_s": float("nan"), "path": str(path)})
+    return pd.DataFrame(rows)
+
+
 def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     """The map: one square per (weight decay, initial scale), coloured by class, with the
     best test accuracy and the memorisation / jump epochs written in it."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
-    fig, ax = plt.subplots(figsize=(1.9 * len(wds) + 2.5, 1.5 * len(scales) + 1.6))
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
     for _, r in table.iterrows():
         x, y = wds.index(r["weight_decay"]), scales.index(r["init_scale"])
         phase = r.get("phase") if isinstance(r.get("phase"), str) else "never fitted"
         ax.add_patch(plt.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color=COLOURS[phase], alpha=0.75))
         mem = "-" if pd.isna(r.get("memorised_at")) else int(r["memorised_at"])
         jump = "" if pd.isna(r.get("jump_at")) else f"\njump {int(r['jump_at'])}"
-        ax.text(x, y, f"best {r['best_test_acc']:.2f}\nplateau {r['plateau']:.2f}\nmem {mem}{jump}",
+        ax.text(x, y, f"best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
+                      f"mem {mem}{jump}\nend {r['final_train_acc']:.2f}/{r['final_test_acc']:.2f} @{int(r['final_step'])}",
                 ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
     ax.set_yticks(range(len(scales)), [f"{s:g}" for s in scales])
     ax.set(xlim=(-0.5, len(wds) - 0.5), ylim=(-0.5, len(scales) - 0.5), xlabel="AdamW weight decay (decoupled)",
-           ylabel="initial weight scale alpha", title=title)
+           ylabel="initial weight scale alpha")
+    ax.set_title(title, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], alpha=0.75) for k in CLASSES]
     ax.legend(handles, CLASSES, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return c.save(fig, path)
@@ -167,8 +191,8 @@ def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
     per cell of the map (rows: initial scale, columns: weight decay)."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
-    fig, axes = plt.subplots(len(scales), len(wds), figsize=(3.2 * len(wds), 2.4 * len(scales)), sharex=True,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(scales), len(wds), figsize=(max(7.5, 3.4 * len(wds)), 2.4 * len(scales)),
+                             sharex=True, sharey=True, squeeze=False)
     for _, r in table.iterrows():
         if r["status"] == "failed":
             continue
@@ -182,7 +206,7 @@ def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9)
     return c.save(fig, path)
 
 
@@ -210,11 +234,11 @@ def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
 
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
-    for col in ("jump_at",):
+    for col in ("jump_at", "best_at"):
         if col in table:
             table[col] = table[col].astype("Int64")
-    cols = ["weight_decay", "init_scale", "seed", "phase", "memorised_at", "plateau", "jump_at", "best_test_acc",
-            "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
+    cols = ["weight_decay", "init_scale", "seed", "status", "phase", "memorised_at", "plateau", "jump_at",
+            "best_test_acc", "best_at", "final_train_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
     c.show(table, title, cols)
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
     summary.to_csv(results / "summary.csv")
@@ -231,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
     ap.add_argument("--weight-decays", type=float, nargs="+", default=None)
     ap.add_argument("--init-scales", type=float, nargs="+", default=None)
+    ap.add_argument("--snapshot", action="store_true",
+                    help="no training: results from the run directories as they stand (a sweep still running, "
+                         "or stopped: unfinished runs get status 'partial')")
     ap.set_defaults(seeds="0", workers=1)  # one seed and one worker: the budget is one niced CPU process
     args = ap.parse_args(argv)
     settings = c.scale(args, SCALES)
@@ -243,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     b = base
     title = (f"ResNet-18 width {b['width']}, {b['image_size']} px {b['style']} images, frac {b['frac']}, "
              f"AdamW lr {b['lr']:g}, {b['epochs']} epochs")
-    if not args.report_only:
+    configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
+                                init_scale=args.init_scales or settings["init_scale"]), args.seeds)
+    if args.snapshot:
+        results.mkdir(parents=True, exist_ok=True)
+        export(snapshot(configs, out), results)
+    elif not args.report_only:
         torch.set_num_threads(1)
-        configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
-                                    init_scale=args.init_scales or settings["init_scale"]), args.seeds)
         table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
                       progress=not args.quiet)
         results.mkdir(parents=True, exist_ok=True)

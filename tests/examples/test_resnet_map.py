@@ -73,3 +73,8 @@ def test_resnet_map_quick(tmp_path, capsys, rmap):
     again = pd.read_csv(res / "sweep.csv")
     assert (again["status"] == "skipped").all()
     assert again["best_test_acc"].tolist() == t["best_test_acc"].tolist()
+    # a snapshot (no training) of the same directories: the same numbers, status done
+    assert rmap.main(["--quick", "--out", str(tmp_path), "--quiet", "--snapshot"]) == 0
+    snap = pd.read_csv(res / "sweep.csv")
+    assert (snap["status"] == "done").all() and snap["best_test_acc"].tolist() == t["best_test_acc"].tolist()
+    assert snap["phase"].tolist() == t["phase"].tolist()
