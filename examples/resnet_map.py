@@ -19,7 +19,10 @@ Each run is put in one class (:func:`classify`):
 * ``generalised, no plateau``: test accuracy rises by ``JUMP`` above its level at
   memorisation within ``DELAY`` epochs of it (it generalises while it fits);
 * ``memorised``: training accuracy reaches 0.99, test accuracy never jumps;
-* ``never fitted``: training accuracy stays below 0.99 for the whole budget.
+* ``not fitted, no gap``: training accuracy stays below 0.99 for the whole budget and
+  the late test accuracy is within ``GAP`` of the late training accuracy (it
+  generalises as far as it fits: nothing memorised);
+* ``not fitted``: training accuracy stays below 0.99, with a gap.
 
 ``plateau`` is the median test accuracy over the evaluations in the ``DELAY`` epochs
 after memorisation. Per run the table also has the events of
@@ -61,9 +64,13 @@ STUDY = "resnet_map"
 JUMP = 0.2
 #: Epochs after memorisation that separate "while fitting" from "late".
 DELAY = 50
-CLASSES = ("grokked", "generalised, no plateau", "memorised", "never fitted")
+#: Evaluations at the end whose median accuracies are reported (``late_*_acc``).
+LATE = 5
+#: A run that never fits has "no gap" when its late train and test accuracy differ by less.
+GAP = 0.1
+CLASSES = ("grokked", "generalised, no plateau", "memorised", "not fitted, no gap", "not fitted")
 COLOURS = {"grokked": "tab:green", "generalised, no plateau": "tab:blue", "memorised": "tab:orange",
-           "never fitted": "tab:grey"}
+           "not fitted, no gap": "tab:purple", "not fitted": "tab:grey"}
 
 _BASE = dict(image_size=16, width=8, frac=0.25, batch_size=200, lr=1e-3, optimizer="adamw", epochs=500,
              eval_every=10, checkpoint_every=100, device="cpu")
@@ -89,16 +96,23 @@ def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> d
 
     Returns:
         ``phase``, ``memorised_at``, ``plateau``, ``jump_at``, ``best_test_acc`` and its
-        epoch ``best_at``, ``final_train_acc``, ``feature_med_ratio_at_mem`` and
+        epoch ``best_at``, ``final_train_acc``, ``late_train_acc`` and ``late_test_acc``
+        (medians over the last :data:`LATE` evaluations), ``feature_med_ratio_at_mem`` and
         ``feature_med_ratio_final``.
     """
     h = history.sort_values("step").reset_index(drop=True)
     ev = events(h)
-    out = {"phase": "never fitted", "memorised_at": ev.memorised_at, "plateau": math.nan, "jump_at": None,
+    out = {"phase": "not fitted", "memorised_at": ev.memorised_at, "plateau": math.nan, "jump_at": None,
            "best_test_acc": float(h["test_acc"].max()), "best_at": int(h.loc[h["test_acc"].idxmax(), "step"]),
-           "final_train_acc": float(h["train_acc"].iloc[-1]), "feature_med_ratio_at_mem": math.nan,
+           "final_train_acc": float(h["train_acc"].iloc[-1]),
+           # eval-mode accuracy swings between evaluations when weight decay is strong (BatchNorm's
+           # running statistics lag the shrinking weights): the median of the last LATE rows is steadier
+           "late_train_acc": float(h["train_acc"].iloc[-LATE:].median()),
+           "late_test_acc": float(h["test_acc"].iloc[-LATE:].median()), "feature_med_ratio_at_mem": math.nan,
            "feature_med_ratio_final": float(h["feature_med_ratio"].iloc[-1])}
     if ev.memorised_at is None:
+        if abs(out["late_train_acc"] - out["late_test_acc"]) < GAP:
+            out["phase"] = "not fitted, no gap"
         return out
     mem = ev.memorised_at
     at_mem = h[h["step"] >= mem].iloc[0]
@@ -163,18 +177,19 @@ def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
 
 def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     """The map: one square per (weight decay, initial scale), coloured by class, with the
-    best test accuracy and the memorisation / jump epochs written in it."""
+    best test accuracy (and its epoch), the plateau, the memorisation / jump epochs and
+    the late train / test accuracy (medians of the last evaluations) written in it."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
     fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
     for _, r in table.iterrows():
         x, y = wds.index(r["weight_decay"]), scales.index(r["init_scale"])
-        phase = r.get("phase") if isinstance(r.get("phase"), str) else "never fitted"
+        phase = r.get("phase") if isinstance(r.get("phase"), str) else "not fitted"
         ax.add_patch(plt.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color=COLOURS[phase], alpha=0.75))
         mem = "-" if pd.isna(r.get("memorised_at")) else int(r["memorised_at"])
         jump = "" if pd.isna(r.get("jump_at")) else f"\njump {int(r['jump_at'])}"
         ax.text(x, y, f"best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
-                      f"mem {mem}{jump}\nend {r['final_train_acc']:.2f}/{r['final_test_acc']:.2f} @{int(r['final_step'])}",
+                      f"mem {mem}{jump}\nlate {r['late_train_acc']:.2f}/{r['late_test_acc']:.2f} @{int(r['final_step'])}",
                 ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
     ax.set_yticks(range(len(scales)), [f"{s:g}" for s in scales])
@@ -238,7 +253,7 @@ def report(results: Path, title: str) -> pd.DataFrame:
         if col in table:
             table[col] = table[col].astype("Int64")
     cols = ["weight_decay", "init_scale", "seed", "status", "phase", "memorised_at", "plateau", "jump_at",
-            "best_test_acc", "best_at", "final_train_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
+            "best_test_acc", "best_at", "late_train_acc", "late_test_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
     c.show(table, title, cols)
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
     summary.to_csv(results / "summary.csv")

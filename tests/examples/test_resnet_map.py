@@ -46,7 +46,9 @@ def test_classes_of_made_up_histories(rmap):
     together = np.r_[np.linspace(0.02, 0.3, 10), np.full(n - 10, 0.9)]  # up right after memorisation
     c = rmap.classify(_history(fit, together))
     assert c["phase"] == "generalised, no plateau" and c["jump_at"] == 100
-    assert rmap.classify(_history(np.full(n, 0.5), late))["phase"] == "never fitted"
+    assert rmap.classify(_history(np.full(n, 0.5), late))["phase"] == "not fitted"  # late test 0.95 > train
+    assert rmap.classify(_history(np.full(n, 0.5), plateau))["phase"] == "not fitted"  # a gap of 0.2
+    assert rmap.classify(_history(np.full(n, 0.5), np.full(n, 0.45)))["phase"] == "not fitted, no gap"
     # the thresholds are parameters: a smaller rise than JUMP is no jump, a later one is
     small = plateau.copy()
     small[30:] = 0.3 + rmap.JUMP / 2
