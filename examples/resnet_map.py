@@ -97,12 +97,17 @@ def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> d
     Returns:
         ``phase``, ``memorised_at``, ``plateau``, ``jump_at``, ``best_test_acc`` and its
         epoch ``best_at``, ``final_train_acc``, ``late_train_acc`` and ``late_test_acc``
-        (medians over the last :data:`LATE` evaluations), ``feature_med_ratio_at_mem`` and
+        (medians over the last :data:`LATE` evaluations), ``gap_closed_at`` (the first
+        evaluation after the widest train-test gap, if at least ``JUMP``, where the gap is
+        below :data:`GAP` and test accuracy has risen by ``JUMP``: a late catch-up of
+        test accuracy whether or not the training set was memorised first),
+        ``feature_med_ratio_at_mem`` and
         ``feature_med_ratio_final``.
     """
     h = history.sort_values("step").reset_index(drop=True)
     ev = events(h)
     out = {"phase": "not fitted", "memorised_at": ev.memorised_at, "plateau": math.nan, "jump_at": None,
+           "gap_closed_at": None,
            "best_test_acc": float(h["test_acc"].max()), "best_at": int(h.loc[h["test_acc"].idxmax(), "step"]),
            "final_train_acc": float(h["train_acc"].iloc[-1]),
            # eval-mode accuracy swings between evaluations when weight decay is strong (BatchNorm's
@@ -110,6 +115,12 @@ def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> d
            "late_train_acc": float(h["train_acc"].iloc[-LATE:].median()),
            "late_test_acc": float(h["test_acc"].iloc[-LATE:].median()), "feature_med_ratio_at_mem": math.nan,
            "feature_med_ratio_final": float(h["feature_med_ratio"].iloc[-1])}
+    gap = (h["train_acc"] - h["test_acc"]).to_numpy()
+    widest = int(gap.argmax())
+    if gap[widest] >= JUMP:  # a train-test gap that later closes with test accuracy up: a late catch-up
+        closed = h[(h.index > widest) & (gap < GAP) & (h["test_acc"] >= h["test_acc"].iloc[widest] + JUMP)]
+        if len(closed):
+            out["gap_closed_at"] = int(closed["step"].iloc[0])
     if ev.memorised_at is None:
         if abs(out["late_train_acc"] - out["late_test_acc"]) < GAP:
             out["phase"] = "not fitted, no gap"
@@ -148,7 +159,7 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
     extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
-    for col in ("memorised_at", "grokked_at", "jump_at", "best_at", "final_step"):
+    for col in ("memorised_at", "grokked_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
         if col in table:
             table[col] = table[col].astype("Int64")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
@@ -188,6 +199,8 @@ def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
         ax.add_patch(plt.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color=COLOURS[phase], alpha=0.75))
         mem = "-" if pd.isna(r.get("memorised_at")) else int(r["memorised_at"])
         jump = "" if pd.isna(r.get("jump_at")) else f"\njump {int(r['jump_at'])}"
+        if not pd.isna(r.get("gap_closed_at")):
+            jump += f"\ngap closed {int(r['gap_closed_at'])}"
         ax.text(x, y, f"best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
                       f"mem {mem}{jump}\nlate {r['late_train_acc']:.2f}/{r['late_test_acc']:.2f} @{int(r['final_step'])}",
                 ha="center", va="center", fontsize=8)
@@ -249,10 +262,11 @@ def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
 
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
-    for col in ("jump_at", "best_at"):
+    for col in ("jump_at", "gap_closed_at", "best_at"):
         if col in table:
             table[col] = table[col].astype("Int64")
     cols = ["weight_decay", "init_scale", "seed", "status", "phase", "memorised_at", "plateau", "jump_at",
+            "gap_closed_at",
             "best_test_acc", "best_at", "late_train_acc", "late_test_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
     c.show(table, title, cols)
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")

@@ -49,6 +49,12 @@ def test_classes_of_made_up_histories(rmap):
     assert rmap.classify(_history(np.full(n, 0.5), late))["phase"] == "not fitted"  # late test 0.95 > train
     assert rmap.classify(_history(np.full(n, 0.5), plateau))["phase"] == "not fitted"  # a gap of 0.2
     assert rmap.classify(_history(np.full(n, 0.5), np.full(n, 0.45)))["phase"] == "not fitted, no gap"
+    # a train-test gap that closes late, without memorisation first (the wd 1 runs)
+    train = np.r_[np.linspace(0.1, 0.7, 20), np.full(n - 20, 0.9)]
+    test = np.r_[np.linspace(0.05, 0.25, 20), np.full(5, 0.3), np.full(n - 25, 0.88)]
+    c = rmap.classify(_history(train, test))
+    assert c["phase"] == "not fitted, no gap" and c["gap_closed_at"] == 250 and c["memorised_at"] is None
+    assert rmap.classify(_history(fit, plateau))["gap_closed_at"] is None
     # the thresholds are parameters: a smaller rise than JUMP is no jump, a later one is
     small = plateau.copy()
     small[30:] = 0.3 + rmap.JUMP / 2
