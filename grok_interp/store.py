@@ -94,7 +94,7 @@ _CHECKPOINT = re.compile(r"step_(\d+)\.safetensors")
 
 #: Version of the run-directory format this library writes (``config.json`` ->
 #: ``grok_interp.format``). Bump it when a config key is added, and record the key below.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 #: Keys added to ``config.json`` in each format version, with the value that files of
 #: older versions meant by leaving them out: ``{version: {"section.key": default}}``
@@ -118,6 +118,11 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
         # the plateau-stop rule of the reference-setup studies: off
         "train.stop_on_plateau": None,
         "train.plateau_delta": 0.01,
+    },
+    3: {  # the ResNet recipe search (issue 16): the library's drawing, torchvision's init
+        "config.style": "library",
+        "config.init_scale": 1.0,
+        "config.autocast": False,
     },
 }
 

@@ -39,6 +39,13 @@ is recorded for later sweeps. ``cache=`` picks the index directory (default:
 ``GROK_INTERP_RUN_CACHE=off``) trains everything as before. Only :func:`sweep` uses the
 cache; :func:`grok_interp.train_hooked` always trains.
 
+ResNet runs (``kind="resnet"``): the configurations are :class:`grok_interp.vision.ResNetConfig`
+fields, each run goes through :func:`grok_interp.vision.train_resnet` (``resume=True``
+likewise: a finished run is skipped, an interrupted one continues, a raised ``epochs``
+trains on), runs are never batched, and a row has the events, ``final_step``,
+``final_test_acc``, ``n_train``/``n_test`` and the last row's pooled-feature
+uniformity (``final_feature_med_ratio``, ``final_feature_cv``) instead of ceilings.
+
 Executors:
 
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
@@ -77,11 +84,15 @@ from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
 from .threads import auto_threads
 
-__all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS"]
+__all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS", "KINDS"]
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
+#: Run kinds a sweep trains: transformer runs (train_hooked) or ResNet runs (train_resnet).
+KINDS = ("transformer", "resnet")
+# ResNet options that may change on a finished run without making it another run.
+_RESNET_FREE = ("device", "eval_batch_size")
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9._=+-]")
 
@@ -155,7 +166,7 @@ def _record_in_cache(cache: Path, options: Mapping[str, Any], path: Path) -> Non
         log.warning("run cache: could not record %s (%s: %s)", path, type(exc).__name__, exc)
 
 
-def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
+def _is_finished(options: Mapping[str, Any], path: Path, kind: str = "transformer") -> bool:
     """True when ``path`` holds a finished run of exactly this configuration."""
     if not (path.is_dir() and store.is_run_dir(path) and (path / store.STATUS).exists()):
         return False
@@ -163,37 +174,50 @@ def _is_finished(options: Mapping[str, Any], path: Path) -> bool:
         rs = store.RunStore(path)
         status = rs.read_status()
         saved = rs.read_meta()
+        if kind == "resnet":
+            from .vision import ResNetConfig
+
+            wanted = ResNetConfig(**options).to_dict()
+            got = saved.get("config", {})
+            return bool(status.get("finished")) and all(got.get(k) == v for k, v in wanted.items()
+                                                        if k not in _RESNET_FREE)
         wanted = _run_config(options).to_dict()
     except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
         return False
     return bool(status.get("finished")) and all(saved.get(s) == wanted[s] for s in ("data", "model", "train"))
 
 
-def _train_one(options: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
+def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = "transformer") -> dict[str, Any]:
     """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
-    from .runs import train_hooked
+    if kind == "resnet":
+        from .vision import train_resnet as train
+    else:
+        from .runs import train_hooked as train
 
     torch.set_num_threads(max(1, threads))
     path = Path(run_dir)
     start = time.perf_counter()
     try:
-        if _is_finished(options, path):
+        if _is_finished(options, path, kind):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and store.is_run_dir(path)
-        train_hooked(out=path, resume=exists, progress=False, threads=max(1, threads), **options)
+        extra = {"threads": max(1, threads)} if kind == "transformer" else {}
+        train(out=path, resume=exists, progress=False, **extra, **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "wall_s": time.perf_counter() - start,
                 "batch_size": 1}
 
 
-def _train_unit(unit: list[tuple[str, dict[str, Any], str]], threads: int) -> dict[str, dict[str, Any]]:
+def _train_unit(
+    unit: list[tuple[str, dict[str, Any], str]], threads: int, kind: str = "transformer"
+) -> dict[str, dict[str, Any]]:
     """Train one unit of work: a single run, or a batch of compatible runs trained as
     one computation by :func:`grok_interp.many_runs.train_many`. If the batch fails, its
     runs are trained one by one, so a bad configuration only fails its own row."""
     if len(unit) == 1:
         name, opts, run_dir = unit[0]
-        return {name: _train_one(opts, run_dir, threads)}
+        return {name: _train_one(opts, run_dir, threads, kind)}
     from .many_runs import train_many
 
     torch.set_num_threads(max(1, threads))
@@ -248,12 +272,15 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     Returns:
         A dict with ``memorised_at``, ``grokked_at``, ``u_acc``, ``l_acc``,
         ``final_step``, ``final_test_acc``, ``n_train``, ``n_test``, ``ceiling`` and
-        ``ceiling_r{r}``.
+        ``ceiling_r{r}`` (a ResNet run: no ceilings, and the final pooled-feature
+        uniformity ``final_feature_med_ratio`` and ``final_feature_cv``).
     """
     from .measures import events
     from .runs import read_config, read_task_split
 
     path = Path(run_dir)
+    if store.run_kind(path) == "resnet":
+        return _summarise_resnet(path)
     config = read_config(path)
     _, split = read_task_split(path, config)
     rs = store.RunStore(path)
@@ -268,6 +295,25 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     row["final_step"] = int(history["step"].iloc[-1])
     row["final_test_acc"] = float(history["test_acc"].iloc[-1])
     row.update(_ceilings(split, radii))
+    return row
+
+
+def _summarise_resnet(path: Path) -> dict[str, Any]:
+    from .measures import events
+    from .vision import load_resnet_run
+
+    run = load_resnet_run(path)  # the history of the finished run or its newest resume state
+    history = run.history
+    live = store.read_history(store.RunStore(path).file(store.HISTORY))
+    if len(live) > len(history):  # a run still training has evaluated further
+        history = live
+    row: dict[str, Any] = {
+        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
+    }
+    last = history.iloc[-1]
+    row.update(final_step=int(last["step"]), final_test_acc=float(last["test_acc"]),
+               n_train=run.split.n_train, n_test=run.split.n_test,
+               final_feature_med_ratio=float(last["feature_med_ratio"]), final_feature_cv=float(last["feature_cv"]))
     return row
 
 
@@ -309,6 +355,7 @@ def sweep(
     batched: bool = True,
     progress: bool = True,
     cache: bool | str | os.PathLike | None = None,
+    kind: str = "transformer",
 ) -> pd.DataFrame:
     """Train every configuration (skipping finished ones) and return one results table.
 
@@ -333,15 +380,19 @@ def sweep(
         cache: The run cache's index directory (see the module docstring and
             :mod:`grok_interp.run_cache`); ``None``/``True``: ``$GROK_INTERP_RUN_CACHE``,
             else ``~/.cache/grok_interp/runs``; ``False``: no cache (every run trains).
+        kind: ``transformer`` (:func:`grok_interp.train_hooked`) or ``resnet``
+            (:func:`grok_interp.vision.train_resnet`; never batched, no ceilings).
 
     Returns:
         The table described in the module docstring, in the order of ``configs``.
     """
     check_choice("executor", executor, EXECUTORS)
+    check_choice("kind", kind, KINDS)
+    batched = batched and kind == "transformer"
     if max_workers is not None:
         check_int("max_workers", max_workers, low=1)
     radii = [check_int("radius", int(r), low=0) for r in radii]
-    cache_path = run_cache.cache_dir(cache)
+    cache_path = run_cache.cache_dir(cache) if kind == "transformer" else None  # ResNet runs: never cached
     base = dict(base or {})
     overrides = [dict(c) for c in configs]
     if not overrides:
@@ -361,7 +412,7 @@ def sweep(
     todo = []
     for name, options, run_dir in jobs:
         path = Path(run_dir)
-        if _is_finished(options, path):
+        if _is_finished(options, path, kind):
             results[name] = {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
             continue
         start = time.perf_counter()
@@ -390,10 +441,10 @@ def sweep(
         workers = min(max_workers or cores, len(todo))
         units = _units(todo, workers, batched)
         workers = min(workers, len(units))
-        results.update(_run_local(units, workers, max(1, cores // workers), progress, note, on_done))
+        results.update(_run_local(units, workers, max(1, cores // workers), progress, note, on_done, kind))
     elif todo:
         units = _units(todo, max_workers or cores, batched)
-        results.update(_run_ray(units, address, max_workers, progress, note, on_done))
+        results.update(_run_ray(units, address, max_workers, progress, note, on_done, kind))
 
     rows = []
     keys = list(dict.fromkeys(k for c in overrides for k in c))
@@ -406,7 +457,8 @@ def sweep(
         except Exception as exc:  # noqa: BLE001 - a run without a readable directory
             if res["status"] != "failed":
                 row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"
-            row.update(_predicted_only(options, radii))
+            if kind == "transformer":
+                row.update(_predicted_only(options, radii))
         row["wall_s"] = res["wall_s"]
         row["batch_size"] = res["batch_size"]
         row["cached_from"] = cached_from.get(name, "")
@@ -429,7 +481,7 @@ def _failed(exc: BaseException) -> dict[str, Any]:
 
 def _run_local(
     units: list[list[tuple[str, dict[str, Any], str]]], workers: int, threads: int, progress: bool, note: str = "",
-    on_done: Callable[[dict[str, dict[str, Any]]], None] = lambda results: None,
+    on_done: Callable[[dict[str, dict[str, Any]]], None] = lambda results: None, kind: str = "transformer",
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep", unit="run", postfix=note or None)
@@ -437,7 +489,7 @@ def _run_local(
         before = torch.get_num_threads()
         try:
             for unit in units:
-                done_unit = _train_unit(unit, before)
+                done_unit = _train_unit(unit, before, kind)
                 results.update(done_unit)
                 on_done(done_unit)
                 bar.update(len(unit))
@@ -448,7 +500,7 @@ def _run_local(
     # spawn: a fresh interpreter per worker (forking a process that already runs torch
     # threads can deadlock).
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_train_unit, unit, threads): unit for unit in units}
+        futures = {pool.submit(_train_unit, unit, threads, kind): unit for unit in units}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -468,6 +520,7 @@ def _run_local(
 def _run_ray(
     units: list[list[tuple[str, dict[str, Any], str]]], address: str | None, max_workers: int | None, progress: bool,
     note: str = "", on_done: Callable[[dict[str, dict[str, Any]]], None] = lambda results: None,
+    kind: str = "transformer",
 ) -> dict[str, dict[str, Any]]:
     try:
         import ray
@@ -483,7 +536,7 @@ def _run_ray(
     results: dict[str, dict[str, Any]] = {}
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_train_unit)
-        refs = {task.remote(unit, 1): unit for unit in units}
+        refs = {task.remote(unit, 1, kind): unit for unit in units}
         bar = tqdm(total=sum(len(u) for u in units), disable=not progress, desc="sweep (ray)", unit="run",
                    postfix=note or None)
         pending = list(refs)

@@ -17,21 +17,36 @@ from .shapes import (
     N_CLASSES,
     N_SHAPES,
     SHAPE_WEIGHTS,
+    STYLES,
     ShapesDataset,
     ShapesSplit,
     all_combos,
     default_cache_dir,
     draw_shape,
     load_shapes,
+    reference_image,
+    reference_vertices,
     render_images,
 )
-from .train import PRESETS, ResNetConfig, ResNetRun, evaluate, feature_uniformity, load_resnet_run, train_resnet
+from .train import (
+    PRESETS,
+    ResNetConfig,
+    ResNetRun,
+    evaluate,
+    feature_uniformity,
+    load_resnet_run,
+    scale_parameters,
+    train_resnet,
+)
 
 __all__ = [
     "N_SHAPES",
     "SHAPE_WEIGHTS",
     "N_CLASSES",
+    "STYLES",
     "draw_shape",
+    "reference_vertices",
+    "reference_image",
     "render_images",
     "all_combos",
     "ShapesDataset",
@@ -50,4 +65,5 @@ __all__ = [
     "load_resnet_run",
     "feature_uniformity",
     "evaluate",
+    "scale_parameters",
 ]

@@ -42,7 +42,7 @@ from ..store import CONFIG, DATA, RunStore
 from ..config import check_agrees
 from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
-from .shapes import N_CLASSES, SHAPE_WEIGHTS, ShapesDataset, ShapesSplit, all_combos, load_shapes
+from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
 __all__ = [
     "ResNetConfig",
@@ -52,6 +52,7 @@ __all__ = [
     "load_resnet_run",
     "feature_uniformity",
     "evaluate",
+    "scale_parameters",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,14 @@ class ResNetConfig:
         checkpoint_every: Weights and a resume state every N epochs (plus 0, 1, 2, 4, ...).
         eval_batch_size: Batch size of the evaluation passes.
         device: ``cpu``, ``cuda`` or ``auto`` (CUDA when present).
+        style: Drawing style of the images: ``library`` or ``reference`` (the
+            reference code's images; see :mod:`grok_interp.vision.shapes`).
+        autocast: Run forward passes under ``torch.autocast`` in bfloat16 on the run's
+            device (mixed precision: weights, gradients and optimiser state stay float32;
+            on a GPU the convolutions use tensor cores). Off: float32 throughout.
+        init_scale: Multiplies every parameter of the freshly initialised network
+            (Omnigrok's alpha: Liu, Michaud and Tegmark 2022 make MNIST grok with a large
+            initial weight norm and weight decay). 1: torchvision's initialisation.
     """
 
     image_size: int = 224
@@ -107,9 +116,13 @@ class ResNetConfig:
     checkpoint_every: int = 50
     eval_batch_size: int = 500
     device: str = "auto"
+    style: str = "library"
+    init_scale: float = 1.0
+    autocast: bool = False
 
     #: Field name -> allowed values (checked below, offered by the command line).
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto")}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
+                                                     "style": STYLES}
 
     def __post_init__(self) -> None:
         for name, allowed in self.CHOICES.items():
@@ -130,6 +143,7 @@ class ResNetConfig:
         check_int("eval_every", self.eval_every, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         check_int("eval_batch_size", self.eval_batch_size, low=1)
+        self.init_scale = check_float("init_scale", self.init_scale, low=0.0, low_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,12 +201,17 @@ def feature_uniformity(
     }
 
 
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def evaluate(
-    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500
+    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500, autocast: bool = False
 ) -> dict[str, float]:
     """Loss and accuracy on the train and test images (evaluation mode) and the
-    pooled-feature uniformity of :func:`feature_uniformity` over all images."""
+    pooled-feature uniformity of :func:`feature_uniformity` over all images
+    (``autocast``: forward passes in bfloat16 mixed precision, measures in float64)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -200,7 +219,9 @@ def evaluate(
     losses, correct, pooled = [], [], []
     for start in range(0, len(dataset), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(dataset)))
-        logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
+        with _autocast(device, autocast):
+            logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
+        logits, feats = logits.float(), feats.float()
         y = labels[idx].to(device)
         losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         correct.append((logits.argmax(-1) == y).cpu())
@@ -254,7 +275,7 @@ class ResNetRun:
 
     def dataset(self, cache_dir: str | os.PathLike | None = None) -> ShapesDataset:
         """The run's images (from the dataset cache, drawn when missing)."""
-        full = load_shapes(self.config.image_size, cache_dir=cache_dir)
+        full = load_shapes(self.config.image_size, cache_dir=cache_dir, style=self.config.style)
         return _take(full, self.indices)
 
     @property
@@ -288,7 +309,8 @@ class ResNetRun:
 def _take(full: ShapesDataset, indices: Tensor) -> ShapesDataset:
     if len(indices) == len(full):
         return full
-    return ShapesDataset(images=full.images[indices], combos=full.combos[indices], image_size=full.image_size)
+    return ShapesDataset(images=full.images[indices], combos=full.combos[indices], image_size=full.image_size,
+                         style=full.style)
 
 
 def _state(model: HookedResNet) -> dict[str, Tensor]:
@@ -380,6 +402,18 @@ def check_fits(config: ResNetConfig, device: str | torch.device = "cpu", trainin
 
 
 # --- training ---------------------------------------------------------------------------
+@torch.no_grad()
+def scale_parameters(model: torch.nn.Module, alpha: float) -> None:
+    """Multiply every parameter of ``model`` by ``alpha`` in place (Omnigrok's initial
+    weight scale): convolution and linear weights and biases and the BatchNorm affine
+    parameters; buffers (BatchNorm running statistics) are left alone. The global
+    parameter norm is multiplied by ``alpha`` exactly."""
+    if alpha == 1.0:
+        return
+    for p in model.parameters():
+        p.mul_(alpha)
+
+
 def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
     kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -387,10 +421,10 @@ def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Op
 
 def _select(dataset: ShapesDataset | None, config: ResNetConfig, cache_dir: Any) -> tuple[ShapesDataset, Tensor]:
     if dataset is None:
-        dataset = load_shapes(config.image_size, cache_dir=cache_dir)
-    elif dataset.image_size != config.image_size or len(dataset) != 11**4:
-        raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px",
-                        f"must be the full dataset at image_size={config.image_size}")
+        dataset = load_shapes(config.image_size, cache_dir=cache_dir, style=config.style)
+    elif dataset.image_size != config.image_size or len(dataset) != 11**4 or dataset.style != config.style:
+        raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px ({dataset.style} style)",
+                        f"must be the full dataset at image_size={config.image_size}, style={config.style!r}")
     if config.subset is None:
         return dataset, torch.arange(len(dataset))
     indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.data_seed))
@@ -450,6 +484,7 @@ def train_resnet(
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
     model = build_resnet(config.width, N_CLASSES, seed=config.seed, weights_path=config.weights_path).to(device)
+    scale_parameters(model, config.init_scale)
     optimizer = _make_optimizer(model, config)
     rows: list[dict[str, Any]] = []
     start = 0
@@ -480,6 +515,8 @@ def _train(
     gradient_transforms: Iterable[GradientTransform],
 ) -> ResNetRun:
     path = out_store.path if out_store is not None else None
+    if device.type == "cuda":  # the images cross to the GPU once, not every batch
+        data = data.to(device)
     ctx = {"dataset": data, "split": split, "device": device}
     memory: dict[int, dict[str, Tensor]] = {}
 
@@ -529,7 +566,8 @@ class EpochStep:
         return None
 
     def evaluate(self, states: Sequence[RunState], due: list[int], out: None) -> list[dict[str, Any]]:
-        return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size),
+        return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size,
+                            self.config.autocast),
                  "epoch_loss": self.epoch_loss} for i in due]
 
     def update(self, states: Sequence[RunState], going: list[int], out: None) -> None:
@@ -541,7 +579,9 @@ class EpochStep:
             loader = epoch_loader(self.data, self.split, cfg.batch_size, cfg.seed, epoch)
             for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress):
                 x, y = x.to(self.device), y.to(self.device)
-                loss = F.cross_entropy(state.model(x), y)
+                with _autocast(self.device, cfg.autocast):
+                    logits = state.model(x)
+                loss = F.cross_entropy(logits.float(), y)
                 state.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 state.optimizer_step()

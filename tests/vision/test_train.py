@@ -109,3 +109,84 @@ def test_theory_coverage_accepts_the_shapes_dataset(data16):
         sum(y in seen for y in test_labels) / len(test_labels)
     )
     assert coverage_ceiling(sub.labels, split.train_mask) < 1  # 20 training images miss some classes
+
+
+# --- recipe options: drawing style, initial weight scale ----------------------------------
+def test_init_scale_multiplies_the_initial_parameter_norm():
+    from grok_interp.vision import build_resnet, scale_parameters
+
+    model = build_resnet(4, 49, seed=3)
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    norm = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters()))
+    scale_parameters(model, 2.5)
+    after = torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters()))
+    assert float(after) == pytest.approx(2.5 * float(norm), rel=1e-6)
+    params = dict(model.net.named_parameters())
+    for k, v in model.net.state_dict().items():  # parameters scaled, buffers left alone
+        assert torch.equal(v, before[k] * 2.5 if k in params else before[k]), k
+
+
+def test_init_scale_and_style_reach_the_run_and_its_directory(tmp_path, data16):
+    out = tmp_path / "run"
+    run = train_resnet(epochs=0, out=out, dataset=data16, progress=False, init_scale=3.0, **TINY)
+    plain = train_resnet(epochs=0, dataset=data16, progress=False, **TINY)
+    w3, w1 = run.weights_at(0), plain.weights_at(0)
+    assert torch.allclose(w3["conv1.weight"], 3.0 * w1["conv1.weight"])
+    assert torch.equal(w3["bn1.running_var"], w1["bn1.running_var"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["init_scale"] == 3.0 and cfg["config"]["style"] == "library"
+    assert g.load_run(out).config == run.config
+    with pytest.raises(ValueError, match="style"):  # the library-style images are not the reference's
+        train_resnet(epochs=0, dataset=data16, progress=False, style="reference", **TINY)
+
+
+def test_reference_style_run_round_trips(tmp_path):
+    from grok_interp.vision import load_shapes
+
+    ref = load_shapes(16, cache_dir=tmp_path / "cache", style="reference")
+    assert ref.style == "reference" and ref.path.name.startswith("shapes-reference-16-")
+    assert ref.images.float().mean() > 128  # white background
+    out = tmp_path / "run"
+    run = train_resnet(epochs=1, out=out, dataset=ref, progress=False, style="reference", **TINY)
+    loaded = g.load_run(out)
+    assert loaded.config.style == "reference" and loaded.config == run.config
+    assert torch.equal(loaded.dataset(cache_dir=tmp_path / "cache").images, ref.images[run.indices])
+
+
+def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path, data16):
+    from grok_interp import store
+
+    out = tmp_path / "run"
+    train_resnet(epochs=0, out=out, dataset=data16, progress=False, style="library", init_scale=1.0, **TINY)
+    raw = json.loads((out / "config.json").read_text())
+    added = [k.split(".", 1)[1] for k in store.ADDED_KEYS[3]]
+    old = {**raw, "grok_interp": {**raw["grok_interp"], "format": 2},
+           "config": {k: v for k, v in raw["config"].items() if k not in added}}
+    (out / "config.json").write_text(json.dumps(old))
+    cfg = g.load_run(out).config
+    assert (cfg.style, cfg.init_scale) == ("library", 1.0)
+    (out / "config.json").write_text(json.dumps({**old, "grok_interp": raw["grok_interp"]}))
+    with pytest.raises(g.RunDirectoryError, match="is missing"):
+        g.load_run(out)  # a format-3 file must have the key
+
+
+def test_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, data16):
+    opts = dict(epochs=1, eval_every=1, checkpoint_every=1, dataset=data16, progress=False, **TINY)
+    mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    plain = train_resnet(**opts)
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+    h = mixed.history
+    assert h[["train_loss", "test_loss", "feature_med_ratio"]].notna().all().all()
+    # bfloat16 forward passes give other numbers than float32 ones from the same start
+    assert torch.equal(mixed.weights_at(0)["conv1.weight"], plain.weights_at(0)["conv1.weight"])
+    assert not torch.equal(mixed.weights_at(1)["conv1.weight"], plain.weights_at(1)["conv1.weight"])
+    assert h["epoch_loss"].iloc[-1] == pytest.approx(plain.history["epoch_loss"].iloc[-1], rel=0.05)
+    assert g.load_run(tmp_path / "amp").config.autocast is True
+
+
+def test_dataset_on_another_device_builds_the_same_inputs(data16):
+    moved = data16.to("meta")  # no GPU here: the meta device shows where the batches are built
+    idx = torch.tensor([0, 5, 14640])
+    x = moved.inputs(idx)
+    assert x.device.type == "meta" and x.shape == data16.inputs(idx).shape
+    assert data16.images.device.type == "cpu" and moved.style == data16.style

@@ -1,0 +1,319 @@
+"""Where does the ResNet-18 grok on a CPU? A recipe map over weight decay x initial scale.
+
+Issue 16: the ``cpu`` preset (32 px, width 16, Adam with coupled weight decay 1e-4)
+memorises the shapes-sum images and never generalises. Omnigrok (Liu, Michaud and
+Tegmark 2022) makes MNIST grok by starting from a large weight norm (every initial
+weight multiplied by ``alpha``) and shrinking it with decoupled weight decay; the time
+to grok scales like ``1 / (lr * weight_decay)``. This study sweeps the two knobs that
+theory says matter most - AdamW's decoupled ``weight_decay`` and the initial scale
+``init_scale`` - at a size where one epoch costs about half a CPU-second (16 px,
+width 8, the paper's 25% split of all 14641 images, batch 200, lr 1e-3), through
+:func:`grok_interp.sweeps.sweep` (``kind="resnet"``): rerunning skips finished runs,
+resumes interrupted ones, and trains on when ``--epochs`` is raised.
+
+Each run is put in one class (:func:`classify`):
+
+* ``grokked``: training accuracy reaches 0.99 (``memorised_at``), test accuracy sits at
+  a plateau, then rises by at least ``JUMP`` above the plateau at least ``DELAY``
+  epochs after memorisation (``jump_at``);
+* ``generalised, no plateau``: test accuracy rises by ``JUMP`` above its level at
+  memorisation within ``DELAY`` epochs of it (it generalises while it fits);
+* ``memorised``: training accuracy reaches 0.99, test accuracy never jumps;
+* ``not fitted, no gap``: training accuracy stays below 0.99 for the whole budget and
+  the late test accuracy is within ``GAP`` of the late training accuracy (it
+  generalises as far as it fits: nothing memorised);
+* ``not fitted``: training accuracy stays below 0.99, with a gap.
+
+``plateau`` is the median test accuracy over the evaluations in the ``DELAY`` epochs
+after memorisation. Per run the table also has the events of
+:func:`grok_interp.measures.events`, the best test accuracy and the pooled-feature
+uniformity (``feature_med_ratio``, :func:`grok_interp.vision.feature_uniformity`) at
+memorisation and at the end.
+
+    python examples/resnet_map.py                       # the map (about 80 CPU-minutes)
+    python examples/resnet_map.py --report-only         # tables and figures from results/
+    python examples/resnet_map.py --quick               # seconds: a smoke test
+    python examples/resnet_map.py --epochs 1000         # train every run on to 1000 epochs
+    python examples/resnet_map.py --snapshot            # results from the runs as they stand
+
+``--setup reference`` draws the reference code's images instead (``style="reference"``).
+Outputs in ``results/resnet_map/<setup>`` (``--quick``: under ``--out``): ``sweep.csv``
+(one row per run), ``histories/<run>.csv`` (every evaluation), ``summary.csv`` (the
+class per cell of the map), ``phase.png`` (the map), ``curves.png`` (accuracy and
+uniformity per run) and ``samples.png`` (the two drawing styles).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+import _common as c  # noqa: E402
+from grok_interp.measures import events  # noqa: E402
+from grok_interp.sweeps import grid, sweep  # noqa: E402
+
+STUDY = "resnet_map"
+#: Test accuracy must rise this much above the plateau to count as a jump.
+JUMP = 0.2
+#: Epochs after memorisation that separate "while fitting" from "late".
+DELAY = 50
+#: Evaluations at the end whose median accuracies are reported (``late_*_acc``).
+LATE = 5
+#: A run that never fits has "no gap" when its late train and test accuracy differ by less.
+GAP = 0.1
+CLASSES = ("grokked", "generalised, no plateau", "memorised", "not fitted, no gap", "not fitted")
+COLOURS = {"grokked": "tab:green", "generalised, no plateau": "tab:blue", "memorised": "tab:orange",
+           "not fitted, no gap": "tab:purple", "not fitted": "tab:grey"}
+
+_BASE = dict(image_size=16, width=8, frac=0.25, batch_size=200, lr=1e-3, optimizer="adamw", epochs=500,
+             eval_every=10, checkpoint_every=100, device="cpu")
+_QUICK = dict(image_size=16, width=4, subset=300, frac=0.25, batch_size=25, lr=1e-3, optimizer="adamw", epochs=6,
+              eval_every=2, checkpoint_every=4, device="cpu")
+SCALES = {
+    setup: {
+        "paper": dict(base={**_BASE, "style": style}, weight_decay=[0.1, 0.3, 1.0, 3.0], init_scale=[1.0, 3.0, 10.0]),
+        "quick": dict(base={**_QUICK, "style": style}, weight_decay=[0.1, 1.0], init_scale=[1.0, 3.0]),
+    }
+    for setup, style in (("library", "library"), ("reference", "reference"))
+}
+
+
+def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> dict:
+    """The class of one run and the numbers it rests on (see the module docstring).
+
+    Args:
+        history: One row per evaluation with ``step`` (epochs), ``train_acc``, ``test_acc``
+            and ``feature_med_ratio``.
+        jump: Rise of test accuracy above the plateau that counts as a jump.
+        delay: Epochs after memorisation before a jump counts as late.
+
+    Returns:
+        ``phase``, ``memorised_at``, ``plateau``, ``jump_at``, ``best_test_acc`` and its
+        epoch ``best_at``, ``final_train_acc``, ``late_train_acc`` and ``late_test_acc``
+        (medians over the last :data:`LATE` evaluations), ``gap_closed_at`` (the first
+        evaluation after the widest train-test gap, if at least ``JUMP``, where the gap is
+        below :data:`GAP` and test accuracy has risen by ``JUMP``: a late catch-up of
+        test accuracy whether or not the training set was memorised first),
+        ``feature_med_ratio_at_mem`` and
+        ``feature_med_ratio_final``.
+    """
+    h = history.sort_values("step").reset_index(drop=True)
+    ev = events(h)
+    out = {"phase": "not fitted", "memorised_at": ev.memorised_at, "plateau": math.nan, "jump_at": None,
+           "gap_closed_at": None,
+           "best_test_acc": float(h["test_acc"].max()), "best_at": int(h.loc[h["test_acc"].idxmax(), "step"]),
+           "final_train_acc": float(h["train_acc"].iloc[-1]),
+           # eval-mode accuracy swings between evaluations when weight decay is strong (BatchNorm's
+           # running statistics lag the shrinking weights): the median of the last LATE rows is steadier
+           "late_train_acc": float(h["train_acc"].iloc[-LATE:].median()),
+           "late_test_acc": float(h["test_acc"].iloc[-LATE:].median()), "feature_med_ratio_at_mem": math.nan,
+           "feature_med_ratio_final": float(h["feature_med_ratio"].iloc[-1])}
+    gap = (h["train_acc"] - h["test_acc"]).to_numpy()
+    widest = int(gap.argmax())
+    if gap[widest] >= JUMP:  # a train-test gap that later closes with test accuracy up: a late catch-up
+        closed = h[(h.index > widest) & (gap < GAP) & (h["test_acc"] >= h["test_acc"].iloc[widest] + JUMP)]
+        if len(closed):
+            out["gap_closed_at"] = int(closed["step"].iloc[0])
+    if ev.memorised_at is None:
+        if abs(out["late_train_acc"] - out["late_test_acc"]) < GAP:
+            out["phase"] = "not fitted, no gap"
+        return out
+    mem = ev.memorised_at
+    at_mem = h[h["step"] >= mem].iloc[0]
+    out["feature_med_ratio_at_mem"] = float(at_mem["feature_med_ratio"])
+    early = h[(h["step"] >= mem) & (h["step"] <= mem + delay)]
+    out["plateau"] = plateau = float(early["test_acc"].median())
+    fast = h[(h["step"] >= mem) & (h["step"] <= mem + delay) & (h["test_acc"] >= float(at_mem["test_acc"]) + jump)]
+    late = h[(h["step"] > mem + delay) & (h["test_acc"] >= plateau + jump)]
+    if len(fast):
+        out["phase"], out["jump_at"] = "generalised, no plateau", int(fast["step"].iloc[0])
+    elif len(late):
+        out["phase"], out["jump_at"] = "grokked", int(late["step"].iloc[0])
+    else:
+        out["phase"] = "memorised"
+    return out
+
+
+def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """``sweep.csv`` with each run's class, and every evaluation of each run in
+    ``histories/``; the table without run paths."""
+    hist_dir = results / "histories"
+    hist_dir.mkdir(parents=True, exist_ok=True)
+    extra = []
+    for _, row in table.iterrows():
+        path = Path(row["path"]) / "history.csv"
+        if row["status"] == "failed" or not path.exists():
+            extra.append({})
+            continue
+        h = pd.read_csv(path)
+        extra.append(classify(h))
+        cols = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "feature_med",
+                "feature_med_ratio", "feature_cv"]
+        h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
+    extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
+    table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
+    for col in ("memorised_at", "grokked_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
+    print(f"results written to {results}")
+    return table
+
+
+def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
+    """The sweep table of the run directories as they stand, without training: rows of
+    finished runs have status ``done``, unfinished ones ``partial`` (their history so
+    far), missing ones are left out."""
+    from grok_interp import store
+    from grok_interp.sweeps import run_name, summarise
+
+    rows = []
+    for config in configs:
+        name = run_name(config)
+        path = out / name
+        if not (path.is_dir() and store.is_run_dir(path)):
+            continue
+        finished = bool(store.RunStore(path).read_status().get("finished")) if (path / store.STATUS).exists() else False
+        rows.append({"run": name, **config, "status": "done" if finished else "partial", "error": "",
+                     **summarise(path), "wall_s": float("nan"), "path": str(path)})
+    return pd.DataFrame(rows)
+
+
+def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
+    """The map: one square per (weight decay, initial scale), coloured by class, with the
+    best test accuracy (and its epoch), the plateau, the memorisation / jump epochs and
+    the late train / test accuracy (medians of the last evaluations) written in it."""
+    wds = sorted(table["weight_decay"].unique())
+    scales = sorted(table["init_scale"].unique())
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
+    for _, r in table.iterrows():
+        x, y = wds.index(r["weight_decay"]), scales.index(r["init_scale"])
+        phase = r.get("phase") if isinstance(r.get("phase"), str) else "not fitted"
+        ax.add_patch(plt.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color=COLOURS[phase], alpha=0.75))
+        mem = "-" if pd.isna(r.get("memorised_at")) else int(r["memorised_at"])
+        jump = "" if pd.isna(r.get("jump_at")) else f"\njump {int(r['jump_at'])}"
+        if not pd.isna(r.get("gap_closed_at")):
+            jump += f"\ngap closed {int(r['gap_closed_at'])}"
+        ax.text(x, y, f"best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
+                      f"mem {mem}{jump}\nlate {r['late_train_acc']:.2f}/{r['late_test_acc']:.2f} @{int(r['final_step'])}",
+                ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
+    ax.set_yticks(range(len(scales)), [f"{s:g}" for s in scales])
+    ax.set(xlim=(-0.5, len(wds) - 0.5), ylim=(-0.5, len(scales) - 0.5), xlabel="AdamW weight decay (decoupled)",
+           ylabel="initial weight scale alpha")
+    ax.set_title(title, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], alpha=0.75) for k in CLASSES]
+    ax.legend(handles, CLASSES, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return c.save(fig, path)
+
+
+def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
+    """Train / test accuracy and the pooled-feature uniformity of every run, one panel
+    per cell of the map (rows: initial scale, columns: weight decay)."""
+    wds = sorted(table["weight_decay"].unique())
+    scales = sorted(table["init_scale"].unique())
+    fig, axes = plt.subplots(len(scales), len(wds), figsize=(max(7.5, 3.4 * len(wds)), 2.4 * len(scales)),
+                             sharex=True, sharey=True, squeeze=False)
+    for _, r in table.iterrows():
+        if r["status"] == "failed":
+            continue
+        ax = axes[len(scales) - 1 - scales.index(r["init_scale"]), wds.index(r["weight_decay"])]
+        h = hist(r["run"])
+        ax.plot(h["step"], h["train_acc"], label="train acc", color="tab:blue")
+        ax.plot(h["step"], h["test_acc"], label="test acc", color="tab:red")
+        ax.plot(h["step"], h["feature_med_ratio"], label="feature MED ratio", color="tab:green", ls="--")
+        ax.set_title(f"wd {r['weight_decay']:g}, alpha {r['init_scale']:g}: {r['phase']}", fontsize=8)
+        ax.set_ylim(0, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return c.save(fig, path)
+
+
+def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
+    """Three images in both drawing styles at several sizes, as the network sees them."""
+    from grok_interp.vision import SHAPE_WEIGHTS, render_images
+
+    combos = torch.tensor([[1, 2, 3, 4], [10, 9, 8, 0], [6, 6, 6, 6]])
+    cols = [(style, size) for style in ("reference", "library") for size in sizes]
+    fig, axes = plt.subplots(len(combos), len(cols), figsize=(1.9 * len(cols), 2.1 * len(combos)))
+    for j, (style, size) in enumerate(cols):
+        imgs = render_images(combos, size, style=style)
+        for i in range(len(combos)):
+            ax = axes[i, j]
+            ax.imshow(imgs[i].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"{style}\n{size} px", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"label {sum(SHAPE_WEIGHTS[k] for k in combos[i].tolist())}", fontsize=9)
+    fig.suptitle("shapes-sum images: reference style (JPEG, crop) and library style")
+    return c.save(fig, path)
+
+
+def report(results: Path, title: str) -> pd.DataFrame:
+    table, hist = c.load(results)
+    for col in ("jump_at", "gap_closed_at", "best_at"):
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    cols = ["weight_decay", "init_scale", "seed", "status", "phase", "memorised_at", "plateau", "jump_at",
+            "gap_closed_at",
+            "best_test_acc", "best_at", "late_train_acc", "late_test_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
+    c.show(table, title, cols)
+    summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
+    summary.to_csv(results / "summary.csv")
+    c.show(summary.reset_index(), "class per cell (rows: init_scale, columns: weight_decay)")
+    phase_figure(table, results / "phase.png", title)
+    curves_figure(table, hist, results / "curves.png", title)
+    if not (results / "samples.png").exists():
+        samples_figure(results / "samples.png")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
+    ap.add_argument("--weight-decays", type=float, nargs="+", default=None)
+    ap.add_argument("--init-scales", type=float, nargs="+", default=None)
+    ap.add_argument("--snapshot", action="store_true",
+                    help="no training: results from the run directories as they stand (a sweep still running, "
+                         "or stopped: unfinished runs get status 'partial')")
+    ap.set_defaults(seeds="0", workers=1)  # one seed and one worker: the budget is one niced CPU process
+    args = ap.parse_args(argv)
+    settings = c.scale(args, SCALES)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    timer = c.Timer()
+    base = dict(settings["base"])
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    b = base
+    title = (f"ResNet-18 width {b['width']}, {b['image_size']} px {b['style']} images, frac {b['frac']}, "
+             f"AdamW lr {b['lr']:g}, {b['epochs']} epochs")
+    configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
+                                init_scale=args.init_scales or settings["init_scale"]), args.seeds)
+    if args.snapshot:
+        results.mkdir(parents=True, exist_ok=True)
+        export(snapshot(configs, out), results)
+    elif not args.report_only:
+        torch.set_num_threads(1)
+        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
+                      progress=not args.quiet)
+        results.mkdir(parents=True, exist_ok=True)
+        export(table, results)
+    report(results, title)
+    timer.done(results)
+    return 0
+
+
+if __name__ == "__main__":
+    main()
