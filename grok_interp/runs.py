@@ -491,7 +491,7 @@ def save_checkpoint(
     """Keep the weights of ``step``: in ``memory`` without a run directory, else on disk
     (:meth:`grok_interp.store.RunStore.write_progress`: checkpoint, resume state,
     history, latest weights, unfinished status; each atomic)."""
-    w = {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
+    w = _weights_copy(model)
     if out is None:
         memory[step] = w
         return
@@ -521,7 +521,7 @@ class CheckpointWriter:
              history: list[dict[str, Any]]) -> None:
         """Copy what the checkpoint of ``step`` holds, then write it in the background."""
         self.wait()  # one write at a time: in order, and its error surfaces here
-        w = {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
+        w = _weights_copy(model)
         opt_state = _copy_tensors(optimizer.state_dict())
         rows = [dict(r) for r in history]
         self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows)
@@ -537,6 +537,11 @@ class CheckpointWriter:
             self.wait()
         finally:
             self._pool.shutdown(wait=True)
+
+
+def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights: the canonical weights, copied to the CPU."""
+    return {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
 
 
 def _copy_tensors(obj: Any) -> Any:

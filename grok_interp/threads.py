@@ -30,8 +30,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["usable_cores", "batch_parts", "MAX_PARTS", "busy_cores", "auto_threads", "resolve_threads", "using_threads", "default_spin_count",
-           "SAMPLE_S", "SPIN_COUNT"]
+__all__ = ["usable_cores", "batch_parts", "busy_cores", "auto_threads", "resolve_threads", "using_threads",
+           "default_spin_count", "MAX_PARTS", "SAMPLE_S", "SPIN_COUNT"]
 
 #: ``GOMP_SPINCOUNT`` set at import (libgomp's default spins about 100x longer).
 SPIN_COUNT = 3000

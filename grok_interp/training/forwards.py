@@ -21,10 +21,11 @@ Why it is fast. Only the answer position matters, and in a one-layer model:
   ``(n, n_heads * d_head)`` array), never as ``(n, n_heads, d_model)`` head outputs;
 * linear maps are folded before they meet the batch: with ``x0 = x_eq + b_O``,
   ``resid_mid = x0 + z W_O`` and ``logits = (resid_mid + post W_out + b_out) W_U + b_U``,
-  so ``pre = [z, 1] [W_O W_in; x0 W_in + b_in]`` and
-  ``logits = [z, 1] [W_O W_U; (x0 + b_out) W_U + b_U] + post (W_out W_U)``.
+  so ``pre = z (W_O W_in) + (x0 W_in + b_in)`` and
+  ``logits = z (W_O W_U) + ((x0 + b_out) W_U + b_U) + post (W_out W_U)``
+  (:mod:`grok_interp.training.fused` computes these three products).
 
-Per input this leaves three matrix products, ``(n, H d_head + 1) x (.., d_mlp)``,
+Per input this leaves three matrix products, ``(n, H d_head) x (.., d_mlp)``,
 ``(.., d_vocab_out)`` and ``(n, d_mlp) x (d_mlp, d_vocab_out)``, instead of the
 hooked model's three positions of attention, MLP and unembedding (and
 ``(n, d_mlp) x (d_mlp, d_model)`` then ``(n, d_model) x (d_model, d_vocab_out)``).
@@ -146,7 +147,7 @@ def fast_logits(
     score_ab, v_ab = rows.split([H, H * dh], dim=-1)
     score_eq, v_eq = tables[:, -1].split([H, H * dh], dim=-1)  # (K, H), (K, H*dh)
     pattern = torch.softmax(torch.cat([score_ab, score_eq[:, None, None].expand(K, n, 1, H)], dim=2), dim=2)
-    # z: the pattern-weighted values, (K, n, H*dh), plus a column of ones for the biases.
+    # z: the pattern-weighted values, (K, n, H*dh).
     z = (pattern[:, :, :2, :, None] * v_ab.reshape(K, n, 2, H, dh)).sum(2)
     z = z + pattern[:, :, 2, :, None] * v_eq.reshape(K, 1, H, dh)
     z = z.reshape(K, n, H * dh)

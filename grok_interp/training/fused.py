@@ -29,6 +29,7 @@ ReLU on CPU only: other activations and GPUs keep the unfused expression (see
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["MLPLogits", "mlp_logits", "CHUNK", "PAD"]
@@ -40,11 +41,8 @@ PAD = 16
 
 
 def _padded(x: Tensor, cols: int) -> Tensor:
-    if x.shape[-1] == cols:
-        return x.contiguous()
-    out = x.new_zeros(*x.shape[:-1], cols)
-    out[..., : x.shape[-1]] = x
-    return out
+    """``x`` with zero columns appended up to ``cols``, contiguous."""
+    return x.contiguous() if x.shape[-1] == cols else F.pad(x, (0, cols - x.shape[-1]))
 
 
 class MLPLogits(torch.autograd.Function):

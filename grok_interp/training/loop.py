@@ -353,11 +353,16 @@ class RunState:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
 
+    @property
+    def params(self) -> list[Tensor]:
+        """The parameters the optimiser trains, in its order."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
     def optimizer_step(self) -> None:
         """Apply the gradient transforms, then the optimiser: every update of every step
         function goes through here."""
         if self.gradient_transforms:
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            params = self.params
             for transform in self.gradient_transforms:
                 transform(params)
         self.optimizer.step()
@@ -471,7 +476,7 @@ class FullBatchStep:
 
     def _split_forward(self, s: RunState) -> tuple[list[Tensor], Tensor, list]:
         ctx = s.context
-        params = [p for group in s.optimizer.param_groups for p in group["params"]]
+        params = s.params
         n = len(ctx.train_labels)
 
         def part(sl: slice) -> tuple[Tensor, Tensor, tuple]:
@@ -522,8 +527,7 @@ class FullBatchStep:
     def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
         for i in going:
             if len(out[i]) == 3:  # split: the gradients are computed already
-                params = [p for group in states[i].optimizer.param_groups for p in group["params"]]
-                for p, g in zip(params, out[i][2]):
+                for p, g in zip(states[i].params, out[i][2]):
                     p.grad = g
             else:
                 out[i][1].backward()
