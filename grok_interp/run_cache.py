@@ -267,8 +267,12 @@ def lookup(cache: str | os.PathLike, config: RunConfig, record: Any = None) -> P
 
     A stale entry (its run gone, unfinished, edited or retrained) is removed.
     """
-    cache = Path(cache)
-    payload = key_payload(config, record)
+    found = _checked_entry(Path(cache), key_payload(config, record))
+    return None if found is None else found[0]
+
+
+def _checked_entry(cache: Path, payload: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """:func:`lookup` for a key payload: the run directory and its index entry."""
     key = _digest(payload)
     entry = _read_entry(cache, key)
     if entry is None:
@@ -281,7 +285,7 @@ def lookup(cache: str | os.PathLike, config: RunConfig, record: Any = None) -> P
     if why is not None:
         _forget(cache, key, why)
         return None
-    return path
+    return path, entry
 
 
 def record_run(cache: str | os.PathLike, config: RunConfig, path: str | os.PathLike, record: Any = None) -> str:
@@ -317,11 +321,11 @@ def copy_cached(cache: str | os.PathLike, config: RunConfig, dest: str | os.Path
     The copy is a unit (:func:`grok_interp.store.copy_run_dir`) and is checked again once
     in place; a copy that does not match is removed.
     """
-    src = lookup(cache, config, record)
-    if src is None:
-        return None
     payload = key_payload(config, record)
-    entry = _read_entry(Path(cache), _digest(payload)) or {}
+    found = _checked_entry(Path(cache), payload)
+    if found is None:
+        return None
+    src, entry = found
     try:
         store.copy_run_dir(src, dest)
     except RunDirectoryError as exc:  # e.g. a writer holds the source: train instead
