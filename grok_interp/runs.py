@@ -502,9 +502,9 @@ class CheckpointWriter:
     """Writes a run's checkpoints in a background thread, one at a time, in order.
 
     A checkpoint's files (weights, resume state, history, status: about ten atomic
-    writes, each flushed with ``fsync``) took the README main job about 2 ms per step
-    when written inline; the loop now hands over copies of the tensors and history and
-    goes on training while they are written. Crash safety is unchanged: each write is
+    writes, each flushed with ``fsync``) are I/O the training thread need not wait for:
+    the loop hands over copies of the tensors and history and goes on training while
+    they are written (the saving was not measured on its own). Crash safety is unchanged: each write is
     still atomic and a resume state complete or absent; an interruption loses at most
     the checkpoint in flight, and resuming takes the newest consistent state. A write's
     error is raised in the training thread at the next checkpoint or at the end.

@@ -1,13 +1,16 @@
 """How many torch threads a run uses, chosen from the cores that are free.
 
-Two facts measured on a 2-core machine (``benchmarks/train_step.py --busy``):
+Two facts measured on a 2-core machine (``benchmarks/train_step.py --threads 1 2`` and
+``... --busy 1``, the fused step with torch's own threads):
 
-* on a quiet machine two threads make a p = 113 step about 1.7-1.9x faster than one;
-* beside one busy process, two threads made it 3-4x *slower* than one: OpenMP's
-  worker threads spin while they wait for each other, and a spinning thread holds the
-  core the busy process needs, so both wait. With ``OMP_WAIT_POLICY=PASSIVE`` (threads
-  sleep instead of spinning) most of that loss goes, but it costs about a third on a
-  quiet machine, and one thread is still fastest beside a busy process.
+* on a quiet machine two threads make a p = 113 step 1.6x faster than one (61.2 ->
+  39.0 ms);
+* beside one busy process, two threads made it 2.5x *slower* than one (152.1 against
+  61.3 ms): OpenMP's worker threads spin while they wait for each other, and a spinning
+  thread holds the core the busy process needs, so both wait. ``OMP_WAIT_POLICY=PASSIVE``
+  (threads sleep instead of spinning) removes most of that loss but cost about a third
+  on a quiet machine in a side comparison (not a kept benchmark), and one thread is
+  still fastest beside a busy process.
 
 So :func:`auto_threads` gives a run one thread per core that no other process is using
 at the moment it starts (sampled from ``/proc/stat`` over :data:`SAMPLE_S` seconds),
@@ -150,10 +153,11 @@ def default_spin_count(environ: dict[str, str] | None = None, modules: dict | No
     :data:`SPIN_COUNT` unless the user set it or ``OMP_WAIT_POLICY``, or torch is already
     imported (OpenMP reads these once, when torch loads it). Returns whether it set it.
 
-    Measured at p = 113 with two threads (``benchmarks/train_step.py --busy``): on a
-    quiet machine the capped spin is as fast as the default; beside one busy process
-    it is about 1.5x faster than the default, while ``OMP_WAIT_POLICY=PASSIVE`` (no
-    spinning at all) costs about 35 % on a quiet machine.
+    Measured at p = 113 with two threads in a side comparison (a scratch script setting
+    the variable per process; not a kept benchmark): on a quiet machine the capped spin
+    was as fast as the default; beside one busy process about 1.5x faster than the
+    default, while ``OMP_WAIT_POLICY=PASSIVE`` (no spinning at all) cost about 35 % on a
+    quiet machine.
     """
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
