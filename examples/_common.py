@@ -93,6 +93,9 @@ def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap.add_argument("--no-batch", action="store_true",
                     help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--only", default=None, metavar="QUERY",
+                    help="run (and export) only the configurations matching this pandas query over their keys, "
+                    "e.g. \"split == 'strip' and t >= 60\" (the results then hold only those runs)")
     ap.add_argument("--no-cache", action="store_true",
                     help="train every run, even one another study already trained with the same configuration "
                     "(default: copy it from the run cache, grok_interp.run_cache)")
@@ -151,9 +154,24 @@ def run_sweep(groups: Sequence[tuple[str, dict, list[dict]]], out: Path, args: a
 
     tables = []
     for name, base, configs in groups:
+        configs = select(configs, getattr(args, "only", None))
         if configs:
             tables.append(sweep(configs, out / name if name else out, base=base, **sweep_kwargs(args), **kwargs))
     return pd.concat(tables, ignore_index=True)
+
+
+def select(configs: Sequence[dict], query: str | None) -> list[dict]:
+    """The configurations matching a pandas ``query`` over their keys (all when None).
+    A key a configuration lacks reads as missing (NaN), which no comparison matches."""
+    configs = list(configs)
+    if not query or not configs:
+        return configs
+    frame = pd.DataFrame(configs)
+    try:
+        keep = frame.query(query).index
+    except Exception as exc:  # pandas raises several types for a bad expression
+        raise SystemExit(f"error: --only {query!r}: {exc} (keys: {', '.join(frame.columns)})") from None
+    return [configs[i] for i in keep]
 
 
 def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
