@@ -126,6 +126,13 @@ def test_nonisomorphic(tmp_path, capsys, setup):
         assert cfg["model"]["n_layers"] == 2 and cfg["data"]["data_seed"] == 11
 
 
+def test_only_trains_and_exports_the_selected_configurations(tmp_path, capsys):
+    out = run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
+    t = pd.read_csv(results(tmp_path, "library") / "sweep.csv")
+    assert list(t["run"]) == ["frac=0.6,seed=1"] and (t["status"] == "done").all()
+    assert sorted(p.name for p in (tmp_path / "library").iterdir() if p.is_dir() and p.name != "results") == ["frac=0.6,seed=1"]
+
+
 @pytest.mark.parametrize("setup", SETUPS)
 def test_med_vs_loss(tmp_path, capsys, setup):
     out, t, res = study("med_vs_loss", tmp_path, capsys, setup)

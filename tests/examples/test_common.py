@@ -1,0 +1,55 @@
+"""The examples' shared plumbing (examples/_common.py) that needs no training."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture()
+def common():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _common
+
+        yield _common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+
+CONFIGS = [
+    {"split": "square", "k": 30, "seed": 0},
+    {"split": "square", "k": 60, "seed": 1},
+    {"split": "strip", "t": 60, "offset": 0, "seed": 0},
+    {"split": "strip", "t": 67, "offset": 60, "seed": 0},
+    {"split": "random", "seed": 2},
+]
+
+
+def test_only_keeps_the_matching_configurations_in_order(common):
+    got = common.select(CONFIGS, "split == 'random' or (split == 'strip' and t >= 60)")
+    assert got == [CONFIGS[2], CONFIGS[3], CONFIGS[4]]
+    # a key a configuration lacks matches no comparison (the random split has no k)
+    assert common.select(CONFIGS, "k >= 30") == CONFIGS[:2]
+    assert common.select(CONFIGS, "seed in [1, 2]") == [CONFIGS[1], CONFIGS[4]]
+
+
+def test_no_query_keeps_everything(common):
+    assert common.select(CONFIGS, None) == CONFIGS and common.select(CONFIGS, "") == CONFIGS
+    assert common.select([], "k > 1") == []
+
+
+def test_a_bad_query_names_the_keys(common):
+    with pytest.raises(SystemExit, match="--only 'k >'.*keys: split, k, seed"):
+        common.select(CONFIGS, "k >")
+    with pytest.raises(SystemExit, match="nosuch"):
+        common.select(CONFIGS, "nosuch == 1")
+
+
+def test_only_is_a_command_line_option(common):
+    args = common.parser("x", "runs/x").parse_args(["--only", "k == 30"])
+    assert args.only == "k == 30"
