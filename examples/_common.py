@@ -66,6 +66,15 @@ REFERENCE_MLP = dict(arch="mlp", mlp_input="operands_and_eq", init="linear_defau
 # base.py's average): every reference study whose runs can coincide records all three,
 # so a run two studies share has one training key and trains once (the run cache).
 REFERENCE_RECORD = ["med_drop_last_avg", "med_drop_last_sum", "med_drop_last_scaled_sum"]
+# The ways to make grokking happen sooner or without weight decay (issue: accelerators),
+# as configuration fields: examples/accelerators.py trains each; square_strip.py
+# --accelerator reruns its splits with one.
+ACCELERATORS: dict[str, dict] = {
+    "none": {},
+    "grokfast_ema": {"grokfast": "ema"},  # alpha 0.98, lamb 2: the defaults, recorded in config.json
+    "stablemax_perp_wd0": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 0.0},
+    "stablemax_perp_wd1": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 1.0},
+}
 # Histories in results/: one row every this many steps (plus the last row).
 HISTORY_EVERY = 100
 # Per-run columns every seed summary aggregates: median, min and max over seeds.
@@ -124,10 +133,29 @@ def setup(args: argparse.Namespace) -> Path:
         args.seeds = [0, 1] if name == "quick" else list(SEEDS)
     elif isinstance(args.seeds, str):
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    out = Path(args.out or (args.default_out + ("" if name == "paper" else f"-{name}"))) / args.setup
+    out = Path(args.out or (args.default_out + ("" if name == "paper" else f"-{name}"))) / setup_label(args)
     if not args.report_only:
         out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def add_accelerator(ap: argparse.ArgumentParser) -> None:
+    """``--accelerator``: rerun a study's configurations with one of :data:`ACCELERATORS`."""
+    ap.add_argument("--accelerator", default="none", choices=list(ACCELERATORS),
+                    help="train every run with this accelerator (default none); its run directories and "
+                    "results go to <setup>-<accelerator>")
+
+
+def accelerated(args: argparse.Namespace, base: dict) -> dict:
+    """A study's base configuration with ``--accelerator``'s fields (the base itself for none)."""
+    return {**base, **ACCELERATORS[getattr(args, "accelerator", "none")]}
+
+
+def setup_label(args: argparse.Namespace) -> str:
+    """The directory name of a setup: ``reference``, or ``reference-grokfast_ema`` with
+    ``--accelerator grokfast_ema``."""
+    acc = getattr(args, "accelerator", "none")
+    return args.setup if acc == "none" else f"{args.setup}-{acc}"
 
 
 def results_dir(args: argparse.Namespace, study: str, out: Path) -> Path:
@@ -136,7 +164,7 @@ def results_dir(args: argparse.Namespace, study: str, out: Path) -> Path:
     if args.results:
         return Path(args.results)
     if args.scale == "paper":
-        return ROOT / "results" / study / args.setup
+        return ROOT / "results" / study / setup_label(args)
     return out / "results"
 
 
@@ -304,11 +332,16 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def start(doc: str, study: str, scales: dict, argv: list[str] | None = None
+def start(doc: str, study: str, scales: dict, argv: list[str] | None = None,
+          extra: Callable[[argparse.ArgumentParser], Any] | None = None,
           ) -> tuple[argparse.Namespace, dict, Path, Path, "Timer"]:
-    """A study's first lines: parse the common arguments, pick the setup's scale, make
-    the output directory, find the results directory, start the clock."""
-    args = parser(doc.splitlines()[0], f"runs/examples/{study}").parse_args(argv)
+    """A study's first lines: parse the common arguments (and the study's own, which
+    ``extra(parser)`` adds), pick the setup's scale, make the output directory, find the
+    results directory, start the clock."""
+    ap = parser(doc.splitlines()[0], f"runs/examples/{study}")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
     settings = scale(args, scales)
     out = setup(args)
     return args, settings, out, results_dir(args, study, out), Timer()

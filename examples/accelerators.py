@@ -55,12 +55,7 @@ def clock(model, task) -> float:
     return time.time()
 
 
-METHODS: dict[str, dict] = {
-    "none": {},
-    "grokfast_ema": {"grokfast": "ema"},  # alpha 0.98, lamb 2: the defaults, recorded in config.json
-    "stablemax_perp_wd0": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 0.0},
-    "stablemax_perp_wd1": {"loss": "stablemax", "perpendicular_grad": True, "weight_decay": 1.0},
-}
+METHODS: dict[str, dict] = c.ACCELERATORS
 COMPARED = ["med", "weight_norm", "excluded_loss", "train_loss"]
 THRESHOLD = 0.99
 

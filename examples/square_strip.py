@@ -32,6 +32,7 @@ Seeds 0, 1, 2 per configuration in both setups (``--seeds``).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
 from grok_interp import Task  # noqa: E402
@@ -150,13 +152,36 @@ def report(table, hist, scale: dict, results: Path) -> None:
     c.save(fig, results / "ceiling_vs_uacc.png")
 
 
+def compare_with_plain(summary: pd.DataFrame, plain: Path, accelerator: str) -> pd.DataFrame | None:
+    """Each configuration's seed medians with the accelerator beside those without it
+    (``plain/summary.csv``, the same setup's results): does the split still cap U-Acc at
+    the same level, only sooner?"""
+    if not (plain / "summary.csv").exists():
+        print(f"\n(no results without the accelerator in {plain}: run the study without --accelerator to compare)")
+        return None
+    keys = [k for k in KEYS if k in summary.columns]
+    cols = ["u_acc_median", "l_acc_median", "grokked_at_median", "onset_at_median"]
+    both = summary[keys + cols].merge(pd.read_csv(plain / "summary.csv")[keys + cols], on=keys, how="inner",
+                                      suffixes=(f"_{accelerator}", "_none"))
+    both["u_acc_change"] = both[f"u_acc_median_{accelerator}"] - both["u_acc_median_none"]
+    c.show(both, f"with {accelerator} vs without (seed medians; U-Acc change = with - without)")
+    return both
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, scale, out, results, timer = c.start(__doc__, STUDY, SCALES, argv)
+    args, scale, out, results, timer = c.start(__doc__, STUDY, SCALES, argv, extra=c.add_accelerator)
+    base = c.accelerated(args, scale["base"])
     if not args.report_only:
-        table = c.run_sweep([("", scale["base"], c.with_seeds(configs(scale), args.seeds))], out, args,
+        table = c.run_sweep([("", base, c.with_seeds(configs(scale), args.seeds))], out, args,
                             radii=scale["radii"])
         c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *REF_MEASURES])
     report(*c.load(results), scale, results)
+    if args.accelerator != "none":
+        plain_args = argparse.Namespace(**{**vars(args), "accelerator": "none", "results": None})
+        plain = c.results_dir(plain_args, STUDY, out.parent / args.setup) if not args.results else results.parent / args.setup
+        both = compare_with_plain(pd.read_csv(results / "summary.csv"), plain, args.accelerator)
+        if both is not None:
+            both.to_csv(results / "vs_plain.csv", index=False, float_format="%.6g")
     timer.done(results)
     return 0
 

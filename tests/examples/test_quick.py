@@ -126,8 +126,23 @@ def test_nonisomorphic(tmp_path, capsys, setup):
         assert cfg["model"]["n_layers"] == 2 and cfg["data"]["data_seed"] == 11
 
 
+def test_square_strip_with_an_accelerator_is_compared_with_the_plain_setup(tmp_path, capsys):
+    run_example("square_strip", tmp_path, capsys, "--setup", "reference", "--seeds", "0", "--only", "split != 'strip'")
+    out = run_example("square_strip", tmp_path, capsys, "--setup", "reference", "--seeds", "0",
+                      "--only", "split != 'strip'", "--accelerator", "grokfast_ema")
+    cfg = config_of(tmp_path / "reference-grokfast_ema" / "split=random,seed=0")
+    assert cfg["train"]["grokfast"] == "ema" and cfg["train"]["loss"] == "ce_float32"  # the setup's fields stay
+    assert config_of(tmp_path / "reference" / "split=random,seed=0")["train"]["grokfast"] is None
+    both = pd.read_csv(results(tmp_path, "reference-grokfast_ema") / "vs_plain.csv")
+    assert sorted(both["split"]) == ["random", "square"] and "with grokfast_ema vs without" in out
+    plain = pd.read_csv(results(tmp_path, "reference") / "summary.csv").set_index("split")
+    for _, row in both.iterrows():
+        assert row["u_acc_median_none"] == pytest.approx(plain.loc[row["split"], "u_acc_median"])
+        assert row["u_acc_change"] == pytest.approx(row["u_acc_median_grokfast_ema"] - row["u_acc_median_none"])
+
+
 def test_only_trains_and_exports_the_selected_configurations(tmp_path, capsys):
-    out = run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
+    run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
     t = pd.read_csv(results(tmp_path, "library") / "sweep.csv")
     assert list(t["run"]) == ["frac=0.6,seed=1"] and (t["status"] == "done").all()
     assert sorted(p.name for p in (tmp_path / "library").iterdir() if p.is_dir() and p.name != "results") == ["frac=0.6,seed=1"]
