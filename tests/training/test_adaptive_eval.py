@@ -130,6 +130,20 @@ def test_an_interrupted_adaptive_run_resumes_to_the_uninterrupted_one(tmp_path):
     assert g.load_run(tmp_path / "r").history.equals(straight.history)
 
 
+def test_an_extended_run_keeps_its_old_last_row_and_is_otherwise_the_straight_one(tmp_path):
+    """A finished run has a row at its last step; extended (a raised ``steps``), it keeps
+    that row, which the straight run may have dropped as still, and nothing else differs."""
+    opts = {**GROKS, "checkpoint_every": 20}
+    straight = g.train_hooked(**{**opts, "steps": 100})
+    g.train_hooked(out=tmp_path / "r", **{**opts, "steps": 30})
+    extended = g.train_hooked(out=tmp_path / "r", resume=True, **{**opts, "steps": 100})
+    s, e = straight.history.set_index("step"), extended.history.set_index("step")
+    assert set(e.index) - set(s.index) <= {30}
+    pd.testing.assert_frame_equal(e.loc[s.index], s, check_exact=True)
+    for name, w in g.models.weights(straight.model).items():
+        assert torch.equal(w, g.models.weights(extended.model)[name])
+
+
 @pytest.mark.parametrize("parts", [1, 3])
 def test_plain_and_split_steps_evaluate_adaptively(monkeypatch, parts):
     """FullBatchStep's plain path (one part) and split path (parts > 1)."""
