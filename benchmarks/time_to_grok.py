@@ -9,7 +9,9 @@ Cases (``--cases``):
 * ``p97``: p = 97, frac 0.3, otherwise the same.
 
 Each run writes a temporary run directory and stops at the first history row with test
-accuracy >= 0.99 (``stop_after_grok=0``), at most ``--max-steps`` steps. Per run: the
+accuracy >= 0.99 (``stop_after_grok=0``; with it, adaptive evaluation keeps the rows
+dense until the grok, so the stop is exact: this measures the dense cadence, and
+``benchmarks/eval_cost.py`` the adaptive one), at most ``--max-steps`` steps. Per run: the
 grok step, wall seconds, process CPU seconds (children included), ms per step, the
 threads it trained with; per case: the median over ``--seeds`` (model seeds; 999 is
 the default one). ``--busy N`` starts N processes that spin on a core for the whole

@@ -55,8 +55,12 @@ SEEDS = (0, 1, 2)
 # or the plateau rule (grok_interp.training.PlateauClock) with patience 10000 steps -
 # no new high of test accuracy (+0.01) for max(10000, clock) steps with training
 # accuracy held. 10000 is 1.4x the longest memorisation-to-GO-Epoch gap measured at
-# p = 97 (140 -> 7300, random split, seed 999).
-REFERENCE_BUDGET = dict(steps=30000, stop_after_grok=2000, stop_on_plateau=10000)
+# p = 97 (140 -> 7300, random split, seed 999). Every row evaluated (eval_sparse=1, not the
+# library's adaptive evaluation): the reference code logs test accuracy every epoch, the
+# plateau rule reads every row, and the runs these studies saved before adaptive
+# evaluation existed are dense (their config.json has no eval_sparse, which means 1), so
+# they resume and are skipped under the same configuration.
+REFERENCE_BUDGET = dict(steps=30000, stop_after_grok=2000, stop_on_plateau=10000, eval_sparse=1)
 REFERENCE_DATA = dict(shuffle="python", loss="ce_float32")
 REFERENCE_TRANSFORMER = dict(attn_bias=False, unembed_bias=False)
 REFERENCE = {**REFERENCE_DATA, **REFERENCE_TRANSFORMER, **REFERENCE_BUDGET}

@@ -208,6 +208,14 @@ class TrainConfig(_DictMixin):
             targets) or ``stablemax`` (StableMax cross-entropy in float64, Prieto et al. 2025).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.
+        eval_sparse: Adaptive evaluation: the test set is evaluated every
+            ``eval_sparse * eval_every`` steps, and the rows between are kept (their test
+            metrics backfilled from saved weights) only where test accuracy moved by 0.01
+            or more, test loss by a tenth of its log, test accuracy crossed
+            ``grok_threshold`` or training accuracy crossed 0.99; still stretches keep
+            one row every ``eval_sparse * eval_every`` steps. Recorded rows equal the dense
+            ones, and training is unchanged. 1: a row every ``eval_every`` steps (dense).
+            See :mod:`grok_interp.training.loop`.
         checkpoint_every: Save weights every this many steps, plus the denser early
             steps 0, 1, 2, 4, 8, ... below it, and the last step.
         stop_after_grok: If set, stop this many steps after test accuracy first
@@ -242,6 +250,7 @@ class TrainConfig(_DictMixin):
     warmup_steps: int = 10
     loss: str = "ce"
     eval_every: int = 10
+    eval_sparse: int = 5
     checkpoint_every: int = 100
     stop_after_grok: int | None = None
     grok_threshold: float = 0.99
@@ -276,6 +285,7 @@ class TrainConfig(_DictMixin):
         self.betas = tuple(check_float("betas", b, low=0.0, high=1.0, high_open=True) for b in self.betas)  # type: ignore[assignment]
         check_int("warmup_steps", self.warmup_steps, low=0)
         check_int("eval_every", self.eval_every, low=1)
+        check_int("eval_sparse", self.eval_sparse, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         if self.stop_after_grok is not None:
             check_int("stop_after_grok", self.stop_after_grok, low=0)

@@ -33,7 +33,10 @@ LayerNorm-free transformers with the same shapes (``p``, ``offset``, ``d_model``
 ``n_heads``, ``d_head``, ``d_mlp``, ``act_fn``), the same training- and test-set sizes
 and device. Everything else may differ: seeds, init, frozen parts, operation, split,
 ``frac`` (when the sizes agree), ``lr``, ``weight_decay``, ``betas``, ``warmup_steps``,
-``loss``, ``steps``, ``eval_every``, ``checkpoint_every``, ``stop_after_grok``. Runs
+``loss``, ``steps``, ``eval_every``, ``eval_sparse``, ``checkpoint_every``, ``stop_after_grok``
+(adaptive evaluation works per run, as in ``train_hooked``; a backfilled row's test
+metrics come from a batch of one, so they may differ from the dense row in the last
+float bits, as batched and single products do). Runs
 that cannot be batched (other architectures, ``forward="hooked"``, a custom callable
 operation, a group of one) train through :func:`grok_interp.train_hooked`.
 """
@@ -54,6 +57,7 @@ from .models import weights
 from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
 from .tasks import Split, Task
 from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
+from .training.loop import columns_of_test, columns_of_train
 
 __all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
 
@@ -173,9 +177,24 @@ class StackedStep:
     @torch.no_grad()
     def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
         logits, losses = out
-        _, test_tokens = self._tokens(states)
-        test_logits = fast_logits(self._stack([states[i] for i in due], detach=True), test_tokens[due], self.act_fn)
+        test_logits = self._test_logits(states, due)
         return [eval_row(logits[i], losses[i], test_logits[j], states[i].context) for j, i in enumerate(due)]
+
+    @torch.no_grad()
+    def train_rows(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        """Training loss and accuracy of the runs ``due``, from this step's forward."""
+        logits, losses = out
+        return [columns_of_train(logits[i], losses[i], states[i].context) for i in due]
+
+    @torch.no_grad()
+    def test_rows(self, states: Sequence[RunState], due: list[int]) -> list[dict[str, Any]]:
+        """Test loss and accuracy of the runs ``due``' models as they are now (one batched forward)."""
+        test_logits = self._test_logits(states, due)
+        return [columns_of_test(test_logits[j], states[i].context) for j, i in enumerate(due)]
+
+    def _test_logits(self, states: Sequence[RunState], due: list[int]) -> Tensor:
+        _, test_tokens = self._tokens(states)
+        return fast_logits(self._stack([states[i] for i in due], detach=True), test_tokens[due], self.act_fn)
 
     def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
         _, losses = out

@@ -31,7 +31,7 @@ What the key holds (:func:`key_payload`), and why:
   ``betas``, ``warmup_steps``, ``optimizer``, ``momentum``, ``loss``, ``grokfast*``,
   ``perpendicular_grad``), where the history ends (``steps``, ``stop_after_grok``,
   ``grok_threshold``, ``stop_on_plateau``, ``plateau_delta``), which rows and weights are
-  saved (``eval_every``, ``checkpoint_every``), and how the floats are computed
+  saved (``eval_every``, ``eval_sparse``, ``checkpoint_every``), and how the floats are computed
   (``forward``: fast, hooked and compiled forwards round differently; ``device``,
   kept as given and also as resolved, since ``auto`` is CUDA on one machine and CPU on
   another);

@@ -586,7 +586,7 @@ def _restore(
             "backend", _resolved_backend(config.model),
             f"the run in {rs.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
         )
-    state = rs.latest_valid_state(eval_every=config.train.eval_every)
+    state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
         write_static(rs, config, task, split)
@@ -627,7 +627,7 @@ def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
     except GrokInterpError as exc:  # the run was trained, so it is config.json that is wrong
         raise RunDirectoryError(f"run file {rs.file(CONFIG)}: {exc}") from exc
     task, split = read_task_split(path, config)
-    w, history, source = rs.read_latest(eval_every=config.train.eval_every)
+    w, history, source = rs.read_latest(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
     model = build_model(config.model, task, device=resolve_device(device))
     try:
         load_weights(model, w)

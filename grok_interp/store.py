@@ -94,7 +94,7 @@ _CHECKPOINT = re.compile(r"step_(\d+)\.safetensors")
 
 #: Version of the run-directory format this library writes (``config.json`` ->
 #: ``grok_interp.format``). Bump it when a config key is added, and record the key below.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 #: Keys added to ``config.json`` in each format version, with the value that files of
 #: older versions meant by leaving them out: ``{version: {"section.key": default}}``
@@ -123,6 +123,9 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
         "config.style": "library",
         "config.init_scale": 1.0,
         "config.autocast": False,
+    },
+    4: {  # adaptive evaluation (issue 17): runs saved before have a row every eval_every steps
+        "train.eval_sparse": 1,
     },
 }
 
@@ -626,12 +629,15 @@ class RunStore:
     def state_steps(self) -> list[int]:
         return sorted(s for s, _ in self._states())
 
-    def validate_state(self, path: str | os.PathLike, eval_every: int | None = None) -> ResumeState:
+    def validate_state(self, path: str | os.PathLike, eval_every: int | None = None, eval_sparse: int = 1) -> ResumeState:
         """Read resume state ``path`` and check it against itself and the run.
 
         Checks: the step in the directory name equals the one in its ``status.json``;
         its history is valid (strictly increasing steps), ends at or before that step
-        and, given ``eval_every``, has a row at every multiple of it up to the step;
+        and, given ``eval_every``, has a row at every multiple of ``eval_sparse *
+        eval_every`` up to the step (every multiple of ``eval_every`` for a dense run;
+        an adaptive one, ``eval_sparse > 1``, keeps the rows between only where the
+        test metrics moved);
         the run's own ``history.csv`` agrees with it where both have rows; its weights
         equal ``checkpoints/step_<step>.safetensors``; ``optimizer.pt`` holds only
         tensors and plain containers.
@@ -652,11 +658,12 @@ class RunStore:
         if steps[-1] > step:
             raise RunDirectoryError(f"run file {path / HISTORY}: its last row is step {steps[-1]}, after {path.name}")
         if eval_every is not None:
-            missing = sorted(set(range(0, step + 1, eval_every)) - set(steps))
+            every = eval_every * eval_sparse
+            missing = sorted(set(range(0, step + 1, every)) - set(steps))
             if missing:
                 raise RunDirectoryError(
                     f"run file {path / HISTORY} is short: no rows for steps {missing[:5]}{' ...' if len(missing) > 5 else ''} "
-                    f"(one every {eval_every} up to step {step})"
+                    f"(one every {every} up to step {step})"
                 )
         if self.file(HISTORY).exists():
             try:
@@ -681,7 +688,7 @@ class RunStore:
             raise RunDirectoryError(f"run file {path / OPTIMIZER} does not hold an optimiser state dict")
         return ResumeState(step=step, path=path, weights=weights, optimizer_state=opt, history=history, status=status)
 
-    def latest_valid_state(self, eval_every: int | None = None) -> ResumeState | None:
+    def latest_valid_state(self, eval_every: int | None = None, eval_sparse: int = 1) -> ResumeState | None:
         """The newest resume state that passes :meth:`validate_state` (None: no state).
 
         An inconsistent state is skipped with a warning naming it; when states exist
@@ -690,7 +697,7 @@ class RunStore:
         first_error: RunDirectoryError | None = None
         for _, path in self._states():
             try:
-                return self.validate_state(path, eval_every)
+                return self.validate_state(path, eval_every, eval_sparse)
             except RunDirectoryError as exc:
                 log.warning("skipping resume state %s: %s", path, exc)
                 first_error = first_error or exc
@@ -698,7 +705,9 @@ class RunStore:
             raise RunDirectoryError(f"no consistent resume state in {self.path}; newest: {first_error}") from first_error
         return None
 
-    def read_latest(self, eval_every: int | None = None) -> tuple[dict[str, torch.Tensor], pd.DataFrame, Path]:
+    def read_latest(
+        self, eval_every: int | None = None, eval_sparse: int = 1
+    ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, Path]:
         """The run's current weights and history, and the directory they came from.
 
         A finished run (or one without resume states) is read from its top-level files;
@@ -707,7 +716,7 @@ class RunStore:
         """
         status = self.read_status()
         if not status.get("finished", False) and self._states():
-            state = self.latest_valid_state(eval_every)
+            state = self.latest_valid_state(eval_every, eval_sparse)
             if state is not None:
                 return state.weights, state.history, state.path
         return read_tensors(self.file(MODEL)), read_history(self.file(HISTORY)), self.path

@@ -181,10 +181,15 @@ def _is_finished(options: Mapping[str, Any], path: Path, kind: str = "transforme
             got = saved.get("config", {})
             return bool(status.get("finished")) and all(got.get(k) == v for k, v in wanted.items()
                                                         if k not in _RESNET_FREE)
+        from .runs import read_config
+
         wanted = _run_config(options).to_dict()
+        # read_config fills the keys a run saved in an older format left out with what
+        # they meant then (store.ADDED_KEYS: a format-3 run has eval_sparse 1, dense)
+        got = read_config(path).to_dict()
     except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
         return False
-    return bool(status.get("finished")) and all(saved.get(s) == wanted[s] for s in ("data", "model", "train"))
+    return bool(status.get("finished")) and all(got[s] == wanted[s] for s in ("data", "model", "train"))
 
 
 def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = "transformer") -> dict[str, Any]:
@@ -287,7 +292,7 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     if rs.read_status().get("finished") or not rs.state_steps():
         history = store.read_history(rs.file(store.HISTORY))
     else:
-        state = rs.latest_valid_state(eval_every=config.train.eval_every)
+        state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
         history = state.history if state is not None else store.read_history(rs.file(store.HISTORY))
     row: dict[str, Any] = {
         k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")

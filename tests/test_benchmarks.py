@@ -35,3 +35,22 @@ def test_gpu_script_refuses_a_missing_gpu():
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py")], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode != 0 and "no CUDA device" in res.stderr
+
+
+def test_eval_cost_script_smoke_runs(tmp_path):
+    import grok_interp as g
+
+    history = tmp_path / "dense.csv"
+    g.train_hooked(p=23, steps=120, eval_every=10, eval_sparse=1, d_model=32, n_heads=4, d_mlp=64,
+                   progress=False).history.to_csv(history, index=False)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "eval_cost.py"), "--p", "23", "--steps", "20",
+           "--replay", str(history)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    rows = _json_lines(out)
+    measured = {r["eval_sparse"]: r for r in rows if r["part"] == "measured"}
+    replayed = {r["eval_sparse"]: r for r in rows if r["part"] == "replayed"}
+    assert set(measured) == set(replayed) == {1, 5}
+    assert measured[1]["test_forwards"] == measured[1]["rows"] == 3  # steps 0, 10, 20
+    assert 0 < measured[1]["eval_share"] < 1
+    assert replayed[1]["test_forwards"] == replayed[1]["dense_rows"] == 13
+    assert replayed[5]["test_forwards"] <= replayed[1]["test_forwards"]

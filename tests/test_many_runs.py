@@ -56,7 +56,9 @@ def test_run_configs_callbacks_and_run_directories(tmp_path):
         seen.append((step, id(model)))
         return {"w_u_norm": model.W_U.detach().norm().item()}
 
-    configs = [g.RunConfig.from_kwargs(**{**BASE, "steps": 30, "seed": s}) for s in (0, 1)]
+    # Dense rows: extended below, an adaptive run would also keep its old last row
+    # (tests/training/test_adaptive_eval.py), which the straight run may not have.
+    configs = [g.RunConfig.from_kwargs(**{**BASE, "steps": 30, "seed": s, "eval_sparse": 1}) for s in (0, 1)]
     outs = [tmp_path / "a", tmp_path / "b"]
     runs = train_many(configs, outs=outs, callbacks=[probe], progress=False)
     for run in runs:
@@ -69,7 +71,7 @@ def test_run_configs_callbacks_and_run_directories(tmp_path):
     assert {m for _, m in seen} == {id(r.model) for r in runs}
 
     # Resume both with a longer budget: equal to training 60 steps in one go.
-    longer = [g.RunConfig.from_kwargs(**{**BASE, "steps": 60, "seed": s}) for s in (0, 1)]
+    longer = [g.RunConfig.from_kwargs(**{**BASE, "steps": 60, "seed": s, "eval_sparse": 1}) for s in (0, 1)]
     resumed = train_many(longer, outs=outs, resume=True, progress=False)
     straight = train_many(longer, progress=False)
     for a, b in zip(resumed, straight):

@@ -187,7 +187,9 @@ def recorder(
     """A training callback that records measures as history columns.
 
     ``train_hooked(..., record=[...])`` appends ``recorder(record)`` to its callbacks,
-    so every history row (each ``eval_every`` steps) gets the measures' columns.
+    so every history row (each ``eval_every`` steps, or each one adaptive evaluation
+    keeps; a backfilled row's measures see the weights of its own step) gets the
+    measures' columns.
 
     Args:
         measures: Names, aliases (``"default"``: MED, weight norm, uniformity) or

@@ -11,7 +11,9 @@ computation (:func:`grok_interp.many_runs.train_many`) and the ResNet-18 image r
   pass and the optimiser step (:meth:`RunState.optimizer_step`, the one seam where
   gradient filters plug in);
 * its :class:`Schedule`: steps, learning-rate warm-up ``min(step / warmup, 1)``, a
-  history row every ``eval_every`` steps, checkpoints at :func:`checkpoint_schedule`,
+  history row every ``eval_every`` steps (with ``eval_sparse > 1`` the test set is
+  evaluated at every such step only where the test metrics move; see below),
+  checkpoints at :func:`checkpoint_schedule`,
   the grok-stop rule (stop ``stop_after_grok`` steps after test accuracy first
   reaches ``grok_threshold``) and the plateau-stop rule (:class:`PlateauClock`: stop
   after a stretch of at least ``stop_on_plateau`` steps, and at least as long as the run
@@ -26,11 +28,30 @@ function evaluates, callbacks add columns, the grok-stop rule may end the run); 
 checkpoint for each run that is due; then, for the runs that go on, the learning rate
 of step ``s``, zeroed gradients and the step function's update. Nothing here is
 random, so the same initial weights give the same history, bit for bit, on CPU.
+
+Adaptive evaluation (``Schedule.eval_sparse = k > 1``, the default of
+:class:`~grok_interp.config.TrainConfig`: 5). The test set costs a forward that is
+most of a row's price, and for most of a run the test metrics barely move. So at a
+row step that is not a *full* one, the run only holds the row back: its training
+metrics (from the step's own forward), its step and a copy of the trained parameters
+(one model's worth of memory, at most ``k - 1`` copies). A row is *full* at every
+multiple of ``k * eval_every``, at the last step, at every checkpoint step, and
+wherever a stop rule could fire (see :meth:`RunState.full_row_due`); there the test
+set is evaluated and :func:`backfill_needed` decides, from the last recorded row,
+the held rows' training metrics and the full row: if the test metrics moved, every
+held row is *backfilled* (its test metrics computed on the model with its copied
+weights, its callbacks called with that model) and recorded in step order before the
+full row; if not, the held rows are dropped. A checkpoint at a step without a row
+resolves the held rows the same way, the newest of them standing as the full row, so
+a saved history is complete and a resumed run's history equals the uninterrupted
+one's. Evaluation never touches training: every recorded row equals the dense run's
+row at that step, bit for bit on CPU. ``eval_sparse = 1`` records every row densely.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
@@ -60,6 +81,10 @@ __all__ = [
     "loss_fn",
     "accuracy",
     "eval_row",
+    "columns_of_train",
+    "columns_of_test",
+    "backfill_needed",
+    "MEMORISED",
     "train_loop",
     "make_optimizer",
     "gradient_transforms_for",
@@ -178,6 +203,14 @@ class Schedule:
         stop_on_plateau: Patience ``M`` of the plateau-stop rule (:class:`PlateauClock`;
             None: off).
         plateau_delta: What counts as a new high of test accuracy for that rule.
+        eval_sparse: Adaptive evaluation (module docstring): the test set is evaluated
+            at every ``eval_sparse * eval_every`` steps and, backfilled, at every
+            ``eval_every`` steps where :func:`backfill_needed` says the test metrics
+            moved. 1: a full row every ``eval_every`` steps.
+        eval_tol: Change of test accuracy between two recorded rows that counts as a
+            move (0.01: one point).
+        eval_loss_tol: Change of ``log(test_loss)`` between two recorded rows that counts
+            as a move (0.1: a tenth; see :func:`backfill_needed`).
     """
 
     steps: int
@@ -190,13 +223,16 @@ class Schedule:
     eval_at_checkpoints: bool = False
     stop_on_plateau: int | None = None
     plateau_delta: float = 0.01
+    eval_sparse: int = 1
+    eval_tol: float = 0.01
+    eval_loss_tol: float = 0.1
 
     @classmethod
     def of(cls, cfg: Any, **extra: Any) -> "Schedule":
         """The schedule of a :class:`~grok_interp.config.TrainConfig` (or any object with
         its field names)."""
         names = ("steps", "lr", "warmup_steps", "eval_every", "checkpoint_every", "stop_after_grok", "grok_threshold",
-                 "stop_on_plateau", "plateau_delta")
+                 "stop_on_plateau", "plateau_delta", "eval_sparse")
         return cls(**{n: getattr(cfg, n) for n in names if hasattr(cfg, n)}, **extra)
 
     def lr_at(self, step: int) -> float:
@@ -257,6 +293,51 @@ def plateau_stop_step(
     return None
 
 
+#: Training accuracy that counts as memorised (the plateau rule's and the events' threshold).
+MEMORISED = 0.99
+
+
+_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _row_order(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the four metric columns first, in the history's order."""
+    return {**{k: row[k] for k in _COLUMNS if k in row}, **{k: v for k, v in row.items() if k not in _COLUMNS}}
+
+
+def backfill_needed(
+    last: dict[str, Any] | None, held: Sequence[dict[str, Any]], row: dict[str, Any], schedule: Schedule
+) -> bool:
+    """Whether the rows held back between the last recorded row and a full row must be
+    backfilled (adaptive evaluation, see the module docstring).
+
+    True when, from ``last`` (the last recorded row; None: nothing recorded yet) to
+    ``row`` (the full row), test accuracy changed by ``eval_tol`` or more, or crossed
+    ``grok_threshold`` (either way), or ``log(test_loss)`` changed by ``eval_loss_tol`` or
+    more (or either loss is not a positive finite number); or when training accuracy
+    crosses :data:`MEMORISED` (0.99) anywhere along ``last``, the ``held`` rows (their
+    training metrics are known) and ``row``: memorisation, or losing it, is an event.
+
+    Why 0.1 for the loss: on the README main job (p = 113, seed 999, dense rows to step
+    5100) ``log(test_loss)`` drifts by 0.009 per 50 steps (median; 0.028 at the 95th
+    percentile) on the plateau, while the memorisation peak (4.8 -> 18 in about 300
+    steps) moves it 0.2 per 50 steps: 0.1 keeps the plateau sparse and the peak dense.
+    """
+    if last is None:
+        return True
+    thr = schedule.grok_threshold
+    a, b = float(last["test_acc"]), float(row["test_acc"])
+    if abs(b - a) >= schedule.eval_tol or (a >= thr) != (b >= thr):
+        return True
+    la, lb = float(last["test_loss"]), float(row["test_loss"])
+    if not (math.isfinite(la) and math.isfinite(lb) and la > 0 and lb > 0):
+        return True
+    if abs(math.log(lb) - math.log(la)) >= schedule.eval_loss_tol:
+        return True
+    memorised = {float(r["train_acc"]) >= MEMORISED for r in (last, *held, row)}
+    return len(memorised) > 1
+
+
 @dataclass(eq=False)
 class RunState:
     """One run while it trains: model, optimiser, schedule, history and what to do at
@@ -269,7 +350,8 @@ class RunState:
         history: Rows already recorded (resuming); new rows are appended.
         step: Updates already done (resuming).
         callbacks: ``cb(step, model, context) -> dict | None`` at every history row; the
-            dicts become columns.
+            dicts become columns. For a backfilled row (adaptive evaluation) ``model``
+            holds the weights of that row's step while the callback runs.
         context: What callbacks receive as their third argument (and what step
             functions read their data from).
         on_checkpoint: ``fn(state)`` at every checkpoint step.
@@ -298,6 +380,7 @@ class RunState:
         self._last_row = self.history[-1]["step"] if self.history else -1
         # A resumed run starts from the checkpoint it was saved at: not saved again.
         self._saved_at = self.step if self.step > 0 else -1
+        self._held: list[tuple[int, list[Tensor], dict[str, Any]]] = []  # (step, parameters, training metrics)
         self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= sch.grok_threshold), None)
         self.end = sch.steps
         if self.grok_step is not None and sch.stop_after_grok is not None:
@@ -323,21 +406,102 @@ class RunState:
     def checkpoint_due(self) -> bool:
         return (self.step in self._checkpoints or self.finished) and self.step != self._saved_at
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Append the history row of the current step (callbacks add columns) and apply
-        the grok-stop and plateau-stop rules."""
-        row = {"step": self.step, **row}
-        for cb in self.callbacks:
-            row.update(cb(self.step, self.model, self.context) or {})
-        self.history.append(row)
+    @property
+    def sparse(self) -> bool:
+        """True when this run evaluates adaptively (``eval_sparse > 1``)."""
+        return self.schedule.eval_sparse > 1
+
+    @property
+    def held_steps(self) -> list[int]:
+        """Steps of the rows held back, not yet backfilled or dropped."""
+        return [h[0] for h in self._held]
+
+    def full_row_due(self) -> bool:
+        """Whether this step's row (due by :meth:`eval_due`) evaluates the test set.
+
+        Always for a dense run. For a sparse one: at every multiple of ``eval_sparse *
+        eval_every``, at the last step, at every checkpoint step; while grokking has not
+        been seen, once the oldest held row is ``stop_after_grok`` steps back (a row
+        held there could be the first to reach ``grok_threshold``, and the run must stop
+        exactly ``stop_after_grok`` steps after it); and from the step at which the
+        plateau-stop rule would fire on its current clock.
+        """
+        s, sch = self.step, self.schedule
+        if not self.sparse or s % (sch.eval_sparse * sch.eval_every) == 0 or self.finished or s in self._checkpoints:
+            return True
+        if self.grok_step is None and sch.stop_after_grok is not None and self._held \
+                and s >= self._held[0][0] + sch.stop_after_grok:
+            return True
+        clock = self._plateau.clock if self._plateau is not None else None
+        return clock is not None and s >= clock + max(self._plateau.patience, clock)
+
+    def hold(self, train_row: dict[str, Any]) -> None:
+        """Hold back this step's row: its training metrics and a copy of the parameters."""
+        self._held.append((self.step, [p.detach().clone() for p in self.params], dict(train_row)))
         self._last_row = self.step
+
+    def resolve(self, row: dict[str, Any] | None, test_at: Callable[[], dict[str, Any]]) -> None:
+        """Record the held rows, if the test metrics moved, then the full row ``row`` of
+        this step (None: no row at this step, e.g. a checkpoint between rows; the newest
+        held row is then evaluated and stands as the full row).
+
+        ``test_at()`` returns the test metrics of :attr:`model` as it is; it is called
+        with each backfilled row's weights loaded.
+        """
+        held, self._held = self._held, []
+        if row is None:
+            if not held:
+                return
+            step, weights, train = held.pop()
+            full = (step, weights, self._at_weights(weights, lambda: _row_order({**train, **test_at()})))
+        else:
+            full = (self.step, None, row)
+        last = self.history[-1] if self.history else None
+        if held and backfill_needed(last, [h[2] for h in held], full[2], self.schedule):
+            for step, weights, train in held:
+                self._at_weights(weights, lambda: self.record(_row_order({**train, **test_at()}), step=step))
+        step, weights, row = full
+        if weights is None:
+            self.record(row)
+        else:
+            self._at_weights(weights, lambda: self.record(row, step=step))
+
+    def _at_weights(self, weights: list[Tensor], fn: Callable[[], Any]) -> Any:
+        """``fn()`` with the trained parameters set to ``weights``; they are put back after.
+
+        The values are swapped through ``.data``, which autograd does not track: the
+        training forward's graph (its saved tensors are these parameters) stays valid
+        for the update, which sees the same values bit for bit.
+        """
+        params = self.params
+        with torch.no_grad():
+            now = [p.detach().clone() for p in params]
+            try:
+                for p, w in zip(params, weights):
+                    p.data.copy_(w)
+                return fn()
+            finally:
+                for p, w in zip(params, now):
+                    p.data.copy_(w)
+
+    def record(self, row: dict[str, Any], step: int | None = None) -> None:
+        """Append the history row of ``step`` (default: the current step; callbacks add
+        columns) and apply the grok-stop and plateau-stop rules. A row of an earlier
+        step (backfilled) is recorded with the model holding that step's weights; a stop
+        it calls for cannot come before the current step."""
+        step = self.step if step is None else step
+        row = {"step": step, **row}
+        for cb in self.callbacks:
+            row.update(cb(step, self.model, self.context) or {})
+        self.history.append(row)
+        self._last_row = max(self._last_row, step)
         sch = self.schedule
         if self.grok_step is None and row["test_acc"] >= sch.grok_threshold:
-            self.grok_step = self.step
+            self.grok_step = step
             if sch.stop_after_grok is not None:
-                self.end = min(self.end, self.step + sch.stop_after_grok)
-        if self._plateau is not None and self._plateau.update(self.step, row["train_acc"], row["test_acc"]):
-            self.end = min(self.end, self.step)
+                self.end = min(self.end, max(step + sch.stop_after_grok, self.step))
+        if self._plateau is not None and self._plateau.update(step, row["train_acc"], row["test_acc"]):
+            self.end = min(self.end, max(step, self.step))
         if self.on_row is not None:
             self.on_row(self)
 
@@ -377,6 +541,13 @@ class StepFunction(Protocol):
     ``train_loss``, ``test_loss``, ``train_acc`` and ``test_acc``. ``update`` does the
     backward passes and optimiser steps (through :meth:`RunState.optimizer_step`) of
     the runs at indices ``going``; their learning rates are set and gradients cleared.
+
+    A step function that can evaluate adaptively (``eval_sparse > 1``) also has
+    ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the step's
+    own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of the
+    models as they are now); :class:`FullBatchStep` and the batched step of
+    :mod:`grok_interp.many_runs` do. Runs driven by one without them (the ResNet epoch
+    step) record every row densely, whatever their ``eval_sparse``.
     """
 
     def forward(self, states: Sequence[RunState]) -> Any: ...
@@ -408,9 +579,8 @@ def train_loop(
             out = step_fn.forward(active)
             due = [i for i, s in enumerate(active) if s.eval_due()]
             if due:
-                for i, row in zip(due, step_fn.evaluate(active, due, out)):
-                    active[i].record(row)
-                if len(active) == 1:
+                _rows(active, due, step_fn, out)
+                if len(active) == 1 and active[0].history:
                     r = active[0].history[-1]
                     bar.set_postfix(
                         train_loss=f"{r['train_loss']:.3g}", test_loss=f"{r['test_loss']:.3g}",
@@ -419,6 +589,8 @@ def train_loop(
             going = []
             for i, s in enumerate(active):
                 if s.checkpoint_due():
+                    if s.held_steps:  # a checkpoint between rows: its history must be complete
+                        s.resolve(None, _test_at(step_fn, active, i))
                     s.checkpoint()
                 if s.finished:
                     bar.update(s.schedule.steps - s.step)
@@ -437,6 +609,31 @@ def train_loop(
                 bar.set_postfix(runs=len(active), refresh=False)
     finally:
         bar.close()
+
+
+def _rows(states: Sequence[RunState], due: list[int], step_fn: Any, out: Any) -> None:
+    """The history rows of step ``states[i].step`` for every ``i`` in ``due``: dense runs
+    through ``step_fn.evaluate``; sparse ones held back or resolved (module docstring)."""
+    adaptive = hasattr(step_fn, "test_rows") and hasattr(step_fn, "train_rows")
+    sparse = [i for i in due if adaptive and states[i].sparse]
+    dense = [i for i in due if i not in sparse]
+    if dense:
+        for i, row in zip(dense, step_fn.evaluate(states, dense, out)):
+            states[i].record(row)
+    if not sparse:
+        return
+    full = [i for i in sparse if states[i].full_row_due()]
+    tests = dict(zip(full, step_fn.test_rows(states, full))) if full else {}
+    for i, train in zip(sparse, step_fn.train_rows(states, sparse, out)):
+        if i in tests:
+            states[i].resolve(_row_order({**train, **tests[i]}), _test_at(step_fn, states, i))
+        else:
+            states[i].hold(train)
+
+
+def _test_at(step_fn: Any, states: Sequence[RunState], i: int) -> Callable[[], dict[str, Any]]:
+    """The test metrics of run ``i``'s model as it is when called."""
+    return lambda: step_fn.test_rows(states, [i])[0]
 
 
 class FullBatchStep:
@@ -491,21 +688,36 @@ class FullBatchStep:
         loss = _sum_in_order([r[1] for r in results])
         return [r[0] for r in results], loss, grads  # the logits stay in parts (read only for a row)
 
-    @torch.no_grad()
     def evaluate(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        return [_row_order({**a, **b}) for a, b in zip(self.train_rows(states, due, out), self.test_rows(states, due))]
+
+    @torch.no_grad()
+    def train_rows(self, states: Sequence[RunState], due: list[int], out: Any) -> list[dict[str, Any]]:
+        """Training loss and accuracy of the runs ``due``, from this step's forward."""
         rows = []
         for i in due:
             ctx = states[i].context
             logits, loss = out[i][0], out[i][1]
             if self._pool is None:
-                rows.append(eval_row(logits, loss, ctx.forward(states[i].model, ctx.test_tokens), ctx))
+                rows.append(columns_of_train(logits, loss, ctx))
                 continue
-            test_loss, test_acc = self._split_test(states[i])
             n = len(ctx.train_labels)
             correct = sum(int((lg.argmax(-1) == ctx.train_labels[sl]).sum())
                           for lg, sl in zip(logits, _slices(n, self.parts)))
-            rows.append({"train_loss": loss.item(), "test_loss": test_loss, "train_acc": correct / n,
-                         "test_acc": test_acc})
+            rows.append({"train_loss": loss.item(), "train_acc": correct / n})
+        return rows
+
+    @torch.no_grad()
+    def test_rows(self, states: Sequence[RunState], due: list[int]) -> list[dict[str, Any]]:
+        """Test loss and accuracy of the models of the runs ``due``, as they are now."""
+        rows = []
+        for i in due:
+            ctx = states[i].context
+            if self._pool is None:
+                rows.append(columns_of_test(ctx.forward(states[i].model, ctx.test_tokens), ctx))
+                continue
+            test_loss, test_acc = self._split_test(states[i])
+            rows.append({"test_loss": test_loss, "test_acc": test_acc})
         return rows
 
     def _split_test(self, s: RunState) -> tuple[float, float]:
@@ -569,12 +781,18 @@ def _sum_in_order(xs: Sequence[Tensor | None]) -> Tensor | None:
 def eval_row(train_logits: Tensor, train_loss: Tensor, test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
     """The four columns every history row has, from a step's training forward and the
     test set's logits."""
-    return {
-        "train_loss": train_loss.item(),
-        "test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
-        "train_acc": accuracy(train_logits.detach(), ctx.train_labels),
-        "test_acc": accuracy(test_logits, ctx.test_labels),
-    }
+    return _row_order({**columns_of_train(train_logits, train_loss, ctx), **columns_of_test(test_logits, ctx)})
+
+
+def columns_of_train(train_logits: Tensor, train_loss: Tensor, ctx: TrainContext) -> dict[str, Any]:
+    """``train_loss`` and ``train_acc`` of a row, from a step's training forward."""
+    return {"train_loss": train_loss.item(), "train_acc": accuracy(train_logits.detach(), ctx.train_labels)}
+
+
+def columns_of_test(test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
+    """``test_loss`` and ``test_acc`` of a row, from the test set's logits."""
+    return {"test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
+            "test_acc": accuracy(test_logits, ctx.test_labels)}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:

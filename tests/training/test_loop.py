@@ -21,7 +21,7 @@ def test_same_seed_same_history_bit_for_bit():
 
 
 def test_history_columns_and_cadence():
-    run = small_run(steps=45)
+    run = small_run(steps=45, eval_sparse=1)  # dense rows (the adaptive ones: test_adaptive_eval.py)
     assert run.history.columns.tolist()[:5] == ["step", "train_loss", "test_loss", "train_acc", "test_acc"]
     assert run.history["step"].tolist() == [0, 10, 20, 30, 40, 45]
     assert run.checkpoint_steps == [0, 1, 2, 4, 8, 16, 20, 40, 45]
