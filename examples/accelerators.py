@@ -17,7 +17,10 @@ loss when grokking is accelerated?). MED and the weight norm are recorded at eve
 history row; the excluded loss is measured afterwards on the checkpoints, with the
 final checkpoint's key frequencies held fixed (cached in ``out/measures/``). A
 ``clock`` column (``time.time()`` at each history row) gives the wall time to 0.99
-(a pause between a stop and a resume is left out, see ``time_to``); parallel
+(a pause between a stop and a resume is left out, see ``time_to``; with the library's
+adaptive evaluation a backfilled row is stamped when it is computed, at the next full
+row at most ``eval_sparse * eval_every`` = 50 steps later, so the wall time is the time
+until the run *knew* it had reached 0.99); parallel
 workers share the cores, so time a study with ``--workers 1``. Runs train one by one (no batching), so each
 run's clock is its own.
 

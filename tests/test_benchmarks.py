@@ -54,3 +54,17 @@ def test_eval_cost_script_smoke_runs(tmp_path):
     assert 0 < measured[1]["eval_share"] < 1
     assert replayed[1]["test_forwards"] == replayed[1]["dense_rows"] == 13
     assert replayed[5]["test_forwards"] <= replayed[1]["test_forwards"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dense", [False, True])
+def test_time_to_grok_script_smoke_runs(dense):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "time_to_grok.py"), "--cases", "p97", "--seeds", "0",
+           "--max-steps", "60", "--threads", "1", *(["--dense"] if dense else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    run, median = _json_lines(out)
+    assert run["steps_run"] == 60 and run["grok_step"] is None and run["eval_sparse"] == (1 if dense else 5)
+    assert run["dense_forwards"] == 7 and 2 <= run["test_forwards"] <= 7
+    if dense:
+        assert run["test_forwards"] == 7
+    assert median["median_grok_step"] == 60 and "test forwards" in out
