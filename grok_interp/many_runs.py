@@ -28,8 +28,8 @@ large task already keeps a core busy and a batch of them only spills the caches 
 at p = 97: no gain), so by default (:func:`auto_batch_size`) CPU batches stay
 cache-sized and large tasks train one by one.
 
-Runs can share a batch when :func:`batch_key` gives them the same key: one-layer,
-LayerNorm-free transformers with the same shapes (``p``, ``offset``, ``d_model``,
+Runs can share a batch when :func:`batch_key` gives them the same key: LayerNorm-free
+transformers with the same shapes (``p``, ``offset``, ``n_layers``, ``d_model``,
 ``n_heads``, ``d_head``, ``d_mlp``, ``act_fn``), the same training- and test-set sizes
 and device. Everything else may differ: seeds, init, frozen parts, operation, split,
 ``frac`` (when the sizes agree), ``lr``, ``weight_decay``, ``betas``, ``warmup_steps``,
@@ -52,7 +52,7 @@ from torch import Tensor
 
 from ._validate import bad_value
 from .config import RunConfig
-from .training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, fast_unsupported_reason
+from .training.forwards import fast_forward, fast_logits, fast_unsupported_reason, fast_weight_names
 from .models import weights
 from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
 from .tasks import Split, Task
@@ -86,7 +86,7 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
     """Runs with equal keys can train in one batch; ``None``: this run cannot be batched.
 
     The key holds every shape the batched step stacks: vocabulary (``p``, ``offset``),
-    model sizes, activation, training- and test-set sizes, and the device.
+    model sizes, activation, number of layers (last, so the indices above stay), training- and test-set sizes, and the device.
     """
     m, d, t = config.model, config.data, config.train
     if fast_unsupported_reason(m) is not None or t.forward == "hooked" or d.op.startswith("custom:"):
@@ -95,7 +95,7 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
     split = Split.from_config(task, d, mask=mask)
     return (
         d.p, d.offset, m.d_model, m.n_heads, m.d_head, m.d_mlp, m.act_fn,
-        split.n_train, int(split.test_mask.sum()), str(resolve_device(t.device)),
+        split.n_train, int(split.test_mask.sum()), str(resolve_device(t.device)), m.n_layers,
     )
 
 
@@ -113,10 +113,12 @@ def auto_batch_size(key: tuple) -> int | None:
     CUDA: no limit. CPU: as many runs as fit ``CPU_BATCH_BYTES`` of MLP activations
     (at least 1, i.e. one run at a time for large tasks).
     """
-    d_mlp, n_train, device = key[5], key[7], key[9]
-    if device.startswith("cuda"):
+    if key[9].startswith("cuda"):
         return None
-    return max(1, CPU_BATCH_BYTES // (4 * n_train * d_mlp))
+    d_mlp, n_train, n_layers = key[5], key[7], key[10]
+    # Each layer before the last adds the MLP activations of two positions (an estimate:
+    # the CPU_BATCH_BYTES break-even was measured on one-layer models).
+    return max(1, CPU_BATCH_BYTES // (4 * n_train * d_mlp * (2 * n_layers - 1)))
 
 
 def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[list[int]]:
@@ -149,8 +151,9 @@ class StackedStep:
     run's :attr:`RunState.context` is its :class:`~grok_interp.training.TrainContext`.
     """
 
-    def __init__(self, act_fn: str) -> None:
+    def __init__(self, act_fn: str, n_layers: int = 1) -> None:
         self.act_fn = act_fn
+        self.names = fast_weight_names(n_layers)
         self._data: tuple[list[int], Tensor, Tensor] | None = None
 
     def _tokens(self, states: Sequence[RunState]) -> tuple[Tensor, Tensor]:
@@ -163,10 +166,9 @@ class StackedStep:
             )
         return self._data[1], self._data[2]
 
-    @staticmethod
-    def _stack(states: Sequence[RunState], detach: bool = False) -> dict[str, Tensor]:
+    def _stack(self, states: Sequence[RunState], detach: bool = False) -> dict[str, Tensor]:
         ws = [weights(s.model) for s in states]
-        return {k: torch.stack([w[k].detach() if detach else w[k] for w in ws]) for k in FAST_WEIGHTS}
+        return {k: torch.stack([w[k].detach() if detach else w[k] for w in ws]) for k in self.names}
 
     def forward(self, states: Sequence[RunState]) -> tuple[Tensor, list[Tensor]]:
         train_tokens, _ = self._tokens(states)
@@ -275,7 +277,8 @@ def train_many(
                 ))
             log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
             states = [r.run_state(gradient_transforms) for r in prepared]
-            train_loop(states, StackedStep(prepared[0].config.model.act_fn), progress=progress,
+            model_cfg = prepared[0].config.model
+            train_loop(states, StackedStep(model_cfg.act_fn, model_cfg.n_layers), progress=progress,
                        desc=f"train x{len(states)}")
             for i, r, state in zip(group, prepared, states):
                 results[i] = r.result(state)

@@ -83,7 +83,7 @@ def test_run_configs_callbacks_and_run_directories(tmp_path):
 def test_incompatible_runs_are_grouped_or_trained_alone():
     specs = [
         {**BASE},
-        {**BASE, "n_layers": 2},  # no fast forward: alone, through train_hooked
+        {**BASE, "n_layers": 2},  # another layer count: alone, through train_hooked
         {**BASE, "seed": 3},
         {**BASE, "d_mlp": 32},  # another shape: its own group
         {**BASE, "forward": "hooked"},

@@ -29,6 +29,8 @@ FAST_OPTIONS = [
     {"act_fn": "gelu_new"},
     {"act_fn": "silu"},
     {"n_heads": 2, "d_head": 5},
+    {"n_layers": 2},
+    {"n_layers": 3, "attn_bias": False, "unembed_bias": False, "act_fn": "gelu"},
 ]
 
 
@@ -51,8 +53,9 @@ def test_fast_forward_equals_hooked_forward(backend, options):
     assert torch.allclose(fast_forward(model, toks), hooked_forward(model, toks), atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [{"n_layers": 2}, {"normalization": "LN"}, {"arch": "mlp"}])
+@pytest.mark.parametrize("options", [{"n_layers": 2, "normalization": "LN"}, {"normalization": "LN"}, {"arch": "mlp"}])
 def test_unsupported_architectures_fall_back_to_hooked_forward(options, caplog):
+    # (Any number of layers is supported: tests/training/test_forwards_layers.py.)
     cfg = g.ModelConfig(**options)
     fwd, name = select_forward(cfg, "auto")
     assert name == "hooked" and fwd is hooked_forward

@@ -55,6 +55,7 @@ __all__ = [
     "select_forward",
     "Forward",
     "FAST_WEIGHTS",
+    "fast_weight_names",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,117 @@ FAST_WEIGHTS = (
 )
 
 
+def fast_weight_names(n_layers: int = 1) -> tuple[str, ...]:
+    """The canonical weights :func:`fast_logits` reads for an ``n_layers``-layer model.
+
+    ``fast_weight_names(1) == FAST_WEIGHTS`` (same names, same order).
+    """
+    layers = tuple(
+        name
+        for l in range(n_layers)
+        for name in (
+            *(f"blocks.{l}.attn.{w}_{x}" for w in ("W", "b") for x in "QKVO"),
+            f"blocks.{l}.mlp.W_in", f"blocks.{l}.mlp.b_in", f"blocks.{l}.mlp.W_out", f"blocks.{l}.mlp.b_out",
+        )
+    )
+    return ("embed.W_E", "pos_embed.W_pos", *layers, "unembed.W_U", "unembed.b_U")
+
+
+def _layers_in(w: dict[str, Tensor]) -> int:
+    """How many layers' weights ``w`` holds."""
+    n = 0
+    while f"blocks.{n}.attn.W_Q" in w:
+        n += 1
+    return n
+
+
+def _gather(table: Tensor, index: Tensor) -> Tensor:
+    """``table[k, index[k, i]]`` for a ``(K, V, C)`` table and ``(K, n)`` indices: ``(K, n, C)``."""
+    K, V, C = table.shape
+    offsets = (torch.arange(K, device=index.device) * V)[:, None]
+    return F.embedding(index + offsets, table.reshape(K * V, C))
+
+
+def _fast_logits_layers(
+    w: dict[str, Tensor], tokens: Tensor, act_fn: str, fused: bool, n_layers: int
+) -> Tensor:
+    """:func:`fast_logits` for ``n_layers >= 2`` (see the module docstring)."""
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    K, V, d = W_E.shape
+    H, dh = w["blocks.0.attn.W_Q"].shape[1], w["blocks.0.attn.W_Q"].shape[3]
+    HD = H * dh
+    n = tokens.shape[1]
+    runs = torch.arange(K, device=tokens.device)
+    act = ACTIVATIONS[act_fn]
+    scale = dh**-0.5
+    a, b = tokens[:, :, 0], tokens[:, :, 1]
+
+    def proj(x: Tensor, W: Tensor, bias: Tensor) -> Tensor:
+        """``x @ W + bias`` per head: ``(K, rows, d)``, ``W (K, H, d, e)`` -> ``(K, rows, H, e)``."""
+        e = W.shape[3]
+        out = torch.baddbmm(bias.reshape(K, 1, H * e), x, W.permute(0, 2, 1, 3).reshape(K, d, H * e))
+        return out.reshape(K, x.shape[1], H, e)
+
+    def score(q: Tensor, k: Tensor) -> Tensor:
+        return (q * k).sum(-1) * scale  # (K, rows, H)
+
+    def mix(scores: list[Tensor], values: list[Tensor]) -> Tensor:
+        """Softmax over the positions' scores, then the weighted values: ``(K, n, H * dh)``."""
+        pattern = torch.softmax(torch.stack(torch.broadcast_tensors(*scores), dim=-1), dim=-1)  # (K, n, H, P)
+        z = pattern[..., 0, None] * values[0]
+        for i in range(1, len(values)):
+            z = z + pattern[..., i, None] * values[i]
+        return z.reshape(K, -1, HD)
+
+    def mlp(l: int, x: Tensor) -> Tensor:
+        pre = torch.baddbmm(w[f"blocks.{l}.mlp.b_in"][:, None], x, w[f"blocks.{l}.mlp.W_in"])
+        return torch.baddbmm(w[f"blocks.{l}.mlp.b_out"][:, None], act(pre), w[f"blocks.{l}.mlp.W_out"])
+
+    # Residual streams entering layer 0: position 0 and 1 as tables over the vocabulary
+    # (one token each), position 2 ("=") one row per run.
+    x0 = W_E + W_pos[:, 0, None]  # (K, V, d): position 0, by token a, at every layer
+    x1 = W_E + W_pos[:, 1, None]  # (K, V, d) at layer 0, then (K, n, d) per input
+    x2 = (W_E[runs, tokens[:, 0, 2]] + W_pos[:, 2])[:, None]  # (K, 1, d) at layer 0, then (K, n, d)
+    for l in range(n_layers):
+        W_Q, W_K, W_V = (w[f"blocks.{l}.attn.W_{x}"] for x in "QKV")
+        b_Q, b_K, b_V = (w[f"blocks.{l}.attn.b_{x}"] for x in "QKV")
+        W_O, b_O = w[f"blocks.{l}.attn.W_O"].reshape(K, HD, d), w[f"blocks.{l}.attn.b_O"]
+        last = l == n_layers - 1
+        # Position 0 (a table): keys and values gathered per input.
+        kv0 = proj(x0, torch.cat([W_K, W_V], dim=3), torch.cat([b_K, b_V], dim=2))  # (K, V, H, 2dh)
+        k0, v0 = _gather(kv0.reshape(K, V, 2 * HD), a).reshape(K, n, H, 2 * dh).split(dh, dim=-1)
+        # Position 1: a table at layer 0 (token b), per input after.
+        # (The last layer needs no query there.)
+        Ws1, bs1 = ([W_K, W_V], [b_K, b_V]) if last else ([W_Q, W_K, W_V], [b_Q, b_K, b_V])
+        qkv1 = proj(x1, torch.cat(Ws1, dim=3), torch.cat(bs1, dim=2))
+        if l == 0:
+            qkv1 = _gather(qkv1.reshape(K, V, len(Ws1) * HD), b).reshape(K, n, H, len(Ws1) * dh)
+        q1, k1, v1 = (None, *qkv1.split(dh, dim=-1)) if last else qkv1.split(dh, dim=-1)
+        # Position 2: one row at layer 0 (broadcast), per input after.
+        q2, k2, v2 = proj(x2, torch.cat([W_Q, W_K, W_V], dim=3), torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)
+        z2 = mix([score(q2, k0), score(q2, k1), score(q2, k2)], [v0, v1, v2])
+        mid2 = torch.baddbmm(x2 + b_O[:, None], z2, W_O)  # (K, n, d)
+        if last:
+            W_in, b_in = w[f"blocks.{l}.mlp.W_in"], w[f"blocks.{l}.mlp.b_in"]
+            W_out, b_out = w[f"blocks.{l}.mlp.W_out"], w[f"blocks.{l}.mlp.b_out"]
+            W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
+            a_U = torch.baddbmm(b_U[:, None], b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
+            return mlp_logits(mid2, W_in, b_in, W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+        z1 = mix([score(q1, k0), score(q1, k1)], [v0, v1])
+        x1 = x1 if l > 0 else _gather(x1, b)
+        mid1 = torch.baddbmm(x1 + b_O[:, None], z1, W_O)
+        mid12 = torch.cat([mid1, mid2], dim=1)  # (K, 2n, d): one MLP product for both positions
+        # resid_post = mid @ I + b_out + act(mid @ W_in + b_in) @ W_out: the fused MLP's form.
+        eye = torch.eye(d, dtype=mid12.dtype, device=mid12.device).expand(K, d, d)
+        post12 = mlp_logits(mid12, w[f"blocks.{l}.mlp.W_in"], w[f"blocks.{l}.mlp.b_in"], eye,
+                            w[f"blocks.{l}.mlp.b_out"], w[f"blocks.{l}.mlp.W_out"], act_fn, fused=fused)
+        x1, x2 = post12[:, :n], post12[:, n:]
+        # Position 0 attends only to itself.
+        mid0 = torch.baddbmm(x0 + b_O[:, None], kv0[..., dh:].reshape(K, V, HD), W_O)
+        x0 = mid0 + mlp(l, mid0)
+    raise AssertionError("unreachable")
+
+
 def hooked_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
     """Last-position logits from the model's own forward."""
     return model(tokens)[:, -1]
@@ -84,8 +196,6 @@ def fast_unsupported_reason(cfg: ModelConfig) -> str | None:
     """Why :func:`fast_forward` cannot run this architecture (None when it can)."""
     if cfg.arch != "transformer":
         return f"arch={cfg.arch!r} (the fast forward is for transformers)"
-    if cfg.n_layers != 1:
-        return f"n_layers={cfg.n_layers} (the fast forward covers one layer)"
     if cfg.normalization is not None:
         return f"normalization={cfg.normalization!r} (the fast forward covers models without LayerNorm)"
     if cfg.act_fn not in ACTIVATIONS:
@@ -118,6 +228,9 @@ def fast_logits(
     Returns:
         Logits at the last position, ``(K, batch, d_vocab_out)``.
     """
+    n_layers = _layers_in(w)
+    if n_layers != 1:
+        return _fast_logits_layers(w, tokens, act_fn, fused, n_layers)
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
     b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
@@ -166,7 +279,7 @@ def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tens
     the factory supports). Assumes every sequence ends in the same token (``"="``).
     """
     w = weights(model)
-    return fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, tokens[None], model.cfg.act_fn)[0]
+    return fast_logits({k: w[k][None] for k in fast_weight_names(model.cfg.n_layers)}, tokens[None], model.cfg.act_fn)[0]
 
 
 _compiled: dict[str, Callable[..., Tensor] | None] = {}
@@ -190,7 +303,7 @@ def compiled_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[
     fails (no C++ compiler, an unsupported platform), it logs a warning once and runs
     the eager fast forward from then on: results are the same within float rounding.
     """
-    fn = _compiled_fast_logits() if torch.is_grad_enabled() else None
+    fn = _compiled_fast_logits() if torch.is_grad_enabled() and model.cfg.n_layers == 1 else None
     if fn is None:
         return fast_forward(model, tokens)
     w = weights(model)
