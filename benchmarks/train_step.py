@@ -2,7 +2,9 @@
 
 One model (Nanda config: 1 layer, 4 heads, d_model 128, d_mlp 512, no LayerNorm), the
 3830 training pairs of the README main job (frac 0.3, data seed 598), AdamW (lr 1e-3,
-weight decay 1). A step is forward + float64 cross-entropy + backward + AdamW step.
+weight decay 1). ``--layers N`` stacks N such layers, ``--no-bias`` drops the attention
+and unembedding biases and ``--frac`` sets the training fraction (the paper's two-layer
+reference setup: ``--layers 2 --no-bias --p 97 --frac 0.5``, 4704 pairs). A step is forward + float64 cross-entropy + backward + AdamW step.
 The loops share the model and optimiser and alternate in blocks of ``--steps`` steps,
 ``--repeats`` times per thread count, so machine noise hits them alike; medians are
 reported.
@@ -30,6 +32,7 @@ with a test evaluation every 10 steps) on one thread.
 
     python benchmarks/train_step.py --threads 1 2 --repeats 7
     python benchmarks/train_step.py --threads 1 2 --busy 1
+    python benchmarks/train_step.py --layers 2 --no-bias --p 97 --frac 0.5 --threads 1
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import grok_interp as g
 from grok_interp.models import weights
 from grok_interp.threads import batch_parts
 from grok_interp.training import FullBatchStep, RunState, Schedule, TrainContext
-from grok_interp.training.forwards import FAST_WEIGHTS, compiled_forward, fast_forward, fast_logits, hooked_forward
+from grok_interp.training.forwards import compiled_forward, fast_forward, fast_logits, fast_weight_names, hooked_forward
 from grok_interp.training import loss_fn, make_optimizer
 
 
@@ -62,6 +65,9 @@ def _block(step, n: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--p", type=int, default=113)
+    ap.add_argument("--layers", type=int, default=1, help="transformer layers (n_layers)")
+    ap.add_argument("--no-bias", action="store_true", help="no attention or unembedding biases")
+    ap.add_argument("--frac", type=float, default=None, help="training fraction (default: the config's)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
@@ -81,12 +87,23 @@ def main() -> None:
 
 def unfused_forward(model, tokens):
     w = weights(model)
-    return fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, tokens[None], model.cfg.act_fn, fused=False)[0]
+    names = fast_weight_names(model.cfg.n_layers)
+    return fast_logits({k: w[k][None] for k in names}, tokens[None], model.cfg.act_fn, fused=False)[0]
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    """The RunConfig options ``--layers``, ``--no-bias`` and ``--frac`` set (none by default)."""
+    opts: dict = {"n_layers": args.layers} if args.layers != 1 else {}
+    if args.no_bias:
+        opts.update(attn_bias=False, unembed_bias=False)
+    if args.frac is not None:
+        opts["frac"] = args.frac
+    return opts
 
 
 def run(args: argparse.Namespace) -> None:
 
-    cfg = g.RunConfig.from_kwargs(p=args.p)
+    cfg = g.RunConfig.from_kwargs(p=args.p, **_model_options(args))
     task = g.Task(p=args.p)
     split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
@@ -161,7 +178,7 @@ def run(args: argparse.Namespace) -> None:
     loop = None
     if args.loop:
         torch.set_num_threads(1)
-        opts = dict(p=args.p, steps=args.loop_steps, eval_every=10, checkpoint_every=10**9, progress=False)
+        opts = dict(p=args.p, **_model_options(args), steps=args.loop_steps, eval_every=10, checkpoint_every=10**9, progress=False)
         g.train_hooked(**{**opts, "steps": 10})  # warm-up
         lw: dict[str, list[float]] = {"hooked": [], "auto": []}
         lc: dict[str, list[float]] = {"hooked": [], "auto": []}
@@ -180,12 +197,14 @@ def run(args: argparse.Namespace) -> None:
         loop["speedup_wall"] = loop["hooked_wall_ms"] / loop["auto_wall_ms"]
 
     result = {
-        "benchmark": "train_step", "p": args.p, "n_train": len(toks), "backend": backend,
+        "benchmark": "train_step", "p": args.p, **({"n_layers": args.layers} if args.layers != 1 else {}),
+        **({"no_bias": True} if args.no_bias else {}), "n_train": len(toks), "backend": backend,
         "torch": torch.__version__, "repeats": args.repeats, "steps_per_block": args.steps,
         "compile_s": compile_s, "step": rows, "train_hooked_loop": loop,
     }
     print(json.dumps(result))
-    print(f"\ntrain step at p={args.p} ({len(toks)} pairs, full batch, AdamW), median wall ms/step"
+    layers = f"{args.layers} layers{', no bias' if args.no_bias else ''}, " if args.layers != 1 or args.no_bias else ""
+    print(f"\ntrain step at p={args.p} ({layers}{len(toks)} pairs, full batch, AdamW), median wall ms/step"
           f"{f', beside {args.busy} busy process(es)' if args.busy else ''}")
     extra = " compile" if args.compile else ""
     print(f"{'threads':>7} | {'naive':>7} {'fast':>7} {'fused':>7} {'split':>7}{extra} | {'split/naive':>11} |"

@@ -4,8 +4,8 @@ The training loop only ever calls a *forward* with this signature, so a faster
 equivalent can replace the hooked model's own forward without touching the loop.
 
 * :func:`hooked_forward` runs the model itself (every position, every hook point).
-* :func:`fast_forward` computes the same last-position logits of a one-layer,
-  LayerNorm-free transformer from the model's own (canonical) weights, through
+* :func:`fast_forward` computes the same last-position logits of a LayerNorm-free
+  transformer (any number of layers) from the model's own (canonical) weights, through
   :func:`fast_logits`, which also runs ``K`` same-shaped models at once (used by
   :mod:`grok_interp.many_runs`). Gradients flow to the same parameters, so the model
   stays a plain hooked transformer for analysis.
@@ -29,6 +29,28 @@ Per input this leaves three matrix products, ``(n, H d_head) x (.., d_mlp)``,
 ``(.., d_vocab_out)`` and ``(n, d_mlp) x (d_mlp, d_vocab_out)``, instead of the
 hooked model's three positions of attention, MLP and unembedding (and
 ``(n, d_mlp) x (d_mlp, d_model)`` then ``(n, d_model) x (d_model, d_vocab_out)``).
+
+With ``L >= 2`` layers (:func:`_fast_logits_layers`) the query of ``"="`` is constant
+only at layer 0, so the score tables above no longer apply; what stays is causality:
+
+* position 0 attends to itself only, so its residual depends on token ``a`` alone at
+  every layer: it is carried as a ``(d_vocab, d_model)`` table through all layers
+  (attention ``v W_O + b_O``, then the MLP) and its keys and values are gathered per input;
+* at layer 0, positions 1 and 2 are token tables and one constant row, so their queries,
+  keys and values are tables too; from its attention on, each depends on the pair and is
+  computed per input: positions 1 and 2 at layers ``0 .. L-2`` (attention over positions
+  ``0..1`` and ``0..2``, then the MLP of both positions as one ``(2n, d_model)`` batch),
+  and only position 2 at the last layer;
+* the last layer ends as before, in :func:`~grok_interp.training.fused.mlp_logits`, now
+  fed ``resid_mid`` itself (``(n, d_model)``; ``W_O`` is not folded, since ``resid_mid``
+  also carries the per-input residual): ``logits = resid_mid W_U + (b_out W_U + b_U) +
+  post (W_out W_U)``. The earlier layers' MLPs use it too, with the identity for
+  ``W_U`` (``resid_post = resid_mid + b_out + post W_out``), so their activations are
+  also processed in cache-sized chunks on CPU.
+
+At the two-layer reference setup (p = 97, 4704 pairs, no attention or unembedding
+biases) a training step costs about a third of the hooked forward's
+(``benchmarks/train_step.py --layers 2``); with one layer the code above runs unchanged.
 """
 
 from __future__ import annotations
@@ -62,7 +84,7 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[nn.Module, Tensor], Tensor]
 
-# The canonical weights :func:`fast_logits` reads (a one-layer, LayerNorm-free model).
+# The canonical weights :func:`fast_logits` reads for a one-layer model (more layers: fast_weight_names).
 FAST_WEIGHTS = (
     "embed.W_E",
     "pos_embed.W_pos",
@@ -209,10 +231,13 @@ def fast_logits(
     act_fn: str = "relu",
     fused: bool = True,
 ) -> Float[Tensor, "run batch d_vocab_out"]:
-    """Last-position logits of ``K`` one-layer, LayerNorm-free transformers at once.
+    """Last-position logits of ``K`` same-shaped LayerNorm-free transformers at once.
 
-    ``w`` maps each name of :data:`FAST_WEIGHTS` to that weight of every run stacked on
-    a leading ``run`` axis (``embed.W_E`` is ``(K, d_vocab, d_model)``, ...). Run ``k``
+    ``w`` maps each name of :func:`fast_weight_names` (``n_layers``; :data:`FAST_WEIGHTS`
+    for one layer) to that weight of every run stacked on a leading ``run`` axis
+    (``embed.W_E`` is ``(K, d_vocab, d_model)``, ...); the number of layers is read from
+    the names present (one layer: the original one-layer algebra; more: per-input
+    positions 1 and 2 through the earlier layers, see the module docstring). Run ``k``
     reads ``tokens[k]``; every sequence must end in the same ``"="`` token (the query
     is computed once per run from ``tokens[k, 0, 2]``). Equal to each model's own
     ``model(tokens[k])[:, -1]`` within float rounding; see the module docstring for the
@@ -273,10 +298,11 @@ def fast_logits(
 
 
 def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
-    """Last-position logits of a one-layer, LayerNorm-free transformer (see :func:`fast_logits`).
+    """Last-position logits of a LayerNorm-free transformer, any number of layers (see :func:`fast_logits`).
 
     Equal to ``model(tokens)[:, -1]`` within float rounding (tested for every option
-    the factory supports). Assumes every sequence ends in the same token (``"="``).
+    the factory supports, and 2 and 3 layers). Assumes every sequence ends in the same
+    token (``"="``).
     """
     w = weights(model)
     return fast_logits({k: w[k][None] for k in fast_weight_names(model.cfg.n_layers)}, tokens[None], model.cfg.act_fn)[0]
@@ -302,6 +328,7 @@ def compiled_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[
     forward, so only one graph per training-set shape is compiled. If compilation
     fails (no C++ compiler, an unsupported platform), it logs a warning once and runs
     the eager fast forward from then on: results are the same within float rounding.
+    Only one-layer models are compiled; deeper ones run the eager fast forward.
     """
     fn = _compiled_fast_logits() if torch.is_grad_enabled() and model.cfg.n_layers == 1 else None
     if fn is None:
