@@ -36,7 +36,10 @@ def _grads(model, fwd, toks, labels, loss="ce"):
     model.zero_grad()
     out = fwd(model, toks)
     loss_fn(out, labels, loss).backward()
-    return out.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    # canonical names (blocks.0.attn.b_K, ...) under either TransformerLens backend
+    params = tl_backend.canonical_parameters(model)
+    assert len({id(p) for p in params.values()}) == len(list(model.parameters()))
+    return out.detach(), {k: p.grad.clone() for k, p in params.items() if p.grad is not None}
 
 
 def _assert_close_grads(got, ref):
