@@ -23,6 +23,18 @@ def small_run(**overrides):
     return g.train_hooked(**opts)
 
 
+def random_bias_model(backend: str, task: g.Task, shape: dict, seed: int = 0, **options) -> torch.nn.Module:
+    """A model of ``shape`` (plus ``options``, which win) whose trainable biases are random
+    (non-zero), so every term of a forward and its gradient is exercised."""
+    model = g.models.build_model(g.ModelConfig(backend=backend, seed=seed, **{**shape, **options}), task)
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for name, p in tl_backend.canonical_parameters(model).items():
+            if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model
+
+
 def all_tokens(task: g.Task) -> torch.Tensor:
     return task.tokens(task.all_pairs())
 

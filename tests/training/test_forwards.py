@@ -8,7 +8,7 @@ from grok_interp import tl_backend
 from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
 from grok_interp.training import loss_fn
 
-from ..helpers import BACKENDS, all_tokens
+from ..helpers import BACKENDS, all_tokens, random_bias_model
 
 pytestmark = pytest.mark.portable
 
@@ -17,14 +17,7 @@ SHAPE = dict(d_model=16, n_heads=4, d_mlp=24)
 
 
 def _model(backend, seed=0, **options):
-    """A model with random (non-zero) biases, so every term of the forward is exercised."""
-    model = g.models.build_model(g.ModelConfig(backend=backend, seed=seed, **SHAPE, **options), TASK)
-    gen = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for name, p in tl_backend.canonical_parameters(model).items():
-            if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model
+    return random_bias_model(backend, TASK, SHAPE, seed, **options)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

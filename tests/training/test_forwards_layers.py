@@ -12,7 +12,7 @@ from grok_interp.training.forwards import (
     FAST_WEIGHTS, fast_forward, fast_logits, fast_weight_names, hooked_forward, select_forward,
 )
 
-from ..helpers import BACKENDS, SMALL_MODEL, all_tokens
+from ..helpers import BACKENDS, SMALL_MODEL, all_tokens, random_bias_model
 
 pytestmark = pytest.mark.portable
 
@@ -22,14 +22,7 @@ NO_BIASES = dict(attn_bias=False, unembed_bias=False)
 
 
 def _model(backend=BACKENDS[0], seed=0, **options):
-    """A model with random (non-zero) biases, so every term of the forward is exercised."""
-    model = g.models.build_model(g.ModelConfig(backend=backend, seed=seed, **{**SHAPE, **options}), TASK)
-    gen = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for name, p in tl_backend.canonical_parameters(model).items():
-            if p.requires_grad and name.rsplit(".", 1)[-1].startswith("b"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model
+    return random_bias_model(backend, TASK, SHAPE, seed, **options)
 
 
 def _grads(model, fwd, toks, labels, loss="ce"):
