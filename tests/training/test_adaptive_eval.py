@@ -9,7 +9,7 @@ import torch
 
 import grok_interp as g
 from grok_interp import store
-from grok_interp.sweeps import _is_finished
+from grok_interp.sweeps import sweep
 from grok_interp.training.loop import Schedule, backfill_needed
 
 from ..helpers import SMALL_MODEL
@@ -199,7 +199,7 @@ def _downgrade_to_format_3(run_dir):
 
 def test_a_format_3_run_loads_dense_resumes_and_is_skipped_by_a_sweep(tmp_path):
     opts = {**GROKS, "steps": 120, "checkpoint_every": 50}
-    old = tmp_path / "old"
+    old = tmp_path / "seed=999"  # the directory a sweep names the configuration {"seed": 999}, the default
     g.train_hooked(out=old, eval_sparse=1, **{**opts, "steps": 80})
     _downgrade_to_format_3(old)
     assert g.load_run(old).config.train.eval_sparse == 1
@@ -210,8 +210,10 @@ def test_a_format_3_run_loads_dense_resumes_and_is_skipped_by_a_sweep(tmp_path):
         g.train_hooked(out=old, resume=True, eval_sparse=5, **opts)  # another cadence: refused, not mixed
     _downgrade_to_format_3(old)  # as a sweep started before this change left it, finished
     wanted = {k: v for k, v in opts.items() if k != "progress"}
-    assert _is_finished({**wanted, "eval_sparse": 1}, old)
-    assert not _is_finished({**wanted, "eval_sparse": 5}, old)
+    skipped = sweep([{"seed": 999}], tmp_path, base={**wanted, "eval_sparse": 1}, progress=False)
+    assert list(skipped["status"]) == ["skipped"]
+    other = sweep([{"seed": 999}], tmp_path, base={**wanted, "eval_sparse": 5}, progress=False)
+    assert list(other["status"]) == ["failed"] and "eval_sparse" in other["error"].iloc[0]
 
 
 def test_a_resume_state_needs_every_coarse_row(tmp_path):
