@@ -37,9 +37,13 @@ What the key holds (:func:`key_payload`), and why:
   another);
 * ``record``: the measures recorded as history columns;
 * the versions that trained it: ``grok_interp.__version__``, a SHA-256 of the package's
-  source files (the version string is not bumped for every change of the training
-  code), the run-directory format, torch and TransformerLens, and on CUDA the CUDA
-  version and the GPU's name.
+  source files that can change a run directory (:func:`source_digest`; the version
+  string is not bumped for every change of the training code), the run-directory
+  format, torch and TransformerLens, and on CUDA the CUDA version and the GPU's name.
+  The files listed in :data:`HISTORY_NEUTRAL` (plots, the report, the command lines, the
+  ResNet branch, the theory, measures computed after training, this cache) are left out
+  of that digest: none of them is imported by the code that trains a transformer run, so
+  an edit there cannot change a history, and the runs of an earlier commit stay usable.
 
 Not in the key, because it does not change what the run directory holds: the run's
 directory (``out`` and the run name), whether an option came from ``base`` or from the
@@ -76,15 +80,30 @@ from .config import RunConfig
 from .errors import RunDirectoryError
 from .training import resolve_device
 
-__all__ = ["ENV", "KEY_SCHEMA", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
+__all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
            "lookup", "record_run", "copy_cached", "clear"]
 
 log = logging.getLogger(__name__)
 
 #: Environment variable naming the cache directory (``off`` turns the cache off).
 ENV = "GROK_INTERP_RUN_CACHE"
-#: Version of the key's layout: bump it when :func:`key_payload` changes meaning.
-KEY_SCHEMA = 1
+#: Version of the key's layout: bump it when :func:`key_payload` changes meaning
+#: (2: the source digest leaves out :data:`HISTORY_NEUTRAL`).
+KEY_SCHEMA = 2
+
+#: Package files (paths relative to the package; a trailing ``/`` is a whole folder)
+#: that cannot change what a transformer run's directory holds, so they are not part of
+#: :func:`source_digest`. None of them is imported, at module level, by the modules that
+#: train and save a run (``tests/test_run_cache.py`` checks this; ``sweeps`` imports this
+#: cache only to look runs up): plots and the report
+#: (``viz/``), the image branch (``vision/``, never cached), the command-line front ends
+#: (their options become the configuration, which is in the key), the ceilings of
+#: :mod:`grok_interp.theory` and the sweep's extra columns, the measures computed after
+#: training from a finished run (``compare``, ``phases``), the import of other
+#: codebases' checkpoints (``external``) and this cache. Everything else, including any
+#: new file, is in the digest.
+HISTORY_NEUTRAL = ("viz/", "vision/", "cli.py", "_sweep_cli.py", "measures/_cli.py", "measures/compare.py",
+                   "measures/phases.py", "theory.py", "external.py", "run_cache.py")
 _OFF = ("off", "0", "false", "no", "none")
 
 
@@ -123,19 +142,37 @@ def cache_dir(cache: bool | str | os.PathLike | None = None) -> Path | None:
     raise bad_value("cache", cache, "give a directory, True (the default cache) or False (no cache)")
 
 
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """SHA-256 over the package's ``.py`` files (relative path and bytes, sorted by path).
+def _neutral(rel: str) -> bool:
+    return any(rel.startswith(n) if n.endswith("/") else rel == n for n in HISTORY_NEUTRAL)
 
-    Any change of the library's code gives another digest, so runs trained by an edited
-    checkout never stand in for runs of another, though both say version 0.1.0.
+
+def source_digest(root: str | os.PathLike | None = None) -> str:
+    """SHA-256 over the package's ``.py`` files that can change a run (relative path and
+    bytes, sorted by path; the files of :data:`HISTORY_NEUTRAL` left out).
+
+    Any change of the code that trains and saves a run gives another digest, so runs
+    trained by an edited checkout never stand in for runs of another, though both say
+    version 0.1.0; an edit of a plot or of the report does not.
+
+    Args:
+        root: The package directory (default: this installed package's; computed once).
     """
-    root = Path(__file__).resolve().parent
+    if root is None:
+        return _own_source_digest()
+    root = Path(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        rel = path.relative_to(root).as_posix()
+        if _neutral(rel):
+            continue
+        h.update(rel.encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _own_source_digest() -> str:
+    return source_digest(Path(__file__).resolve().parent)
 
 
 def library_versions(device: torch.device) -> dict[str, Any]:

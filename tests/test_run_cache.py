@@ -7,6 +7,7 @@ stand; ``tests/examples/test_quick.py`` reruns one study into a second directory
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -152,6 +153,77 @@ def test_another_library_version_misses(tmp_path, trained, monkeypatch, bump):
     trained.clear()
     b = _sweep([{"seed": 1}], tmp_path / "b", cache)
     assert b.loc[0, "status"] == "done" and len(trained) == 1
+
+
+PACKAGE = Path(run_cache.__file__).resolve().parent
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "pkg"
+    shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+def _touch(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+@pytest.mark.parametrize("edit, changes", [
+    ("viz/plots.py", False), ("vision/train.py", False), ("theory.py", False), ("measures/compare.py", False),
+    ("run_cache.py", False), ("training/loop.py", True), ("models.py", True), ("measures/record.py", True),
+    ("store.py", True), ("new_module.py", True),
+])
+def test_source_digest_changes_with_the_training_code_only(tmp_path, edit, changes):
+    root = _package_copy(tmp_path)
+    before = run_cache.source_digest(root)
+    assert before == run_cache.source_digest(PACKAGE)  # the copy is the package
+    target = root / edit
+    if target.exists():
+        _touch(target)
+    else:  # a new file is in the digest unless it is listed as neutral
+        target.write_text("X = 1\n")
+    assert (run_cache.source_digest(root) != before) is changes
+
+
+def test_every_neutral_entry_names_a_package_file():
+    for name in run_cache.HISTORY_NEUTRAL:
+        path = PACKAGE / name
+        assert (path.is_dir() if name.endswith("/") else path.is_file()), name
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Package-relative files (``a/b.py`` or ``a/``) that ``path`` imports at module level."""
+    rel_dir = path.parent.relative_to(PACKAGE)
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = rel_dir.parts[: len(rel_dir.parts) - (node.level - 1)]
+            elif (node.module or "").startswith("grok_interp"):
+                base = ()
+                node = ast.ImportFrom(module=node.module.removeprefix("grok_interp").lstrip(".") or None,
+                                      names=node.names, level=1)
+            else:
+                continue
+            parts = list(base) + (node.module.split(".") if node.module else [])
+            targets = [parts] if node.module else [parts + [a.name] for a in node.names]
+            for t in targets:
+                stem = PACKAGE.joinpath(*t)
+                found.add("/".join(t) + ("/" if stem.is_dir() else ".py"))
+    return found
+
+
+def test_the_training_code_imports_no_neutral_module():
+    # HISTORY_NEUTRAL is only safe while the code that trains and saves a run does not
+    # depend on those files; a package __init__ only re-exports, and sweeps.py needs
+    # this cache to look runs up (neither changes what a run directory holds).
+    allowed = {("sweeps.py", "run_cache.py")}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if path.name == "__init__.py" or run_cache._neutral(rel):
+            continue
+        bad = {m for m in _module_level_imports(path) if run_cache._neutral(m) and (rel, m) not in allowed}
+        assert not bad, f"{rel} imports {bad}, which HISTORY_NEUTRAL leaves out of the run-cache key"
 
 
 def _edit_json(path: Path, edit) -> None:
