@@ -1,0 +1,122 @@
+"""Where one core's training step goes: matrix products against the rest, and the MLP chunk size.
+
+One half of the README main job's training set (p = ``--p``; what each core computes in
+the split step), one torch thread, the fast forward with float64 loss, backward and
+fused AdamW:
+
+1. the step's wall time for each MLP chunk size of :mod:`grok_interp.training.fused`
+   (``--chunks``; 512 is the default), alternated ``--repeats`` times, median ms;
+2. at the default chunk, ``torch.profiler``'s split of the step's CPU time into matrix
+   products (``mm``, ``addmm``, ``bmm``, ``baddbmm`` and their in-place forms) and
+   everything else, and the products' rate (their FLOPs, counted by
+   ``FlopCounterMode``, over their time) against a ``--size``^3 matmul's rate timed in
+   the same process.
+
+    python benchmarks/step_anatomy.py
+    python benchmarks/step_anatomy.py --chunks 256 512 1024 --repeats 5
+
+The products' rate at these shapes is what keeps the step above the dense floor (the
+step's FLOPs at the large matmul's rate): if the chunk size does not move the step, the
+products are as fast as these shapes run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+import grok_interp as g
+from grok_interp.training import forwards, fused
+from grok_interp.training.loop import loss_fn, make_optimizer
+
+PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--p", type=int, default=113)
+    ap.add_argument("--chunks", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--size", type=int, default=2048)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    cfg = g.RunConfig.from_kwargs(p=args.p)
+    task = g.Task(p=args.p)
+    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
+    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
+    toks, labels = toks[: len(toks) // 2], labels[: len(labels) // 2]
+    model = g.models.build_model(cfg.model, task)
+    opt = make_optimizer(model, cfg.train, fused=True)
+    default = fused.mlp_logits.__defaults__
+
+    def use_chunk(c: int) -> None:  # mlp_logits(z, ..., act="relu", chunk=CHUNK, fused=True)
+        fused.mlp_logits.__defaults__ = (default[0], c, *default[2:])
+
+    def step() -> None:
+        loss = loss_fn(forwards.fast_forward(model, toks), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times: dict[int, list[float]] = {c: [] for c in args.chunks}
+    try:
+        for c in args.chunks:
+            use_chunk(c)
+            step()
+        for _ in range(args.repeats):
+            for c in args.chunks:
+                use_chunk(c)
+                t = time.perf_counter()
+                for _ in range(args.steps):
+                    step()
+                times[c].append((time.perf_counter() - t) / args.steps * 1e3)
+    finally:
+        fused.mlp_logits.__defaults__ = default
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    n = 5
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(n):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / n / 1e3
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS) / n / 1e3
+    a, b = torch.randn(args.size, args.size), torch.randn(args.size, args.size)
+    a @ b
+    mm = statistics.median([_timed(lambda: a @ b) for _ in range(5)])
+    big_rate = 2 * args.size**3 / mm / 1e9
+    prod_rate = flops / (products / 1e3) / 1e9
+
+    print(f"\nhalf a p = {args.p} step on one thread ({len(toks)} pairs), ms (median of {args.repeats})")
+    for c, v in times.items():
+        m = statistics.median(v)
+        print(json.dumps({"benchmark": "step_anatomy", "p": args.p, "chunk": c, "ms": m}))
+        print(f"  chunk {c:>5}: {m:6.2f} ms{'  (default)' if c == fused.CHUNK else ''}")
+    row = {"benchmark": "step_anatomy", "p": args.p, "profiled_ms": total, "products_ms": products,
+           "rest_ms": total - products, "step_gflop": flops / 1e9, "products_gflops": prod_rate,
+           "matmul_gflops": big_rate, "floor_ms": flops / (big_rate * 1e9) * 1e3}
+    print(json.dumps(row))
+    print(f"  under the profiler: {total:.2f} ms, of which matrix products {products:.2f} ms "
+          f"({products / total:.0%}) and the rest {total - products:.2f} ms")
+    print(f"  products: {flops / 1e9:.2f} GFLOP at {prod_rate:.1f} GFLOP/s; a {args.size}^3 matmul runs "
+          f"{big_rate:.1f} GFLOP/s ({prod_rate / big_rate:.0%}); dense floor {row['floor_ms']:.2f} ms")
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    main()
