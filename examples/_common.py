@@ -214,7 +214,12 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     columns ``per_run(row, full_history)`` returns (a study's own numbers that need the
     full history or the run directory). Histories keep ``columns`` (those present), one
     row every :data:`HISTORY_EVERY` steps plus the last. The ``path`` and ``cached_from``
-    columns are dropped (run directories are not part of the results)."""
+    columns are dropped (run directories are not part of the results).
+
+    A sweep of part of the study (``--only``, ``--seeds``) adds to the results instead of
+    replacing them: rows of an earlier ``sweep.csv`` whose run is not in ``table`` (and
+    whose history is still there) are kept, in their place; a run in both takes the new
+    row."""
     from grok_interp.measures import events
 
     hist_dir = results / "histories"
@@ -236,9 +241,29 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     table["onset_at"] = table["onset_at"].astype("Int64")
     table = table.drop(columns=["path", "cached_from"], errors="ignore")
+    table = _merged_with_earlier(table, results)
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     print(f"results written to {results}")
     return table
+
+
+def _merged_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """``table`` with the earlier ``sweep.csv``'s rows of the runs it does not have (see :func:`export`)."""
+    path = results / "sweep.csv"
+    if not path.exists():
+        return table
+    old = pd.read_csv(path)
+    if "run" not in old.columns:
+        return table
+    new = table.set_index("run", drop=False)
+    kept = [r for r in old["run"] if r not in new.index and (results / "histories" / f"{r}.csv").exists()]
+    if not kept:
+        return table
+    order = [r for r in old["run"] if r in new.index or r in kept] + [r for r in table["run"] if r not in set(old["run"])]
+    earlier = old.set_index("run", drop=False).loc[kept]
+    merged = pd.concat([new, earlier.reindex(columns=new.columns.union(earlier.columns, sort=False))])
+    print(f"kept {len(kept)} earlier result rows of runs outside this sweep (in {path})")
+    return merged.loc[order].reset_index(drop=True)
 
 
 def load(results: Path) -> tuple[pd.DataFrame, Callable[[str], pd.DataFrame]]:

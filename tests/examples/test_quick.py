@@ -148,6 +148,24 @@ def test_only_trains_and_exports_the_selected_configurations(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "library").iterdir() if p.is_dir() and p.name != "results") == ["frac=0.6,seed=1"]
 
 
+def test_a_partial_sweep_adds_to_the_results(tmp_path, capsys):
+    run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
+    first = pd.read_csv(results(tmp_path, "library") / "sweep.csv")
+    run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.5", "--seeds", "1")
+    both = pd.read_csv(results(tmp_path, "library") / "sweep.csv")
+    assert list(both["run"]) == ["frac=0.6,seed=1", "frac=0.5,seed=1"]
+    pd.testing.assert_series_equal(both.iloc[0][first.columns], first.iloc[0], check_names=False)
+    # Rerunning the first (skipped now) replaces its row in place and keeps the other.
+    run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
+    again = pd.read_csv(results(tmp_path, "library") / "sweep.csv")
+    assert list(again["run"]) == ["frac=0.6,seed=1", "frac=0.5,seed=1"]
+    assert list(again["status"]) == ["skipped", "done"]
+    # A row whose history is gone is not kept.
+    (results(tmp_path, "library") / "histories" / "frac=0.5,seed=1.csv").unlink()
+    run_example("nonisomorphic", tmp_path, capsys, "--only", "frac == 0.6", "--seeds", "1")
+    assert list(pd.read_csv(results(tmp_path, "library") / "sweep.csv")["run"]) == ["frac=0.6,seed=1"]
+
+
 @pytest.mark.parametrize("setup", SETUPS)
 def test_med_vs_loss(tmp_path, capsys, setup):
     out, t, res = study("med_vs_loss", tmp_path, capsys, setup)
