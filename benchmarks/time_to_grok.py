@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--threads", default="auto", help="auto (the default of train_hooked) or a number")
     ap.add_argument("--busy", type=int, default=0, help="spinning processes to start beside the runs")
     ap.add_argument("--max-steps", type=int, default=25_000)
-    ap.add_argument("--forward", default="auto", help="auto (fast), hooked or fast")
+    ap.add_argument("--forward", default="auto", help="auto (fast), hooked, fast or compile")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--dense", action="store_true", help="a test evaluation at every row (eval_sparse=1)")
     args = ap.parse_args()

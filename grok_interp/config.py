@@ -403,8 +403,8 @@ def field_docs(cls: type) -> dict[str, str]:
                 docs[n].append(line.strip())
         else:
             break
-    return {n: re.sub(r"``([^`]*)``", r"\1", " ".join(parts)).replace(":class:", "").replace(":func:", "")
-            .replace(":data:", "").replace("`", "").replace("%", "%%") for n, parts in docs.items()}
+    return {n: re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", re.sub(r"``([^`]*)``", r"\1", " ".join(parts)))
+            .replace("`", "").replace("%", "%%") for n, parts in docs.items()}
 
 
 def _parse_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:

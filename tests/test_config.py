@@ -20,6 +20,23 @@ def test_field_docs_cover_every_field():
     assert field_docs(g.TrainConfig)["weight_decay"].startswith("AdamW settings")  # "lr, weight_decay, betas: ..."
 
 
+def test_field_docs_drop_sphinx_markup():
+    class Cfg:
+        """A config.
+
+        Args:
+            a: See :mod:`grok_interp.training.loop` and :func:`~grok_interp.runs.train_hooked`,
+                ``x = 1``; 5% of it.
+        """
+
+    assert field_docs(Cfg)["a"] == "See grok_interp.training.loop and grok_interp.runs.train_hooked, x = 1; 5%% of it."
+    from grok_interp.vision import ResNetConfig
+
+    for cls in (g.DataConfig, g.ModelConfig, g.TrainConfig, ResNetConfig):
+        for name, text in field_docs(cls).items():
+            assert ":mod:" not in text and ":func:" not in text and "`" not in text, (cls.__name__, name, text)
+
+
 def test_choices_are_checked_from_one_table():
     for cls in (g.DataConfig, g.ModelConfig, g.TrainConfig):
         for name, allowed in cls.CHOICES.items():
