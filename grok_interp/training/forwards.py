@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from .._validate import bad_value
 from ..config import ModelConfig
 from ..models import ACTIVATIONS, weights
-from .fused import mlp_logits
+from .fused import mlp_logits, mlp_logits_one
 
 __all__ = [
     "hooked_forward",
@@ -297,14 +297,60 @@ def fast_logits(
     return mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
 
 
+def _fast_logits_one(w: dict[str, Tensor], tokens: Tensor, act_fn: str, fused: bool = True) -> Tensor:
+    """:func:`fast_logits`'s one-layer algebra for a single model: unstacked weights,
+    ``tokens (n, 3)``, logits ``(n, d_vocab_out)``.
+
+    The same products as the stacked version, written with plain matrix products: a
+    training step's forward and backward then dispatch about a fifth fewer operations
+    (no run axis to add to seventeen weights and take off again, no ``einsum``
+    reshapes), which is about 3 % of a one-thread p = 113 step. Equal to
+    ``fast_logits`` on a run axis of length one within float rounding
+    (``tests/training/test_forwards.py``).
+    """
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
+    b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
+    W_in, b_in = w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"]
+    W_out, b_out = w["blocks.0.mlp.W_out"], w["blocks.0.mlp.b_out"]
+    W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
+    V, d = W_E.shape
+    H, dh = W_Q.shape[0], W_Q.shape[2]
+    n = tokens.shape[0]
+    scale = dh**-0.5
+    x_eq = W_E[tokens[0, 2]] + W_pos[2]  # (d,): the last position's residual
+    q = torch.matmul(x_eq, W_Q) + b_Q  # (H, dh)
+    qk = torch.matmul(W_K, q[:, :, None]).squeeze(-1).T * scale  # (d, H): score = x @ qk + sb
+    sb = (b_K * q).sum(-1) * scale  # (H,)
+    M = torch.cat([qk, W_V.transpose(0, 1).reshape(d, H * dh)], dim=1)  # (d, C)
+    bias = torch.cat([sb, b_V.reshape(H * dh)])
+    resid = torch.cat([W_E + W_pos[0], W_E + W_pos[1], x_eq[None]], dim=0)
+    tables = torch.addmm(bias, resid, M)  # (2V + 1, C): rows of pos 0, pos 1, then "="
+    offsets = torch.tensor([0, V], device=tokens.device)
+    rows = F.embedding(tokens[:, :2] + offsets, tables)  # (n, 2, C)
+    score_ab, v_ab = rows.split([H, H * dh], dim=-1)
+    score_eq, v_eq = tables[-1].split([H, H * dh])
+    pattern = torch.softmax(torch.cat([score_ab, score_eq.expand(n, 1, H)], dim=1), dim=1)  # (n, 3, H)
+    z = (pattern[:, :2, :, None] * v_ab.reshape(n, 2, H, dh)).sum(1)
+    z = (z + pattern[:, 2, :, None] * v_eq.reshape(H, dh)).reshape(n, H * dh)
+    W_Oflat = W_O.reshape(H * dh, d)
+    x0 = x_eq + b_O  # resid_mid = x0 + z @ W_O
+    a_in = torch.addmv(b_in, W_in.T, x0)  # pre = z @ A_in + a_in
+    a_U = torch.addmv(b_U, W_U.T, x0 + b_out)
+    return mlp_logits_one(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+
+
 def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
     """Last-position logits of a LayerNorm-free transformer, any number of layers (see :func:`fast_logits`).
 
     Equal to ``model(tokens)[:, -1]`` within float rounding (tested for every option
     the factory supports, and 2 and 3 layers). Assumes every sequence ends in the same
-    token (``"="``).
+    token (``"="``). One-layer models run :func:`_fast_logits_one` (the same algebra
+    without the run axis).
     """
     w = weights(model)
+    if model.cfg.n_layers == 1:
+        return _fast_logits_one(w, tokens, model.cfg.act_fn)
     return fast_logits({k: w[k][None] for k in fast_weight_names(model.cfg.n_layers)}, tokens[None], model.cfg.act_fn)[0]
 
 

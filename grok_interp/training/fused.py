@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["MLPLogits", "mlp_logits", "CHUNK", "PAD"]
+__all__ = ["MLPLogits", "mlp_logits", "mlp_logits_one", "CHUNK", "PAD"]
 
 #: Rows per chunk: ``chunk x d_mlp`` floats (1 MB at d_mlp = 512) stay in a core's L2.
 CHUNK = 512
@@ -114,3 +114,15 @@ def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, 
         return torch.baddbmm(torch.baddbmm(a_U[:, None], z, A_U), ACTIVATIONS[act](pre), B)
     outs = [MLPLogits.apply(z[k], A_in[k], a_in[k], A_U[k], a_U[k], B[k], chunk) for k in range(z.shape[0])]
     return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
+
+
+def mlp_logits_one(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
+                   act: str = "relu", chunk: int = CHUNK, fused: bool = True) -> Tensor:
+    """:func:`mlp_logits` for one run: ``z (n, C)``, ``A_in (C, d_mlp)``, ``a_in (d_mlp,)``,
+    ``A_U (C, V)``, ``a_U (V,)``, ``B (d_mlp, V)``; returns ``(n, V)``, the same numbers as
+    ``mlp_logits`` on the runs axis of length one, without the stacking around them."""
+    if act != "relu" or not fused or z.device.type != "cpu":
+        from ..models import ACTIVATIONS
+
+        return torch.addmm(torch.addmm(a_U, z, A_U), ACTIVATIONS[act](torch.addmm(a_in, z, A_in)), B)
+    return MLPLogits.apply(z, A_in, a_in, A_U, a_U, B, chunk)

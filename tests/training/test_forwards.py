@@ -127,3 +127,32 @@ def test_cross_entropy_gradient_has_no_subnormal_floats(dtype):
     normal = ref.abs() >= tiny
     assert torch.allclose(grad[normal].double(), ref[normal], rtol=1e-6, atol=0)
     assert torch.count_nonzero(grad[:2, 1:]) == (0 if dtype == torch.float32 else 24)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("options", [
+    {}, {"act_fn": "gelu"}, {"attn_bias": False, "unembed_bias": False}, {"pos_embed": False},
+    {"d_mlp": 1100},  # more than two MLP chunks
+])
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_one_model_path_equals_the_stacked_algebra(backend, options, fused):
+    # fast_forward runs one-layer models through _fast_logits_one (no run axis); it must
+    # give the stacked fast_logits' values and gradients on a run axis of length one.
+    from grok_interp.training.forwards import _fast_logits_one
+
+    model = _model(backend, **options)
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    params = [p for p in model.parameters() if p.requires_grad]
+    w = g.models.weights(model)
+    one = _fast_logits_one(w, toks, model.cfg.act_fn, fused=fused)
+    stacked = fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, toks[None], model.cfg.act_fn, fused=fused)[0]
+    assert one.shape == stacked.shape == (len(toks), TASK.d_vocab_out)
+    assert torch.allclose(one, stacked, rtol=0, atol=1e-6 * stacked.abs().max().item())
+    g_one = torch.autograd.grad(loss_fn(one, labels), params, allow_unused=True)
+    g_stacked = torch.autograd.grad(loss_fn(stacked, labels), params, allow_unused=True)
+    for a, b in zip(g_one, g_stacked):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a - b).abs().max().item() <= 1e-6 * max(b.abs().max().item(), 1e-2)  # b_K: 0 up to rounding
+    if model.cfg.n_layers == 1:
+        assert torch.equal(fast_forward(model, toks), _fast_logits_one(w, toks, model.cfg.act_fn))
