@@ -290,7 +290,7 @@ def build_model(cfg: ModelConfig, task: Task, device: str | torch.device = "cpu"
     params = _params(model)
     for name in frozen - set(absent):
         params[name].requires_grad_(False)
-    with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints on .to()
+    with tl_backend.BUILD_LOCK, contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints on .to()
         return model.to(device)
 
 

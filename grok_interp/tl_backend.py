@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import threading
 import warnings
 from importlib.metadata import version
 from typing import Callable
@@ -38,7 +39,16 @@ except ImportError:  # pragma: no cover - depends on the installed TransformerLe
 from ._validate import bad_value
 from .errors import GrokInterpError
 
+#: Held while a model is built or moved: building swaps process-wide state out and back
+#: (``sys.stdout``, which TransformerLens prints to; the warnings filters; torch's global
+#: generator, seeded for the weights). Two threads doing that at once restore each
+#: other's stand-ins: stdout stays swallowed for the rest of the process, and one model
+#: draws its weights from the other's seed. With the lock, models built in threads equal
+#: models built one after another (``tests/test_models.py``).
+BUILD_LOCK = threading.RLock()
+
 __all__ = [
+    "BUILD_LOCK",
     "TL_VERSION",
     "HAS_HOOKED_TRANSFORMER",
     "HookedRootModule",
@@ -120,7 +130,8 @@ def build_transformer(
         # the CPU before any move to a device, and draws nothing before ``init_weights``
         # (which would itself re-seed with ``s``), so the weights are bit-identical to a
         # seeded build and the caller's generators are untouched.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
+        with BUILD_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                torch.random.fork_rng(devices=[]):
             warnings.simplefilter("ignore")
             torch.default_generator.manual_seed(seed)
             cfg = HookedTransformerConfig(init_weights=True, **common)
@@ -130,7 +141,8 @@ def build_transformer(
     # boot_native forks the RNG itself and initialises from a local torch.Generator
     # seeded with cfg.seed; the fork here also covers TransformerLens versions that do not.
     cfg = TransformerBridgeConfig(positional_embedding_type="standard", seed=seed, **common)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=[]):
+    with BUILD_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")
         model = TransformerBridge.boot_native(cfg)
     # TransformerLens 4 builds the native head without a bias and stands a zero buffer

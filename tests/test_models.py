@@ -265,3 +265,33 @@ def test_reference_options_are_checked(options, name):
     with pytest.raises(ValueError) as err:
         g.ModelConfig(**options)
     assert str(err.value).startswith(name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_models_built_in_threads_equal_models_built_one_by_one(backend):
+    # Building swaps sys.stdout and torch's global generator out and back; threads doing
+    # it at once used to leave stdout swallowed and give one model the other's seed.
+    import sys
+    import threading
+
+    task = g.Task(p=13)
+    cfg = dict(backend=backend, d_model=16, n_heads=2, d_mlp=32)
+    ref = {s: g.models.weights(g.models.build_model(g.ModelConfig(seed=s, **cfg), task)) for s in range(4)}
+    stdout, rng = sys.stdout, torch.get_rng_state()
+    built: dict[int, list] = {s: [] for s in range(4)}
+
+    def work(s: int) -> None:
+        for _ in range(3):
+            built[s].append(g.models.build_model(g.ModelConfig(seed=s, **cfg), task))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.stdout is stdout
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's generator is untouched
+    for s, models in built.items():
+        for m in models:
+            w = g.models.weights(m)
+            assert all(torch.equal(w[k], ref[s][k]) for k in ref[s]), s
