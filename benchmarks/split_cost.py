@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import multiprocessing as mp
 import statistics
 import threading
@@ -154,14 +155,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     res: dict[str, list[float]] = {k: [] for k in CASES}
-    for _ in range(args.repeats):
+    for r in range(args.repeats):
         for name, fn in CASES.items():
             res[name].append(fn(args.p, args.steps))
+            print(f"repeat {r + 1}: {name} {res[name][-1]:.2f} ms", file=sys.stderr, flush=True)
     base = statistics.median(res["half alone"])
     print(f"\nms per step, p = {args.p}, median of {args.repeats} x {args.steps} steps (ratio to a half step alone)")
     for name, v in res.items():
         m = statistics.median(v)
-        print(json.dumps({"benchmark": "split_cost", "p": args.p, "case": name, "ms": m, "ratio": m / base}))
+        print(json.dumps({"benchmark": "split_cost", "p": args.p, "case": name, "ms": m, "ratio": m / base}), flush=True)
         print(f"  {name:<27} {m:7.2f} ms  {m / base:5.2f}x")
 
 
