@@ -8,7 +8,7 @@ equivalent can replace the hooked model's own forward without touching the loop.
   transformer (any number of layers) from the model's own (canonical) weights, through
   :func:`fast_logits`, which also runs ``K`` same-shaped models at once (used by
   :mod:`grok_interp.many_runs`); a single one-layer model takes the same algebra without
-  the run axis (``_fast_logits_one``: fewer operations per step). Gradients flow to the
+  the run axis (:func:`fast_logits_one`: fewer operations per step). Gradients flow to the
   same parameters, so the model stays a plain hooked transformer for analysis.
 
 Why it is fast. Only the answer position matters, and in a one-layer model:
@@ -74,6 +74,7 @@ __all__ = [
     "fast_forward",
     "compiled_forward",
     "fast_logits",
+    "fast_logits_one",
     "fast_unsupported_reason",
     "select_forward",
     "Forward",
@@ -257,12 +258,8 @@ def fast_logits(
     n_layers = _layers_in(w)
     if n_layers != 1:
         return _fast_logits_layers(w, tokens, act_fn, fused, n_layers)
-    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
-    b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
-    W_in, b_in = w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"]
-    W_out, b_out = w["blocks.0.mlp.W_out"], w["blocks.0.mlp.b_out"]
-    W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
+    W_E, W_pos, W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, b_O, W_in, b_in, W_out, b_out, W_U, b_U = (
+        w[k] for k in FAST_WEIGHTS)
     K, V, d = W_E.shape
     H, dh = W_Q.shape[1], W_Q.shape[3]
     n = tokens.shape[1]
@@ -298,23 +295,19 @@ def fast_logits(
     return mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
 
 
-def _fast_logits_one(w: dict[str, Tensor], tokens: Tensor, act_fn: str, fused: bool = True) -> Tensor:
+def fast_logits_one(w: dict[str, Tensor], tokens: Tensor, act_fn: str = "relu", fused: bool = True) -> Tensor:
     """:func:`fast_logits`'s one-layer algebra for a single model: unstacked weights,
     ``tokens (n, 3)``, logits ``(n, d_vocab_out)``.
 
     The same products as the stacked version, written with plain matrix products: a
     training step's forward and backward then dispatch about a fifth fewer operations
-    (no run axis to add to seventeen weights and take off again, no ``einsum``
+    (no run axis to add to sixteen weights and take off again, no ``einsum``
     reshapes), which is about 3 % of a one-thread p = 113 step. Equal to
     ``fast_logits`` on a run axis of length one within float rounding
     (``tests/training/test_forwards.py``).
     """
-    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    W_Q, W_K, W_V, W_O = (w[f"blocks.0.attn.W_{x}"] for x in "QKVO")
-    b_Q, b_K, b_V, b_O = (w[f"blocks.0.attn.b_{x}"] for x in "QKVO")
-    W_in, b_in = w["blocks.0.mlp.W_in"], w["blocks.0.mlp.b_in"]
-    W_out, b_out = w["blocks.0.mlp.W_out"], w["blocks.0.mlp.b_out"]
-    W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
+    W_E, W_pos, W_Q, W_K, W_V, W_O, b_Q, b_K, b_V, b_O, W_in, b_in, W_out, b_out, W_U, b_U = (
+        w[k] for k in FAST_WEIGHTS)
     V, d = W_E.shape
     H, dh = W_Q.shape[0], W_Q.shape[2]
     n = tokens.shape[0]
@@ -346,12 +339,12 @@ def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tens
 
     Equal to ``model(tokens)[:, -1]`` within float rounding (tested for every option
     the factory supports, and 2 and 3 layers). Assumes every sequence ends in the same
-    token (``"="``). One-layer models run :func:`_fast_logits_one` (the same algebra
+    token (``"="``). One-layer models run :func:`fast_logits_one` (the same algebra
     without the run axis).
     """
     w = weights(model)
     if model.cfg.n_layers == 1:
-        return _fast_logits_one(w, tokens, model.cfg.act_fn)
+        return fast_logits_one(w, tokens, model.cfg.act_fn)
     return fast_logits({k: w[k][None] for k in fast_weight_names(model.cfg.n_layers)}, tokens[None], model.cfg.act_fn)[0]
 
 

@@ -5,7 +5,7 @@ import torch
 
 import grok_interp as g
 from grok_interp import tl_backend
-from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, hooked_forward
+from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, fast_logits_one, hooked_forward
 from grok_interp.training import loss_fn
 
 from ..helpers import BACKENDS, all_tokens, random_bias_model
@@ -136,15 +136,13 @@ def test_cross_entropy_gradient_has_no_subnormal_floats(dtype):
 ])
 @pytest.mark.parametrize("fused", [True, False])
 def test_the_one_model_path_equals_the_stacked_algebra(backend, options, fused):
-    # fast_forward runs one-layer models through _fast_logits_one (no run axis); it must
+    # fast_forward runs one-layer models through fast_logits_one (no run axis); it must
     # give the stacked fast_logits' values and gradients on a run axis of length one.
-    from grok_interp.training.forwards import _fast_logits_one
-
     model = _model(backend, **options)
     toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
     params = [p for p in model.parameters() if p.requires_grad]
     w = g.models.weights(model)
-    one = _fast_logits_one(w, toks, model.cfg.act_fn, fused=fused)
+    one = fast_logits_one(w, toks, model.cfg.act_fn, fused=fused)
     stacked = fast_logits({k: w[k][None] for k in FAST_WEIGHTS}, toks[None], model.cfg.act_fn, fused=fused)[0]
     assert one.shape == stacked.shape == (len(toks), TASK.d_vocab_out)
     assert torch.allclose(one, stacked, rtol=0, atol=1e-6 * stacked.abs().max().item())
@@ -155,4 +153,4 @@ def test_the_one_model_path_equals_the_stacked_algebra(backend, options, fused):
         if a is not None:
             assert (a - b).abs().max().item() <= 1e-6 * max(b.abs().max().item(), 1e-2)  # b_K: 0 up to rounding
     if model.cfg.n_layers == 1:
-        assert torch.equal(fast_forward(model, toks), _fast_logits_one(w, toks, model.cfg.act_fn))
+        assert torch.equal(fast_forward(model, toks), fast_logits_one(w, toks, model.cfg.act_fn))
