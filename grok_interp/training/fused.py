@@ -96,8 +96,13 @@ class MLPLogits(torch.autograd.Function):
                 None if gB is None else gB[:, :V], None)
 
 
+def _chunked(z: Tensor, act: str, fused: bool) -> bool:
+    """Whether :class:`MLPLogits` computes the expression (ReLU on CPU, ``fused``)."""
+    return act == "relu" and fused and z.device.type == "cpu"
+
+
 def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
-               act: str = "relu", chunk: int = CHUNK, fused: bool = True) -> Tensor:
+               act: str = "relu", chunk: int | None = None, fused: bool = True) -> Tensor:
     """``z @ A_U + a_U + act(z @ A_in + a_in) @ B`` for ``K`` stacked runs.
 
     Shapes: ``z (K, n, C)``, ``A_in (K, C, d_mlp)``, ``a_in (K, d_mlp)``,
@@ -105,24 +110,24 @@ def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, 
     ReLU runs through :class:`MLPLogits` (chunked, per run); other activations,
     ``fused=False`` and tensors on a GPU (which has no use for cache-sized chunks and
     runs the ``K`` runs' products best as one batched product each) through the plain
-    whole-batch expression.
+    whole-batch expression. ``chunk`` defaults to :data:`CHUNK` as it is at the call.
     """
-    if act != "relu" or not fused or z.device.type != "cpu":
+    if not _chunked(z, act, fused):
         from ..models import ACTIVATIONS
 
         pre = torch.baddbmm(a_in[:, None], z, A_in)
         return torch.baddbmm(torch.baddbmm(a_U[:, None], z, A_U), ACTIVATIONS[act](pre), B)
-    outs = [MLPLogits.apply(z[k], A_in[k], a_in[k], A_U[k], a_U[k], B[k], chunk) for k in range(z.shape[0])]
+    outs = [mlp_logits_one(z[k], A_in[k], a_in[k], A_U[k], a_U[k], B[k], act, chunk) for k in range(z.shape[0])]
     return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
 
 
 def mlp_logits_one(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
-                   act: str = "relu", chunk: int = CHUNK, fused: bool = True) -> Tensor:
+                   act: str = "relu", chunk: int | None = None, fused: bool = True) -> Tensor:
     """:func:`mlp_logits` for one run: ``z (n, C)``, ``A_in (C, d_mlp)``, ``a_in (d_mlp,)``,
     ``A_U (C, V)``, ``a_U (V,)``, ``B (d_mlp, V)``; returns ``(n, V)``, the same numbers as
     ``mlp_logits`` on the runs axis of length one, without the stacking around them."""
-    if act != "relu" or not fused or z.device.type != "cpu":
+    if not _chunked(z, act, fused):
         from ..models import ACTIVATIONS
 
         return torch.addmm(torch.addmm(a_U, z, A_U), ACTIVATIONS[act](torch.addmm(a_in, z, A_in)), B)
-    return MLPLogits.apply(z, A_in, a_in, A_U, a_U, B, chunk)
+    return MLPLogits.apply(z, A_in, a_in, A_U, a_U, B, CHUNK if chunk is None else chunk)
