@@ -80,7 +80,7 @@ from .config import RunConfig
 from .errors import RunDirectoryError
 from .training import resolve_device
 
-__all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
+__all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "is_history_neutral", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
            "lookup", "record_run", "copy_cached", "clear"]
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,8 @@ def cache_dir(cache: bool | str | os.PathLike | None = None) -> Path | None:
     raise bad_value("cache", cache, "give a directory, True (the default cache) or False (no cache)")
 
 
-def _neutral(rel: str) -> bool:
+def is_history_neutral(rel: str) -> bool:
+    """Whether the package file ``rel`` (relative path, ``/``-separated) is in :data:`HISTORY_NEUTRAL`."""
     return any(rel.startswith(n) if n.endswith("/") else rel == n for n in HISTORY_NEUTRAL)
 
 
@@ -163,7 +164,7 @@ def source_digest(root: str | os.PathLike | None = None) -> str:
     h = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if _neutral(rel):
+        if is_history_neutral(rel):
             continue
         h.update(rel.encode() + b"\0")
         h.update(path.read_bytes() + b"\0")

@@ -220,9 +220,9 @@ def test_the_training_code_imports_no_neutral_module():
     allowed = {("sweeps.py", "run_cache.py")}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE).as_posix()
-        if path.name == "__init__.py" or run_cache._neutral(rel):
+        if path.name == "__init__.py" or run_cache.is_history_neutral(rel):
             continue
-        bad = {m for m in _module_level_imports(path) if run_cache._neutral(m) and (rel, m) not in allowed}
+        bad = {m for m in _module_level_imports(path) if run_cache.is_history_neutral(m) and (rel, m) not in allowed}
         assert not bad, f"{rel} imports {bad}, which HISTORY_NEUTRAL leaves out of the run-cache key"
 
 
