@@ -259,9 +259,9 @@ def _merged_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     kept = [r for r in old["run"] if r not in new.index and (results / "histories" / f"{r}.csv").exists()]
     if not kept:
         return table
-    order = [r for r in old["run"] if r in new.index or r in kept] + [r for r in table["run"] if r not in set(old["run"])]
-    earlier = old.set_index("run", drop=False).loc[kept]
-    merged = pd.concat([new, earlier.reindex(columns=new.columns.union(earlier.columns, sort=False))])
+    before = set(old["run"])
+    order = [r for r in old["run"] if r in new.index or r in kept] + [r for r in table["run"] if r not in before]
+    merged = pd.concat([new, old.set_index("run", drop=False).loc[kept]])  # columns: the union, new ones first
     print(f"kept {len(kept)} earlier result rows of runs outside this sweep (in {path})")
     return merged.loc[order].reset_index(drop=True)
 
