@@ -203,8 +203,10 @@ class TrainConfig(_DictMixin):
         steps: Number of optimiser steps (one full-batch step = one "epoch").
         lr, weight_decay, betas: AdamW settings (1e-3, 1.0, (0.9, 0.98)).
         warmup_steps: Learning-rate multiplier ``min(step / warmup_steps, 1)``.
-        loss: ``ce`` (cross-entropy in float64), ``ce_float32`` (cross-entropy on the
-            float32 logits, as the reference code computes it), ``mse`` (on one-hot
+        loss: ``ce`` (cross-entropy free of softmax collapse: float64's accuracy on
+            float32 arithmetic, :func:`grok_interp.training.cross_entropy`),
+            ``ce_float32`` (plain cross-entropy on the float32 logits, as the reference
+            code computes it: it collapses once the training set is fit), ``mse`` (on one-hot
             targets) or ``stablemax`` (StableMax cross-entropy in float64, Prieto et al. 2025).
         eval_every: A history row (train and test loss/accuracy, callbacks) every
             this many steps, and at the last step.

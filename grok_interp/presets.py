@@ -14,7 +14,7 @@ steps. Each value below was read from the setup's own code:
   with TransformerLens' own initialisation (``init="tl"``: bit-identical initial
   weights); every ``b_*`` parameter frozen (they start at zero: ``freeze_biases``);
   ``AdamW(lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))`` with no warm-up, full batch,
-  25 000 epochs, a checkpoint every 100, the loss in float64.
+  25 000 epochs, a checkpoint every 100, the collapse-free cross-entropy (``ce``).
 * ``nanda``: the progress-measures paper's ``transformers.py`` (Nanda et al., 2023):
   the same sizes and optimiser, Gaussian weights and zero biases (``init="nanda"``; their
   own draws are not replayed), no attention or unembedding biases, ``lr`` warmed up over 10 steps

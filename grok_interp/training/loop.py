@@ -154,19 +154,73 @@ class _ToFloat64(torch.autograd.Function):
         return g.masked_fill(g.abs() < torch.finfo(ctx.dtype).tiny, 0.0)
 
 
+class _CrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over the last axis, accurate where a float32 softmax collapses.
+
+    Near a fit, the correct class's probability rounds to 1 in float32: the plain
+    float32 loss becomes 0 and that class's gradient ``p_c - 1`` vanishes, while the
+    wrong classes still get theirs (Prieto et al. 2025's softmax collapse). The small
+    quantity that matters is ``S``, the wrong classes' share
+    ``sum_{j != c} exp(z_j - z_max)``, and it is never subtracted from 1 here:
+
+    * per row, ``loss = (z_max - z_c) + log1p((exp(z_c - z_max) - 1) + S)``, which is
+      ``log1p(S)`` when the correct class leads;
+    * the correct class's gradient is the exact complement ``-S / s`` of the wrong ones'
+      ``exp(z_j - z_max) / s`` (``s`` the whole sum), not ``p_c - 1``.
+
+    So every number keeps the input dtype's relative precision, as the float64 loss did,
+    at half its memory traffic. Gradient entries below the dtype's smallest normal number
+    are flushed to zero (see ``_ToFloat64`` for why subnormals are slow on a CPU).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, labels: Tensor) -> Tensor:
+        z_max = z.amax(-1, keepdim=True)
+        idx = labels[..., None]
+        z_c = z.gather(-1, idx)
+        e_c = (z_c - z_max).exp_()
+        wrong = (z - z_max).exp_().scatter_(-1, idx, 0.0)
+        s_w = wrong.sum(-1, keepdim=True)
+        loss = ((z_max - z_c) + torch.log1p((e_c - 1) + s_w)).mean()
+        ctx.save_for_backward(wrong, e_c, s_w, idx)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor, None]:
+        wrong, e_c, s_w, idx = ctx.saved_tensors
+        rows = wrong.numel() // wrong.shape[-1]
+        scale = (grad_loss / rows) / (e_c + s_w)
+        grad = (wrong * scale).scatter_(-1, idx, -s_w * scale)
+        return grad.masked_fill_(grad.abs() < torch.finfo(grad.dtype).tiny, 0.0), None
+
+
+def cross_entropy(logits: Float[Tensor, "... d_vocab_out"], labels: Int[Tensor, " ..."]) -> Float[Tensor, ""]:
+    """The mean cross-entropy of ``logits`` (any leading axes) against ``labels``, free
+    of softmax collapse in the logits' own precision (half precision is raised to float32).
+
+    Equal to ``F.cross_entropy`` on the logits cast to float64 within float32 rounding,
+    values and gradients, including fitted rows whose loss is far below float32's
+    epsilon (where ``F.cross_entropy`` in float32 returns 0); see ``_CrossEntropy``.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return _CrossEntropy.apply(logits, labels)
+
+
 def loss_fn(
     logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"], kind: str = "ce"
 ) -> Float[Tensor, ""]:
-    """Cross-entropy in float64 (``ce``, avoids softmax collapse), cross-entropy on the
-    logits' own float32 (``ce_float32``, as the reference code computes it), StableMax
-    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.training.accelerators`) or
-    MSE on one-hot targets (``mse``).
+    """Cross-entropy free of softmax collapse (``ce``, :func:`cross_entropy`: float64's
+    accuracy on float32 arithmetic), cross-entropy on the logits' own float32
+    (``ce_float32``, as the reference code computes it: it collapses), StableMax
+    cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.training.accelerators`)
+    or MSE on one-hot targets (``mse``).
 
-    The float64 cast's gradient is flushed of float32 subnormals (see ``_ToFloat64``),
-    which keeps late-training CPU steps as fast as early ones.
+    Gradients are flushed of float32 subnormals (see ``_ToFloat64``), which keeps
+    late-training CPU steps as fast as early ones.
     """
     if kind == "ce":
-        return F.cross_entropy(_ToFloat64.apply(logits), labels)
+        return cross_entropy(logits, labels)
     if kind == "ce_float32":
         return F.cross_entropy(logits.float(), labels)
     if kind == "stablemax":

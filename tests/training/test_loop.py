@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import grok_interp as g
-from grok_interp.training import checkpoint_schedule, loss_fn
+from grok_interp.training import checkpoint_schedule, cross_entropy, loss_fn
 
 from ..helpers import SMALL_MODEL, small_run
 
@@ -143,7 +143,63 @@ def test_float32_cross_entropy_option():
     f32 = loss_fn(logits, labels, "ce_float32")
     assert f32.dtype == torch.float32
     assert torch.equal(f32, torch.nn.functional.cross_entropy(logits, labels))  # as the reference computes it
-    f64 = loss_fn(logits, labels, "ce")
-    assert f64.dtype == torch.float64 and f32.item() == pytest.approx(f64.item(), rel=1e-5)
+    ce = loss_fn(logits, labels, "ce")
+    assert f32.item() == pytest.approx(ce.item(), rel=1e-5)
     with pytest.raises(ValueError, match="loss"):
         g.TrainConfig(loss="ce32")
+
+
+def _float64_reference(logits, labels):
+    x = logits.detach().double().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(x, labels)
+    loss.backward()
+    return loss.item(), x.grad
+
+
+@pytest.mark.parametrize("margin", [0.0, 5.0, 30.0, 80.0])
+def test_cross_entropy_matches_float64_where_float32_collapses(margin):
+    # Rows whose correct class leads by `margin`: at 30 and 80 the correct class's
+    # float32 probability is exactly 1, the plain float32 loss is 0 and its gradient
+    # for that class vanishes; the float64 loss and gradient do not.
+    gen = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 11, (64,), generator=gen)
+    logits = torch.randn(64, 11, generator=gen) * 3
+    logits[:48].scatter_(1, labels[:48, None], logits[:48].amax(1, keepdim=True) + margin)
+    x = logits.clone().requires_grad_(True)
+    loss = cross_entropy(x, labels)
+    loss.backward()
+    ref_loss, ref_grad = _float64_reference(logits, labels)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(ref_loss, rel=1e-5)
+    # Each gradient entry to float32's relative precision (those below float32's
+    # smallest normal number are flushed to zero). The correct class's entry is the
+    # negated sum of the row's others (a softmax gradient's rows sum to zero): float64's
+    # own p_c - 1 loses its digits too once p_c is within ~1e-12 of 1.
+    tiny = torch.finfo(torch.float32).tiny
+    wrong = ref_grad.scatter(1, labels[:, None], 0.0)
+    exact = wrong.scatter(1, labels[:, None], -wrong.sum(1, keepdim=True))
+    expected = exact.float().masked_fill(exact.abs() < tiny, 0.0)
+    torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=0.0)
+    if margin >= 30:
+        plain = logits.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(plain[:48], labels[:48]).backward()
+        assert torch.equal(plain.grad[:48].gather(1, labels[:48, None]), torch.zeros(48, 1))  # collapsed
+        assert (x.grad[:48].gather(1, labels[:48, None]) < 0).all()  # not collapsed here
+
+
+def test_cross_entropy_gradient_is_exact_in_float64_and_has_no_subnormals():
+    gen = torch.Generator().manual_seed(2)
+    labels = torch.randint(0, 5, (3, 4), generator=gen)
+    logits = (torch.randn(3, 4, 5, generator=gen, dtype=torch.float64) * 4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: cross_entropy(z, labels), (logits,))
+    # Leading axes are rows, like flattening them.
+    flat = torch.nn.functional.cross_entropy(logits.detach().reshape(12, 5), labels.reshape(12))
+    assert cross_entropy(logits.detach(), labels).item() == pytest.approx(flat.item(), rel=1e-12)
+    # Wrong classes 90 below the correct one: their float32 gradient would be subnormal.
+    far = torch.full((2, 3), -90.0)
+    far[:, 0] = 0.0
+    z = far.requires_grad_(True)
+    cross_entropy(z, torch.zeros(2, dtype=torch.long)).backward()
+    nonzero = z.grad[z.grad != 0]
+    assert (nonzero.abs() >= torch.finfo(torch.float32).tiny).all()
+    assert torch.equal(z.grad, torch.zeros(2, 3))  # all flushed: their float64 values are ~1e-40
