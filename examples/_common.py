@@ -85,10 +85,11 @@ HISTORY_EVERY = 100
 SEED_METRICS = ("u_acc", "l_acc", "grokked_at", "onset_at")
 
 
-def parser(description: str, default_out: str) -> argparse.ArgumentParser:
-    """Arguments every example takes: setup, seeds, scale, output directories, executor."""
+def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -> argparse.ArgumentParser:
+    """Arguments every example takes: setup (of ``setups``, those the example has), seeds,
+    scale, output directories, executor."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--setup", choices=SETUPS, default="library",
+    ap.add_argument("--setup", choices=setups, default="library",
                     help="library (the library's defaults, default) or reference (the reference code's settings)")
     ap.add_argument("--seeds", default=None,
                     help=f"comma-separated model seeds (default {','.join(map(str, SEEDS))}; quick: 0,1)")
@@ -121,6 +122,8 @@ def scale(args: argparse.Namespace, scales: dict[str, dict]) -> dict:
 
     ``scales`` maps setup -> scale name -> settings."""
     name = args.scale or ("quick" if args.quick else "paper")
+    if args.setup not in scales:
+        raise SystemExit(f"error: --setup {args.setup} is not one this example has: {', '.join(scales)}")
     of_setup = scales[args.setup]
     if name not in of_setup:
         raise SystemExit(f"error: --scale={name!r} is invalid for --setup {args.setup}: "

@@ -59,7 +59,7 @@ def first_step(df: pd.DataFrame, col: str, cond) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = c.parser(__doc__.splitlines()[0], "runs/examples/nanda_p113")
+    ap = c.parser(__doc__.splitlines()[0], "runs/examples/nanda_p113", setups=list(SCALES))
     ap.add_argument("--run", default=None, help="an existing run directory to analyse (default: train one)")
     ap.add_argument("--checkpoints", type=int, default=None, help="how many checkpoints to measure")
     args = ap.parse_args(argv)

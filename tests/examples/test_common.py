@@ -53,3 +53,15 @@ def test_a_bad_query_names_the_keys(common):
 def test_only_is_a_command_line_option(common):
     args = common.parser("x", "runs/x").parse_args(["--only", "k == 30"])
     assert args.only == "k == 30"
+
+
+def test_an_example_offers_only_the_setups_it_has(common, capsys):
+    ap = common.parser("x", "runs/x", setups=["library"])
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--setup", "reference"])
+    assert "invalid choice: 'reference'" in capsys.readouterr().err
+    assert ap.parse_args([]).setup == "library"
+    # A setup the example's table lacks is refused by name, not with a KeyError.
+    args = common.parser("x", "runs/x").parse_args(["--setup", "reference"])
+    with pytest.raises(SystemExit, match="--setup reference is not one this example has: library"):
+        common.scale(args, {"library": {"paper": {}}})
