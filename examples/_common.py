@@ -244,13 +244,13 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
     table["onset_at"] = table["onset_at"].astype("Int64")
     table = table.drop(columns=["path", "cached_from"], errors="ignore")
-    table = _merged_with_earlier(table, results)
+    table = merge_with_earlier(table, results)
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     print(f"results written to {results}")
     return table
 
 
-def _merged_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
+def merge_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     """``table`` with the earlier ``sweep.csv``'s rows of the runs it does not have (see :func:`export`)."""
     path = results / "sweep.csv"
     if not path.exists():

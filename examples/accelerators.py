@@ -28,10 +28,14 @@ run's clock is its own.
     python examples/accelerators.py --quick           # p = 23, seconds
     python examples/accelerators.py --ps 97 --seeds 0 --methods none,grokfast_ema --workers 1
 
-Outputs in ``out``: ``accelerators.csv`` (one row per run), ``accelerators_summary.csv``
-(per p and method), ``compare_measures.csv``, plots ``test_loss_vs_measures_p{p}.png``;
-with ``--results DIR`` (default ``results/accelerators/<setup>`` at paper scale) the small
-files (tables, ``sweep.csv``, each run's ``history.csv``) are copied there.
+Outputs in the results directory (``--results DIR``; default ``results/accelerators/<setup>``
+at paper scale, ``OUT/results`` otherwise), and copies of the tables and plots in ``out``:
+``sweep.csv`` and each run's ``histories/<run>.csv`` and ``measures/<run>.csv`` (its
+excluded loss), then ``accelerators.csv`` (one row per run), ``accelerators_summary.csv``
+(per p and method), ``compare_measures.csv`` and plots ``test_loss_vs_measures_p{p}.png``,
+all computed from the former, so ``--report-only`` rebuilds them without training. A
+sweep of part of the study (``--ps 113``, ``--methods none``) adds its runs to the
+results; the tables cover every run there.
 Step cap (paper scale): 15000 steps, stopping 500 steps after test accuracy 0.99.
 """
 
@@ -168,29 +172,62 @@ def main(argv: list[str] | None = None) -> int:
     timer = c.Timer()
     scale = c.scale(args, SCALES)
     ps = [int(x) for x in args.ps.split(",")] if args.ps else scale["ps"]
-    seeds = args.seeds
     methods = args.methods.split(",") if args.methods else list(METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"error: --methods {unknown} unknown; choose from {', '.join(METHODS)}")
+    dest = c.results_dir(args, "accelerators", out)
+    if args.report_only:
+        if not (dest / "sweep.csv").exists():
+            raise SystemExit(f"error: no results in {dest} (run the study without --report-only first)")
+    else:
+        kwargs = {**c.sweep_kwargs(args), "batched": False}  # each run's clock must be its own
+        table = sweep(configs(ps, args.seeds, methods), out, base=scale["base"], **kwargs)
+        keep_results(table, out, dest)
+    written = report(dest)
+    if not args.report_only and dest.resolve() != out.resolve():
+        for f in written:  # the tables and plots also beside the run directories
+            shutil.copy2(f, out / f.name)
+    timer.done(out)
+    return 0
 
-    kwargs = {**c.sweep_kwargs(args), "batched": False}  # each run's clock must be its own
-    table = sweep(configs(ps, seeds, methods), out, base=scale["base"], **kwargs)
+
+def keep_results(table: pd.DataFrame, out: Path, dest: Path) -> None:
+    """Copy each finished run's history and excluded-loss table to ``dest`` and add the
+    sweep's rows to ``dest/sweep.csv`` (rows of earlier sweeps, other p or methods, stay)."""
+    (dest / "histories").mkdir(parents=True, exist_ok=True)
+    (dest / "measures").mkdir(exist_ok=True)
+    for _, r in table.iterrows():
+        if r["status"] == "failed" or not (Path(r["path"]) / "history.csv").exists():
+            continue
+        shutil.copy2(Path(r["path"]) / "history.csv", dest / "histories" / f"{r['run']}.csv")
+        ex = excluded_loss_table(Path(r["path"]), out / "measures" / f"{r['run']}.csv")
+        ex.to_csv(dest / "measures" / f"{r['run']}.csv", index=False)
+    table = table.drop(columns=["path", "cached_from"], errors="ignore")
+    c.merge_with_earlier(table, dest).to_csv(dest / "sweep.csv", index=False, float_format="%.6g")
+    print(f"small outputs copied to {dest}")
+
+
+def report(dest: Path) -> list[Path]:
+    """The tables and plots of every run in ``dest`` (its ``sweep.csv``, histories and
+    excluded-loss tables), written there; returns the files written."""
+    table = pd.read_csv(dest / "sweep.csv")
     table.insert(1, "method", [method_of(r) for _, r in table.iterrows()])
-
     rows, cmps, by_p = [], [], {}
     for _, r in table.iterrows():
         row = {"run": r["run"], "p": r["p"], "method": r["method"], "seed": r["seed"], "status": r["status"]}
-        if r["status"] == "failed":
-            rows.append({**row, "error": r["error"]})
+        path = dest / "histories" / f"{r['run']}.csv"
+        if r["status"] == "failed" or not path.exists():
+            rows.append({**row, "error": r.get("error")})
             continue
-        h = c.history(r["path"])
+        h = pd.read_csv(path)
         step, wall = time_to(h)
         ev = events(h)
         row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, grokked_at=ev.grokked_at,
                    u_acc=ev.u_acc, l_acc=ev.l_acc, final_step=int(h["step"].iloc[-1]),
                    final_test_acc=float(h["test_acc"].iloc[-1]))
-        ex = excluded_loss_table(Path(r["path"]), out / "measures" / f"{r['run']}.csv")
+        ex_path = dest / "measures" / f"{r['run']}.csv"
+        ex = pd.read_csv(ex_path) if ex_path.exists() else pd.DataFrame({"step": [], "excluded_loss": []})
         by_p.setdefault(int(r["p"]), []).append((r["method"], int(r["seed"]), h, ex))
         try:
             cmp = compare_measures(h, ex, columns=COMPARED)
@@ -214,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     c.show(runs, "does each measure move (half its change) before test loss?",
            ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in COMPARED for k in ("moved_at",
                                                                                           "before_test_loss"))])
+    written = [dest / "accelerators.csv"]
     ok = runs[runs["status"] != "failed"]
     if "steps_to_099" in ok:
         summary = ok.groupby(["p", "method"], sort=False).agg(
@@ -223,29 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             median_wall_s_to_099=("wall_s_to_099", lambda s: s.dropna().median() if s.notna().any() else None),
         ).reset_index()
         c.show(summary, "per p and method (medians over the runs that reached 0.99)")
-        summary.to_csv(out / "accelerators_summary.csv", index=False)
-    runs.to_csv(out / "accelerators.csv", index=False)
+        summary.to_csv(dest / "accelerators_summary.csv", index=False)
+        written.append(dest / "accelerators_summary.csv")
+    runs.to_csv(dest / "accelerators.csv", index=False)
     if cmps:
-        pd.concat(cmps).to_csv(out / "compare_measures.csv", index=False)
+        pd.concat(cmps).to_csv(dest / "compare_measures.csv", index=False)
+        written.append(dest / "compare_measures.csv")
     for p, rs in by_p.items():
-        plot(p, rs, [m for m in methods if any(x[0] == m for x in rs)], out)
-
-    dest = c.results_dir(args, "accelerators", out)
-    if True:  # the small outputs, as data beside the run directories' own
-        (dest / "histories").mkdir(parents=True, exist_ok=True)
-        for name in ("sweep.csv", "accelerators.csv", "accelerators_summary.csv", "compare_measures.csv",
-                     *(f.name for f in out.glob("*.png"))):
-            if (out / name).exists():
-                shutil.copy2(out / name, dest / name)
-        for _, r in table.iterrows():
-            if (Path(r["path"]) / "history.csv").exists():
-                shutil.copy2(Path(r["path"]) / "history.csv", dest / "histories" / f"{r['run']}.csv")
-            if (out / "measures" / f"{r['run']}.csv").exists():
-                (dest / "measures").mkdir(exist_ok=True)
-                shutil.copy2(out / "measures" / f"{r['run']}.csv", dest / "measures" / f"{r['run']}.csv")
-        print(f"small outputs copied to {dest}")
-    timer.done(out)
-    return 0
+        plot(p, rs, [m for m in METHODS if any(x[0] == m for x in rs)], dest)
+        written.append(dest / f"test_loss_vs_measures_p{p}.png")
+    return written
 
 
 if __name__ == "__main__":

@@ -285,3 +285,22 @@ def test_accelerators(tmp_path, capsys):
     cmp = pd.read_csv(tmp_path / "compare_measures.csv")
     assert {"med", "weight_norm", "excluded_loss"} <= set(cmp["measure"])
     assert pngs(tmp_path) == ["test_loss_vs_measures_p23.png"]
+
+
+def test_accelerators_partial_sweeps_add_up_and_report_only_needs_no_runs(tmp_path, capsys):
+    run_example("accelerators", tmp_path, capsys, "--seeds", "0", "--methods", "none")
+    run_example("accelerators", tmp_path, capsys, "--seeds", "0", "--methods", "grokfast_ema")
+    res = results(tmp_path, "library")
+    both = pd.read_csv(res / "accelerators.csv")
+    assert sorted(both["method"]) == ["grokfast_ema", "none"]  # the second sweep kept the first's run
+    assert len(pd.read_csv(res / "sweep.csv")) == 2
+    assert set(pd.read_csv(res / "compare_measures.csv")["method"]) == {"grokfast_ema", "none"}
+    # The run directories are not needed to rebuild the tables and plots.
+    for d in (tmp_path / "library").iterdir():
+        if d.is_dir() and d.name != "results":
+            shutil.rmtree(d)
+    (res / "accelerators.csv").unlink()
+    run_example("accelerators", tmp_path, capsys, "--report-only")
+    again = pd.read_csv(res / "accelerators.csv")
+    pd.testing.assert_frame_equal(again, both)
+    assert pngs(res) == ["test_loss_vs_measures_p23.png"]
