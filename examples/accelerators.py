@@ -99,23 +99,29 @@ def method_of(row: pd.Series | dict) -> str:
     return "none"
 
 
-def time_to(h: pd.DataFrame, threshold: float = THRESHOLD) -> tuple[int | None, float | None]:
-    """First step with test accuracy >= threshold, and the wall time from step 0 to it.
+def time_to(h: pd.DataFrame, threshold: float = THRESHOLD, every: int = 50) -> tuple[int | None, float | None]:
+    """First step with test accuracy >= threshold, and the wall time from step 0 until the
+    run knew it (the ``clock`` of that row).
 
-    The wall time sums the clock's steps between history rows; a step longer than 20
-    times the median (a run stopped and resumed) counts as the median, so a pause
-    between sessions is not training time.
+    The time is summed over the rows at multiples of ``every`` steps (the full rows of
+    adaptive evaluation, ``eval_sparse * eval_every``: each stamped as it was computed;
+    a backfilled row is stamped with the full row that backfilled it). A gap longer than
+    20 times the median gap between them (a run stopped and resumed) counts as the
+    median, so a pause between sessions is not training time.
     """
     hit = h[h["test_acc"] >= threshold]
     if not len(hit):
         return None, None
     row = hit.index[0]
+    step = int(h.loc[row, "step"])
     if "clock" not in h:
-        return int(h.loc[row, "step"]), None
-    d = h.loc[:row, "clock"].diff().dropna()
-    med = float(d.median()) if len(d) else 0.0
-    wall = float(d.where(d <= 20 * med, med).sum())
-    return int(h.loc[row, "step"]), wall
+        return step, None
+    known = float(h.loc[row, "clock"])
+    grid = h.loc[(h["step"] % every == 0) & (h["clock"] <= known), "clock"].astype(float).tolist()
+    gaps = pd.Series(grid + [known]).diff().dropna()
+    full = gaps.iloc[:-1] if len(gaps) > 1 else gaps  # the last gap may be a partial window
+    med = float(full.median()) if len(full) else 0.0
+    return step, float(gaps.where(gaps <= 20 * med, med).sum())
 
 
 def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:

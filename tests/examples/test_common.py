@@ -65,3 +65,33 @@ def test_an_example_offers_only_the_setups_it_has(common, capsys):
     args = common.parser("x", "runs/x").parse_args(["--setup", "reference"])
     with pytest.raises(SystemExit, match="--setup reference is not one this example has: library"):
         common.scale(args, {"library": {"paper": {}}})
+
+
+def test_wall_time_to_grok_from_an_adaptive_history_with_a_pause():
+    import importlib.util
+
+    import pandas as pd
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location("example_accelerators", EXAMPLES / "accelerators.py")
+        acc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(acc)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    # 40 ms per step; full rows every 50 steps stamped when computed; the four rows
+    # between each pair backfilled (stamped 1 ms apart right after the later full row);
+    # a 600 s pause (stop and resume) after step 300; test accuracy reaches 0.99 at 430,
+    # a backfilled row, known when the full row at 450 was computed.
+    rows = []
+    for full in range(0, 1001, 50):
+        t = 0.04 * full + (600.0 if full > 300 else 0.0)
+        rows.append((full, t))
+        rows += [(full - 50 + 10 * i, t + 0.001 * i) for i in range(1, 5) if full > 0]
+    h = pd.DataFrame(sorted(rows), columns=["step", "clock"])
+    h["test_acc"] = (h["step"] >= 430).astype(float)
+    step, wall = acc.time_to(h)
+    assert step == 430
+    assert wall == pytest.approx(0.04 * 450 + 0.002, abs=0.01)  # 18 s of training, not the pause
+    h["test_acc"] = 0.5
+    assert acc.time_to(h) == (None, None)
