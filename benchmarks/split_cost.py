@@ -17,7 +17,11 @@ step on one core. This script times, in one process tree and alternating the cas
   thread at one torch thread as ``train_hooked`` sets it;
 * ``split, caller at 2 threads``: the same with the calling thread at two torch threads
   (its gradient sum and AdamW then run an OpenMP team beside the parts' threads): what
-  ``train_hooked`` avoids.
+  ``train_hooked`` avoids;
+* ``split, stacked forward``: the split step with the run-axis algebra
+  (:func:`grok_interp.training.forwards.fast_logits` on a run axis of one) instead of
+  the one-model forward :func:`~grok_interp.training.forwards.fast_logits_one` that a
+  single model runs: what that forward's fewer operations save.
 
     python benchmarks/split_cost.py
     python benchmarks/split_cost.py --p 97 --repeats 5
@@ -122,13 +126,20 @@ def half_threads(p: int, steps: int) -> float:
     return max(times)
 
 
-def split_step(p: int, steps: int, caller_threads: int = 1) -> float:
+def stacked_forward(model, tokens):
+    """The one-layer fast forward through the stacked (run-axis) algebra, one run."""
+    w = g.models.weights(model)
+    stacked = {k: w[k][None] for k in forwards.FAST_WEIGHTS}
+    return forwards.fast_logits(stacked, tokens[None], model.cfg.act_fn)[0]
+
+
+def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fast_forward) -> float:
     cfg, task, split = _setup(p)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
     model = g.models.build_model(cfg.model, task)
     opt = make_optimizer(model, cfg.train, fused=True)
     ctx = TrainContext(task, split, toks, labels, task.tokens(split.test_pairs), task.answers(split.test_pairs),
-                       forwards.fast_forward)
+                       forward)
     state = RunState(model=model, optimizer=opt, schedule=Schedule(steps=10**9, lr=cfg.train.lr), context=ctx)
     stepper = FullBatchStep(parts=2, workers=2)
     torch.set_num_threads(caller_threads)
@@ -145,7 +156,8 @@ def split_step(p: int, steps: int, caller_threads: int = 1) -> float:
 
 
 CASES = {"half alone": half_alone, "half x2 processes": half_processes, "half x2 threads": half_threads,
-         "split step": split_step, "split, caller at 2 threads": lambda p, steps: split_step(p, steps, 2)}
+         "split step": split_step, "split, caller at 2 threads": lambda p, steps: split_step(p, steps, 2),
+         "split, stacked forward": lambda p, steps: split_step(p, steps, forward=stacked_forward)}
 
 
 def main() -> None:
