@@ -737,7 +737,7 @@ class FullBatchStep:
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             return logits.detach(), loss.detach(), grads
 
-        results = list(self._pool.map(part, _slices(n, self.parts)))
+        results = list(self._pool.map(part, batch_slices(n, self.parts)))
         grads = [_sum_in_order([r[2][j] for r in results]) for j in range(len(params))]
         loss = _sum_in_order([r[1] for r in results])
         return [r[0] for r in results], loss, grads  # the logits stay in parts (read only for a row)
@@ -757,7 +757,7 @@ class FullBatchStep:
                 continue
             n = len(ctx.train_labels)
             correct = sum(int((lg.argmax(-1) == ctx.train_labels[sl]).sum())
-                          for lg, sl in zip(logits, _slices(n, self.parts)))
+                          for lg, sl in zip(logits, batch_slices(n, self.parts)))
             rows.append({"train_loss": loss.item(), "train_acc": correct / n})
         return rows
 
@@ -787,7 +787,7 @@ class FullBatchStep:
             loss = loss_fn(logits, labels, ctx.loss) * ((sl.stop - sl.start) / n)
             return loss, (logits.argmax(-1) == labels).sum()
 
-        results = list(self._pool.map(part, _slices(n, self.parts)))
+        results = list(self._pool.map(part, batch_slices(n, self.parts)))
         return _sum_in_order([r[0] for r in results]).item(), sum(int(r[1]) for r in results) / n
 
     def update(self, states: Sequence[RunState], going: list[int], out: Any) -> None:
@@ -812,7 +812,7 @@ def _thread_pool(size: int) -> Any:
     return _POOLS[size]
 
 
-def _slices(n: int, parts: int) -> list[slice]:
+def batch_slices(n: int, parts: int) -> list[slice]:
     """``parts`` contiguous slices of ``range(n)`` of near-equal length (none empty)."""
     parts = max(1, min(parts, n))
     bounds = [round(i * n / parts) for i in range(parts + 1)]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.portable
 
 @pytest.mark.parametrize("n, parts", [(10, 3), (7, 7), (3, 5), (3830, 2), (1, 1)])
 def test_slices_cover_the_batch_once_in_order(n, parts):
-    sl = loop._slices(n, parts)
+    sl = loop.batch_slices(n, parts)
     assert len(sl) == min(parts, n) and all(s.stop > s.start for s in sl)
     assert [i for s in sl for i in range(s.start, s.stop)] == list(range(n))
     sizes = [s.stop - s.start for s in sl]
