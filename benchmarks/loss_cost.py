@@ -34,12 +34,12 @@ import torch.nn.functional as F
 
 import grok_interp as g
 from grok_interp.training import cross_entropy, forwards
-from grok_interp.training.loop import _ToFloat64, make_optimizer
+from grok_interp.training.loop import make_optimizer, to_float64
 
 
 def float64_cast(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The former ``ce``: float64 cross-entropy, gradient cast back and flushed."""
-    return F.cross_entropy(_ToFloat64.apply(logits), labels)
+    return F.cross_entropy(to_float64(logits), labels)
 
 
 LOSSES = {"float64 cast": float64_cast, "collapse-free float32": cross_entropy, "plain float32": F.cross_entropy}

@@ -133,6 +133,11 @@ def checkpoint_schedule(steps: int, every: int) -> list[int]:
     return sorted(dense | set(range(0, steps + 1, every)) | {steps})
 
 
+def _flush_subnormals_(g: Tensor) -> Tensor:
+    """Set the entries of ``g`` below its dtype's smallest normal number to zero, in place."""
+    return g.masked_fill_(g.abs() < torch.finfo(g.dtype).tiny, 0.0)
+
+
 class _ToFloat64(torch.autograd.Function):
     """``x.to(float64)`` whose backward flushes float32-subnormal gradients to zero.
 
@@ -150,8 +155,13 @@ class _ToFloat64(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        g = grad.to(ctx.dtype)
-        return g.masked_fill(g.abs() < torch.finfo(ctx.dtype).tiny, 0.0)
+        return _flush_subnormals_(grad.to(ctx.dtype, copy=True))
+
+
+def to_float64(x: Tensor) -> Tensor:
+    """``x`` cast to float64, whose gradient comes back in ``x``'s dtype flushed of
+    subnormals (see ``_ToFloat64``): the cast in front of a float64 loss."""
+    return _ToFloat64.apply(x)
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -190,8 +200,7 @@ class _CrossEntropy(torch.autograd.Function):
         wrong, e_c, s_w, idx = ctx.saved_tensors
         rows = wrong.numel() // wrong.shape[-1]
         scale = (grad_loss / rows) / (e_c + s_w)
-        grad = (wrong * scale).scatter_(-1, idx, -s_w * scale)
-        return grad.masked_fill_(grad.abs() < torch.finfo(grad.dtype).tiny, 0.0), None
+        return _flush_subnormals_((wrong * scale).scatter_(-1, idx, -s_w * scale)), None
 
 
 def cross_entropy(logits: Float[Tensor, "... d_vocab_out"], labels: Int[Tensor, " ..."]) -> Float[Tensor, ""]:
@@ -227,7 +236,7 @@ def loss_fn(
     if kind == "ce_float32":
         return F.cross_entropy(logits.float(), labels)
     if kind == "stablemax":
-        return stablemax_cross_entropy(_ToFloat64.apply(logits), labels)
+        return stablemax_cross_entropy(to_float64(logits), labels)
     target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
     return F.mse_loss(logits, target)
 
