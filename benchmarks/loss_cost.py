@@ -32,9 +32,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-import grok_interp as g
 from grok_interp.training import cross_entropy, forwards
 from grok_interp.training.loop import make_optimizer, to_float64
+
+import half_step
 
 
 def float64_cast(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -60,11 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    cfg = g.RunConfig.from_kwargs(p=args.p)
-    task = g.Task(p=args.p)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    toks, labels = toks[: len(toks) // 2], labels[: len(labels) // 2]
+    cfg, task, model, opt, toks, labels = half_step.half(args.p)
     n, v = len(labels), task.d_vocab_out
 
     gen = torch.Generator().manual_seed(0)
@@ -76,11 +73,11 @@ def main() -> None:
             fn(x, labels).backward()
         return run
 
-    model = g.models.build_model(cfg.model, task)
     models = {"float64 cast": model, "collapse-free float32": copy.deepcopy(model)}
-    opts = {k: make_optimizer(m, cfg.train, fused=True) for k, m in models.items()}
+    opts = {"float64 cast": opt,
+            "collapse-free float32": make_optimizer(models["collapse-free float32"], cfg.train, fused=True)}
 
-    def half_step(k):
+    def step_with(k):
         def run() -> None:
             loss = LOSSES[k](forwards.fast_forward(models[k], toks), labels)
             opts[k].zero_grad(set_to_none=True)
@@ -89,7 +86,7 @@ def main() -> None:
         return run
 
     cases = {f"loss: {k}": loss_only(fn) for k, fn in LOSSES.items()}
-    cases.update({f"half step: {k}": half_step(k) for k in models})
+    cases.update({f"half step: {k}": step_with(k) for k in models})
     for fn in cases.values():  # warm up
         fn()
     times: dict[str, list[float]] = {k: [] for k in cases}

@@ -45,23 +45,12 @@ import grok_interp as g
 from grok_interp.training import forwards
 from grok_interp.training.loop import FullBatchStep, RunState, Schedule, TrainContext, loss_fn, make_optimizer
 
-
-def _setup(p: int):
-    cfg = g.RunConfig.from_kwargs(p=p)
-    task = g.Task(p=p)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    return cfg, task, split
+import half_step
 
 
 def _half_stepper(p: int, which: int):
     """A function doing one half step of a fresh model (half ``which`` of the training set)."""
-    cfg, task, split = _setup(p)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    h = len(toks) // 2
-    sl = slice(0, h) if which == 0 else slice(h, None)
-    toks, labels = toks[sl], labels[sl]
-    model = g.models.build_model(cfg.model, task)
-    opt = make_optimizer(model, cfg.train, fused=True)
+    _, _, model, opt, toks, labels = half_step.half(p, which)
 
     def step() -> None:
         loss = loss_fn(forwards.fast_forward(model, toks), labels)
@@ -134,7 +123,7 @@ def stacked_forward(model, tokens):
 
 
 def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fast_forward) -> float:
-    cfg, task, split = _setup(p)
+    cfg, task, split = half_step.main_job(p)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
     model = g.models.build_model(cfg.model, task)
     opt = make_optimizer(model, cfg.train, fused=True)

@@ -31,9 +31,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-import grok_interp as g
 from grok_interp.training import forwards, fused
-from grok_interp.training.loop import loss_fn, make_optimizer
+from grok_interp.training.loop import loss_fn
+
+import half_step
 
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_"}
 
@@ -48,13 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    cfg = g.RunConfig.from_kwargs(p=args.p)
-    task = g.Task(p=args.p)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    toks, labels = toks[: len(toks) // 2], labels[: len(labels) // 2]
-    model = g.models.build_model(cfg.model, task)
-    opt = make_optimizer(model, cfg.train, fused=True)
+    _, _, model, opt, toks, labels = half_step.half(args.p)
     default = fused.CHUNK
 
     def use_chunk(c: int) -> None:  # the MLP functions read fused.CHUNK at each call
