@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from . import EXAMPLES, example
 
 
 @pytest.fixture()
@@ -68,17 +67,10 @@ def test_an_example_offers_only_the_setups_it_has(common, capsys):
 
 
 def test_wall_time_to_grok_from_an_adaptive_history_with_a_pause():
-    import importlib.util
-
     import pandas as pd
 
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location("example_accelerators", EXAMPLES / "accelerators.py")
-        acc = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(acc)
-    finally:
-        sys.path.remove(str(EXAMPLES))
+    with example("accelerators") as acc:
+        time_to = acc.time_to
     # 40 ms per step; full rows every 50 steps stamped when computed; the four rows
     # between each pair backfilled (stamped 1 ms apart right after the later full row);
     # a 600 s pause (stop and resume) after step 300; test accuracy reaches 0.99 at 430,
@@ -90,8 +82,8 @@ def test_wall_time_to_grok_from_an_adaptive_history_with_a_pause():
         rows += [(full - 50 + 10 * i, t + 0.001 * i) for i in range(1, 5) if full > 0]
     h = pd.DataFrame(sorted(rows), columns=["step", "clock"])
     h["test_acc"] = (h["step"] >= 430).astype(float)
-    step, wall = acc.time_to(h)
+    step, wall = time_to(h)
     assert step == 430
     assert wall == pytest.approx(0.04 * 450 + 0.002, abs=0.01)  # 18 s of training, not the pause
     h["test_acc"] = 0.5
-    assert acc.time_to(h) == (None, None)
+    assert time_to(h) == (None, None)

@@ -3,10 +3,8 @@ structural facts that must hold whatever the seed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +15,14 @@ import torch
 import grok_interp as g
 from grok_interp.run_cache import ENV
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from . import example
 
 pytestmark = pytest.mark.slow
 
 
 def run_example(name: str, tmp_path: Path, capsys, *extra: str) -> str:
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with example(name) as module:
         assert module.main(["--quick", "--out", str(tmp_path), "--workers", "1", "--quiet", *extra]) == 0
-    finally:
-        sys.path.remove(str(EXAMPLES))
     out = capsys.readouterr().out
     assert "wall time" in out
     return out

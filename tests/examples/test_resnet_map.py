@@ -3,27 +3,18 @@ the study at --quick scale (results as data, the three figures)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from . import example
 
 
 @pytest.fixture(scope="module")
 def rmap():
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location("example_resnet_map", EXAMPLES / "resnet_map.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    with example("resnet_map") as module:
         yield module
-    finally:
-        sys.path.remove(str(EXAMPLES))
 
 
 def _history(train, test, every=10):
