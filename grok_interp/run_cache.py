@@ -68,7 +68,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -372,7 +371,7 @@ def copy_cached(cache: str | os.PathLike, config: RunConfig, dest: str | os.Path
     why = _why_unusable(Path(dest), entry, payload)
     if why is not None:  # the source changed between the check and the copy
         log.info("run cache: the copy in %s is unusable (%s); training instead", dest, why)
-        shutil.rmtree(dest, ignore_errors=True)
+        store.remove_run_dir(dest)
         return None
     return src
 

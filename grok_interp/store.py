@@ -789,7 +789,7 @@ def copy_run_dir(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise bad_value("dest", str(dest), "exists and is not an empty directory; give a new or empty directory")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(f".{dest.name}.*.copy.tmp"):  # an interrupted copy to dest
+    for stale in _leftovers(dest):  # an interrupted copy to dest or removal of it
         shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.copy.tmp"
     with RunStore(src):
@@ -803,6 +803,47 @@ def copy_run_dir(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
             raise
     _fsync_dir(dest.parent)
     return dest
+
+
+def _leftovers(path: Path) -> list[Path]:
+    """Hidden temporaries that an interrupted :func:`copy_run_dir` to ``path`` or
+    :func:`remove_run_dir` of it left beside it."""
+    return [*path.parent.glob(f".{path.name}.*.copy.tmp"), *path.parent.glob(f".{path.name}.*.rm.tmp")]
+
+
+def remove_run_dir(path: str | os.PathLike) -> bool:
+    """Remove the run directory ``path`` as a unit: it is gone or intact, never half there.
+
+    The directory is locked (as a writer would lock it), renamed to a hidden temporary
+    beside it (``.<name>.<hex>.rm.tmp``) and only then deleted: a removal interrupted at
+    any point leaves either the whole run or no ``path`` (at worst the hidden temporary,
+    which the next :func:`copy_run_dir` to ``path`` or removal of it deletes). A
+    half-deleted run is never left where a loader, a resume or a sweep would read it.
+
+    Args:
+        path: A run directory, or a path that does not exist (then nothing happens).
+
+    Returns:
+        Whether a directory was removed.
+
+    Raises:
+        RunDirectoryError: ``path`` exists but is not a run directory, or a writer holds
+            its lock.
+    """
+    path = Path(path)
+    for stale in _leftovers(path):
+        shutil.rmtree(stale, ignore_errors=True)
+    if not path.exists():
+        return False
+    if not path.is_dir() or not is_run_dir(path):
+        raise RunDirectoryError(f"{path} is not a run directory (no config.json written by grok_interp); "
+                                "not removed")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.rm.tmp"
+    with RunStore(path):
+        os.rename(path, tmp)
+    _fsync_dir(path.parent)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return True
 
 
 # --- kind -> loader registry -------------------------------------------------------------

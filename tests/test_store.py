@@ -603,3 +603,44 @@ def test_a_copy_killed_midway_leaves_no_destination(run_dir, tmp_path, nth):
     store.copy_run_dir(run_dir, dest)
     assert not list(tmp_path.glob(".copy.*.copy.tmp"))
     assert _digest(dest) == _digest(run_dir)
+
+
+# --- removing a run directory as a unit -------------------------------------------------------
+def test_remove_run_dir_removes_a_run_and_nothing_else(run_dir, tmp_path):
+    copy = store.copy_run_dir(run_dir, tmp_path / "copy")
+    assert store.remove_run_dir(copy) is True
+    assert not copy.exists() and not list(tmp_path.glob(".copy.*"))
+    assert store.remove_run_dir(copy) is False  # already gone: nothing to do
+    g.load_run(run_dir)  # the source is untouched
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(g.RunDirectoryError, match="not a run directory"):
+        store.remove_run_dir(mine)
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_remove_run_dir_refuses_a_run_being_written(run_dir, tmp_path):
+    copy = store.copy_run_dir(run_dir, tmp_path / "copy")
+    before = _digest(copy)
+    with store.RunStore(copy):
+        with pytest.raises(g.RunDirectoryError, match="being written by another process"):
+            store.remove_run_dir(copy)
+    assert _digest(copy) == before
+
+
+def test_remove_run_dir_interrupted_leaves_no_half_run(run_dir, tmp_path, monkeypatch):
+    copy = store.copy_run_dir(run_dir, tmp_path / "copy")
+
+    def dies_halfway(path, ignore_errors=False):  # one file deleted, then the process is stopped
+        next(p for p in Path(path).rglob("*") if p.is_file()).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.shutil, "rmtree", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        store.remove_run_dir(copy)
+    monkeypatch.undo()
+    assert not copy.exists()  # never a half-deleted run where a loader would look
+    assert len(list(tmp_path.glob(".copy.*.rm.tmp"))) == 1
+    store.copy_run_dir(run_dir, copy)  # the next copy to the same place clears the leftover
+    assert not list(tmp_path.glob(".copy.*.tmp")) and _digest(copy) == _digest(run_dir)
