@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    cfg, task, model, opt, toks, labels = half_step.half(args.p)
+    cfg, task, model, _, toks, labels = half_step.half(args.p)
     n, v = len(labels), task.d_vocab_out
 
     gen = torch.Generator().manual_seed(0)
@@ -74,8 +74,7 @@ def main() -> None:
         return run
 
     models = {"float64 cast": model, "collapse-free float32": copy.deepcopy(model)}
-    opts = {"float64 cast": opt,
-            "collapse-free float32": make_optimizer(models["collapse-free float32"], cfg.train, fused=True)}
+    opts = {k: make_optimizer(m, cfg.train, fused=True) for k, m in models.items()}
 
     def step_with(k):
         def run() -> None:

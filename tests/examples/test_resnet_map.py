@@ -3,7 +3,6 @@ the study at --quick scale (results as data, the three figures)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
