@@ -1,8 +1,8 @@
 """Where one core's training step goes: matrix products against the rest, and the MLP chunk size.
 
 One half of the README main job's training set (p = ``--p``; what each core computes in
-the split step), one torch thread, the fast forward with float64 loss, backward and
-fused AdamW:
+the split step), one torch thread, the fast forward with the default (collapse-free)
+loss, backward and fused AdamW:
 
 1. the step's wall time for each MLP chunk size of :mod:`grok_interp.training.fused`
    (``--chunks``; 512 is the default), alternated ``--repeats`` times, median ms;
@@ -10,7 +10,10 @@ fused AdamW:
    products (``mm``, ``addmm``, ``bmm``, ``baddbmm`` and their in-place forms) and
    everything else, and the products' rate (their FLOPs, counted by
    ``FlopCounterMode``, over their time) against a ``--size``^3 matmul's rate timed in
-   the same process.
+   the same process;
+3. the step's matrix products recorded (op, sizes, strides) and replayed one by one on
+   fresh tensors, each timed alone with its operands in cache: what the step would cost
+   if it were nothing but its products, each at its own shape's best speed here.
 
     python benchmarks/step_anatomy.py
     python benchmarks/step_anatomy.py --chunks 256 512 1024 --repeats 5
@@ -29,6 +32,8 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from grok_interp.training import forwards, fused
@@ -37,6 +42,34 @@ from grok_interp.training.loop import loss_fn
 import half_step
 
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_"}
+
+
+class _Products(TorchDispatchMode):
+    """Records every matrix product a step dispatches: the op and its tensors' sizes and strides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func._overloadpacket.__name__ in {k.split("::")[1] for k in PRODUCTS}:
+            spec = lambda x: ("T", tuple(x.shape), x.stride()) if isinstance(x, torch.Tensor) else x  # noqa: E731
+            self.calls.append((func, tree_map(spec, args), tree_map(spec, kwargs)))
+        return func(*args, **kwargs)
+
+
+def products_alone(calls: list[tuple], repeats: int = 20) -> float:
+    """The recorded products replayed one by one on fresh tensors of the same sizes and
+    strides, each timed alone (median of ``repeats``, operands hot in cache): ms, summed."""
+    total = 0.0
+    for func, args, kwargs in calls:
+        make = lambda x: torch.empty_strided(x[1], x[2]).normal_() if isinstance(x, tuple) and x[:1] == ("T",) else x  # noqa: E731
+        is_spec = lambda x: isinstance(x, tuple) and x[:1] == ("T",)  # noqa: E731
+        a, k = tree_map(make, args, is_leaf=is_spec), tree_map(make, kwargs, is_leaf=is_spec)
+        func(*a, **k)
+        total += statistics.median([_timed(lambda: func(*a, **k)) for _ in range(repeats)])
+    return total * 1e3
 
 
 def main() -> None:
@@ -78,6 +111,10 @@ def main() -> None:
 
     with FlopCounterMode(display=False) as counter:
         step()
+    recorder = _Products()
+    with recorder:
+        step()
+    alone = products_alone(recorder.calls)
     flops = counter.get_total_flops()
     n = 5
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -98,13 +135,15 @@ def main() -> None:
         print(json.dumps({"benchmark": "step_anatomy", "p": args.p, "chunk": c, "ms": m}))
         print(f"  chunk {c:>5}: {m:6.2f} ms{'  (default)' if c == default else ''}")
     row = {"benchmark": "step_anatomy", "p": args.p, "profiled_ms": total, "products_ms": products,
-           "rest_ms": total - products, "step_gflop": flops / 1e9, "products_gflops": prod_rate,
+           "rest_ms": total - products, "products_alone_ms": alone, "n_products": len(recorder.calls), "step_gflop": flops / 1e9, "products_gflops": prod_rate,
            "matmul_gflops": big_rate, "floor_ms": flops / (big_rate * 1e9) * 1e3}
     print(json.dumps(row))
     print(f"  under the profiler: {total:.2f} ms, of which matrix products {products:.2f} ms "
           f"({products / total:.0%}) and the rest {total - products:.2f} ms")
     print(f"  products: {flops / 1e9:.2f} GFLOP at {prod_rate:.1f} GFLOP/s; a {args.size}^3 matmul runs "
           f"{big_rate:.1f} GFLOP/s ({prod_rate / big_rate:.0%}); dense floor {row['floor_ms']:.2f} ms")
+    print(f"  the step's {len(recorder.calls)} products replayed alone, each at its own shape and strides with "
+          f"its operands in cache: {alone:.2f} ms ({flops / 1e9 / alone * 1e3:.1f} GFLOP/s)")
 
 
 def _timed(fn) -> float:

@@ -68,3 +68,26 @@ def test_time_to_grok_script_smoke_runs(dense):
     if dense:
         assert run["test_forwards"] == 7
     assert median["median_grok_step"] == 60 and "test forwards" in out
+
+
+def test_step_anatomy_replays_the_products_it_recorded():
+    """The product recorder keeps each product's op, sizes and strides (a transposed
+    operand stays transposed), skips everything else, and the replay times each one."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import step_anatomy
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    a, b, c = torch.randn(8, 5), torch.randn(7, 5), torch.randn(7)
+    rec = step_anatomy._Products()
+    with rec:
+        y = torch.addmm(c, a, b.T)  # (8, 7): b.T is a strided view
+        z = torch.relu(y)  # not a product
+        torch.mm(z, torch.randn(7, 3))
+    ops = [func._overloadpacket.__name__ for func, _, _ in rec.calls]
+    assert ops == ["addmm", "mm"]
+    _, args, _ = rec.calls[0]
+    assert args[0][1] == (7,) and args[1][1:] == ((8, 5), (5, 1)) and args[2][1:] == ((5, 7), (1, 5))
+    assert step_anatomy.products_alone(rec.calls, repeats=2) > 0
