@@ -6,7 +6,7 @@ Python thread, and the halves' gradients are summed. Ideally a step then costs o
 step on one core. This script times, in one process tree and alternating the cases
 ``--repeats`` times (median ms per step, p = ``--p``, the README main job's model):
 
-* ``half alone``: one half step (fast forward, float64 loss, backward, fused AdamW), one
+* ``half alone``: one half step (fast forward, the default loss, backward, fused AdamW), one
   thread, nothing else running;
 * ``half x2 processes``: the same in two processes at once (separate models): what the
   cores' shared cache, memory and clock cost when both work;
@@ -21,12 +21,17 @@ step on one core. This script times, in one process tree and alternating the cas
 * ``split, stacked forward``: the split step with the run-axis algebra
   (:func:`grok_interp.training.forwards.fast_logits` on a run axis of one) instead of
   the one-model forward :func:`~grok_interp.training.forwards.fast_logits_one` that a
-  single model runs: what that forward's fewer operations save.
+  single model runs: what that forward's fewer operations save;
+* ``one core, two parts`` and ``one core, whole batch``: ``FullBatchStep(parts=2,
+  workers=1)`` against ``parts=1``, everything at one torch thread: what a sweep worker
+  (one thread per run, one run per core) pays for cutting the batch as the machine's two
+  cores would (the parts fix a run's bits by machine, not by load).
 
     python benchmarks/split_cost.py
     python benchmarks/split_cost.py --p 97 --repeats 5
 
-Prints one JSON line per case and a table with each case's ratio to ``half alone``.
+Prints one JSON line per case and a table with each case's ratio to the first case timed
+(``half alone`` by default; ``--cases`` picks and orders them).
 """
 
 from __future__ import annotations
@@ -122,7 +127,8 @@ def stacked_forward(model, tokens):
     return forwards.fast_logits(stacked, tokens[None], model.cfg.act_fn)[0]
 
 
-def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fast_forward) -> float:
+def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fast_forward, parts: int = 2,
+               workers: int = 2) -> float:
     cfg, task, split = half_step.main_job(p)
     toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
     model = g.models.build_model(cfg.model, task)
@@ -130,7 +136,7 @@ def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fas
     ctx = TrainContext(task, split, toks, labels, task.tokens(split.test_pairs), task.answers(split.test_pairs),
                        forward)
     state = RunState(model=model, optimizer=opt, schedule=Schedule(steps=10**9, lr=cfg.train.lr), context=ctx)
-    stepper = FullBatchStep(parts=2, workers=2)
+    stepper = FullBatchStep(parts=parts, workers=workers)
     torch.set_num_threads(caller_threads)
 
     def step() -> None:
@@ -146,7 +152,9 @@ def split_step(p: int, steps: int, caller_threads: int = 1, forward=forwards.fas
 
 CASES = {"half alone": half_alone, "half x2 processes": half_processes, "half x2 threads": half_threads,
          "split step": split_step, "split, caller at 2 threads": lambda p, steps: split_step(p, steps, 2),
-         "split, stacked forward": lambda p, steps: split_step(p, steps, forward=stacked_forward)}
+         "split, stacked forward": lambda p, steps: split_step(p, steps, forward=stacked_forward),
+         "one core, two parts": lambda p, steps: split_step(p, steps, parts=2, workers=1),
+         "one core, whole batch": lambda p, steps: split_step(p, steps, parts=1, workers=1)}
 
 
 def main() -> None:
@@ -154,17 +162,21 @@ def main() -> None:
     ap.add_argument("--p", type=int, default=113)
     ap.add_argument("--steps", type=int, default=30, help="timed steps per case and repeat")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                    help="the cases to time (ratios are to the first one named)")
     args = ap.parse_args()
-    res: dict[str, list[float]] = {k: [] for k in CASES}
+    res: dict[str, list[float]] = {k: [] for k in args.cases}
     for r in range(args.repeats):
-        for name, fn in CASES.items():
-            res[name].append(fn(args.p, args.steps))
+        for name in args.cases:
+            res[name].append(CASES[name](args.p, args.steps))
             print(f"repeat {r + 1}: {name} {res[name][-1]:.2f} ms", file=sys.stderr, flush=True)
-    base = statistics.median(res["half alone"])
-    print(f"\nms per step, p = {args.p}, median of {args.repeats} x {args.steps} steps (ratio to a half step alone)")
+    first = args.cases[0]
+    base = statistics.median(res[first])
+    print(f"\nms per step, p = {args.p}, median of {args.repeats} x {args.steps} steps (ratio to {first})")
     for name, v in res.items():
         m = statistics.median(v)
-        print(json.dumps({"benchmark": "split_cost", "p": args.p, "case": name, "ms": m, "ratio": m / base}), flush=True)
+        print(json.dumps({"benchmark": "split_cost", "p": args.p, "case": name, "ms": m, "ratio": m / base,
+                          "ratio_to": first}), flush=True)
         print(f"  {name:<27} {m:7.2f} ms  {m / base:5.2f}x")
 
 

@@ -48,8 +48,9 @@ What the key holds (:func:`key_payload`), and why:
 Not in the key, because it does not change what the run directory holds: the run's
 directory (``out`` and the run name), whether an option came from ``base`` or from the
 configuration, ``progress``, the executor, the number of workers and ``radii``. Nor is
-how a run was scheduled: trained alone or in a batch (:mod:`grok_interp.many_runs`), and
-with how many threads. Those round floats differently (histories agree within float
+how a run was scheduled: trained alone or in a batch (:mod:`grok_interp.many_runs`),
+with how many threads, and in how many parts its batch was cut (``batch_parts``). Those
+round floats differently (histories agree within float
 rounding), and a sweep already picks them by the machine and ``max_workers``; a cached
 run is one the sweep could have trained itself. Nor is the CPU model.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import tl_backend, store
-from ._validate import bad_value
+from ._validate import bad_value, check_int
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .errors import GrokInterpError, RunDirectoryError
 from .presets import preset_options
@@ -28,7 +28,7 @@ from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
 from .training.forwards import select_forward
 from .models import build_model, check_model_fits_task, load_weights, weights
-from .threads import batch_parts, resolve_threads, using_threads
+from .threads import batch_parts as machine_parts, resolve_threads, using_threads
 from .tasks import Split, Task
 from .training import (
     Callback,
@@ -271,6 +271,7 @@ def train_hooked(
     gradient_transforms: Iterable[GradientTransform] = (),
     preset: str | None = None,
     threads: int | str | None = "auto",
+    batch_parts: int | None = None,
     **options: Any,
 ) -> GrokRun:
     """Train a hooked model on a prime-field task and return the run.
@@ -306,6 +307,13 @@ def train_hooked(
             (:func:`grok_interp.threads.batch_parts`), ``threads`` parts computed at a
             time, so the history's bits do not depend on the count; otherwise they are
             torch's threads inside each operation, whose count changes float rounding.
+        batch_parts: The parts the fast CPU step cuts the batch into (None: one per
+            core of the machine, as above). ``1`` computes the batch whole: the fastest
+            choice for a run that gets one core of a busier machine for all its life (a
+            sweep's worker): cutting it for cores the run does not use costs 12-16 % of
+            a step (``benchmarks/split_cost.py``). The history's bits depend on it (like
+            on the core count), so a run resumed with another value continues within
+            float rounding of where it would have been, not bit for bit.
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -319,6 +327,8 @@ def train_hooked(
         >>> run.history.columns[:5].tolist()
         ['step', 'train_loss', 'test_loss', 'train_acc', 'test_acc']
     """
+    if batch_parts is not None:
+        check_int("batch_parts", batch_parts, low=1)
     custom_op = callable(op)
     given = {k: v for k, v in (("p", p), ("op", op), ("split", split)) if v is not None}
     if custom_op:
@@ -346,7 +356,9 @@ def train_hooked(
         # computed n_threads at a time with one torch thread each (FullBatchStep(parts=)):
         # its bits then do not depend on how busy the machine is. Anything else uses
         # torch's own threads inside each operation.
-        parts = batch_parts() if s.device.type == "cpu" and forward_name == "fast" else 1
+        parts = 1
+        if s.device.type == "cpu" and forward_name == "fast":
+            parts = machine_parts() if batch_parts is None else batch_parts
         with using_threads(1 if parts > 1 else n_threads):
             log.info("training p=%d op=%s with the %s forward on %s (%s threads%s)", s.task.p, s.task.op_name,
                      forward_name, s.device, n_threads or "default", f", batch in {parts} parts" if parts > 1 else "")

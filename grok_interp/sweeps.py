@@ -51,7 +51,13 @@ Executors:
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
   the cores other processes leave free (:func:`grok_interp.threads.auto_threads`; or
   ``max_workers``), each process with ``free cores // workers`` torch threads (at
-  least one), so workers times threads never exceeds the free cores;
+  least one), so workers times threads never exceeds the free cores. A run given one
+  thread computes its batch whole (``train_hooked(batch_parts=1)``) instead of in one
+  part per core of the machine: cut for cores it does not use, a one-core step costs
+  12-16 % more (``benchmarks/split_cost.py --cases "one core, whole batch" "one core,
+  two parts"``). Its bits then differ (within float rounding) from the same run trained
+  alone with more threads, as runs trained in a batch do (``grok_interp.run_cache``:
+  the scheduling is not part of a run's key);
   ``max_workers=1`` trains one run after another in the calling process.
   Workers are *spawned* (fresh interpreters that import your script), so a script
   calling :func:`sweep` with more than one worker needs the usual
@@ -206,7 +212,8 @@ def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = 
         if _is_finished(options, path, kind):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and store.is_run_dir(path)
-        extra = {"threads": max(1, threads)} if kind == "transformer" else {}
+        # A run given one core computes its batch whole (see the module docstring).
+        extra = {"threads": max(1, threads), "batch_parts": 1 if threads <= 1 else None} if kind == "transformer" else {}
         train(out=path, resume=exists, progress=False, **extra, **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep

@@ -70,3 +70,35 @@ def test_a_resumed_split_run_equals_the_uninterrupted_one(tmp_path, monkeypatch)
     small_run(steps=20, out=tmp_path / "b", threads=1)
     resumed = g.train_hooked(out=tmp_path / "b", resume=True, steps=40, progress=False, threads=2)
     assert full.history.equals(resumed.history)
+
+
+def test_batch_parts_one_is_the_whole_batch_step_on_any_machine(monkeypatch):
+    """``batch_parts=1`` on a 3-core machine trains the bits a 1-core machine trains."""
+    one_core = _run(monkeypatch, parts=1, workers=1)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 3)
+    whole = small_run(steps=40, threads=1, batch_parts=1)
+    assert whole.history.equals(one_core.history)
+    for (k, x), y in zip(whole.model.state_dict().items(), one_core.model.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_bad_batch_parts_is_refused_before_anything_is_written(tmp_path, bad):
+    with pytest.raises(Exception, match="batch_parts"):
+        small_run(steps=5, out=tmp_path / "r", batch_parts=bad)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_sweep_run_given_one_thread_computes_its_batch_whole(tmp_path, monkeypatch):
+    """A sweep worker with one thread trains the ``batch_parts=1`` bits; with more
+    threads, the machine's parts (the bits of ``train_hooked``'s default)."""
+    from grok_interp import sweeps
+    from ..helpers import SMALL_MODEL
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    opts = dict(p=23, steps=30, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
+    for t, parts in ((1, 1), (2, None)):
+        row = sweeps._train_one(opts, str(tmp_path / f"t{t}"), threads=t)
+        assert row["status"] == "done", row
+        want = g.train_hooked(progress=False, threads=t, batch_parts=parts, **opts)
+        assert g.load_run(tmp_path / f"t{t}").history.equals(want.history), t
