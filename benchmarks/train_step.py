@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> None:
     with FlopCounterMode(display=False) as counter:
         loops["fused"]()
     step_flops = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        loops["naive"]()
+    hooked_flops = counter.get_total_flops()
     a, b = torch.randn(args.size, args.size), torch.randn(args.size, args.size)
     mm_flops = 2 * args.size**3
     compile_s = None
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> None:
         med_w = {k: statistics.median(v) for k, v in wall.items()}
         med_c = {k: statistics.median(v) for k, v in cpu.items()}
         row = {"threads": threads, "busy": args.busy, "step_gflop": step_flops / 1e9,
+               "hooked_step_gflop": hooked_flops / 1e9,
                "matmul_gflops": mm_flops / med_w["matmul"] / 1e6}
         for name in loops:
             row[f"{name}_wall_ms"], row[f"{name}_cpu_ms"] = med_w[name], med_c[name]
@@ -217,7 +221,8 @@ def run(args: argparse.Namespace) -> None:
             f" {r['split_over_floor']:>10.2f}x |"
             f" {r['matmul_gflops']:.0f}"
         )
-    print(f"step FLOPs (matrix products, forward + backward): {step_flops / 1e9:.2f} GFLOP"
+    print(f"step FLOPs (matrix products, forward + backward): {step_flops / 1e9:.2f} GFLOP fused,"
+          f" {hooked_flops / 1e9:.2f} GFLOP hooked ({hooked_flops / step_flops:.1f}x)"
           + (f"; torch.compile took {compile_s:.1f} s" if compile_s is not None else ""))
     if loop:
         print(
