@@ -53,8 +53,8 @@ Executors:
   ``max_workers``), each process with ``free cores // workers`` torch threads (at
   least one), so workers times threads never exceeds the free cores. A run given one
   thread computes its batch whole (``train_hooked(batch_parts=1)``) instead of in one
-  part per core of the machine: cut for cores it does not use, a one-core step costs
-  12-16 % more (``benchmarks/split_cost.py --cases "one core, whole batch" "one core,
+  part per core of the machine: cut for cores it does not use, a one-layer model's
+  one-core step costs 12-16 % more (``benchmarks/split_cost.py --cases "one core, whole batch" "one core,
   two parts"``). Its bits then differ (within float rounding) from the same run trained
   alone with more threads, as runs trained in a batch do (``grok_interp.run_cache``:
   the scheduling is not part of a run's key);
