@@ -145,10 +145,9 @@ def test_an_extended_run_keeps_its_old_last_row_and_is_otherwise_the_straight_on
 
 
 @pytest.mark.parametrize("parts", [1, 3])
-def test_plain_and_split_steps_evaluate_adaptively(monkeypatch, parts):
+def test_plain_and_split_steps_evaluate_adaptively(parts):
     """FullBatchStep's plain path (one part) and split path (parts > 1)."""
-    monkeypatch.setattr("grok_interp.runs.batch_parts", lambda: parts)
-    opts = {**GROKS, "steps": 200}
+    opts = {**GROKS, "steps": 200, "batch_parts": parts}
     d = g.train_hooked(eval_sparse=1, **opts).history.set_index("step")
     s = g.train_hooked(eval_sparse=5, **opts).history.set_index("step")
     assert len(s) < len(d) and any(step % 50 for step in s.index)  # dropped and backfilled rows
