@@ -215,6 +215,8 @@ def train_many(
     progress: bool = True,
     max_batch: int | None = None,
     gradient_transforms: Iterable[GradientTransform] = (),
+    threads: int | str | None = "auto",
+    batch_parts: int | None = None,
 ) -> list[GrokRun]:
     """Train many runs, batching those that share shapes; one :class:`GrokRun` per run.
 
@@ -240,6 +242,8 @@ def train_many(
             with :func:`auto_batch_size`: every compatible run together on a GPU, on
             CPU only while the batch stays cache-sized (large tasks then train one
             by one, which is faster there; see ``benchmarks/many_runs.py``).
+        threads, batch_parts: Passed to ``train_hooked`` for the runs that train one
+            by one (a batch of one); a sweep worker gives one thread and ``batch_parts=1``.
 
     Returns:
         The runs, in the order given.
@@ -263,7 +267,7 @@ def train_many(
             kwargs = {"config": spec} if isinstance(spec, RunConfig) else dict(spec)
             results[i] = train_hooked(
                 out=outs[i], resume=resume, callbacks=callbacks, record=record, progress=progress,
-                gradient_transforms=gradient_transforms, **kwargs
+                gradient_transforms=gradient_transforms, threads=threads, batch_parts=batch_parts, **kwargs
             )
             continue
         prepared: list[PreparedRun] = []

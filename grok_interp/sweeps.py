@@ -198,6 +198,12 @@ def _is_finished(options: Mapping[str, Any], path: Path, kind: str = "transforme
     return bool(status.get("finished")) and all(got[s] == wanted[s] for s in ("data", "model", "train"))
 
 
+def _cpu_options(threads: int) -> dict[str, Any]:
+    """``train_hooked``'s CPU options for a run a worker gives ``threads`` threads: a run
+    given one core computes its batch whole (see the module docstring)."""
+    return {"threads": max(1, threads), "batch_parts": 1 if threads <= 1 else None}
+
+
 def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = "transformer") -> dict[str, Any]:
     """Train (or resume, or skip) one run; return its status. Runs in a worker process."""
     if kind == "resnet":
@@ -212,8 +218,7 @@ def _train_one(options: dict[str, Any], run_dir: str, threads: int, kind: str = 
         if _is_finished(options, path, kind):
             return {"status": "skipped", "error": "", "wall_s": 0.0, "batch_size": 0}
         exists = path.is_dir() and store.is_run_dir(path)
-        # A run given one core computes its batch whole (see the module docstring).
-        extra = {"threads": max(1, threads), "batch_parts": 1 if threads <= 1 else None} if kind == "transformer" else {}
+        extra = _cpu_options(threads) if kind == "transformer" else {}
         train(out=path, resume=exists, progress=False, **extra, **options)
         return {"status": "done", "error": "", "wall_s": time.perf_counter() - start, "batch_size": 1}
     except Exception as exc:  # noqa: BLE001 - a failing config is a row, not the end of the sweep
@@ -237,7 +242,7 @@ def _train_unit(
     try:
         specs = [{k: v for k, v in opts.items() if k not in _RUN_ONLY} for _, opts, _ in unit]
         train_many(specs, outs=[d for _, _, d in unit], resume=True, record=unit[0][1].get("record"),
-                   progress=False)
+                   progress=False, **_cpu_options(threads))
     except Exception as exc:  # noqa: BLE001 - isolate the failing run(s)
         log.warning("a batch of %d runs failed (%s: %s); training them one by one", len(unit), type(exc).__name__, exc)
         return {name: _train_one(opts, run_dir, threads) for name, opts, run_dir in unit}

@@ -102,3 +102,21 @@ def test_a_sweep_run_given_one_thread_computes_its_batch_whole(tmp_path, monkeyp
         assert row["status"] == "done", row
         want = g.train_hooked(progress=False, threads=t, batch_parts=parts, **opts)
         assert g.load_run(tmp_path / f"t{t}").history.equals(want.history), t
+
+
+def test_a_sweep_unit_too_large_to_batch_also_computes_its_batch_whole(tmp_path, monkeypatch):
+    """Compatible runs that ``train_many`` trains one by one (a batch of one on CPU)
+    get the worker's one thread and ``batch_parts=1`` too, not ``train_hooked``'s
+    defaults (which would cut the batch for the machine's cores)."""
+    from grok_interp import many_runs, sweeps
+    from ..helpers import SMALL_MODEL
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(many_runs, "auto_batch_size", lambda key: 1)
+    opts = dict(p=23, steps=30, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
+    unit = [(f"seed={s}", {**opts, "seed": s}, str(tmp_path / f"seed={s}")) for s in (0, 1)]
+    rows = sweeps._train_unit(unit, threads=1)
+    assert all(r["status"] == "done" for r in rows.values()), rows
+    for s in (0, 1):
+        want = g.train_hooked(progress=False, threads=1, batch_parts=1, seed=s, **opts)
+        assert g.load_run(tmp_path / f"seed={s}").history.equals(want.history), s
