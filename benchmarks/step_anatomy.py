@@ -44,7 +44,11 @@ import half_step
 PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::baddbmm_"}
 
 
-class _Products(TorchDispatchMode):
+#: The aten op names of :data:`PRODUCTS` (``mm``, ``addmm``, ...), as a dispatch sees them.
+PRODUCT_OPS = {k.split("::")[1] for k in PRODUCTS}
+
+
+class ProductRecorder(TorchDispatchMode):
     """Records every matrix product a step dispatches: the op and its tensors' sizes and strides."""
 
     def __init__(self) -> None:
@@ -53,10 +57,20 @@ class _Products(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func._overloadpacket.__name__ in {k.split("::")[1] for k in PRODUCTS}:
+        if func._overloadpacket.__name__ in PRODUCT_OPS:
             spec = lambda x: ("T", tuple(x.shape), x.stride()) if isinstance(x, torch.Tensor) else x  # noqa: E731
             self.calls.append((func, tree_map(spec, args), tree_map(spec, kwargs)))
         return func(*args, **kwargs)
+
+
+def _is_spec(x) -> bool:
+    """A tensor as :class:`ProductRecorder` recorded it: ``("T", sizes, strides)``."""
+    return isinstance(x, tuple) and x[:1] == ("T",)
+
+
+def _fresh(x):
+    """A random tensor of a recorded tensor's sizes and strides; anything else as it is."""
+    return torch.empty_strided(x[1], x[2]).normal_() if _is_spec(x) else x
 
 
 def products_alone(calls: list[tuple], repeats: int = 20) -> float:
@@ -64,9 +78,7 @@ def products_alone(calls: list[tuple], repeats: int = 20) -> float:
     strides, each timed alone (median of ``repeats``, operands hot in cache): ms, summed."""
     total = 0.0
     for func, args, kwargs in calls:
-        make = lambda x: torch.empty_strided(x[1], x[2]).normal_() if isinstance(x, tuple) and x[:1] == ("T",) else x  # noqa: E731
-        is_spec = lambda x: isinstance(x, tuple) and x[:1] == ("T",)  # noqa: E731
-        a, k = tree_map(make, args, is_leaf=is_spec), tree_map(make, kwargs, is_leaf=is_spec)
+        a, k = tree_map(_fresh, args, is_leaf=_is_spec), tree_map(_fresh, kwargs, is_leaf=_is_spec)
         func(*a, **k)
         total += statistics.median([_timed(lambda: func(*a, **k)) for _ in range(repeats)])
     return total * 1e3
@@ -111,7 +123,7 @@ def main() -> None:
 
     with FlopCounterMode(display=False) as counter:
         step()
-    recorder = _Products()
+    recorder = ProductRecorder()
     with recorder:
         step()
     alone = products_alone(recorder.calls)
@@ -135,7 +147,8 @@ def main() -> None:
         print(json.dumps({"benchmark": "step_anatomy", "p": args.p, "chunk": c, "ms": m}))
         print(f"  chunk {c:>5}: {m:6.2f} ms{'  (default)' if c == default else ''}")
     row = {"benchmark": "step_anatomy", "p": args.p, "profiled_ms": total, "products_ms": products,
-           "rest_ms": total - products, "products_alone_ms": alone, "n_products": len(recorder.calls), "step_gflop": flops / 1e9, "products_gflops": prod_rate,
+           "rest_ms": total - products, "products_alone_ms": alone, "n_products": len(recorder.calls),
+           "step_gflop": flops / 1e9, "products_gflops": prod_rate,
            "matmul_gflops": big_rate, "floor_ms": flops / (big_rate * 1e9) * 1e3}
     print(json.dumps(row))
     print(f"  under the profiler: {total:.2f} ms, of which matrix products {products:.2f} ms "

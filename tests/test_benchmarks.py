@@ -81,7 +81,7 @@ def test_step_anatomy_replays_the_products_it_recorded():
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     a, b, c = torch.randn(8, 5), torch.randn(7, 5), torch.randn(7)
-    rec = step_anatomy._Products()
+    rec = step_anatomy.ProductRecorder()
     with rec:
         y = torch.addmm(c, a, b.T)  # (8, 7): b.T is a strided view
         z = torch.relu(y)  # not a product
