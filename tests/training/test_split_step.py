@@ -89,34 +89,42 @@ def test_bad_batch_parts_is_refused_before_anything_is_written(tmp_path, bad):
     assert not (tmp_path / "r").exists()
 
 
+def _sweep_one_worker(tmp_path, configs, torch_threads):
+    """``g.sweep`` in this process (one worker, which gives each run torch's thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        table = g.sweep(configs, out=tmp_path / f"t{torch_threads}", max_workers=1, progress=False, cache=False)
+    finally:
+        torch.set_num_threads(before)
+    assert (table["status"] == "done").all(), table[["run", "status", "error"]]
+    return [g.load_run(path) for path in table["path"]]
+
+
 def test_a_sweep_run_given_one_thread_computes_its_batch_whole(tmp_path, monkeypatch):
     """A sweep worker with one thread trains the ``batch_parts=1`` bits; with more
     threads, the machine's parts (the bits of ``train_hooked``'s default)."""
-    from grok_interp import sweeps
     from ..helpers import SMALL_MODEL
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     opts = dict(p=23, steps=30, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
     for t, parts in ((1, 1), (2, None)):
-        row = sweeps._train_one(opts, str(tmp_path / f"t{t}"), threads=t)
-        assert row["status"] == "done", row
+        (run,) = _sweep_one_worker(tmp_path, [opts], t)
         want = g.train_hooked(progress=False, threads=t, batch_parts=parts, **opts)
-        assert g.load_run(tmp_path / f"t{t}").history.equals(want.history), t
+        assert run.history.equals(want.history), t
 
 
 def test_a_sweep_unit_too_large_to_batch_also_computes_its_batch_whole(tmp_path, monkeypatch):
     """Compatible runs that ``train_many`` trains one by one (a batch of one on CPU)
     get the worker's one thread and ``batch_parts=1`` too, not ``train_hooked``'s
     defaults (which would cut the batch for the machine's cores)."""
-    from grok_interp import many_runs, sweeps
+    from grok_interp import many_runs
     from ..helpers import SMALL_MODEL
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(many_runs, "auto_batch_size", lambda key: 1)
     opts = dict(p=23, steps=30, eval_every=10, checkpoint_every=20, **SMALL_MODEL)
-    unit = [(f"seed={s}", {**opts, "seed": s}, str(tmp_path / f"seed={s}")) for s in (0, 1)]
-    rows = sweeps._train_unit(unit, threads=1)
-    assert all(r["status"] == "done" for r in rows.values()), rows
-    for s in (0, 1):
+    runs = _sweep_one_worker(tmp_path, [{**opts, "seed": s} for s in (0, 1)], 1)
+    for s, run in zip((0, 1), runs):
         want = g.train_hooked(progress=False, threads=1, batch_parts=1, seed=s, **opts)
-        assert g.load_run(tmp_path / f"seed={s}").history.equals(want.history), s
+        assert run.history.equals(want.history), s
