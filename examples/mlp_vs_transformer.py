@@ -12,9 +12,11 @@ ceilings side by side, per run and (median, min-max) over seeds.
 
 Setups:
 
-* ``library``: p = 97, data seed 598; a+b at frac 0.3 (cap 12000), a^2+ab+b^2 at frac
-  0.5 (cap 8000), stopping 500 after 0.99; the MLP on [E[a], E[b]], N(0, 1/d_model)
-  init, zero biases.
+* ``library``: p = 97, data seed 598; a+b at frac 0.3 (cap 12000, stopping 500 after
+  0.99), a^2+ab+b^2 at frac 0.5 (cap 8000, checkpoints every 200 steps, stopping 1000
+  after 0.99: exactly ``nonisomorphic.py``'s library frac-0.5 runs, so a sweep that runs
+  after that study copies its transformer runs from the run cache instead of training
+  them again); the MLP on [E[a], E[b]], N(0, 1/d_model) init, zero biases.
 * ``reference``: ``MLP/base.py`` (its fns_dict has 'add' and 'xy' = a^2+ab+b^2): frac 0.3
   for both operations, ``random.seed(0)`` pairs, the MLP on [E[a], E[b], E[=]] with
   ``nn.Linear``'s init and biases, float32 loss, MED ``med_drop_last_avg`` recorded;
@@ -49,7 +51,8 @@ SCALES = {
         "paper": dict(groups=[("", dict(p=97, split="random", steps=12000, eval_every=20, checkpoint_every=500,
                                         stop_after_grok=500),
                                [*grid(op=["add"], frac=[0.3], arch=["transformer", "mlp"]),
-                                *grid(op=["a2_ab_b2"], frac=[0.5], arch=["mlp", "transformer"], steps=[8000])])]),
+                                *grid(op=["a2_ab_b2"], frac=[0.5], arch=["mlp", "transformer"], steps=[8000],
+                                     checkpoint_every=[200], stop_after_grok=[1000])])]),
         "reduced": dict(groups=[("", dict(p=47, split="random", lr=3e-3, steps=2000, eval_every=10,
                                           checkpoint_every=500, stop_after_grok=500),
                                  grid(op=["add", "a2_ab_b2"], frac=[0.5], arch=["transformer", "mlp"]))]),
