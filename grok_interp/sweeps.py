@@ -51,7 +51,8 @@ Executors:
 * ``"local"`` (default): a :class:`concurrent.futures.ProcessPoolExecutor` sized to
   the cores other processes leave free (:func:`grok_interp.threads.auto_threads`; or
   ``max_workers``), each process with ``free cores // workers`` torch threads (at
-  least one), so workers times threads never exceeds the free cores. A run given one
+  least one; at most ``OMP_NUM_THREADS`` where it is set), so workers times threads
+  never exceeds the free cores. A run given one
   thread computes its batch whole (``train_hooked(batch_parts=1)``) instead of in one
   part per core of the machine: cut for cores it does not use, a one-layer model's
   one-core step costs 12-16 % more (``benchmarks/split_cost.py --cases "one core, whole batch" "one core,
@@ -88,7 +89,7 @@ from tqdm.auto import tqdm
 from . import run_cache, store
 from ._validate import bad_value, check_choice, check_int
 from .config import RunConfig
-from .threads import auto_threads
+from .threads import auto_threads, worker_threads
 
 __all__ = ["grid", "run_name", "sweep", "summarise", "EXECUTORS", "KINDS"]
 
@@ -458,7 +459,7 @@ def sweep(
         workers = min(max_workers or cores, len(todo))
         units = _units(todo, workers, batched)
         workers = min(workers, len(units))
-        results.update(_run_local(units, workers, max(1, cores // workers), progress, note, on_done, kind))
+        results.update(_run_local(units, workers, worker_threads(cores, workers), progress, note, on_done, kind))
     elif todo:
         units = _units(todo, max_workers or cores, batched)
         results.update(_run_ray(units, address, max_workers, progress, note, on_done, kind))

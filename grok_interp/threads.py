@@ -117,6 +117,22 @@ def auto_threads(cores: int | None = None, busy: float | None = None) -> int:
     return max(1, min(cores, cores - taken))
 
 
+def env_threads(environ: dict[str, str] | None = None) -> int | None:
+    """The thread count ``OMP_NUM_THREADS`` asks for (its first number, as OpenMP reads
+    a nested list such as ``"2,1"``), or None when it is unset or not a positive number."""
+    value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "")
+    first = value.split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+def worker_threads(cores: int, workers: int, environ: dict[str, str] | None = None) -> int:
+    """Torch threads for each of ``workers`` processes sharing ``cores`` free cores: an
+    equal share (at least one), capped by ``OMP_NUM_THREADS`` where it is set."""
+    share = max(1, cores // max(1, workers))
+    cap = env_threads(environ)
+    return share if cap is None else min(share, cap)
+
+
 def resolve_threads(threads: int | str | None) -> int | None:
     """The thread count for a run: an int as given; ``"auto"`` by :func:`auto_threads`
     unless ``OMP_NUM_THREADS`` is set (then torch's own setting, which honours it);

@@ -50,6 +50,22 @@ def test_resolve_threads(monkeypatch):
             threads.resolve_threads(bad)
 
 
+@pytest.mark.parametrize("value, want", [("1", 1), ("3", 3), ("2,1", 2), (" 4 ", 4), ("0", None), ("-2", None),
+                                         ("many", None), ("", None)])
+def test_env_threads_reads_omp_num_threads(value, want):
+    assert threads.env_threads({"OMP_NUM_THREADS": value}) == want
+    assert threads.env_threads({}) is None
+
+
+@pytest.mark.parametrize("cores, workers, env, want", [
+    (4, 2, {}, 2), (5, 2, {}, 2), (1, 3, {}, 1),  # an equal share, at least one
+    (4, 2, {"OMP_NUM_THREADS": "1"}, 1),          # the user's cap wins over the share
+    (4, 2, {"OMP_NUM_THREADS": "8"}, 2),          # but never raises it past the free cores
+])
+def test_worker_threads_shares_the_cores_under_the_users_cap(cores, workers, env, want):
+    assert threads.worker_threads(cores, workers, environ=env) == want
+
+
 def test_using_threads_restores_the_count():
     before = torch.get_num_threads()
     other = 1 if before != 1 else 2
