@@ -391,6 +391,7 @@ class PreparedRun:
     history: list[dict[str, Any]]
     memory: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     writer: "CheckpointWriter | None" = None
+    train_s: float = 0.0  # seconds trained before this sitting (a resumed run's state)
 
     def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
         """The run as the training loop drives it; checkpoints go to the run directory
@@ -403,14 +404,15 @@ class PreparedRun:
 
         def on_checkpoint(state: RunState) -> None:
             if self.writer is None:
-                save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history)
+                save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history,
+                                train_s=state.train_s)
             else:
-                self.writer.save(state.step, state.model, state.optimizer, state.history)
+                self.writer.save(state.step, state.model, state.optimizer, state.history, train_s=state.train_s)
 
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
             history=self.history, step=self.start, callbacks=self.callbacks, context=self.ctx,
-            on_checkpoint=on_checkpoint,
+            on_checkpoint=on_checkpoint, train_s=self.train_s,
             gradient_transforms=[*gradient_transforms_for(self.config.train, self.optimizer), *gradient_transforms],
         )
 
@@ -420,7 +422,7 @@ class PreparedRun:
         if self.writer is not None:
             self.writer.wait()
         if self.store is not None:
-            self.store.write_status(state.history[-1]["step"], finished=True)
+            self.store.write_status(state.history[-1]["step"], finished=True, train_s=state.train_s)
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
             history=pd.DataFrame(state.history), path=self.out_path, checkpoints=self.memory,
@@ -468,10 +470,10 @@ def prepare_run(
         model = build_model(config.model, task, device=device)
         optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
         history: list[dict[str, Any]] = []
-        start = 0
+        start, train_s = 0, 0.0
         if resuming:
             assert rs is not None
-            start, history = _restore(rs, config, task, split, model, optimizer)
+            start, history, train_s = _restore(rs, config, task, split, model, optimizer)
         elif rs is not None:
             write_static(rs, config, task, split)
     except BaseException:
@@ -493,12 +495,13 @@ def prepare_run(
         from .measures import recorder  # measures are optional; imported only when asked
 
         all_callbacks.append(recorder(record))
-    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history)
+    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history,
+                       train_s=train_s)
 
 
 def save_checkpoint(
     out: RunStore | None, memory: dict[int, dict[str, torch.Tensor]], step: int, model: nn.Module,
-    optimizer: torch.optim.Optimizer, history: list[dict[str, Any]],
+    optimizer: torch.optim.Optimizer, history: list[dict[str, Any]], train_s: float | None = None,
 ) -> None:
     """Keep the weights of ``step``: in ``memory`` without a run directory, else on disk
     (:meth:`grok_interp.store.RunStore.write_progress`: checkpoint, resume state,
@@ -507,7 +510,7 @@ def save_checkpoint(
     if out is None:
         memory[step] = w
         return
-    out.write_progress(step, w, optimizer.state_dict(), history)
+    out.write_progress(step, w, optimizer.state_dict(), history, train_s=train_s)
 
 
 class CheckpointWriter:
@@ -530,13 +533,13 @@ class CheckpointWriter:
         self._pending: Any = None
 
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-             history: list[dict[str, Any]]) -> None:
+             history: list[dict[str, Any]], train_s: float | None = None) -> None:
         """Copy what the checkpoint of ``step`` holds, then write it in the background."""
         self.wait()  # one write at a time: in order, and its error surfaces here
         w = _weights_copy(model)
         opt_state = _copy_tensors(optimizer.state_dict())
         rows = [dict(r) for r in history]
-        self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows)
+        self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows, train_s)
 
     def wait(self) -> None:
         """Block until the write in flight has landed (re-raising its error)."""
@@ -572,9 +575,10 @@ _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_de
 
 def _restore(
     rs: RunStore, config: RunConfig, task: Task, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[dict[str, Any]], float]:
     """Validate the run in ``rs`` against ``config`` and load its newest consistent
-    resume state into ``model`` and ``optimizer``; only then record a changed schedule."""
+    resume state into ``model`` and ``optimizer``; only then record a changed schedule.
+    Returns the state's step, history and seconds trained (0 for a state without them)."""
     saved = read_config(rs.path)
     a, b = saved.to_dict(), config.to_dict()
     diffs = [
@@ -588,7 +592,7 @@ def _restore(
     if not rs.state_steps() and not rs.file(store.STATUS).exists():
         log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
         write_static(rs, config, task, split)
-        return 0, []
+        return 0, [], 0.0
     _, saved_split = read_task_split(rs.path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
@@ -602,7 +606,7 @@ def _restore(
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
         write_static(rs, config, task, split)
-        return 0, []
+        return 0, [], 0.0
     try:
         load_weights(model, state.weights)
         optimizer.load_state_dict(state.optimizer_state)
@@ -611,7 +615,7 @@ def _restore(
     if any(getattr(config.train, k) != getattr(saved.train, k) for k in _RESUMABLE_CHANGES - {"device"}):
         write_static(rs, config, task, split)  # record the extended schedule (the state is valid)
     log.info("resuming %s from step %d", rs.path, state.step)
-    return state.step, state.history.to_dict("records")
+    return state.step, state.history.to_dict("records"), float(state.status.get("train_s", 0.0))
 
 
 def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:

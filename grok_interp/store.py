@@ -8,7 +8,7 @@ through it. A run directory holds plain, safe files only::
     data.safetensors            the data that cannot be rebuilt from the config (labels, masks)
     model.safetensors           the latest weights
     history.csv                 one row per evaluation step (strictly increasing ``step``)
-    status.json                 {"step": ..., "finished": ...}
+    status.json                 {"step": ..., "finished": ..., "train_s": ...}
     checkpoints/step_0000100.safetensors   weights at each checkpoint step
     state-0000100/              a resume state: model.safetensors, optimizer.pt,
                                 history.csv, status.json
@@ -545,9 +545,15 @@ class RunStore:
         self._need_lock()
         write_csv(self.file(HISTORY), rows)
 
-    def write_status(self, step: int, finished: bool) -> None:
+    def write_status(self, step: int, finished: bool, train_s: float | None = None) -> None:
+        """Write ``status.json``: the step reached, whether the run is finished, and (when
+        known) ``train_s``, the seconds spent training it up to that step, summed over
+        the sittings of a resumed run."""
         self._need_lock()
-        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished)})
+        status: dict[str, Any] = {"step": int(step), "finished": bool(finished)}
+        if train_s is not None:
+            status["train_s"] = round(float(train_s), 3)
+        write_json(self.file(STATUS), status)
 
     def write_resume_state(
         self, step: int, weights: Mapping[str, torch.Tensor], optimizer_state: dict[str, Any],
@@ -584,15 +590,17 @@ class RunStore:
         return final
 
     def write_progress(self, step: int, weights: Mapping[str, torch.Tensor], optimizer_state: dict[str, Any],
-                       history: list[dict[str, Any]] | pd.DataFrame) -> None:
+                       history: list[dict[str, Any]] | pd.DataFrame, train_s: float | None = None) -> None:
         """Everything a loop saves at a checkpoint step, in a crash-safe order: the
         checkpoint, the resume state, then the run's history, latest weights and an
-        unfinished status."""
+        unfinished status (``train_s``, when given, in both statuses: a resumed run
+        goes on counting from the state's)."""
+        extra = {} if train_s is None else {"train_s": round(float(train_s), 3)}
         self.write_checkpoint(step, weights)
-        self.write_resume_state(step, weights, optimizer_state, history)
+        self.write_resume_state(step, weights, optimizer_state, history, status=extra)
         self.write_history(history)
         self.write_model(weights)
-        self.write_status(step, finished=False)
+        self.write_status(step, finished=False, train_s=train_s)
 
     # reads ---------------------------------------------------------------------------------
     def read_meta(self) -> dict[str, Any]:
@@ -600,13 +608,17 @@ class RunStore:
         return read_json(self.file(CONFIG))
 
     def read_status(self) -> dict[str, Any]:
-        """``status.json`` (``{}`` when absent): ``step`` an int, ``finished`` a bool."""
+        """``status.json`` (``{}`` when absent): ``step`` an int, ``finished`` a bool,
+        ``train_s`` (absent in runs written before it existed) a number >= 0."""
         if not self.file(STATUS).exists():
             return {}
         status = read_json(self.file(STATUS))
         step, finished = status.get("step"), status.get("finished", False)
         if isinstance(step, bool) or not isinstance(step, int) or not isinstance(finished, bool):
             raise RunDirectoryError(f"run file {self.file(STATUS)}: 'step' must be an integer and 'finished' a boolean")
+        train_s = status.get("train_s", 0.0)
+        if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not train_s >= 0:
+            raise RunDirectoryError(f"run file {self.file(STATUS)}: 'train_s' must be a number of seconds >= 0")
         return status
 
     def checkpoint_steps(self) -> list[int]:

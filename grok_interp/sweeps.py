@@ -17,7 +17,11 @@ another sweep trained, see below; or ``failed``), ``error``, the events of
 ``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
 ceilings of :mod:`grok_interp.theory` (``ceiling``: class coverage;
 ``ceiling_transpose``: test pairs whose transposed input tokens train with the same
-answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s``, ``batch_size`` (runs
+answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s`` (this call's time for
+the run: 0 for a skipped run), ``train_s`` (what training the run took, read from its
+directory: summed over the sittings that trained it, kept by a skipped run and carried
+by a cached copy, whose ``train_s`` is then the training the cache saved; runs trained
+in a batch each count the batch's time), ``batch_size`` (runs
 trained together with it; 0 when nothing was trained), ``cached_from`` (the run
 directory a ``cached`` run was copied from; empty otherwise) and ``path``. The table is
 also written to ``out/sweep.csv``.
@@ -291,14 +295,16 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
         A dict with ``memorised_at``, ``grokked_at``, ``u_acc``, ``l_acc``,
         ``final_step``, ``final_test_acc``, ``n_train``, ``n_test``, ``ceiling`` and
         ``ceiling_r{r}`` (a ResNet run: no ceilings, and the final pooled-feature
-        uniformity ``final_feature_med_ratio`` and ``final_feature_cv``).
+        uniformity ``final_feature_med_ratio`` and ``final_feature_cv``), and
+        ``train_s``: the seconds its training took, summed over the sittings of a
+        resumed run, as its ``status.json`` records them (NaN for runs written before).
     """
     from .measures import events
     from .runs import read_config, read_task_split
 
     path = Path(run_dir)
     if store.run_kind(path) == "resnet":
-        return _summarise_resnet(path)
+        return {**_summarise_resnet(path), "train_s": _train_seconds(path)}
     config = read_config(path)
     _, split = read_task_split(path, config)
     rs = store.RunStore(path)
@@ -313,7 +319,14 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     row["final_step"] = int(history["step"].iloc[-1])
     row["final_test_acc"] = float(history["test_acc"].iloc[-1])
     row.update(_ceilings(split, radii))
+    row["train_s"] = _train_seconds(path)
     return row
+
+
+def _train_seconds(path: Path) -> float:
+    """Seconds the run has trained (summed over sittings, up to its last checkpoint or
+    its end); NaN for a run written before runs counted them."""
+    return float(store.RunStore(path).read_status().get("train_s", math.nan))
 
 
 def _summarise_resnet(path: Path) -> dict[str, Any]:

@@ -92,11 +92,14 @@ def test_two_studies_sharing_a_configuration_train_it_once(tmp_path, trained):
         assert (pd.isna(x) and pd.isna(y)) or x == y, col
     saved = pd.read_csv(tmp_path / "b" / "sweep.csv")
     assert list(saved["status"]) == ["cached", "done"] and Path(saved.loc[0, "cached_from"]) == src.resolve()
+    # The copy carries the source's training time: what the cache saved.
+    assert a.loc[0, "train_s"] > 0 and b.loc[0, "train_s"] == a.loc[0, "train_s"]
 
     # The copy is a run like any other: a rerun skips it, a raised budget resumes it.
     trained.clear()
     again = _sweep([{"seed": 1}, {"seed": 3}], tmp_path / "b", cache)
     assert list(again["status"]) == ["skipped", "skipped"] and trained == []
+    assert list(again["wall_s"]) == [0.0, 0.0] and list(again["train_s"]) == list(b["train_s"])  # kept by a skip
     before = _files(src)
     longer = _sweep([{"seed": 1}], tmp_path / "b", cache, base={"steps": 80})
     assert longer.loc[0, "status"] == "done" and longer.loc[0, "final_step"] == 80

@@ -101,6 +101,45 @@ def test_resume_extends_a_finished_run_exactly(tmp_path):
     assert _same_weights(resumed.model, full.model)
 
 
+def _status(path):
+    return json.loads((path / "status.json").read_text())
+
+
+def test_train_s_counts_the_training_and_a_resume_adds_to_it(tmp_path):
+    """``status.json`` says how long the run trained: within the call's own wall time,
+    never decreasing over its resume states, and a resumed run goes on from the
+    state's count (a slow first sitting stays counted after a fast second one)."""
+    nap = 0.3
+
+    def slow(step, model, ctx):  # a callback runs inside the loop: its time is training time
+        time.sleep(nap)
+
+    t = time.perf_counter()
+    small_run(out=tmp_path / "r", steps=40, callbacks=[slow])  # rows at 0, 10, 20, 30, 40
+    first_wall = time.perf_counter() - t
+    first = _status(tmp_path / "r")
+    assert first["finished"] and 5 * nap <= first["train_s"] <= first_wall
+    store = g.store.RunStore(tmp_path / "r")
+    by_step = [json.loads((store.state_path(s) / "status.json").read_text())["train_s"] for s in store.state_steps()]
+    assert by_step == sorted(by_step) and by_step[-1] <= first["train_s"]
+
+    t = time.perf_counter()
+    small_run(out=tmp_path / "r", steps=80, resume=True)
+    second_wall = time.perf_counter() - t
+    second = _status(tmp_path / "r")
+    assert second_wall < 5 * nap, "the check below needs a second sitting faster than the first"
+    assert first["train_s"] < second["train_s"] <= first["train_s"] + second_wall
+
+
+def test_a_status_with_a_bad_train_s_is_refused(tmp_path):
+    small_run(out=tmp_path / "r", steps=20)
+    status = _status(tmp_path / "r")
+    for bad in (-1.0, "3 s", True):
+        (tmp_path / "r" / "status.json").write_text(json.dumps({**status, "train_s": bad}))
+        with pytest.raises(g.RunDirectoryError, match="train_s"):
+            g.store.RunStore(tmp_path / "r").read_status()
+
+
 TRAIN_SCRIPT = textwrap.dedent(
     """
     import sys, grok_interp as g

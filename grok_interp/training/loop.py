@@ -51,6 +51,7 @@ row at that step, bit for bit on CPU. ``eval_sparse = 1`` records every row dens
 from __future__ import annotations
 
 import logging
+import time
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -424,6 +425,10 @@ class RunState:
         on_row: ``fn(state)`` after every history row (e.g. to write the history out).
         gradient_transforms: Applied in order to the trainable parameters' gradients
             before every optimiser step.
+        train_s: Seconds spent training this run so far (a resumed run starts from its
+            resume state's); :func:`train_loop` adds the wall time of every step the run
+            takes part in (forward, rows, checkpoints, update). Runs trained together
+            each count the whole step.
     """
 
     model: nn.Module
@@ -436,6 +441,7 @@ class RunState:
     on_checkpoint: Callable[["RunState"], None] | None = None
     on_row: Callable[["RunState"], None] | None = None
     gradient_transforms: Sequence[GradientTransform] = ()
+    train_s: float = 0.0
     end: int = field(init=False)
     grok_step: int | None = field(init=False)
 
@@ -640,6 +646,16 @@ def train_loop(
     active = list(states)
     total = sum(s.schedule.steps - s.step for s in active)
     bar = tqdm(total=total, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
+    clock = time.perf_counter()
+
+    def tick(runs: Sequence[RunState]) -> None:
+        """Add the wall time since the last tick to each run's ``train_s``."""
+        nonlocal clock
+        now = time.perf_counter()
+        for s in runs:
+            s.train_s += now - clock
+        clock = now
+
     try:
         while active:
             out = step_fn.forward(active)
@@ -652,6 +668,7 @@ def train_loop(
                         train_loss=f"{r['train_loss']:.3g}", test_loss=f"{r['test_loss']:.3g}",
                         train_acc=f"{r['train_acc']:.3f}", test_acc=f"{r['test_acc']:.3f}", refresh=False,
                     )
+            tick(active)  # a checkpoint saves the time up to its own rows
             going = []
             for i, s in enumerate(active):
                 if s.checkpoint_due():
@@ -669,6 +686,7 @@ def train_loop(
             step_fn.update(active, going, out)
             for i in going:
                 active[i].step += 1
+            tick([active[i] for i in going])
             bar.update(len(going))
             active = [active[i] for i in going]
             if len(states) > 1:

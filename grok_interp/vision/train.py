@@ -487,14 +487,14 @@ def train_resnet(
     scale_parameters(model, config.init_scale)
     optimizer = _make_optimizer(model, config)
     rows: list[dict[str, Any]] = []
-    start = 0
+    start, train_s = 0, 0.0
     path = Path(out) if out is not None else None
     out_store: RunStore | None = None
     if path is not None:
         out_store, resuming = store.open_out(path, resume)
         try:
             if resuming:
-                start, rows = _restore(out_store, config, split, model, optimizer, indices, data.labels)
+                start, rows, train_s = _restore(out_store, config, split, model, optimizer, indices, data.labels)
             else:
                 _write_static(out_store, config, indices, split, data.labels)
         except BaseException:
@@ -502,7 +502,7 @@ def train_resnet(
             raise
     try:
         return _train(config, model, optimizer, data, indices, split, device, out_store, start, rows, callbacks,
-                      progress, gradient_transforms)
+                      progress, gradient_transforms, train_s)
     finally:
         if out_store is not None:
             out_store.close()
@@ -512,7 +512,7 @@ def _train(
     config: ResNetConfig, model: HookedResNet, optimizer: torch.optim.Optimizer, data: ShapesDataset,
     indices: Tensor, split: ShapesSplit, device: torch.device, out_store: RunStore | None, start: int,
     rows: list[dict[str, Any]], callbacks: Iterable[ResNetCallback], progress: bool,
-    gradient_transforms: Iterable[GradientTransform],
+    gradient_transforms: Iterable[GradientTransform], train_s: float = 0.0,
 ) -> ResNetRun:
     path = out_store.path if out_store is not None else None
     if device.type == "cuda":  # the images cross to the GPU once, not every batch
@@ -532,20 +532,20 @@ def _train(
         if out_store is None:
             memory[state.step] = w
             return
-        out_store.write_progress(state.step, w, state.optimizer.state_dict(), state.history)
+        out_store.write_progress(state.step, w, state.optimizer.state_dict(), state.history, train_s=state.train_s)
 
     state = RunState(
         model=model, optimizer=optimizer,
         schedule=Schedule(steps=config.epochs, lr=config.lr, eval_every=config.eval_every,
                           checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True),
         history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=save, on_row=write_history,
-        gradient_transforms=list(gradient_transforms),
+        gradient_transforms=list(gradient_transforms), train_s=train_s,
     )
     train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
     if out_store is not None:
         out_store.write_history(state.history)
-        out_store.write_status(state.step, finished=True)
+        out_store.write_status(state.step, finished=True, train_s=state.train_s)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
                      path=path, checkpoints=memory)
 
@@ -593,7 +593,7 @@ class EpochStep:
 def _restore(
     rs: RunStore, config: ResNetConfig, split: ShapesSplit, model: HookedResNet, optimizer: torch.optim.Optimizer,
     indices: Tensor, labels: Tensor,
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[dict[str, Any]], float]:
     """Validate the run in ``rs`` and load its newest consistent resume state; only
     then record a changed number of epochs."""
     path = rs.path
@@ -604,7 +604,7 @@ def _restore(
         raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
     if not rs.state_steps() and not rs.file(store.STATUS).exists():  # killed before its first checkpoint
         _write_static(rs, config, indices, split, labels)
-        return 0, []
+        return 0, [], 0.0
     _, saved_split = _read_data(path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
@@ -620,9 +620,9 @@ def _restore(
         meta["config"] = b
         rs.write_config(meta)
     if state is None:
-        return 0, []
+        return 0, [], 0.0
     log.info("resuming %s from epoch %d", path, state.step)
-    return state.step, state.history.to_dict("records")
+    return state.step, state.history.to_dict("records"), float(state.status.get("train_s", 0.0))
 
 
 def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:

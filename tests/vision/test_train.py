@@ -68,8 +68,11 @@ def test_resume_equals_uninterrupted(tmp_path, data16):
     opts = dict(eval_every=1, checkpoint_every=2, dataset=data16, progress=False, **TINY)
     full = train_resnet(epochs=4, out=tmp_path / "full", **opts)
     train_resnet(epochs=2, out=tmp_path / "part", **opts)
+    part_s = json.loads((tmp_path / "part" / "status.json").read_text())["train_s"]
     resumed = train_resnet(epochs=4, out=tmp_path / "part", resume=True, **opts)
     assert resumed.history.equals(full.history)
+    # the training time goes on from the first sitting's (status.json's train_s)
+    assert 0 < part_s < json.loads((tmp_path / "part" / "status.json").read_text())["train_s"]
     a, b = full.model.net.state_dict(), resumed.model.net.state_dict()
     for k in a:
         assert torch.equal(a[k].float(), b[k].float()), k
