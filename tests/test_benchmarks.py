@@ -91,3 +91,15 @@ def test_step_anatomy_replays_the_products_it_recorded():
     _, args, _ = rec.calls[0]
     assert args[0][1] == (7,) and args[1][1:] == ((8, 5), (5, 1)) and args[2][1:] == ((5, 7), (1, 5))
     assert step_anatomy.products_alone(rec.calls, repeats=2) > 0
+
+
+def test_mlp_step_script_smoke_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "mlp_step.py"), "--repeats", "1", "--steps", "1",
+           "--setups", "reference"]
+    rows = _json_lines(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout)
+    assert [r["forward"].split()[0] for r in rows] == ["hooked", "fast"]
+    assert all(r["n_train"] == int(0.3 * 97 * 97) and r["ms"] > 0 for r in rows)
+    # The tables trade the first layer's three products over n = 2822 pairs, 6 n (3 * 128) 512
+    # FLOPs, for the same three over the 98 tokens of the vocabulary (97 numbers and "=").
+    assert rows[0]["gflop"] - rows[1]["gflop"] == pytest.approx(6 * (2822 - 98) * 384 * 512 / 1e9, rel=0.01)
+    assert rows[0]["max_logit_diff"] < 1e-5

@@ -53,7 +53,7 @@ def test_fast_forward_equals_hooked_forward(backend, options):
     assert torch.allclose(fast_forward(model, toks), hooked_forward(model, toks), atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [{"n_layers": 2, "normalization": "LN"}, {"normalization": "LN"}, {"arch": "mlp"}])
+@pytest.mark.parametrize("options", [{"n_layers": 2, "normalization": "LN"}, {"normalization": "LN"}])
 def test_unsupported_architectures_fall_back_to_hooked_forward(options, caplog):
     # (Any number of layers is supported: tests/training/test_forwards_layers.py.)
     cfg = g.ModelConfig(**options)
@@ -61,6 +61,16 @@ def test_unsupported_architectures_fall_back_to_hooked_forward(options, caplog):
     assert name == "hooked" and fwd is hooked_forward
     with pytest.raises(ValueError, match="forward='fast'"):
         select_forward(cfg, "fast")
+
+
+def test_the_mlp_baseline_has_its_own_fast_forward_but_no_compiled_one():
+    from grok_interp.training.forwards import mlp_fast_forward
+
+    cfg = g.ModelConfig(arch="mlp")
+    assert select_forward(cfg, "auto") == select_forward(cfg, "fast") == (mlp_fast_forward, "fast")
+    assert select_forward(cfg, "hooked") == (hooked_forward, "hooked")
+    with pytest.raises(ValueError, match="forward='compile'"):
+        select_forward(cfg, "compile")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

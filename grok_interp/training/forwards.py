@@ -66,12 +66,13 @@ from torch import Tensor, nn
 
 from .._validate import bad_value
 from ..config import ModelConfig
-from ..models import ACTIVATIONS, weights
+from ..models import ACTIVATIONS, MLPBaseline, weights
 from .fused import mlp_logits, mlp_logits_one
 
 __all__ = [
     "hooked_forward",
     "fast_forward",
+    "mlp_fast_forward",
     "compiled_forward",
     "fast_logits",
     "fast_logits_one",
@@ -348,6 +349,30 @@ def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tens
     return fast_logits({k: w[k][None] for k in fast_weight_names(model.cfg.n_layers)}, tokens[None], model.cfg.act_fn)[0]
 
 
+def mlp_fast_forward(model: MLPBaseline, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:
+    """Logits of the MLP baseline (:class:`grok_interp.models.MLPBaseline`) with its first
+    layer read from per-token tables.
+
+    The first layer's input is the concatenation ``[E[a], E[b]]`` (or ``[E[a], E[b],
+    E[=]]``), so its pre-activation is ``sum_i E[t_i] W1_i + b1`` with ``W1_i`` the rows of
+    ``W1`` that input ``i`` meets: one ``(d_vocab, d_mlp)`` table ``E W1_i`` per input,
+    gathered per pair. That replaces the ``(n, n_inputs d_model) x (.., d_mlp)`` product
+    and its two backward products (a third of the step's FLOPs at d_model 128, d_mlp
+    512) by gathers and a scatter-add, and the tables cost ``d_vocab`` rows instead of
+    ``n``. The rest is the model's own algebra with fused biases. Equal to
+    ``model(tokens)[:, -1]`` within float rounding (``tests/training/test_forwards.py``);
+    gradients reach the same parameters (none reaches a frozen embedding).
+    """
+    E, W1 = model.embed.W_E, model.hidden1.W
+    d = E.shape[1]
+    act = ACTIVATIONS[model.hidden1.act]
+    pre = model.hidden1.b
+    for i in range(model.n_inputs):
+        pre = pre + F.embedding(tokens[:, i], E @ W1[i * d:(i + 1) * d])
+    hidden = act(torch.addmm(model.hidden2.b, act(pre), model.hidden2.W))
+    return torch.addmm(model.unembed.b_U, hidden, model.unembed.W_U)
+
+
 _compiled: dict[str, Callable[..., Tensor] | None] = {}
 
 
@@ -392,7 +417,8 @@ def compiled_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[
 
 
 def select_forward(cfg: ModelConfig, choice: str = "auto") -> tuple[Forward, str]:
-    """Pick the training forward: ``fast`` where supported (``auto``), else ``hooked``.
+    """Pick the training forward: ``fast`` where supported (``auto``; for the MLP baseline
+    :func:`mlp_fast_forward`), else ``hooked``.
 
     ``compile`` is the fast forward through ``torch.compile`` (:func:`compiled_forward`).
     Returns the function and its name. ``choice="fast"`` or ``"compile"`` on an
@@ -402,6 +428,8 @@ def select_forward(cfg: ModelConfig, choice: str = "auto") -> tuple[Forward, str
     reason = fast_unsupported_reason(cfg)
     if choice == "hooked":
         return hooked_forward, "hooked"
+    if cfg.arch == "mlp" and choice in ("auto", "fast"):
+        return mlp_fast_forward, "fast"
     if reason is None:
         return (compiled_forward, "compile") if choice == "compile" else (fast_forward, "fast")
     if choice in ("fast", "compile"):

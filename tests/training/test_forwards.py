@@ -154,3 +154,39 @@ def test_the_one_model_path_equals_the_stacked_algebra(backend, options, fused):
             assert (a - b).abs().max().item() <= 1e-6 * max(b.abs().max().item(), 1e-2)  # b_K: 0 up to rounding
     if model.cfg.n_layers == 1:
         assert torch.equal(fast_forward(model, toks), fast_logits_one(w, toks, model.cfg.act_fn))
+
+
+@pytest.mark.parametrize("options", [
+    dict(),                                                                # [E[a], E[b]], N(0, 1/d_model)
+    dict(mlp_input="operands_and_eq", init="linear_default"),              # the reference MLP, with biases
+    dict(mlp_input="operands_and_eq", init="linear_default", embed_init="onehot"),  # frozen one-hot
+])
+def test_the_mlp_fast_forward_equals_the_mlp_baseline(options):
+    """The table form of the MLP baseline's first layer gives the model's own logits and
+    gradients (the biases made random so that each one is exercised), and leaves a
+    frozen embedding without a gradient."""
+    from grok_interp.config import ModelConfig
+    from grok_interp.models import build_model
+    from grok_interp.training.forwards import mlp_fast_forward, select_forward
+
+    cfg = ModelConfig(arch="mlp", d_model=16, d_mlp=24, seed=3, **options)
+    model = build_model(cfg, TASK)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".b") or name.endswith("b_U"):
+                p.normal_(0, 0.5)
+    assert select_forward(cfg) == (mlp_fast_forward, "fast")
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    toks[:, 2] = torch.arange(len(toks)) % TASK.d_vocab  # "=" varied too: each input's table must be its own
+    logits, grads = {}, {}
+    for name, fwd in (("hooked", hooked_forward), ("fast", mlp_fast_forward)):
+        model.zero_grad()
+        logits[name] = fwd(model, toks)
+        loss_fn(logits[name], labels).backward()
+        grads[name] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    scale = logits["hooked"].abs().max().item()
+    assert (logits["fast"] - logits["hooked"]).abs().max().item() <= 1e-5 * scale
+    assert grads["fast"].keys() == grads["hooked"].keys()
+    assert ("embed.W_E" in grads["fast"]) == (options.get("embed_init") != "onehot")
+    for k, ref in grads["hooked"].items():
+        assert (grads["fast"][k] - ref).abs().max().item() <= 1e-5 * max(ref.abs().max().item(), 1e-3), k
