@@ -615,7 +615,7 @@ def _restore(
     if any(getattr(config.train, k) != getattr(saved.train, k) for k in _RESUMABLE_CHANGES - {"device"}):
         write_static(rs, config, task, split)  # record the extended schedule (the state is valid)
     log.info("resuming %s from step %d", rs.path, state.step)
-    return state.step, state.history.to_dict("records"), float(state.status.get("train_s", 0.0))
+    return state.step, state.history.to_dict("records"), state.train_s
 
 
 def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:

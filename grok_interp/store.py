@@ -391,6 +391,17 @@ class ResumeState:
     history: pd.DataFrame
     status: dict[str, Any]
 
+    @property
+    def train_s(self) -> float:
+        """Seconds the run had trained when this state was saved (0 for a state written
+        before runs counted them): a resumed run goes on counting from here."""
+        return float(self.status.get("train_s", 0.0))
+
+
+def _train_s_entry(train_s: float | None) -> dict[str, float]:
+    """The ``train_s`` entry of a status (ms resolution), or none when it is unknown."""
+    return {} if train_s is None else {"train_s": round(float(train_s), 3)}
+
 
 def _history_agrees(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """True when the shorter of two histories is a prefix of the other (same values)."""
@@ -550,10 +561,7 @@ class RunStore:
         known) ``train_s``, the seconds spent training it up to that step, summed over
         the sittings of a resumed run."""
         self._need_lock()
-        status: dict[str, Any] = {"step": int(step), "finished": bool(finished)}
-        if train_s is not None:
-            status["train_s"] = round(float(train_s), 3)
-        write_json(self.file(STATUS), status)
+        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished), **_train_s_entry(train_s)})
 
     def write_resume_state(
         self, step: int, weights: Mapping[str, torch.Tensor], optimizer_state: dict[str, Any],
@@ -595,9 +603,8 @@ class RunStore:
         checkpoint, the resume state, then the run's history, latest weights and an
         unfinished status (``train_s``, when given, in both statuses: a resumed run
         goes on counting from the state's)."""
-        extra = {} if train_s is None else {"train_s": round(float(train_s), 3)}
         self.write_checkpoint(step, weights)
-        self.write_resume_state(step, weights, optimizer_state, history, status=extra)
+        self.write_resume_state(step, weights, optimizer_state, history, status=_train_s_entry(train_s))
         self.write_history(history)
         self.write_model(weights)
         self.write_status(step, finished=False, train_s=train_s)

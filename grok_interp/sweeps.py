@@ -304,11 +304,12 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
 
     path = Path(run_dir)
     if store.run_kind(path) == "resnet":
-        return {**_summarise_resnet(path), "train_s": _train_seconds(path)}
+        return {**_summarise_resnet(path), "train_s": _train_seconds(store.RunStore(path).read_status())}
     config = read_config(path)
     _, split = read_task_split(path, config)
     rs = store.RunStore(path)
-    if rs.read_status().get("finished") or not rs.state_steps():
+    status = rs.read_status()
+    if status.get("finished") or not rs.state_steps():
         history = store.read_history(rs.file(store.HISTORY))
     else:
         state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
@@ -319,14 +320,14 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
     row["final_step"] = int(history["step"].iloc[-1])
     row["final_test_acc"] = float(history["test_acc"].iloc[-1])
     row.update(_ceilings(split, radii))
-    row["train_s"] = _train_seconds(path)
+    row["train_s"] = _train_seconds(status)
     return row
 
 
-def _train_seconds(path: Path) -> float:
-    """Seconds the run has trained (summed over sittings, up to its last checkpoint or
-    its end); NaN for a run written before runs counted them."""
-    return float(store.RunStore(path).read_status().get("train_s", math.nan))
+def _train_seconds(status: dict[str, Any]) -> float:
+    """Seconds a run has trained (summed over sittings, up to its last checkpoint or its
+    end) from its ``status.json``; NaN for a run written before runs counted them."""
+    return float(status.get("train_s", math.nan))
 
 
 def _summarise_resnet(path: Path) -> dict[str, Any]:

@@ -51,8 +51,8 @@ row at that step, bit for bit on CPU. ``eval_sparse = 1`` records every row dens
 from __future__ import annotations
 
 import logging
-import time
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 

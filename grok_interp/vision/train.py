@@ -622,7 +622,7 @@ def _restore(
     if state is None:
         return 0, [], 0.0
     log.info("resuming %s from epoch %d", path, state.step)
-    return state.step, state.history.to_dict("records"), float(state.status.get("train_s", 0.0))
+    return state.step, state.history.to_dict("records"), state.train_s
 
 
 def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
