@@ -113,6 +113,9 @@ def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -
     ap.add_argument("--no-cache", action="store_true",
                     help="train every run, even one another study already trained with the same configuration "
                     "(default: copy it from the run cache, grok_interp.run_cache)")
+    ap.add_argument("--plan", default=None, metavar="CSV",
+                    help="train nothing: write the runs this command would train (group, run, run-cache key) "
+                    "to CSV and exit (benchmarks/run_cache_overlap.py compares the studies' plans)")
     ap.set_defaults(default_out=default_out)
     return ap
 
@@ -187,12 +190,29 @@ def run_sweep(groups: Sequence[tuple[str, dict, list[dict]]], out: Path, args: a
     e.g. the reference transformer's bias-free options must not reach the MLP runs."""
     from grok_interp.sweeps import sweep
 
+    if getattr(args, "plan", None):
+        write_plan(groups, args)
+        raise SystemExit(0)
     tables = []
     for name, base, configs in groups:
         configs = select(configs, getattr(args, "only", None))
         if configs:
             tables.append(sweep(configs, out / name if name else out, base=base, **sweep_kwargs(args), **kwargs))
     return pd.concat(tables, ignore_index=True)
+
+
+def write_plan(groups: Sequence[tuple[str, dict, list[dict]]], args: argparse.Namespace) -> pd.DataFrame:
+    """``--plan``: one row per run the sweep would train (``group``, ``run``, the run's
+    ``key`` in the run cache, empty when it cannot be cached), written to ``args.plan``."""
+    from grok_interp.run_cache import options_key
+    from grok_interp.sweeps import run_name
+
+    rows = [{"group": name, "run": run_name(c), "key": options_key({**base, **c}) or ""}
+            for name, base, configs in groups for c in select(configs, getattr(args, "only", None))]
+    plan = pd.DataFrame(rows, columns=["group", "run", "key"])
+    plan.to_csv(args.plan, index=False)
+    print(f"plan of {len(plan)} runs written to {args.plan}")
+    return plan
 
 
 def select(configs: Sequence[dict], query: str | None) -> list[dict]:

@@ -70,7 +70,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -80,7 +80,7 @@ from .config import RunConfig
 from .errors import RunDirectoryError
 from .training import resolve_device
 
-__all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "is_history_neutral", "cache_dir", "key_payload", "run_key", "library_versions", "source_digest",
+__all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "is_history_neutral", "cache_dir", "key_payload", "run_key", "options_key", "library_versions", "source_digest",
            "lookup", "record_run", "copy_cached", "clear"]
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,26 @@ def run_key(config: RunConfig, record: Any = None) -> str:
         False
     """
     return _digest(key_payload(config, record))
+
+
+def options_key(options: Mapping[str, Any]) -> str | None:
+    """The cache key of a run given as :func:`grok_interp.train_hooked` options (a
+    sweep's ``{**base, **config}``, ``record`` included), or None when such a run is
+    never cached: invalid options, or options outside the configuration (``mask``, a
+    callable ``op``, ``preset``, ``config=``).
+
+    Example:
+        >>> options_key(dict(p=23, steps=100, device="cpu")) == run_key(RunConfig.from_kwargs(p=23, steps=100, device="cpu"))
+        True
+        >>> options_key(dict(p=23, preset="no such preset")) is None
+        True
+    """
+    opts = dict(options)
+    record = opts.pop("record", None)
+    try:
+        return run_key(RunConfig.from_kwargs(**opts), record)
+    except Exception:  # noqa: BLE001 - such a run is trained, never cached
+        return None
 
 
 def _entry_file(cache: Path, key: str) -> Path:

@@ -103,3 +103,27 @@ def test_mlp_step_script_smoke_runs():
     # FLOPs, for the same three over the 98 tokens of the vocabulary (97 numbers and "=").
     assert rows[0]["gflop"] - rows[1]["gflop"] == pytest.approx(6 * (2822 - 98) * 384 * 512 / 1e9, rel=0.01)
     assert rows[0]["max_logit_diff"] < 1e-5
+
+
+def test_run_cache_overlap_finds_the_runs_studies_share():
+    """The reference random split of SQUARE/STRIP is embed_init's random-init run and
+    the transformer of mlp_vs_transformer (rec.py's run in all three): one key per seed,
+    held by those three studies, while no study holds one key twice."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run_cache_overlap as rco
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plans = [rco.study_plan(s, "reference", Path(tmp)) for s in ("square_strip", "embed_init", "mlp_vs_transformer")]
+    for plan in plans:
+        assert len(plan) and (plan["key"].str.len() == 64).all() and plan["key"].is_unique
+    import pandas as pd
+
+    shared = rco.overlap(pd.concat(plans, ignore_index=True).assign(final_step=1.0, train_s=float("nan")))
+    assert sorted(shared["copies"]) == [3, 3, 3]
+    for seed in (0, 1, 2):
+        row = shared[shared["runs"].str.contains(f"split=random,seed={seed};")]
+        assert len(row) == 1 and f"embed_init/seed={seed},embed_init=random" in row["runs"].iloc[0]

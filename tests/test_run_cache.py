@@ -1,8 +1,9 @@
 """The run cache: two sweeps that share a configuration train it once.
 
 Two studies are emulated by two :func:`sweep` calls into different ``out`` directories
-that share one index directory (no two example studies share a configuration as they
-stand; ``tests/examples/test_quick.py`` reruns one study into a second directory).
+that share one index directory (``tests/examples/test_quick.py`` reruns one study into
+a second directory; which example studies share runs at paper scale is checked in
+``tests/test_benchmarks.py`` through ``benchmarks/run_cache_overlap.py``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,19 @@ def test_two_studies_sharing_a_configuration_train_it_once(tmp_path, trained):
     h = g.load_run(dst).history
     pd.testing.assert_frame_equal(h[h["step"] <= 60].reset_index(drop=True), original.history)
     assert _files(src) == before  # the source is untouched
+
+
+def test_options_key_is_the_key_a_sweep_records(tmp_path):
+    """A study's ``--plan`` keys its runs with ``options_key``: it must name the index
+    entry the sweep writes for the run (``record`` included), and refuse uncacheable runs."""
+    cache = tmp_path / "cache"
+    record = ["med", "weight_norm"]
+    _sweep([{"seed": 1}, {"seed": 2, "record": record}], tmp_path / "a", cache)
+    keys = {run_cache.options_key({**BASE, "seed": 1}), run_cache.options_key({**BASE, "seed": 2, "record": record})}
+    assert set(_entries(cache)) == keys and None not in keys
+    assert run_cache.options_key({**BASE, "seed": 2}) not in keys  # the recorded measures are part of it
+    assert run_cache.options_key({**BASE, "mask": torch.ones(23, 23, dtype=torch.bool)}) is None
+    assert run_cache.options_key({**BASE, "p": 24}) is None  # invalid: 24 is not a prime
 
 
 def test_the_index_names_runs_and_survives_the_sweeps_that_wrote_it(tmp_path):
