@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import grok_interp as g
 import grok_interp.sweeps as sweep_mod
@@ -102,12 +103,22 @@ def test_local_sweep_skips_resumes_and_reports_failures(tmp_path):
 def test_interrupted_run_is_continued(tmp_path):
     # A run that stopped at step 40 of 60 (unfinished state) is resumed, not restarted:
     # its history up to 40 is kept and it ends at the same place as an uninterrupted run.
+    # The batch whole everywhere: how a run's batch is cut (and so its last bits) follows
+    # its threads, which for a one-worker sweep are the caller's torch threads (an earlier
+    # "auto" run on a busy machine may have left them at 1): a sweep run given one thread
+    # computes its batch whole, as a direct run with batch_parts=1 does.
     cfg = {"split": "random", "frac": 0.4}
-    g.train_hooked(out=tmp_path / "cut" / run_name(cfg), progress=False, **{**BASE, "steps": 40}, **cfg)
-    status = tmp_path / "cut" / run_name(cfg) / "status.json"
-    status.write_text('{"finished": false, "step": 40}\n')
-    cut = sweep([cfg], tmp_path / "cut", base=BASE, max_workers=1, progress=False)
-    full = sweep([cfg], tmp_path / "full", base=BASE, max_workers=1, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g.train_hooked(out=tmp_path / "cut" / run_name(cfg), progress=False, threads=1, batch_parts=1,
+                       **{**BASE, "steps": 40}, **cfg)
+        status = tmp_path / "cut" / run_name(cfg) / "status.json"
+        status.write_text('{"finished": false, "step": 40}\n')
+        cut = sweep([cfg], tmp_path / "cut", base=BASE, max_workers=1, progress=False)
+        full = sweep([cfg], tmp_path / "full", base=BASE, max_workers=1, progress=False)
+    finally:
+        torch.set_num_threads(before)
     assert cut.loc[0, "status"] == "done" and cut.loc[0, "final_step"] == 60
     a = g.load_run(cut.loc[0, "path"]).history
     b = g.load_run(full.loc[0, "path"]).history
