@@ -35,6 +35,18 @@ def random_bias_model(backend: str, task: g.Task, shape: dict, seed: int = 0, **
     return model
 
 
+def assert_grads_close(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], rel: float = 1e-5) -> None:
+    """Each gradient of ``got`` equals ``ref``'s within ``rel`` of its own largest entry,
+    or of 1 % of the largest gradient of all: the key bias's true gradient is 0 (it shifts
+    all of a query's scores alike), so only rounding is left there, of terms as large as
+    the other gradients (the hooked model names it b_K, the bridge k...bias)."""
+    assert got.keys() == ref.keys()
+    largest = max(r.abs().max().item() for r in ref.values())
+    for k, r in ref.items():
+        scale = max(r.abs().max().item(), 1e-2 * largest)
+        assert (got[k] - r).abs().max().item() <= rel * scale, k
+
+
 def all_tokens(task: g.Task) -> torch.Tensor:
     return task.tokens(task.all_pairs())
 

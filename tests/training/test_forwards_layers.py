@@ -12,7 +12,7 @@ from grok_interp.training.forwards import (
     FAST_WEIGHTS, fast_forward, fast_logits, fast_weight_names, hooked_forward, select_forward,
 )
 
-from ..helpers import BACKENDS, SMALL_MODEL, all_tokens, random_bias_model
+from ..helpers import BACKENDS, SMALL_MODEL, all_tokens, assert_grads_close, random_bias_model
 
 pytestmark = pytest.mark.portable
 
@@ -35,16 +35,6 @@ def _grads(model, fwd, toks, labels, loss="ce"):
     return out.detach(), {k: p.grad.clone() for k, p in params.items() if p.grad is not None}
 
 
-def _assert_close_grads(got, ref):
-    assert got.keys() == ref.keys()
-    largest = max(r.abs().max().item() for r in ref.values())
-    for k, r in ref.items():
-        # b_K's true gradient is 0 (it shifts all of a query's scores alike): only
-        # rounding is left, compared against the model's largest gradient.
-        scale = largest if k.endswith("b_K") else max(r.abs().max().item(), 1e-3)
-        assert (got[k] - r).abs().max().item() <= 1e-5 * scale, k
-
-
 def test_weight_names():
     assert fast_weight_names(1) == FAST_WEIGHTS
     names = fast_weight_names(3)
@@ -62,7 +52,7 @@ def test_logits_and_gradients_equal_hooked(n_layers, biases, act_fn, loss):
     ref_out, ref = _grads(model, hooked_forward, toks, labels, loss)
     out, got = _grads(model, fast_forward, toks, labels, loss)
     assert torch.allclose(out, ref_out, atol=1e-5)
-    _assert_close_grads(got, ref)
+    assert_grads_close(got, ref)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -72,7 +62,7 @@ def test_every_backend(backend):
     ref_out, ref = _grads(model, hooked_forward, toks, labels)
     out, got = _grads(model, fast_forward, toks, labels)
     assert torch.allclose(out, ref_out, atol=1e-5)
-    _assert_close_grads(got, ref)
+    assert_grads_close(got, ref)
 
 
 def test_unfused_equals_fused():
@@ -101,7 +91,7 @@ def test_many_models_at_once_equal_each_model_alone():
         assert torch.allclose(out[k], hooked_forward(m, toks[k]), atol=1e-5), k
         m.zero_grad()
         hooked_forward(m, toks[k]).square().mean().backward()
-        _assert_close_grads(stacked[k], {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+        assert_grads_close(stacked[k], {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
 
 
 def test_select_forward_picks_the_fast_forward():
