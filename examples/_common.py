@@ -289,6 +289,30 @@ def merge_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     return merged.loc[order].reset_index(drop=True)
 
 
+def write_run_rows(rows: Sequence[pd.DataFrame], results: Path, name: str) -> pd.DataFrame | None:
+    """Write a table of several rows per run (a ``run`` column, e.g. one row per measure)
+    to ``results/name`` after :func:`export`, merged as ``sweep.csv`` is: a run in
+    ``rows`` takes its new rows, and the earlier file's rows of runs still in
+    ``sweep.csv`` stay, so a ``--only``/``--seeds`` sweep of part of a study adds to the
+    table instead of replacing it. Rows follow ``sweep.csv``'s run order. Returns the
+    table written (None, and nothing written, when there are no rows at all)."""
+    path = results / name
+    fresh = pd.concat(rows, ignore_index=True) if rows else None
+    earlier = pd.read_csv(path) if path.exists() else None
+    if earlier is not None and "run" in earlier.columns:
+        done = set(fresh["run"]) if fresh is not None else set()
+        earlier = earlier[~earlier["run"].isin(done)]
+        fresh = earlier if fresh is None else pd.concat([earlier, fresh], ignore_index=True)
+    if fresh is None:
+        return None
+    runs = list(pd.read_csv(results / "sweep.csv")["run"]) if (results / "sweep.csv").exists() else []
+    order = {r: i for i, r in enumerate(runs)}
+    fresh = fresh[fresh["run"].isin(order)]  # a run dropped from sweep.csv loses its rows here too
+    fresh = fresh.sort_values("run", key=lambda runs: runs.map(order), kind="stable")
+    fresh.to_csv(path, index=False, float_format="%.6g")
+    return fresh.reset_index(drop=True)
+
+
 def load(results: Path) -> tuple[pd.DataFrame, Callable[[str], pd.DataFrame]]:
     """A study's results: the table and a function ``run name -> thinned history``."""
     path = results / "sweep.csv"

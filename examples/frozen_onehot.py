@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         table = c.run_sweep(groups, out, args)
         _COMPARED.clear()
         c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *MEASURES], per_run=compare)
-        if _COMPARED:
-            pd.concat(_COMPARED).to_csv(results / "compare_measures.csv", index=False, float_format="%.6g")
+        c.write_run_rows(_COMPARED, results, "compare_measures.csv")
     report(*c.load(results), scale, results)
     timer.done(results)
     return 0

@@ -132,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         _COMPARED.clear()
         c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", *scale["base"]["record"]],
                  per_run=compare)
-        if _COMPARED:  # merged like sweep.csv: runs of an earlier --only/--seeds export stay
-            fresh, path = pd.concat(_COMPARED), results / "compare_measures.csv"
-            if path.exists():
-                earlier = pd.read_csv(path)
-                fresh = pd.concat([earlier[~earlier["run"].isin(fresh["run"])], fresh], ignore_index=True)
-            fresh.to_csv(path, index=False, float_format="%.6g")
+        c.write_run_rows(_COMPARED, results, "compare_measures.csv")
     report(*c.load(results), scale, results)
     timer.done(results)
     return 0

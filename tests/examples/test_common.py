@@ -87,3 +87,22 @@ def test_wall_time_to_grok_from_an_adaptive_history_with_a_pause():
     assert wall == pytest.approx(0.04 * 450 + 0.002, abs=0.01)  # 18 s of training, not the pause
     h["test_acc"] = 0.5
     assert time_to(h) == (None, None)
+
+
+def test_rows_per_run_merge_with_the_earlier_table_in_sweep_order(common, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"run": ["b", "a", "c"]}).to_csv(tmp_path / "sweep.csv", index=False)
+    assert common.write_run_rows([], tmp_path, "cmp.csv") is None and not (tmp_path / "cmp.csv").exists()
+    pd.DataFrame({"run": ["a", "a", "z", "c", "c"], "measure": ["x", "y", "x", "x", "y"],
+                  "value": [1.5, 2.5, 3.5, 4.5, 5.5]}).to_csv(tmp_path / "cmp.csv", index=False)
+    fresh = [pd.DataFrame({"run": ["a", "a"], "measure": ["x", "y"], "value": [10.5, 20.5]}),
+             pd.DataFrame({"run": ["b"], "measure": ["x"], "value": [30.5]})]
+    got = common.write_run_rows(fresh, tmp_path, "cmp.csv")
+    want = pd.DataFrame({"run": ["b", "a", "a", "c", "c"], "measure": ["x", "x", "y", "x", "y"],
+                         "value": [30.5, 10.5, 20.5, 4.5, 5.5]})
+    # a's rows are replaced, c's kept, z (no longer in sweep.csv) dropped; in sweep.csv's order
+    pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "cmp.csv"), want)
+    # No new rows: the earlier table stays as it was.
+    pd.testing.assert_frame_equal(common.write_run_rows([], tmp_path, "cmp.csv"), want)

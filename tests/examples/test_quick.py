@@ -229,6 +229,17 @@ def test_frozen_onehot(tmp_path, capsys, setup):
     assert pngs(res) == ["frozen_onehot.png"]
 
 
+def test_frozen_onehot_partial_sweeps_add_to_compare_measures(tmp_path, capsys):
+    run_example("frozen_onehot", tmp_path, capsys, "--seeds", "0")
+    run_example("frozen_onehot", tmp_path, capsys, "--seeds", "1")
+    res = results(tmp_path, "library")
+    runs = list(pd.read_csv(res / "sweep.csv")["run"])
+    assert len(runs) == 2
+    cmp = pd.read_csv(res / "compare_measures.csv")
+    assert list(dict.fromkeys(cmp["run"])) == runs  # the second sweep kept the first's rows
+    assert sorted(set(cmp["seed"])) == [0, 1]
+
+
 @pytest.mark.parametrize("setup", SETUPS)
 def test_mlp_vs_transformer(tmp_path, capsys, setup):
     out, t, res = study("mlp_vs_transformer", tmp_path, capsys, setup)
