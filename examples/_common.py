@@ -297,14 +297,15 @@ def write_run_rows(rows: Sequence[pd.DataFrame], results: Path, name: str) -> pd
     table instead of replacing it. Rows follow ``sweep.csv``'s run order. Returns the
     table written (None, and nothing written, when there are no rows at all)."""
     path = results / name
-    fresh = pd.concat(rows, ignore_index=True) if rows else None
-    earlier = pd.read_csv(path) if path.exists() else None
-    if earlier is not None and "run" in earlier.columns:
-        done = set(fresh["run"]) if fresh is not None else set()
-        earlier = earlier[~earlier["run"].isin(done)]
-        fresh = earlier if fresh is None else pd.concat([earlier, fresh], ignore_index=True)
-    if fresh is None:
+    new_runs = {run for part in rows for run in part["run"]}
+    parts = list(rows)
+    if path.exists():
+        earlier = pd.read_csv(path)
+        if "run" in earlier.columns:
+            parts.insert(0, earlier[~earlier["run"].isin(new_runs)])
+    if not parts:
         return None
+    fresh = pd.concat(parts, ignore_index=True)
     runs = list(pd.read_csv(results / "sweep.csv")["run"]) if (results / "sweep.csv").exists() else []
     order = {r: i for i, r in enumerate(runs)}
     fresh = fresh[fresh["run"].isin(order)]  # a run dropped from sweep.csv loses its rows here too
