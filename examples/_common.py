@@ -270,6 +270,24 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     return table
 
 
+def transpose_accuracy(row: pd.Series, history: pd.DataFrame) -> dict:
+    """The final model's accuracy on the test pairs whose transpose (b, a) - same answer,
+    f is symmetric - trained, and on all the others (needs the run directory)."""
+    import torch
+
+    import grok_interp as g
+    from grok_interp.theory import symmetry_covered
+
+    run = g.load_run(row["path"])
+    covered = symmetry_covered(run.split, ["transpose"])
+    pairs = run.split.test_pairs
+    with torch.no_grad():
+        correct = run.model(run.task.tokens(pairs))[:, -1].argmax(-1) == run.task.answers(pairs)
+    nan = float("nan")
+    return {"acc_transpose_trained": correct[covered].float().mean().item() if covered.any() else nan,
+            "acc_other": correct[~covered].float().mean().item() if (~covered).any() else nan}
+
+
 def merge_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     """``table`` with the earlier ``sweep.csv``'s rows of the runs it does not have (see :func:`export`)."""
     path = results / "sweep.csv"

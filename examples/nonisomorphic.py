@@ -35,11 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 import _common as c  # noqa: E402
-import grok_interp as g  # noqa: E402
-from grok_interp.theory import symmetry_covered  # noqa: E402
 
 STUDY = "nonisomorphic"
 QUICK = dict(p=23, op="a2_ab_b2", split="random", steps=300, lr=1e-2, d_model=64, n_heads=4, d_mlp=128,
@@ -69,19 +66,6 @@ SCALES = {
                       fracs=[0.5, 0.6, 0.7], radii=[2, 4, 8]),
     },
 }
-
-
-def transpose_accuracy(row: pd.Series, history: pd.DataFrame) -> dict:
-    """The final model's accuracy on the test pairs whose transpose (b, a) - same answer,
-    f is symmetric - trained, and on all the others (needs the run directory)."""
-    run = g.load_run(row["path"])
-    covered = symmetry_covered(run.split, ["transpose"])
-    pairs = run.split.test_pairs
-    with torch.no_grad():
-        correct = run.model(run.task.tokens(pairs))[:, -1].argmax(-1) == run.task.answers(pairs)
-    nan = float("nan")
-    return {"acc_transpose_trained": correct[covered].float().mean().item() if covered.any() else nan,
-            "acc_other": correct[~covered].float().mean().item() if (~covered).any() else nan}
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
@@ -119,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = c.with_seeds([{"frac": f} for f in scale["fracs"]], args.seeds)
         table = c.run_sweep([("", scale["base"], configs)], out, args, radii=scale["radii"])
         c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", "med_drop_last_avg"],
-                 per_run=transpose_accuracy)
+                 per_run=c.transpose_accuracy)
     report(*c.load(results), scale, results)
     timer.done(results)
     return 0

@@ -246,6 +246,11 @@ def test_mlp_vs_transformer(tmp_path, capsys, setup):
     assert sorted(set(zip(t["op"], t["arch"]))) == [
         ("a2_ab_b2", "mlp"), ("a2_ab_b2", "transformer"), ("add", "mlp"), ("add", "transformer")]
     assert t["memorised_at"].notna().all()
+    # Both architectures' final accuracy on transpose-trained test pairs and on the rest
+    # recombine into the final test accuracy the training loop recorded.
+    c = t["ceiling_transpose"]
+    np.testing.assert_allclose(c * t["acc_transpose_trained"] + (1 - c) * t["acc_other"], t["final_test_acc"],
+                               atol=2e-3)
     sub = "" if setup == "library" else "mlp"
     mlp = g.load_run(tmp_path / setup / sub / t.loc[t["arch"] == "mlp", "run"].iloc[0])
     assert isinstance(mlp.model, g.models.MLPBaseline)
