@@ -139,30 +139,38 @@ def _flush_subnormals_(g: Tensor) -> Tensor:
     return g.masked_fill_(g.abs() < torch.finfo(g.dtype).tiny, 0.0)
 
 
-class _ToFloat64(torch.autograd.Function):
-    """``x.to(float64)`` whose backward flushes float32-subnormal gradients to zero.
+class _CastFlushingGrad(torch.autograd.Function):
+    """``x.to(dtype)`` (a view when the dtype is already ``x``'s) whose backward comes
+    back in ``x``'s dtype with its subnormal entries flushed to zero.
 
-    Once the training set is fit, the float64 softmax gives wrong classes probabilities
-    far below float32's smallest normal number (1.2e-38); cast back, a few percent of
-    the logits' gradient become subnormal floats, and every CPU matrix product that
-    touches them runs about 10x slower (measured: 520 ms instead of 45 ms per p = 113
-    step after memorisation). Those entries are 0 to float32 precision anyway.
+    Once the training set is fit, a softmax gives wrong classes probabilities far below
+    float32's smallest normal number (1.2e-38): a few percent of the logits' gradient
+    become subnormal floats, and every CPU matrix product that touches them runs about
+    10-30x slower (measured: 520 ms instead of 45 ms per p = 113 step after
+    memorisation; ``benchmarks/subnormal_grad.py`` measures the float32 loss). Those
+    entries are 0 to float32 precision anyway: Adam's second moment squares them to 0.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, dtype: torch.dtype) -> Tensor:
         ctx.dtype = x.dtype
-        return x.to(torch.float64)
+        return x.view_as(x) if x.dtype == dtype else x.to(dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return _flush_subnormals_(grad.to(ctx.dtype, copy=True))
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return _flush_subnormals_(grad.to(ctx.dtype, copy=True)), None
 
 
 def to_float64(x: Tensor) -> Tensor:
     """``x`` cast to float64, whose gradient comes back in ``x``'s dtype flushed of
-    subnormals (see ``_ToFloat64``): the cast in front of a float64 loss."""
-    return _ToFloat64.apply(x)
+    subnormals (see ``_CastFlushingGrad``): the cast in front of a float64 loss."""
+    return _CastFlushingGrad.apply(x, torch.float64)
+
+
+def flushing_grad(x: Tensor) -> Tensor:
+    """``x`` as it is, whose gradient is flushed of subnormals (see ``_CastFlushingGrad``):
+    in front of a loss computed in ``x``'s own dtype."""
+    return _CastFlushingGrad.apply(x, x.dtype)
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -181,7 +189,7 @@ class _CrossEntropy(torch.autograd.Function):
 
     So every number keeps the input dtype's relative precision, as the float64 loss did,
     at half its memory traffic. Gradient entries below the dtype's smallest normal number
-    are flushed to zero (see ``_ToFloat64`` for why subnormals are slow on a CPU).
+    are flushed to zero (see ``_CastFlushingGrad`` for why subnormals are slow on a CPU).
     """
 
     @staticmethod
@@ -229,13 +237,14 @@ def loss_fn(
     cross-entropy in float64 (``stablemax``, see :mod:`grok_interp.training.accelerators`)
     or MSE on one-hot targets (``mse``).
 
-    Gradients are flushed of float32 subnormals (see ``_ToFloat64``), which keeps
-    late-training CPU steps as fast as early ones.
+    The cross-entropies' gradients are flushed of subnormals (see ``_CastFlushingGrad``), which
+    keeps late-training CPU steps as fast as early ones; for ``ce_float32`` that is the
+    only difference from ``F.cross_entropy``'s gradient.
     """
     if kind == "ce":
         return cross_entropy(logits, labels)
     if kind == "ce_float32":
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(flushing_grad(logits.float()), labels)
     if kind == "stablemax":
         return stablemax_cross_entropy(to_float64(logits), labels)
     target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)

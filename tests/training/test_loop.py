@@ -187,6 +187,31 @@ def test_cross_entropy_matches_float64_where_float32_collapses(margin):
         assert (x.grad[:48].gather(1, labels[:48, None]) < 0).all()  # not collapsed here
 
 
+def test_float32_loss_gradient_is_torchs_with_subnormals_flushed():
+    """``ce_float32`` is ``F.cross_entropy`` on the float32 logits, value and gradient,
+    except that gradient entries below float32's smallest normal number are 0 (they make
+    CPU matrix products many times slower)."""
+    logits = torch.zeros(4, 13)
+    logits[:, 0] = torch.tensor([87.0, 86.0, 20.0, 3.0])  # e^-87 = 1.6e-38 / 4 rows: subnormal
+    labels = torch.zeros(4, dtype=torch.long)
+    plain = logits.clone().requires_grad_(True)
+    ref_loss = torch.nn.functional.cross_entropy(plain, labels)
+    ref_loss.backward()
+    tiny = torch.finfo(torch.float32).tiny
+    sub = (plain.grad != 0) & (plain.grad.abs() < tiny)
+    assert sub.any()  # torch's own gradient has subnormals here, so the check below can fail
+    ours = logits.clone().requires_grad_(True)
+    loss = loss_fn(ours, labels, "ce_float32")
+    loss.backward()
+    assert loss.item() == ref_loss.item()
+    assert torch.equal(ours.grad, plain.grad.masked_fill(sub, 0.0))
+    # float64 logits: the float32 loss's gradient comes back in float64, flushed at float32's floor.
+    wide = logits.double().requires_grad_(True)
+    loss_fn(wide, labels, "ce_float32").backward()
+    assert wide.grad.dtype == torch.float64
+    assert torch.equal(wide.grad, plain.grad.masked_fill(sub, 0.0).double())
+
+
 def test_cross_entropy_gradient_is_exact_in_float64_and_has_no_subnormals():
     gen = torch.Generator().manual_seed(2)
     labels = torch.randint(0, 5, (3, 4), generator=gen)
