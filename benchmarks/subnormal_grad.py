@@ -9,7 +9,7 @@ entries to zero (``grok_interp.training.loop.flushing_grad``), as it always did 
 float64 and collapse-free losses.
 
 This script trains the reference one-layer transformer (p = ``--p``, a + b, no
-attention or unembedding biases) on the reference STRIP 60 split (``random.seed(0)``
+attention or unembedding biases) on the reference STRIP split (``--t``, 60) (``random.seed(0)``
 pairs), which memorises and never generalises far, for ``--train`` steps, then times its full training step (fast forward, loss, backward,
 fused AdamW; one thread) on two copies of that model: with the plain ``F.cross_entropy``
 and with ``loss_fn(..., "ce_float32")``, alternating ``--repeats`` times (median ms).
@@ -39,13 +39,14 @@ from grok_interp.training.loop import make_optimizer
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--p", type=int, default=97)
+    ap.add_argument("--t", type=int, default=60, help="the STRIP's width")
     ap.add_argument("--train", type=int, default=2000, help="steps trained before timing")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10, help="steps per timed block")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    run = g.train_hooked(p=args.p, op="add", split="strip", t=60, shuffle="python", loss="ce_float32",
+    run = g.train_hooked(p=args.p, op="add", split="strip", t=args.t, shuffle="python", loss="ce_float32",
                          attn_bias=False, unembed_bias=False, steps=args.train, eval_every=100, seed=0,
                          progress=False)
     last = run.history.iloc[-1]

@@ -105,6 +105,16 @@ def test_mlp_step_script_smoke_runs():
     assert rows[0]["max_logit_diff"] < 1e-5
 
 
+def test_subnormal_grad_script_smoke_runs():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "subnormal_grad.py"), "--p", "23", "--t", "8", "--train", "30",
+           "--repeats", "1", "--steps", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    rows = _json_lines(out)
+    assert [r["case"] for r in rows] == ["F.cross_entropy (plain)", "loss_fn ce_float32 (flushed)"]
+    assert all(r["ms"] > 0 and 0 <= r["subnormal_share"] <= 1 for r in rows)
+    assert "plain / flushed" in out
+
+
 def test_run_cache_overlap_finds_the_runs_studies_share():
     """The reference random split of SQUARE/STRIP is embed_init's random-init run and
     the transformer of mlp_vs_transformer (rec.py's run in all three): one key per seed,
