@@ -270,6 +270,12 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
     return table
 
 
+def steps_to_99(row: pd.Series, history: pd.DataFrame) -> dict:
+    """The first step of the full history with test accuracy >= 0.99 (NaN if none)."""
+    hit = history.loc[history["test_acc"] >= 0.99, "step"]
+    return {"steps_to_99": float(hit.iloc[0]) if len(hit) else np.nan}
+
+
 def transpose_accuracy(row: pd.Series, history: pd.DataFrame) -> dict:
     """The final model's accuracy on the test pairs whose transpose (b, a) - same answer,
     f is symmetric - trained, and on all the others (needs the run directory)."""

@@ -33,8 +33,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
 
@@ -70,11 +68,6 @@ SCALES = {
 METRICS = ("steps_to_99", "grokked_at", "onset_at", "u_acc")
 
 
-def steps_to_99(row: pd.Series, history: pd.DataFrame) -> dict:
-    hit = history.loc[history["test_acc"] >= 0.99, "step"]
-    return {"steps_to_99": float(hit.iloc[0]) if len(hit) else np.nan}
-
-
 def report(table, hist, scale: dict, results: Path) -> None:
     c.show(table, "embedding init per run", ["run", "embed_init", "seed", "memorised_at", "grokked_at", "onset_at",
                                              "steps_to_99", "u_acc", "final_step", "status", "error"])
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [{"seed": s, "embed_init": i} for s in args.seeds for i in scale["inits"]]
         table = c.run_sweep([("", scale["base"], configs)], out, args)
         c.export(table, results, ["train_acc", "test_acc", "train_loss", "test_loss", "med_drop_last_scaled_sum"],
-                 per_run=steps_to_99)
+                 per_run=c.steps_to_99)
     report(*c.load(results), scale, results)
     timer.done(results)
     return 0

@@ -79,8 +79,7 @@ def per_run(row, history) -> dict:
     """Steps to test accuracy 0.99, and the final model's accuracy on the test pairs whose
     transpose trained and on the others (a^2+ab+b^2 is symmetric: is a model past chance
     only on the transposes?)."""
-    hit = history.loc[history["test_acc"] >= 0.99, "step"]
-    return {"steps_to_99": int(hit.iloc[0]) if len(hit) else None, **c.transpose_accuracy(row, history)}
+    return {**c.steps_to_99(row, history), **c.transpose_accuracy(row, history)}
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
