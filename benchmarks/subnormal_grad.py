@@ -9,9 +9,10 @@ entries to zero (``grok_interp.training.loop.flushing_grad``), as it always did 
 float64 and collapse-free losses.
 
 This script trains the reference one-layer transformer (p = ``--p``, a + b, no
-attention or unembedding biases) on the reference STRIP split (``--t``, 60) (``random.seed(0)``
-pairs), which memorises and never generalises far, for ``--train`` steps, then times its full training step (fast forward, loss, backward,
-fused AdamW; one thread) on two copies of that model: with the plain ``F.cross_entropy``
+attention or unembedding biases) on the reference STRIP split of width ``--t`` (60;
+``random.seed(0)`` pairs), which memorises and never generalises far, for ``--train``
+steps, then times its full training step (fast forward, loss, backward, fused AdamW;
+one thread) on two copies of that model: with the plain ``F.cross_entropy``
 and with ``loss_fn(..., "ce_float32")``, alternating ``--repeats`` times (median ms).
 It prints the share of subnormal entries in the plain gradient, the two step times and
 their ratio, and how far the two updates' parameters lie apart after the timed steps.
