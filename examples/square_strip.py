@@ -151,6 +151,33 @@ def report(table, hist, scale: dict, results: Path) -> None:
     ax.legend(fontsize=7, ncol=2)
     c.save(fig, results / "ceiling_vs_uacc.png")
 
+    if {"square", "random"} <= set(table["split"]):
+        vs = square_vs_random(table)
+        c.show(vs, "SQUARE against the random split of the same seed (GO-Epoch by both rules, U-Acc)",
+               list(vs.columns))
+        for rule in ("grokked_at", "onset_at"):
+            e = vs[f"earlier_{rule}"].dropna()
+            print(f"SQUARE earlier than the random split by {rule}: {int(e.sum())} of {len(e)} runs")
+        lower = (vs["u_acc"] < vs["u_acc_random"]).sum()
+        print(f"SQUARE ends below the random split (U-Acc): {lower} of {len(vs)} runs")
+        vs.to_csv(results / "square_vs_random.csv", index=False, float_format="%.6g")
+
+
+def square_vs_random(table: pd.DataFrame) -> pd.DataFrame:
+    """Each SQUARE run beside the random split of the same model seed: does it reach its
+    half-way point (``grokked_at``) or its onset (``onset_at``) earlier, and where does it
+    end (U-Acc)? A rule that never fired counts as later than any step; ``earlier_*`` is
+    NA when neither run fired. Runs without a random split of their seed are left out."""
+    done = table[table["status"] != "failed"]
+    cols = ["seed", "grokked_at", "onset_at", "u_acc"]
+    rand = done.loc[done["split"] == "random", cols]
+    both = done.loc[done["split"] == "square", ["k", *cols]].merge(rand, on="seed", suffixes=("", "_random"))
+    for rule in ("grokked_at", "onset_at"):
+        mine, theirs = both[rule].fillna(np.inf), both[f"{rule}_random"].fillna(np.inf)
+        both[f"earlier_{rule}"] = (mine < theirs).astype("boolean").mask(np.isinf(mine) & np.isinf(theirs))
+    both["k"] = both["k"].astype(int)
+    return both.sort_values(["k", "seed"]).reset_index(drop=True)
+
 
 def compare_with_plain(summary: pd.DataFrame, plain: Path, accelerator: str) -> pd.DataFrame | None:
     """Each configuration's seed medians with the accelerator beside those without it

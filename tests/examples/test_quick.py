@@ -80,6 +80,11 @@ def test_square_strip(tmp_path, capsys, setup):
     assert summary.loc[summary["split"] == "random", "u_acc_median"].iloc[0] > summary.loc[
         summary["split"] == "strip", "u_acc_median"].max()
     assert pngs(res) == ["ceiling_vs_uacc.png", "test_accuracy.png"]
+    # each SQUARE run beside the random split of its own seed
+    vs = pd.read_csv(res / "square_vs_random.csv")
+    sq = t[t["split"] == "square"].sort_values("seed")
+    assert vs["seed"].tolist() == sq["seed"].tolist() and np.allclose(vs["u_acc"], sq["u_acc"])
+    assert "SQUARE earlier than the random split by grokked_at" in out
     if setup == "reference":
         # STRIP at both offsets; the reference options reached the run directories
         assert sorted(t.loc[t["split"] == "strip", "offset"].unique()) == [0, 14]
