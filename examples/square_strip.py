@@ -126,18 +126,7 @@ def report(table, hist, scale: dict, results: Path) -> None:
 
     labels = [c.config_label(row, KEYS) for _, row in summary.iterrows()]
     colors = {lab: plt.get_cmap("tab20")(i % 20) for i, lab in enumerate(labels)}
-    fig, ax = plt.subplots(figsize=(9, 5))
-    seen = set()
-    for _, row in table.iterrows():
-        if row["status"] == "failed":
-            continue
-        lab = c.config_label(row, KEYS)
-        h = hist(row["run"])
-        ax.plot(h["step"], h["test_acc"], lw=0.8, color=colors.get(lab), label=None if lab in seen else lab)
-        seen.add(lab)
-    ax.set(xlabel="step", ylabel="test accuracy", title="SQUARE / STRIP: test accuracy (every seed)", ylim=(0, 1.02))
-    ax.legend(fontsize=7, ncol=2)
-    c.save(fig, results / "test_accuracy.png")
+    plot_test_accuracy(table, hist, results / "test_accuracy.png")
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for _, row in summary.iterrows():
@@ -161,6 +150,45 @@ def report(table, hist, scale: dict, results: Path) -> None:
         lower = (vs["u_acc"] < vs["u_acc_random"]).sum()
         print(f"SQUARE ends below the random split (U-Acc): {lower} of {len(vs)} runs")
         vs.to_csv(results / "square_vs_random.csv", index=False, float_format="%.6g")
+
+
+def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
+    """One panel per configuration (the random split, SQUAREs by k, STRIPs by offset and
+    t) with every seed's test accuracy, the random split's runs in grey behind each for
+    comparison, and the median U-Acc dotted."""
+    done = table[table["status"] != "failed"].copy()
+    done["label"] = [c.config_label(row, KEYS) for _, row in done.iterrows()]
+    order = [k for k in ["split", "offset", "k", "t"] if k in done.columns]
+    labels = done.sort_values(order).drop_duplicates("label")["label"].tolist()
+    rand = done[done["split"] == "random"]
+    ncols = min(4, len(labels))
+    nrows = -(-len(labels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, lab in zip(axes.flat, labels):
+        runs = done[done["label"] == lab].sort_values("seed")
+        if lab != "split=random":
+            for _, row in rand.iterrows():
+                h = hist(row["run"])
+                ax.plot(h["step"], h["test_acc"], lw=0.6, color="0.75")
+        for _, row in runs.iterrows():
+            h = hist(row["run"])
+            ax.plot(h["step"], h["test_acc"], lw=0.8, color=f"C{int(row['seed']) % 10}", label=f"seed {row['seed']}")
+        if len(runs):
+            ax.axhline(runs["u_acc"].median(), color="k", ls=":", lw=0.8)
+        ax.set_title(lab, fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("step", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy", fontsize=8)
+    fig.suptitle("SQUARE / STRIP: test accuracy per configuration (grey: the random split; dotted: median U-Acc)",
+                 fontsize=9)
+    c.save(fig, path)
 
 
 def square_vs_random(table: pd.DataFrame) -> pd.DataFrame:
