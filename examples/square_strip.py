@@ -160,7 +160,8 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
     done["label"] = [c.config_label(row, KEYS) for _, row in done.iterrows()]
     order = [k for k in ["split", "offset", "k", "t"] if k in done.columns]
     labels = done.sort_values(order).drop_duplicates("label")["label"].tolist()
-    rand = done[done["split"] == "random"]
+    curves = {run: hist(run) for run in done["run"]}  # each history read once, the random split's drawn in every panel
+    rand = done.loc[done["split"] == "random", "run"]
     ncols = min(4, len(labels))
     nrows = -(-len(labels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), sharex=True, sharey=True,
@@ -168,11 +169,10 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
     for ax, lab in zip(axes.flat, labels):
         runs = done[done["label"] == lab].sort_values("seed")
         if lab != "split=random":
-            for _, row in rand.iterrows():
-                h = hist(row["run"])
-                ax.plot(h["step"], h["test_acc"], lw=0.6, color="0.75")
+            for run in rand:
+                ax.plot(curves[run]["step"], curves[run]["test_acc"], lw=0.6, color="0.75")
         for _, row in runs.iterrows():
-            h = hist(row["run"])
+            h = curves[row["run"]]
             ax.plot(h["step"], h["test_acc"], lw=0.8, color=f"C{int(row['seed']) % 10}", label=f"seed {row['seed']}")
         if len(runs):
             ax.axhline(runs["u_acc"].median(), color="k", ls=":", lw=0.8)
