@@ -49,6 +49,7 @@ from grok_interp.theory import alpha_bound, ceiling_curve, covered_per_point  # 
 
 STUDY = "square_strip"
 KEYS = ["split", "k", "t", "offset"]  # a configuration, without its seed
+ORDER = ["split", "offset", "k", "t"]  # the figures' order of configurations: by split, then size
 REF_MEASURES = c.REFERENCE_RECORD
 QUICK_MODEL = dict(d_model=64, n_heads=4, d_mlp=128, lr=1e-2, steps=400, eval_every=10, checkpoint_every=200)
 
@@ -153,24 +154,22 @@ def plot_ceilings(summary: pd.DataFrame, base: dict, path: Path) -> None:
     per family of splits (SQUARE; STRIP per offset), each configuration a shade of the
     family's colour (darker: larger square or wider strip), the random split in grey in
     every panel. Sixteen configurations on one axis could not be matched to their lines."""
-    summary = summary.sort_values([k for k in ["split", "offset", "k", "t"] if k in summary.columns])
+    summary = summary.sort_values([k for k in ORDER if k in summary.columns])
     fams = summary.apply(_family, axis=1)
     panels = [f for f in dict.fromkeys(fams) if f != "random"] or ["random"]
     curves = {i: ceiling_curve(c.split_of(base, row, KEYS)) for i, row in summary.iterrows()}
     fig, axes = plt.subplots(1, len(panels), figsize=(max(6.5, 5 * len(panels)), 4.5), sharey=True, squeeze=False)
     for ax, fam, cmap in zip(axes[0], panels, itertools.cycle(["Blues", "Oranges", "Greens", "Purples", "Reds"])):
         members = summary[fams == fam]
-        for j, (i, row) in enumerate(members.iterrows()):
-            color = plt.get_cmap(cmap)(0.4 + 0.55 * j / max(len(members) - 1, 1)) if fam != "random" else "k"
-            lab = c.config_label(row, [k for k in KEYS if k != "split" and k != "offset"]) or fam
-            ax.plot(curves[i]["radius"], curves[i]["ceiling"], color=color, lw=1.2, label=lab)
-            if np.isfinite(row["u_acc_median"]):
-                ax.axhline(row["u_acc_median"], color=color, ls=":", lw=1.2)
+        lines = [(i, row, plt.get_cmap(cmap)(0.4 + 0.55 * j / max(len(members) - 1, 1)) if fam != "random" else "k",
+                  1.2, c.config_label(row, ["k", "t"]) or fam)
+                 for j, (i, row) in enumerate(members.iterrows())]
         if fam != "random":
-            for i, row in summary[fams == "random"].iterrows():
-                ax.plot(curves[i]["radius"], curves[i]["ceiling"], color="0.6", lw=1, label="random")
-                if np.isfinite(row["u_acc_median"]):
-                    ax.axhline(row["u_acc_median"], color="0.6", ls=":", lw=1)
+            lines += [(i, row, "0.6", 1, "random") for i, row in summary[fams == "random"].iterrows()]
+        for i, row, color, lw, lab in lines:
+            ax.plot(curves[i]["radius"], curves[i]["ceiling"], color=color, lw=lw, label=lab)
+            if np.isfinite(row["u_acc_median"]):
+                ax.axhline(row["u_acc_median"], color=color, ls=":", lw=lw)
         ax.set(xlabel="radius r (torus Manhattan distance)", title=fam, ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("share of test pairs")
@@ -184,8 +183,7 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
     comparison, and the median U-Acc dotted."""
     done = table[table["status"] != "failed"].copy()
     done["label"] = [c.config_label(row, KEYS) for _, row in done.iterrows()]
-    order = [k for k in ["split", "offset", "k", "t"] if k in done.columns]
-    labels = done.sort_values(order).drop_duplicates("label")["label"].tolist()
+    labels = done.sort_values([k for k in ORDER if k in done.columns]).drop_duplicates("label")["label"].tolist()
     curves = {run: hist(run) for run in done["run"]}  # each history read once, the random split's drawn in every panel
     rand = done.loc[done["split"] == "random", "run"]
     ncols = min(4, len(labels))
