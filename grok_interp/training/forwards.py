@@ -38,20 +38,32 @@ only at layer 0, so the score tables above no longer apply; what stays is causal
   every layer: it is carried as a ``(d_vocab, d_model)`` table through all layers
   (attention ``v W_O + b_O``, then the MLP) and its keys and values are gathered per input;
 * at layer 0, positions 1 and 2 are token tables and one constant row, so their queries,
-  keys and values are tables too; from its attention on, each depends on the pair and is
-  computed per input: positions 1 and 2 at layers ``0 .. L-2`` (attention over positions
-  ``0..1`` and ``0..2``, then the MLP of both positions as one ``(2n, d_model)`` batch),
-  and only position 2 at the last layer;
-* the last layer ends as before, in :func:`~grok_interp.training.fused.mlp_logits`, now
-  fed ``resid_mid`` itself (``(n, d_model)``; ``W_O`` is not folded, since ``resid_mid``
+  keys and values are tables too, and so is every attention score: over ``a`` (the
+  ``"="`` query against position 0's key), over ``b`` (against position 1's key; position
+  1's query against its own key) or over the pair (position 1's query against position
+  0's key: one ``(d_vocab^2, n_heads)`` table from one batched product). Per input only
+  ``n_heads`` scores per position and the values of ``a`` and ``b`` are gathered,
+  instead of elementwise products and sums over ``(n, n_heads, d_head)`` arrays;
+* from its attention on, each of positions 1 and 2 depends on the pair and is computed
+  per input: at layers ``0 .. L-2`` (attention over positions ``0..1`` and ``0..2``,
+  then the MLP of both positions as one ``(2n, d_model)`` batch), and only position 2 at
+  the last layer;
+* the last layer ends in :func:`~grok_interp.training.fused.mlp_logits`, now fed
+  ``resid_mid`` itself (``(n, d_model)``; ``W_O`` is not folded, since ``resid_mid``
   also carries the per-input residual): ``logits = resid_mid W_U + (b_out W_U + b_U) +
-  post (W_out W_U)``. The earlier layers' MLPs use it too, with the identity for
-  ``W_U`` (``resid_post = resid_mid + b_out + post W_out``), so their activations are
-  also processed in cache-sized chunks on CPU.
+  post (W_out W_U)``. The earlier layers' MLPs use it too, with the identity (no product)
+  for the first map (``resid_post = resid_mid + b_out + post W_out``), so their
+  activations are also processed in cache-sized chunks on CPU.
+
+Folding ``W_out W_U`` pays while ``d_vocab_out`` is small against ``d_model``; at p =
+211 (d_model 128, d_mlp 512) it costs more products than ``resid_post W_U`` after the
+MLP, so both algebras take the cheaper order per shape (:func:`fold_unembed`).
 
 At the two-layer reference setup (p = 97, 4704 pairs, no attention or unembedding
 biases) a training step costs about a third of the hooked forward's
 (``benchmarks/train_step.py --layers 2``); with one layer the code above runs unchanged.
+The score tables and the unfolded unembedding are measured against an earlier revision
+of this file by ``benchmarks/forward_ab.py``.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ from torch import Tensor, nn
 from .._validate import bad_value
 from ..config import ModelConfig
 from ..models import ACTIVATIONS, MLPBaseline, weights
-from .fused import mlp_logits, mlp_logits_one
+from .fused import PAD, mlp_logits, mlp_logits_one
 
 __all__ = [
     "hooked_forward",
@@ -81,6 +93,7 @@ __all__ = [
     "Forward",
     "FAST_WEIGHTS",
     "fast_weight_names",
+    "fold_unembed",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,10 +139,30 @@ def _layers_in(w: dict[str, Tensor]) -> int:
 
 
 def _gather(table: Tensor, index: Tensor) -> Tensor:
-    """``table[k, index[k, i]]`` for a ``(K, V, C)`` table and ``(K, n)`` indices: ``(K, n, C)``."""
+    """``table[k, index[k, ...]]`` for a ``(K, V, C)`` table and ``(K, ...)`` indices: ``(K, ..., C)``."""
     K, V, C = table.shape
-    offsets = (torch.arange(K, device=index.device) * V)[:, None]
+    offsets = (torch.arange(K, device=index.device) * V).reshape(K, *[1] * (index.dim() - 1))
     return F.embedding(index + offsets, table.reshape(K * V, C))
+
+
+def fold_unembed(C: int, d_model: int, d_mlp: int, d_vocab_out: int, identity: bool = False) -> bool:
+    """Whether the last MLP's output map is folded into the unembedding.
+
+    The last layer ends in ``logits = x W_U + post W_out W_U`` with ``x = z A`` (``A`` a
+    ``(C, d_model)`` map: ``W_O`` in the one-layer algebra, where ``z`` is the heads'
+    mixed values; the identity in the deeper one, where ``z`` is ``resid_mid``). Folded,
+    each input costs the products ``z (A W_U)`` and ``post (W_out W_U)``: ``(C + d_mlp)
+    V`` multiply-adds, ``V`` the output width padded as :mod:`~grok_interp.training.fused`
+    pads it. Unfolded, ``resid_post = z A + post W_out`` then ``resid_post W_U``: ``C
+    d_model`` (nothing for the identity) ``+ d_mlp d_model + d_model V``. Folding wins
+    while ``V`` is small against ``d_model`` (p = 113 at d_model 128); at p = 211 the
+    unfolded products are about a quarter fewer. Both give the same logits within float
+    rounding.
+    """
+    V = -(-d_vocab_out // PAD) * PAD
+    folded = (C + d_mlp) * V
+    unfolded = (0 if identity else C * d_model) + d_mlp * d_model + d_model * V
+    return folded <= unfolded
 
 
 def _fast_logits_layers(
@@ -177,34 +210,52 @@ def _fast_logits_layers(
         b_Q, b_K, b_V = (w[f"blocks.{l}.attn.b_{x}"] for x in "QKV")
         W_O, b_O = w[f"blocks.{l}.attn.W_O"].reshape(K, HD, d), w[f"blocks.{l}.attn.b_O"]
         last = l == n_layers - 1
-        # Position 0 (a table): keys and values gathered per input.
         kv0 = proj(x0, torch.cat([W_K, W_V], dim=3), torch.cat([b_K, b_V], dim=2))  # (K, V, H, 2dh)
-        k0, v0 = _gather(kv0.reshape(K, V, 2 * HD), a).reshape(K, n, H, 2 * dh).split(dh, dim=-1)
-        # Position 1: a table at layer 0 (token b), per input after.
-        # (The last layer needs no query there.)
-        Ws1, bs1 = ([W_K, W_V], [b_K, b_V]) if last else ([W_Q, W_K, W_V], [b_Q, b_K, b_V])
-        qkv1 = proj(x1, torch.cat(Ws1, dim=3), torch.cat(bs1, dim=2))
-        if l == 0:
-            qkv1 = _gather(qkv1.reshape(K, V, len(Ws1) * HD), b).reshape(K, n, H, len(Ws1) * dh)
-        q1, k1, v1 = (None, *qkv1.split(dh, dim=-1)) if last else qkv1.split(dh, dim=-1)
-        # Position 2: one row at layer 0 (broadcast), per input after.
         q2, k2, v2 = proj(x2, torch.cat([W_Q, W_K, W_V], dim=3), torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)
-        z2 = mix([score(q2, k0), score(q2, k1), score(q2, k2)], [v0, v1, v2])
+        if l == 0:
+            # Every query, key and value is a table over one token (or the one "=" row),
+            # so every score is a table too: over a, over b, or over the pair (b, a) for
+            # position 1's query against position 0's key (V^2 rows, computed in
+            # a batched product, where per input it would be elementwise products and
+            # sums over (n, H, d_head) arrays). Per input only the scores (H numbers per
+            # position) and the values a and b select are gathered.
+            k0, v0 = kv0.split(dh, dim=-1)  # (K, V, H, dh) by a
+            q1, k1, v1 = proj(x1, torch.cat([W_Q, W_K, W_V], dim=3),
+                              torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)  # by b
+            s10 = torch.einsum("kbhe,kahe->kbah", q1, k0).reshape(K, V * V, H) * scale
+            tables = torch.cat([score(q2, k0), score(q2, k1), score(q1, k1), s10], dim=1)  # (K, 3V + V^2, H)
+            s20, s21, s11, s10 = _gather(tables, torch.stack([a, V + b, 2 * V + b, 3 * V + b * V + a], dim=2)).unbind(2)
+            v0, v1 = _gather(torch.cat([v0, v1], dim=1).reshape(K, 2 * V, HD),
+                             torch.stack([a, V + b], dim=2)).reshape(K, n, 2, H, dh).unbind(2)
+            z2 = mix([s20, s21, score(q2, k2)], [v0, v1, v2])
+            z1 = mix([s10, s11], [v0, v1])
+            x1 = _gather(x1, b)
+        else:
+            # Position 0 (a table): keys and values gathered per input; positions 1 and
+            # 2 per input (the last layer needs no query at position 1).
+            k0, v0 = _gather(kv0.reshape(K, V, 2 * HD), a).reshape(K, n, H, 2 * dh).split(dh, dim=-1)
+            if last:
+                k1, v1 = proj(x1, torch.cat([W_K, W_V], dim=3), torch.cat([b_K, b_V], dim=2)).split(dh, dim=-1)
+            else:
+                q1, k1, v1 = proj(x1, torch.cat([W_Q, W_K, W_V], dim=3),
+                                  torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)
+                z1 = mix([score(q1, k0), score(q1, k1)], [v0, v1])
+            z2 = mix([score(q2, k0), score(q2, k1), score(q2, k2)], [v0, v1, v2])
         mid2 = torch.baddbmm(x2 + b_O[:, None], z2, W_O)  # (K, n, d)
+        W_in, b_in = w[f"blocks.{l}.mlp.W_in"], w[f"blocks.{l}.mlp.b_in"]
+        W_out, b_out = w[f"blocks.{l}.mlp.W_out"], w[f"blocks.{l}.mlp.b_out"]
         if last:
-            W_in, b_in = w[f"blocks.{l}.mlp.W_in"], w[f"blocks.{l}.mlp.b_in"]
-            W_out, b_out = w[f"blocks.{l}.mlp.W_out"], w[f"blocks.{l}.mlp.b_out"]
             W_U, b_U = w["unembed.W_U"], w["unembed.b_U"]
-            a_U = torch.baddbmm(b_U[:, None], b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
-            return mlp_logits(mid2, W_in, b_in, W_U, a_U, W_out @ W_U, act_fn, fused=fused)
-        z1 = mix([score(q1, k0), score(q1, k1)], [v0, v1])
-        x1 = x1 if l > 0 else _gather(x1, b)
+            if fold_unembed(d, d, W_in.shape[2], W_U.shape[2], identity=True):
+                a_U = torch.baddbmm(b_U[:, None], b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
+                return mlp_logits(mid2, W_in, b_in, W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+            post2 = mlp_logits(mid2, W_in, b_in, None, b_out, W_out, act_fn, fused=fused)  # resid_post
+            return torch.baddbmm(b_U[:, None], post2, W_U)
         mid1 = torch.baddbmm(x1 + b_O[:, None], z1, W_O)
         mid12 = torch.cat([mid1, mid2], dim=1)  # (K, 2n, d): one MLP product for both positions
-        # resid_post = mid @ I + b_out + act(mid @ W_in + b_in) @ W_out: the fused MLP's form.
-        eye = torch.eye(d, dtype=mid12.dtype, device=mid12.device).expand(K, d, d)
-        post12 = mlp_logits(mid12, w[f"blocks.{l}.mlp.W_in"], w[f"blocks.{l}.mlp.b_in"], eye,
-                            w[f"blocks.{l}.mlp.b_out"], w[f"blocks.{l}.mlp.W_out"], act_fn, fused=fused)
+        # resid_post = mid + b_out + act(mid @ W_in + b_in) @ W_out: the fused MLP's form
+        # with the identity (None) for its first map.
+        post12 = mlp_logits(mid12, W_in, b_in, None, b_out, W_out, act_fn, fused=fused)
         x1, x2 = post12[:, :n], post12[:, n:]
         # Position 0 attends only to itself.
         mid0 = torch.baddbmm(x0 + b_O[:, None], kv0[..., dh:].reshape(K, V, HD), W_O)
@@ -292,8 +343,11 @@ def fast_logits(
     W_Oflat = W_O.reshape(K, H * dh, d)
     x0 = (x_eq + b_O)[:, None]  # (K, 1, d): resid_mid = x0 + z @ W_O
     a_in = torch.baddbmm(b_in[:, None], x0, W_in)[:, 0]  # (K, d_mlp): pre = z @ A_in + a_in
-    a_U = torch.baddbmm(b_U[:, None], x0 + b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
-    return mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+    if fold_unembed(H * dh, d, W_in.shape[2], W_U.shape[2]):
+        a_U = torch.baddbmm(b_U[:, None], x0 + b_out[:, None], W_U)[:, 0]  # (K, d_vocab_out)
+        return mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+    resid = mlp_logits(z, W_Oflat @ W_in, a_in, W_Oflat, (x0 + b_out[:, None])[:, 0], W_out, act_fn, fused=fused)
+    return torch.baddbmm(b_U[:, None], resid, W_U)
 
 
 def fast_logits_one(w: dict[str, Tensor], tokens: Tensor, act_fn: str = "relu", fused: bool = True) -> Tensor:
@@ -331,8 +385,11 @@ def fast_logits_one(w: dict[str, Tensor], tokens: Tensor, act_fn: str = "relu", 
     W_Oflat = W_O.reshape(H * dh, d)
     x0 = x_eq + b_O  # resid_mid = x0 + z @ W_O
     a_in = torch.addmv(b_in, W_in.T, x0)  # pre = z @ A_in + a_in
-    a_U = torch.addmv(b_U, W_U.T, x0 + b_out)
-    return mlp_logits_one(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+    if fold_unembed(H * dh, d, W_in.shape[1], W_U.shape[1]):
+        a_U = torch.addmv(b_U, W_U.T, x0 + b_out)
+        return mlp_logits_one(z, W_Oflat @ W_in, a_in, W_Oflat @ W_U, a_U, W_out @ W_U, act_fn, fused=fused)
+    resid = mlp_logits_one(z, W_Oflat @ W_in, a_in, W_Oflat, x0 + b_out, W_out, act_fn, fused=fused)
+    return torch.addmm(b_U, resid, W_U)
 
 
 def fast_forward(model: nn.Module, tokens: Int[Tensor, "batch 3"]) -> Float[Tensor, "batch d_vocab_out"]:

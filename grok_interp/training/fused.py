@@ -7,7 +7,9 @@ After attention, :func:`~grok_interp.training.forwards.fast_logits` is left with
     logits = z @ A_U + a_U + post @ B   (n, d_vocab_out)
 
 with ``z`` the heads' mixed values ``(n, H * d_head)`` and the folded maps ``A_in``,
-``A_U``, ``B = W_out W_U`` (and their bias rows). These three products are almost all of
+``A_U``, ``B = W_out W_U`` (and their bias rows). ``A_U = None`` stands for the identity
+(``z`` itself, when ``C == V``): a layer's ``resid_post = resid_mid + b_out + post W_out``
+is this expression with ``z = resid_mid``, and the identity costs no product. These three products are almost all of
 a step's FLOPs. Done as whole-batch operations, PyTorch writes ``pre`` and ``post``
 (``n x d_mlp`` floats: 7.8 MB at p = 113, 18 MB for the test set) to memory and reads
 them back for the ReLU, its mask and each product: at p = 113 the products ran at about
@@ -49,11 +51,13 @@ class MLPLogits(torch.autograd.Function):
     """``z @ A_U + a_U + relu(z @ A_in + a_in) @ B`` for 2-D ``z``, chunked (see module)."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
+    def forward(ctx, z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor | None, a_U: Tensor, B: Tensor,
                 chunk: int = CHUNK) -> Tensor:  # noqa: N803 - the algebra's names
-        n, V = z.shape[0], A_U.shape[1]
+        n, V = z.shape[0], B.shape[1]
+        if A_U is None and z.shape[1] != V:
+            raise ValueError(f"A_U=None (the identity) needs z's {z.shape[1]} columns to equal B's {V}")
         Vp = -(-V // PAD) * PAD
-        A_Up, a_Up, Bp = _padded(A_U, Vp), _padded(a_U, Vp), _padded(B, Vp)
+        A_Up, a_Up, Bp = None if A_U is None else _padded(A_U, Vp), _padded(a_U, Vp), _padded(B, Vp)
         save = any(ctx.needs_input_grad)
         # Saved for the backward; without gradients, one chunk's worth reused.
         post = z.new_empty(n if save else min(n, chunk), A_in.shape[1])
@@ -62,7 +66,15 @@ class MLPLogits(torch.autograd.Function):
             zc = z[i : i + chunk]
             pc = torch.mm(zc, A_in, out=post[i : i + chunk] if save else post[: len(zc)])
             pc.add_(a_in).clamp_(min=0)  # on the cache-hot chunk (addmm would first copy the bias there)
-            oc = torch.addmm(a_Up, zc, A_Up, out=out[i : i + chunk])
+            if A_Up is None and Vp == V:
+                oc = torch.add(zc, a_Up, out=out[i : i + chunk])
+            elif A_Up is None:
+                oc = out[i : i + chunk]
+                oc[:, :V] = zc
+                oc[:, V:] = 0
+                oc.add_(a_Up)
+            else:
+                oc = torch.addmm(a_Up, zc, A_Up, out=out[i : i + chunk])
             oc.addmm_(pc, Bp)
         if save:
             ctx.save_for_backward(z, A_in, A_Up, Bp, post)
@@ -86,10 +98,11 @@ class MLPLogits(torch.autograd.Function):
             torch.mm(gc, Bp.T, out=gprec)
             torch.ops.aten.threshold_backward.grad_input(gprec, pc, 0.0, grad_input=gprec)  # in place
             if gz is not None:
-                torch.mm(gprec, A_in.T, out=gz[i : i + chunk]).addmm_(gc, A_Up.T)
+                gzc = torch.mm(gprec, A_in.T, out=gz[i : i + chunk])
+                gzc.add_(gc[:, :V]) if A_Up is None else gzc.addmm_(gc, A_Up.T)
         gA_in = z.T @ gpre if need[1] else None
         ga_in = gpre.sum(0) if need[2] else None
-        gA_U = z.T @ gp if need[3] else None
+        gA_U = z.T @ gp if need[3] else None  # (never for the identity: None needs no gradient)
         gB = post.T @ gp if need[5] else None
         ga_U = g.sum(0) if need[4] else None
         return (gz, gA_in, ga_in, None if gA_U is None else gA_U[:, :V], ga_U,
@@ -101,12 +114,13 @@ def _chunked(z: Tensor, act: str, fused: bool) -> bool:
     return act == "relu" and fused and z.device.type == "cpu"
 
 
-def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
+def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor | None, a_U: Tensor, B: Tensor,
                act: str = "relu", chunk: int | None = None, fused: bool = True) -> Tensor:
     """``z @ A_U + a_U + act(z @ A_in + a_in) @ B`` for ``K`` stacked runs.
 
     Shapes: ``z (K, n, C)``, ``A_in (K, C, d_mlp)``, ``a_in (K, d_mlp)``,
-    ``A_U (K, C, V)``, ``a_U (K, V)``, ``B (K, d_mlp, V)``; returns ``(K, n, V)``.
+    ``A_U (K, C, V)`` or None for the identity (``C == V``), ``a_U (K, V)``,
+    ``B (K, d_mlp, V)``; returns ``(K, n, V)``.
     ReLU runs through :class:`MLPLogits` (chunked, per run); other activations,
     ``fused=False`` and tensors on a GPU (which has no use for cache-sized chunks and
     runs the ``K`` runs' products best as one batched product each) through the plain
@@ -116,12 +130,14 @@ def mlp_logits(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, 
         from ..models import ACTIVATIONS
 
         pre = torch.baddbmm(a_in[:, None], z, A_in)
-        return torch.baddbmm(torch.baddbmm(a_U[:, None], z, A_U), ACTIVATIONS[act](pre), B)
-    outs = [mlp_logits_one(z[k], A_in[k], a_in[k], A_U[k], a_U[k], B[k], act, chunk) for k in range(z.shape[0])]
+        lin = z + a_U[:, None] if A_U is None else torch.baddbmm(a_U[:, None], z, A_U)
+        return torch.baddbmm(lin, ACTIVATIONS[act](pre), B)
+    outs = [mlp_logits_one(z[k], A_in[k], a_in[k], None if A_U is None else A_U[k], a_U[k], B[k], act, chunk)
+            for k in range(z.shape[0])]
     return outs[0].unsqueeze(0) if len(outs) == 1 else torch.stack(outs)
 
 
-def mlp_logits_one(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tensor, B: Tensor,
+def mlp_logits_one(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor | None, a_U: Tensor, B: Tensor,
                    act: str = "relu", chunk: int | None = None, fused: bool = True) -> Tensor:
     """:func:`mlp_logits` for one run: ``z (n, C)``, ``A_in (C, d_mlp)``, ``a_in (d_mlp,)``,
     ``A_U (C, V)``, ``a_U (V,)``, ``B (d_mlp, V)``; returns ``(n, V)``, the same numbers as
@@ -129,5 +145,6 @@ def mlp_logits_one(z: Tensor, A_in: Tensor, a_in: Tensor, A_U: Tensor, a_U: Tens
     if not _chunked(z, act, fused):
         from ..models import ACTIVATIONS
 
-        return torch.addmm(torch.addmm(a_U, z, A_U), ACTIVATIONS[act](torch.addmm(a_in, z, A_in)), B)
+        lin = z + a_U if A_U is None else torch.addmm(a_U, z, A_U)
+        return torch.addmm(lin, ACTIVATIONS[act](torch.addmm(a_in, z, A_in)), B)
     return MLPLogits.apply(z, A_in, a_in, A_U, a_U, B, CHUNK if chunk is None else chunk)

@@ -5,7 +5,9 @@ import torch
 
 import grok_interp as g
 from grok_interp import tl_backend
-from grok_interp.training.forwards import FAST_WEIGHTS, fast_forward, fast_logits, fast_logits_one, hooked_forward
+from grok_interp.training.forwards import (
+    FAST_WEIGHTS, fast_forward, fast_logits, fast_logits_one, fast_weight_names, fold_unembed, hooked_forward,
+)
 from grok_interp.training import loss_fn
 
 from ..helpers import BACKENDS, all_tokens, assert_grads_close, random_bias_model
@@ -184,3 +186,39 @@ def test_the_mlp_fast_forward_equals_the_mlp_baseline(options):
     assert (logits["fast"] - logits["hooked"]).abs().max().item() <= 1e-5 * scale
     assert ("embed.W_E" in grads["fast"]) == (options.get("embed_init") != "onehot")
     assert_grads_close(grads["fast"], grads["hooked"])
+
+
+def test_fold_unembed_counts_the_products_per_input():
+    # Nanda's shape (d_model 128, 4 x 32 heads, d_mlp 512). Folded: (C + d_mlp) * V_padded;
+    # unfolded: C * d_model (none for the identity) + d_mlp * d_model + d_model * V_padded.
+    assert fold_unembed(128, 128, 512, 113)          # 640 * 128 = 81920 <= 16384 + 65536 + 16384
+    assert not fold_unembed(128, 128, 512, 211)      # 640 * 224 = 143360 > 16384 + 65536 + 28672
+    assert fold_unembed(128, 128, 512, 97, identity=True)       # 640 * 112 = 71680 <= 65536 + 14336
+    assert fold_unembed(128, 128, 512, 113, identity=True)      # 81920 == 65536 + 16384: a tie folds
+    assert not fold_unembed(128, 128, 512, 211, identity=True)  # 143360 > 65536 + 28672
+
+
+# d_model 8: V = 13 (16 padded) is large against d_model, so the unembedding is not folded;
+# at the module's SHAPE (d_model 16) it is. Both must give the hooked logits and gradients.
+@pytest.mark.parametrize("shape, folded", [(SHAPE, True), (dict(d_model=8, n_heads=2, d_mlp=24), False)])
+@pytest.mark.parametrize("n_layers", [1, 2])
+@pytest.mark.parametrize("fused", [True, False])
+def test_folded_and_unfolded_unembedding_equal_hooked(shape, folded, n_layers, fused):
+    model = random_bias_model(BACKENDS[0], TASK, shape, 0, n_layers=n_layers)
+    cfg = model.cfg
+    C = cfg.n_heads * cfg.d_head if n_layers == 1 else cfg.d_model
+    assert fold_unembed(C, cfg.d_model, cfg.d_mlp, TASK.d_vocab_out, identity=n_layers > 1) == folded
+    toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
+    w = g.models.weights(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    names = [k for k, p in tl_backend.canonical_parameters(model).items() if p.requires_grad]
+    out = fast_logits({k: w[k][None] for k in fast_weight_names(n_layers)}, toks[None], cfg.act_fn, fused=fused)[0]
+    ref = hooked_forward(model, toks)
+    assert torch.allclose(out, ref, atol=1e-5)
+    got = torch.autograd.grad(loss_fn(out, labels), params, allow_unused=True)
+    want = torch.autograd.grad(loss_fn(ref, labels), params, allow_unused=True)
+    assert_grads_close({k: a for k, a in zip(names, got) if a is not None},
+                       {k: b for k, b in zip(names, want) if b is not None})
+    if n_layers == 1:
+        one = fast_logits_one(w, toks, cfg.act_fn, fused=fused)
+        assert torch.allclose(one, ref, atol=1e-5)

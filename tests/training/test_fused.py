@@ -87,3 +87,25 @@ def test_a_model_over_several_chunks_keeps_the_hooked_gradients():
         grads[name] = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     assert_grads_close({"logits": logits["fast"].detach()}, {"logits": logits["hooked"].detach()})
     assert_grads_close(grads["fast"], grads["hooked"])
+
+
+@pytest.mark.parametrize("chunk", [4, 64])
+@pytest.mark.parametrize("V", [13, 16])  # 13: the output is padded to 16 columns
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_identity_first_map_equals_the_expression_with_an_identity_matrix(chunk, V, fused):
+    # A_U = None: a layer's resid_post = z + a_U + relu(z @ A_in + a_in) @ B, no product for z.
+    z, A_in, a_in, _, a_U, B = inputs(C=V, V=V, seed=2)
+    eye = torch.eye(V)
+    out = mlp_logits(z[None], A_in[None], a_in[None], None, a_U[None], B[None], chunk=chunk, fused=fused)[0]
+    ref = plain(z, A_in, a_in, eye, a_U, B)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    xs = [z, A_in, a_in, a_U, B]
+    for a, b in zip(torch.autograd.grad(out, xs, g), torch.autograd.grad(ref, xs, g)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_the_identity_needs_as_many_columns_as_outputs():
+    z, A_in, a_in, _, a_U, B = inputs(C=9, V=13)
+    with pytest.raises(ValueError, match="identity"):
+        MLPLogits.apply(z, A_in, a_in, None, a_U, B, 8)
