@@ -7,10 +7,10 @@ After attention, :func:`~grok_interp.training.forwards.fast_logits` is left with
     logits = z @ A_U + a_U + post @ B   (n, d_vocab_out)
 
 with ``z`` the heads' mixed values ``(n, H * d_head)`` and the folded maps ``A_in``,
-``A_U``, ``B = W_out W_U`` (and their bias rows). ``A_U = None`` stands for the identity
-(``z`` itself, when ``C == V``): a layer's ``resid_post = resid_mid + b_out + post W_out``
-is this expression with ``z = resid_mid``, and the identity costs no product. These three products are almost all of
-a step's FLOPs. Done as whole-batch operations, PyTorch writes ``pre`` and ``post``
+``A_U``, ``B = W_out W_U`` (and their bias rows). ``A_U = None`` stands for the
+identity (``z`` itself, when ``C == V``): a layer's ``resid_post = resid_mid + b_out +
+post W_out`` is this expression with ``z = resid_mid``, and the identity costs no
+product. These three products are almost all of a step's FLOPs. Done as whole-batch operations, PyTorch writes ``pre`` and ``post``
 (``n x d_mlp`` floats: 7.8 MB at p = 113, 18 MB for the test set) to memory and reads
 them back for the ReLU, its mask and each product: at p = 113 the products ran at about
 half a large matmul's rate and the ReLU and its backward at a few GB/s.
