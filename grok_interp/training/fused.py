@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._validate import bad_value
+
 __all__ = ["MLPLogits", "mlp_logits", "mlp_logits_one", "CHUNK", "PAD"]
 
 #: Rows per chunk: ``chunk x d_mlp`` floats (1 MB at d_mlp = 512) stay in a core's L2.
@@ -55,7 +57,7 @@ class MLPLogits(torch.autograd.Function):
                 chunk: int = CHUNK) -> Tensor:  # noqa: N803 - the algebra's names
         n, V = z.shape[0], B.shape[1]
         if A_U is None and z.shape[1] != V:
-            raise ValueError(f"A_U=None (the identity) needs z's {z.shape[1]} columns to equal B's {V}")
+            raise bad_value("A_U", None, f"the identity needs z's {z.shape[1]} columns to equal B's {V}")
         Vp = -(-V // PAD) * PAD
         A_Up, a_Up, Bp = None if A_U is None else _padded(A_U, Vp), _padded(a_U, Vp), _padded(B, Vp)
         save = any(ctx.needs_input_grad)
