@@ -210,8 +210,8 @@ def test_folded_and_unfolded_unembedding_equal_hooked(shape, folded, n_layers, f
     assert fold_unembed(C, cfg.d_model, cfg.d_mlp, TASK.d_vocab_out, identity=n_layers > 1) == folded
     toks, labels = all_tokens(TASK), TASK.answers(TASK.all_pairs())
     w = g.models.weights(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    names = [k for k, p in tl_backend.canonical_parameters(model).items() if p.requires_grad]
+    named = {k: p for k, p in tl_backend.canonical_parameters(model).items() if p.requires_grad}
+    names, params = list(named), list(named.values())
     out = fast_logits({k: w[k][None] for k in fast_weight_names(n_layers)}, toks[None], cfg.act_fn, fused=fused)[0]
     ref = hooked_forward(model, toks)
     assert torch.allclose(out, ref, atol=1e-5)
