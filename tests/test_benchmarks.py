@@ -105,6 +105,17 @@ def test_mlp_step_script_smoke_runs():
     assert rows[0]["max_logit_diff"] < 1e-5
 
 
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="forward_ab.py reads a revision with git show")
+def test_forward_ab_script_smoke_runs():
+    # Against HEAD: the same algebra on both sides, so the logits agree (exactly, in a
+    # clean checkout) and both steps are timed.
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "forward_ab.py"), "--rev", "HEAD", "--p", "13", "--frac", "0.5",
+           "--layers", "2", "--repeats", "1"]
+    (row,) = _json_lines(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout)
+    assert row["n_layers"] == 2 and 0.4 * 169 < row["n_train"] < 0.6 * 169
+    assert row["rev_ms"] > 0 and row["now_ms"] > 0 and row["max_logit_diff"] < 1e-5
+
+
 def test_subnormal_grad_script_smoke_runs():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "subnormal_grad.py"), "--p", "23", "--t", "8", "--train", "30",
            "--repeats", "1", "--steps", "1"]
