@@ -210,8 +210,12 @@ def _fast_logits_layers(
         b_Q, b_K, b_V = (w[f"blocks.{l}.attn.b_{x}"] for x in "QKV")
         W_O, b_O = w[f"blocks.{l}.attn.W_O"].reshape(K, HD, d), w[f"blocks.{l}.attn.b_O"]
         last = l == n_layers - 1
-        kv0 = proj(x0, torch.cat([W_K, W_V], dim=3), torch.cat([b_K, b_V], dim=2))  # (K, V, H, 2dh)
-        q2, k2, v2 = proj(x2, torch.cat([W_Q, W_K, W_V], dim=3), torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)
+        # Queries, keys and values in one product per position: per head [W_Q | W_K | W_V]
+        # (keys and values alone: its last 2 d_head columns).
+        qkv_W, qkv_b = torch.cat([W_Q, W_K, W_V], dim=3), torch.cat([b_Q, b_K, b_V], dim=2)
+        kv_W, kv_b = qkv_W[..., dh:], qkv_b[..., dh:]
+        kv0 = proj(x0, kv_W, kv_b)  # (K, V, H, 2dh)
+        q2, k2, v2 = proj(x2, qkv_W, qkv_b).split(dh, dim=-1)
         if l == 0:
             # Every query, key and value is a table over one token (or the one "=" row),
             # so every score is a table too: over a, over b, or over the pair (b, a) for
@@ -220,8 +224,7 @@ def _fast_logits_layers(
             # sums over (n, H, d_head) arrays). Per input only the scores (H numbers per
             # position) and the values a and b select are gathered.
             k0, v0 = kv0.split(dh, dim=-1)  # (K, V, H, dh) by a
-            q1, k1, v1 = proj(x1, torch.cat([W_Q, W_K, W_V], dim=3),
-                              torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)  # by b
+            q1, k1, v1 = proj(x1, qkv_W, qkv_b).split(dh, dim=-1)  # by b
             s10 = torch.einsum("kbhe,kahe->kbah", q1, k0).reshape(K, V * V, H) * scale
             tables = torch.cat([score(q2, k0), score(q2, k1), score(q1, k1), s10], dim=1)  # (K, 3V + V^2, H)
             s20, s21, s11, s10 = _gather(tables, torch.stack([a, V + b, 2 * V + b, 3 * V + b * V + a], dim=2)).unbind(2)
@@ -235,10 +238,9 @@ def _fast_logits_layers(
             # 2 per input (the last layer needs no query at position 1).
             k0, v0 = _gather(kv0.reshape(K, V, 2 * HD), a).reshape(K, n, H, 2 * dh).split(dh, dim=-1)
             if last:
-                k1, v1 = proj(x1, torch.cat([W_K, W_V], dim=3), torch.cat([b_K, b_V], dim=2)).split(dh, dim=-1)
+                k1, v1 = proj(x1, kv_W, kv_b).split(dh, dim=-1)
             else:
-                q1, k1, v1 = proj(x1, torch.cat([W_Q, W_K, W_V], dim=3),
-                                  torch.cat([b_Q, b_K, b_V], dim=2)).split(dh, dim=-1)
+                q1, k1, v1 = proj(x1, qkv_W, qkv_b).split(dh, dim=-1)
                 z1 = mix([score(q1, k0), score(q1, k1)], [v0, v1])
             z2 = mix([score(q2, k0), score(q2, k1), score(q2, k2)], [v0, v1, v2])
         mid2 = torch.baddbmm(x2 + b_O[:, None], z2, W_O)  # (K, n, d)

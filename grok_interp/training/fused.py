@@ -101,7 +101,10 @@ class MLPLogits(torch.autograd.Function):
             torch.ops.aten.threshold_backward.grad_input(gprec, pc, 0.0, grad_input=gprec)  # in place
             if gz is not None:
                 gzc = torch.mm(gprec, A_in.T, out=gz[i : i + chunk])
-                gzc.add_(gc[:, :V]) if A_Up is None else gzc.addmm_(gc, A_Up.T)
+                if A_Up is None:
+                    gzc.add_(gc[:, :V])
+                else:
+                    gzc.addmm_(gc, A_Up.T)
         gA_in = z.T @ gpre if need[1] else None
         ga_in = gpre.sum(0) if need[2] else None
         gA_U = z.T @ gp if need[3] else None  # (never for the identity: None needs no gradient)
