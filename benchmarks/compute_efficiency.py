@@ -24,9 +24,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import grok_interp as g
 from grok_interp.training.forwards import fast_forward, hooked_forward
-from grok_interp.training import loss_fn, make_optimizer
+
+import half_step
 
 
 def main() -> None:
@@ -38,18 +38,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     args = ap.parse_args()
 
-    cfg = g.RunConfig.from_kwargs(p=args.p)
-    task = g.Task(p=args.p)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    model = g.models.build_model(cfg.model, task)
-    opt = make_optimizer(model, cfg.train)
+    model, opt, toks, labels = half_step.full_batch(*half_step.main_job(args.p))
 
     def step(fwd) -> None:
-        loss = loss_fn(fwd(model, toks), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        half_step.train_step(model, opt, toks, labels, fwd)
 
     forwards = {"fast": fast_forward, "hooked": hooked_forward}
     flops = {}

@@ -17,6 +17,7 @@ One thread. The setups of the paper's reference runs:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import statistics
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-import grok_interp as g
-from grok_interp.training import loss_fn, make_optimizer
 from grok_interp.training.forwards import fast_forward
+
+import half_step
 
 ROOT = Path(__file__).resolve().parent.parent
 FILE = "grok_interp/training/forwards.py"
@@ -61,24 +62,12 @@ def main() -> None:
     torch.set_num_threads(1)
     old = load_forwards(args.rev)
     bias = {} if args.bias else dict(attn_bias=False, unembed_bias=False)
-    cfg = g.RunConfig.from_kwargs(p=args.p, op=args.op, frac=args.frac, n_layers=args.layers, **bias)
-    task = g.Task(p=args.p, op=args.op)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    model = g.models.build_model(cfg.model, task)
-    opt = make_optimizer(model, cfg.train)
+    model, opt, toks, labels = half_step.full_batch(
+        *half_step.job(args.p, args.op, frac=args.frac, n_layers=args.layers, **bias))
     with torch.no_grad():
         diff = (fast_forward(model, toks) - old.fast_forward(model, toks)).abs().max().item()
-
-    def stepper(fwd):
-        def step() -> None:
-            loss = loss_fn(fwd(model, toks), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
-
-    steps = {"rev": stepper(old.fast_forward), "now": stepper(fast_forward)}
+    steps = {name: functools.partial(half_step.train_step, model, opt, toks, labels, fwd)
+             for name, fwd in (("rev", old.fast_forward), ("now", fast_forward))}
     for step in steps.values():  # warm-up
         step()
     times: dict[str, list[float]] = {k: [] for k in steps}

@@ -29,8 +29,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import grok_interp as g
 from grok_interp.config import RunConfig
 from grok_interp.models import build_model
-from grok_interp.training import loss_fn, make_optimizer
+from grok_interp.training import make_optimizer
 from grok_interp.training.forwards import hooked_forward, mlp_fast_forward
+
+import half_step
 
 SETUPS = {
     "library": dict(p=97, arch="mlp", split="random", frac=0.5),
@@ -58,10 +60,7 @@ def main() -> None:
         opt = make_optimizer(model, cfg.train, fused=True)
 
         def step(fwd) -> None:
-            loss = loss_fn(fwd(model, toks), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            half_step.train_step(model, opt, toks, labels, fwd)
 
         with torch.no_grad():
             diff = (hooked_forward(model, toks) - mlp_fast_forward(model, toks)).abs().max().item()

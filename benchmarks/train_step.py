@@ -38,6 +38,7 @@ with a test evaluation every 10 steps) on one thread.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -52,7 +53,8 @@ from grok_interp.models import weights
 from grok_interp.threads import batch_parts
 from grok_interp.training import FullBatchStep, RunState, Schedule, TrainContext
 from grok_interp.training.forwards import compiled_forward, fast_forward, fast_logits, fast_weight_names, hooked_forward
-from grok_interp.training import loss_fn, make_optimizer
+
+import half_step
 
 
 def _block(step, n: int) -> tuple[float, float]:
@@ -103,22 +105,12 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> None:
 
-    cfg = g.RunConfig.from_kwargs(p=args.p, **_model_options(args))
-    task = g.Task(p=args.p)
-    split = g.Split.build(task, "random", cfg.data.frac, cfg.data.data_seed)
-    toks, labels = task.tokens(split.train_pairs), task.answers(split.train_pairs)
-    model = g.models.build_model(cfg.model, task)
-    opt = make_optimizer(model, cfg.train)
+    cfg, task, split = half_step.job(args.p, **_model_options(args))
+    model, opt, toks, labels = half_step.full_batch(cfg, task, split)
     backend = g.models.backend_of(model)
 
     def stepper(fwd):
-        def step() -> None:
-            loss = loss_fn(fwd(model, toks), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        return step
+        return functools.partial(half_step.train_step, model, opt, toks, labels, fwd)
 
     loops = {"naive": stepper(hooked_forward), "fast": stepper(unfused_forward), "fused": stepper(fast_forward),
              "split": None}
