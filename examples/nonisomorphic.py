@@ -83,14 +83,21 @@ def report(table, hist, scale: dict, results: Path) -> None:
         print(f"\nacc * (1 - frac) across fractions (medians): min {prod.min():.4f}, max {prod.max():.4f}, "
               f"max/min {prod.max() / max(prod.min(), 1e-12):.2f} (the paper: about constant)")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    # colour per fraction, line style per seed; the dotted line is the fraction's transpose ceiling
     colors = {f: f"C{i}" for i, f in enumerate(sorted(table["frac"].unique()))}
+    styles = {s: ("-", "--", "-.")[i % 3] for i, s in enumerate(sorted(table["seed"].unique()))}
     for _, row in table[table["status"] != "failed"].iterrows():
         h = hist(row["run"])
         lab = f"frac {row['frac']} seed {row['seed']}"
-        axes[0].plot(h["step"], h["test_acc"], lw=1, color=colors[row["frac"]], label=lab)
-        axes[1].plot(h["step"], h["test_acc"] * (1 - row["frac"]), lw=1, color=colors[row["frac"]], label=lab)
+        kw = dict(lw=1, color=colors[row["frac"]], ls=styles[row["seed"]], label=lab)
+        axes[0].plot(h["step"], h["test_acc"], **kw)
+        axes[1].plot(h["step"], h["test_acc"] * (1 - row["frac"]), **kw)
+    for f, ceiling in table.groupby("frac")["ceiling_transpose"].first().items():
+        axes[0].axhline(ceiling, color=colors[f], ls=":", lw=0.8)
+        axes[1].axhline(ceiling * (1 - f), color=colors[f], ls=":", lw=0.8)
     axes[0].set(xlabel="step", ylabel="test accuracy", title="a^2+ab+b^2: test accuracy", ylim=(0, 1.02))
     axes[1].set(xlabel="step", ylabel="test acc * (1 - frac)", title="share of all pairs answered outside training")
+    fig.text(0.5, 0.005, "dotted: the transpose ceiling of each fraction", ha="center", fontsize=7)
     for ax in axes:
         ax.legend(fontsize=6)
     c.save(fig, results / "nonisomorphic.png")
