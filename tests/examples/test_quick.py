@@ -117,6 +117,11 @@ def test_nonisomorphic(tmp_path, capsys, setup):
     c = t["ceiling_transpose"]
     np.testing.assert_allclose(c * t["acc_transpose_trained"] + (1 - c) * t["acc_other"], t["final_test_acc"],
                                atol=2e-3)
+    # The seed summary carries L-Acc beside U-Acc (the three columns); L-Acc is a
+    # minimum after U-Acc is approached, so it never exceeds U-Acc, per run or in the medians.
+    summary = pd.read_csv(res / "summary.csv")
+    assert {"l_acc_median", "l_acc_min", "l_acc_max"} <= set(summary.columns)
+    assert (t["l_acc"] <= t["u_acc"]).all() and (summary["l_acc_median"] <= summary["u_acc_median"]).all()
     assert pngs(res) == ["nonisomorphic.png"]
     if setup == "reference":
         cfg = config_of(tmp_path / "reference" / "frac=0.5,seed=0")
