@@ -191,6 +191,9 @@ def test_embed_init(tmp_path, capsys, setup):
     assert f"{other} / random" in out
     assert sorted(t["embed_init"]) == sorted(["random", other] * 2)
     assert t["memorised_at"].notna().all() and "steps_to_99" in t
+    summary = pd.read_csv(res / "summary.csv")  # U-Acc, L-Acc and GO-Epoch, as in every study
+    assert {"u_acc_median", "l_acc_median", "l_acc_min", "l_acc_max", "grokked_at_median"} <= set(summary.columns)
+    assert (summary["l_acc_median"] <= summary["u_acc_median"]).all()
     # The structured run really started from its structured embedding.
     run = g.load_run(tmp_path / setup / f"seed=0,embed_init={other}")
     w = run.weights_at(0)["embed.W_E"][: run.task.p]
