@@ -70,8 +70,7 @@ METRICS = ("steps_to_99", "grokked_at", "onset_at", "u_acc", "l_acc")
 
 def report(table, hist, scale: dict, results: Path) -> None:
     c.show(table, "embedding init per run", ["run", "embed_init", "seed", "memorised_at", "grokked_at", "onset_at",
-                                             "steps_to_99", "u_acc", "l_acc", "final_step", "status",
-                                             "error"])
+                                             "steps_to_99", "u_acc", "l_acc", "final_step", "status", "error"])
     summary = c.report_summary(table, ["embed_init"], results, "per init (steps_to_99: runs that reached 0.99)",
                                METRICS)
     s = summary.set_index("embed_init")
