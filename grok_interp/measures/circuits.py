@@ -1,49 +1,61 @@
-"""Circuit measures (Nanda et al. 2023): restricted and excluded loss, logit similarity,
-weight norm.
+"""Circuit measures of Nanda et al. (2023): restricted and excluded loss, logit
+similarity, weight norm; every variant named by what it computes.
 
-All of them look at the last-position logits of the ``p x p`` grid of pairs as a cube
-``L(a, b, c)`` and at the *key directions* of frequency ``k``,
-``cos(w_k (r(a, b) - c))`` and ``sin(w_k (r(a, b) - c))`` with ``w_k = 2 pi k / p`` and
-``r(a, b)`` the task's answer; for addition this is ``a + b - c``, the directions of
-the Fourier multiplication algorithm. Only valid pairs enter (``divide`` skips
-``b = 0``). For operations other than ``add`` the same definition is applied to the
-answer ``r(a, b)``; it measures how much of the logits is a function of ``r - c`` at
-the key frequencies, which is the algorithm's signature only for addition.
+The defaults are **the paper's**: what the progress-measures code computes
+(repository mechanistic-interpretability-grokking/progress-measures-paper,
+``transformers.py``: ``calculate_trig_loss``, ``calculate_excluded_loss``;
+``helpers.py``: ``get_component_cos_xpy``, ``get_component_sin_xpy``, ``test_logits``).
+``L`` is the ``(p^2, p)`` matrix of last-position logits over the grid of pairs
+(a-major), in float64. For a key frequency ``k`` (``w_k = 2 pi k / p``) let ``u_k`` and
+``v_k`` be the unit vectors over the pairs along ``cos(w_k (a + b))`` and
+``sin(w_k (a + b))``. The paper keeps, *per output class* (each column of ``L``), only
+those components::
 
-Pair sets: ``all`` (every valid pair), ``train`` or ``test`` (need a
-:class:`~grok_interp.Split` or a run as ``data``).
+    R = sum_k (u_k u_k^T L + v_k v_k^T L)            2 directions per frequency, p classes
+    restricted_loss = CE(R + mean_pairs(L - R), r)   the "bias correction"; all pairs
+    excluded_loss   = CE(L - R, r)                   no correction; training pairs
 
-Which pairs each variant looks at, and what memorisation does to it (the projection is
-always fit on every valid pair; ``pairs`` only picks the pairs the loss averages over):
+and the per-frequency excluded loss removes one frequency's ``u_k, v_k`` at a time.
 
-=========================  ===============================  ==============================
-variant                    projection (fit on all pairs)    memorisation alone
-=========================  ===============================  ==============================
-``restricted_loss``        logit cube onto functions of     *lowers it*: the same for
-(logits, default)          ``r - c`` at key frequencies     every pair, so ``pairs`` does
-                                                            not change it
-``restricted_loss``        neuron acts onto functions of    lowers it less: falls later,
-(``level="neurons"``)      ``r(a, b)``, then W_out, W_U     with the Fourier circuit
-``trig_loss`` (ARENA)      each class's logits onto         lowers it, like the logit
-                           functions of ``r(a, b)``         level (differs by pair set)
-``excluded_loss``          logit cube minus the key part    stays low (memorisation
-                                                            does not use the key part)
-=========================  ===============================  ==============================
+Variants (``variant=``), each named for what it computes:
 
-Why memorisation lowers the logit-level restricted loss: the projection depends on the
-logits only through ``G(s) = sum over pairs of L[pair, r - s]``. Once the training pairs
-are memorised their correct logits (``s = 0``) are large, so ``G`` has a spike at
-``s = 0``; a spike has a component at every frequency, so its key-frequency part still
-peaks at ``s = 0`` and ranks the right answer first for *every* pair, test pairs
-included (a pure lookup table shows it: ``tests/test_measures_circuits.py``). So much of
-its fall during memorisation is memorisation, not a generalising circuit. Measured on
-the default p = 97 run (memorised at step 130, grokked at 7710) at step 1000, when test
-loss was 23.8: logit-level restricted loss 2.17, trig loss 3.40, neuron-level 5.48 (it
-rises while the model memorises, to 6.49 at step 2200, then falls with test loss; it
-moved half way 1810 steps before the accuracy jump, the logit level 6410; README). The
-neuron-level variant keeps only the neuron activations that are functions of
-``r(a, b)``; a lookup table's neurons mostly are not, so it falls later, with the
-Fourier circuit.
+===========================  ==========================================================
+``"paper"`` (default)        as above (progress-measures code)
+``"difference_projection"``  projects the whole logit cube onto functions of
+                             ``r - c``: ``cos/sin(w_k (r(a, b) - c))`` plus each pair's
+                             mean (2 directions per frequency in all; grok_interp 0.1's
+                             default, not the paper's)
+``"tl_demo"``                the TransformerLens Grokking demo (``demos/Grokking_Demo``,
+                             ``get_restricted_loss`` / ``get_excluded_loss``): neuron
+                             activations projected onto ``cos/sin(w_k (a + b))``; the
+                             restricted logits are ``N' W_out W_U`` (attention skip
+                             path, ``b_out`` and ``b_U`` dropped) with each class's mean
+                             logit re-added, on the test pairs; the excluded logits
+                             ``(N_ex W_out + resid_mid) W_U`` on the training pairs
+``"neuron_projection"``      neuron activations least-squares projected onto
+                             ``{1, cos/sin(w_k r(a, b))}``, then the model's own
+                             ``(resid_mid + N' W_out + b_out) W_U + b_U`` (grok_interp
+                             0.1's ``level="neurons"``)
+===========================  ==========================================================
+
+For operations other than ``add`` the paper's directions are taken on the answer
+``r(a, b)`` instead of ``a + b`` (for ``add`` the two are the same functions, since
+``w_k`` is a multiple of ``2 pi / p``); they are the signature of the Fourier algorithm
+only for addition. With invalid pairs (``divide``: ``b = 0``) the directions over the
+valid pairs are no longer orthogonal and the projection is onto their span (QR), which
+equals the paper's sum of rank-one projections whenever they are.
+
+Memorisation and the projections: a memorised training set makes the correct logit of
+every training pair large; a spike at ``r = c`` has a component at every frequency, so
+*every* projection above ranks the right answer first for pairs it was never trained
+on, and the restricted losses fall during memorisation as well as with the circuit (a
+pure lookup table shows it: ``tests/measures/test_circuits.py``). The neuron-level
+variants fall later, as the Fourier neurons form.
+
+Pair sets (``pairs=``): ``all``, ``train`` or ``test`` (the last two need a
+:class:`~grok_interp.Split` or a run); the default is each variant's source's own
+(``None``). The projection is always fit on every valid pair; ``pairs`` picks the pairs
+the cross-entropy averages over.
 """
 
 from __future__ import annotations
@@ -65,6 +77,8 @@ from ._probe import Probe, canonical, fits, neuron_hook, probe_of
 from .fourier import basis64, key_frequencies
 
 __all__ = [
+    "VARIANTS",
+    "trig_directions",
     "key_projection",
     "restricted_loss",
     "excluded_loss",
@@ -72,6 +86,14 @@ __all__ = [
     "logit_cosine_similarity",
     "weight_norm",
 ]
+
+#: The restricted/excluded loss variants (see the module docstring), default first.
+VARIANTS = ("paper", "difference_projection", "tl_demo", "neuron_projection")
+#: Each variant's pair set when ``pairs=None``: its source's own choice.
+_DEFAULT_PAIRS = {
+    "restricted": {"paper": "all", "difference_projection": "all", "tl_demo": "test", "neuron_projection": "all"},
+    "excluded": dict.fromkeys(VARIANTS, "train"),
+}
 
 
 def _pair_mask(task: Task, split: Split | None, pairs: str) -> Tensor:
@@ -94,6 +116,29 @@ def _freq_rows(p: int, freqs: Iterable[int], parts: str = "cos+sin") -> list[int
     return rows
 
 
+def trig_directions(task: Task, key_freqs: Iterable[int], device: Any = None) -> Float[Tensor, "n_valid two_k"]:
+    """The paper's directions over the valid pairs: orthonormal columns
+    ``cos(w_k r), sin(w_k r)`` for each key frequency, in that order, ``r = r(a, b)`` the
+    answer (``a + b`` for addition) and ``w_k = 2 pi k / p``.
+
+    Each column is ``u(w_k r) / ||u(w_k r)||``, exactly the progress-measures code's
+    ``get_component_cos_xpy`` / ``get_component_sin_xpy`` directions (which build them
+    from the 2-D Fourier basis as ``(cos a cos b - sin a sin b) / sqrt 2`` and
+    ``(sin a cos b + cos a sin b) / sqrt 2``). On the full grid they are orthogonal; where
+    pairs are invalid (``divide``) they are orthonormalised (QR), so ``Q Q^T`` stays the
+    projection onto their span.
+    """
+    p = task.p
+    _freq_rows(p, key_freqs)  # range check
+    r = task.labels.reshape(-1)[task.valid.reshape(-1)].to(device=device, dtype=torch.float64)
+    k = torch.tensor([int(f) for f in key_freqs], dtype=torch.float64, device=device)
+    w = (2 * math.pi / p) * r[:, None] * k[None, :]
+    D = torch.stack([torch.cos(w), torch.sin(w)], dim=2).reshape(len(r), 2 * len(k))
+    if not bool(task.valid.all()) and D.shape[1]:
+        return torch.linalg.qr(D).Q
+    return D / D.norm(dim=0, keepdim=True)
+
+
 def key_projection(
     logits: Float[Tensor, "n p"],
     answers: Int[Tensor, " n"],
@@ -102,7 +147,8 @@ def key_projection(
     *,
     index: Int[Tensor, "n p"] | None = None,
 ) -> Float[Tensor, "n p"]:
-    """Orthogonal projection of logits onto the key directions ``cos/sin(w_k (r - c))``.
+    """``difference_projection``: orthogonal projection of the logit cube onto the
+    directions ``cos/sin(w_k (r - c))`` (not the paper's construction).
 
     Every row is a pair with answer ``r``; column ``c`` is an output class. The directions,
     as functions of ``(pair, c)``, depend only on ``s = r - c mod p``, so the projection is
@@ -134,9 +180,16 @@ class _Cube:
         valid = probe.valid
         self.L = probe.logits().double()[valid]
         self.r = probe.answers[valid].to(self.L.device)
-        self.index = _rc_index(self.r, probe.task.p)
         self.mean = self.L.mean(1, keepdim=True)
         self.valid = valid
+        self.task = probe.task
+        self._index: Tensor | None = None
+
+    @property
+    def index(self) -> Tensor:
+        if self._index is None:
+            self._index = _rc_index(self.r, self.task.p)
+        return self._index
 
     @classmethod
     def of(cls, probe: Probe) -> "_Cube":
@@ -148,8 +201,14 @@ class _Cube:
         return cube
 
     def project(self, freqs: Iterable[int], parts: str = "cos+sin", centred: bool = False) -> Tensor:
+        """The ``difference_projection`` of the (optionally pair-centred) logits."""
         L = self.L - self.mean if centred else self.L
         return key_projection(L, self.r, freqs, parts, index=self.index)
+
+    def per_class(self, freqs: Iterable[int]) -> Tensor:
+        """The paper's ``R``: each class's logits projected onto :func:`trig_directions`."""
+        Q = trig_directions(self.task, freqs, self.L.device)
+        return Q @ (Q.T @ self.L)
 
 
 def _ce(logits: Tensor, answers: Tensor) -> float:
@@ -158,10 +217,17 @@ def _ce(logits: Tensor, answers: Tensor) -> float:
     return float(F.cross_entropy(logits.double(), answers))
 
 
-# --- neuron-level variants (TransformerLens demo) ------------------------------------------
-def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
-    """Logits with the last MLP layer's neuron activations restricted to / stripped of the
-    key directions ``cos/sin(w_k r(a, b))`` over pairs, the attention skip path kept."""
+# --- neuron-level variants ----------------------------------------------------------------
+def _one_layer(probe: Probe, variant: str) -> None:
+    cfg = getattr(probe.model, "cfg", None)
+    if cfg is None or cfg.n_layers != 1 or cfg.normalization_type is not None:
+        raise bad_value("variant", variant, "needs a one-layer transformer without LayerNorm")
+
+
+def _neuron_projection_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
+    """``neuron_projection``: the last MLP layer's neuron activations least-squares
+    projected onto ``{1, cos/sin(w_k r(a, b))}`` (restricted) or stripped of the key
+    part (excluded); the model's own skip path and biases kept."""
     model, task = probe.model, probe.task
     w = canonical(model)
     hook = neuron_hook(model)
@@ -169,9 +235,7 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
         skip = None
         W_out, b_out = None, None
     else:
-        cfg = model.cfg
-        if cfg.n_layers != 1 or cfg.normalization_type is not None:
-            raise bad_value("level", "neurons", "needs a one-layer transformer without LayerNorm")
+        _one_layer(probe, "neuron_projection")
         skip = probe.act("blocks.0.hook_resid_mid").double()
         W_out, b_out = w["blocks.0.mlp.W_out"].detach().double(), w["blocks.0.mlp.b_out"].detach().double()
     N = probe.act(hook).double()
@@ -195,11 +259,74 @@ def _neuron_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
     return out
 
 
+def _tl_demo_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
+    """``tl_demo``: the TransformerLens Grokking demo's ``get_restricted_loss`` and
+    ``get_excluded_loss``, term for term.
+
+    ``N`` the neuron activations (``blocks.0.mlp.hook_post``, last position), ``P`` their
+    projection onto the directions of :func:`trig_directions` (the demo's
+    ``cos_apb_vec``, ``sin_apb_vec``). Restricted: ``N' = mean_pairs(N) + P``,
+    ``L' = N' W_out W_U``, then ``L' += mean_pairs(L) - mean_pairs(L')``. Excluded:
+    ``L' = ((N - P) W_out + resid_mid) W_U``. ``b_out`` and ``b_U`` appear in neither
+    (the demo's model has them frozen at zero).
+    """
+    if isinstance(probe.model, MLPBaseline):
+        raise bad_value("variant", "tl_demo", "is the demo's one-layer transformer computation; the MLP baseline has none")
+    _one_layer(probe, "tl_demo")
+    w = canonical(probe.model)
+    valid = probe.valid
+    N = probe.act(neuron_hook(probe.model)).double()[valid]
+    Q = trig_directions(probe.task, key_freqs, N.device)
+    P = Q @ (Q.T @ N)
+    W_out, W_U = w["blocks.0.mlp.W_out"].detach().double(), w["unembed.W_U"].detach().double()
+    out = torch.full((len(valid), W_U.shape[1]), math.nan, dtype=torch.float64, device=N.device)
+    if mode == "restricted":
+        Lr = (N.mean(0, keepdim=True) + P) @ W_out @ W_U
+        out[valid] = Lr + (_Cube.of(probe).L.mean(0, keepdim=True) - Lr.mean(0, keepdim=True))
+    else:
+        resid_mid = probe.act("blocks.0.hook_resid_mid").double()[valid]
+        out[valid] = ((N - P) @ W_out + resid_mid) @ W_U
+    return out
+
+
 def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Iterable[str] = ()) -> tuple[Probe, list[int]]:
     probe = probe_of(model, fits(model, task), hooks)
     if key_freqs is None:
         key_freqs = key_frequencies(probe, task)
     return probe, sorted(int(k) for k in key_freqs)
+
+
+def _check_variant(variant: str, level: str | None) -> None:
+    if level is not None:
+        raise bad_value(
+            "level", level,
+            "was replaced by variant= in grok_interp 0.2 (the default is now the paper's per-class "
+            "projection): level='logits' is variant='difference_projection', level='neurons' is "
+            "variant='neuron_projection'",
+        )
+    check_choice("variant", variant, VARIANTS)
+
+
+def _restricted_logits(probe: Probe, freqs: list[int], variant: str) -> tuple[Tensor, Tensor]:
+    """Restricted logits of the valid pairs and their answers."""
+    cube = _Cube.of(probe)
+    if variant == "paper":
+        R = cube.per_class(freqs)
+        return R + (cube.L - R).mean(0, keepdim=True), cube.r
+    if variant == "difference_projection":
+        return cube.project(freqs) + cube.mean, cube.r
+    make = _tl_demo_logits if variant == "tl_demo" else _neuron_projection_logits
+    return make(probe, freqs, "restricted")[cube.valid], cube.r
+
+
+def _excluded_logits(probe: Probe, freqs: list[int], variant: str) -> tuple[Tensor, Tensor]:
+    cube = _Cube.of(probe)
+    if variant == "paper":
+        return cube.L - cube.per_class(freqs), cube.r
+    if variant == "difference_projection":
+        return cube.L - cube.project(freqs), cube.r
+    make = _tl_demo_logits if variant == "tl_demo" else _neuron_projection_logits
+    return make(probe, freqs, "excluded")[cube.valid], cube.r
 
 
 @torch.no_grad()
@@ -208,27 +335,25 @@ def restricted_loss(
     data: TaskRun | Split | Task | int,
     key_freqs: Iterable[int] | None = None,
     *,
-    pairs: str = "all",
-    level: str = "logits",
+    variant: str = "paper",
+    pairs: str | None = None,
+    level: str | None = None,
 ) -> float:
-    """Loss of the model restricted to its key frequencies.
+    """Loss of the model restricted to its key frequencies (Nanda et al. 2023).
 
-    Default (logit level, all pairs): ``L' = proj_key(L) + mean_c L``, the projection of
-    the logit cube onto ``span{cos(w_k (r - c)), sin(w_k (r - c)) : k key}`` plus each
-    pair's mean logit, and ``restricted_loss = CE(L', r)`` over every valid pair.
+    Default (``variant="paper"``, the progress-measures code's ``calculate_trig_loss``
+    with ``helpers.test_logits(..., bias_correction=True, mode="all")``): with ``L`` the
+    float64 logits ``(pairs, classes)`` and :func:`trig_directions` ``u_k, v_k``
+    (``cos/sin(w_k (a + b))``, unit norm over the pairs)::
 
-    Pairs: the projection is fit on every valid pair whatever ``pairs`` says; ``pairs``
-    only picks the pairs the cross-entropy averages over. At logit level ``L'[pair, c]``
-    minus its pair mean is a function ``f((r - c) mod p)`` shared by all pairs, so every
-    pair has the same loss and ``pairs="train"``, ``"test"`` and ``"all"`` give the same
-    value. At neuron level the restricted activations are functions of ``r(a, b)`` but
-    the skip path is the pair's own, so the pair sets differ.
+        R  = sum_k (u_k u_k^T L + v_k v_k^T L)      each class's column kept along u_k, v_k
+        L' = R + mean_pairs(L - R)                  bias correction: each class's mean logit
+        restricted_loss = CE(L', r) over all pairs
 
-    Memorisation: the logit-level value falls *during memorisation*, before any
-    generalising circuit exists (see the module docstring: memorised training logits
-    alone make ``f`` peak at ``r - c = 0``); use it as a leading measure of grokking only
-    after memorisation, or use ``level="neurons"``, which stays high while the model
-    memorises and falls as the Fourier circuit forms. See also :func:`trig_loss`.
+    The other variants (module docstring): ``difference_projection``
+    (``L' = proj_{cos/sin(w_k (r - c))}(L) + mean_c L``), ``tl_demo`` (the
+    TransformerLens demo's ``get_restricted_loss``, on the test pairs) and
+    ``neuron_projection`` (neurons projected, the model's own skip path and biases).
 
     Args:
         model: A hooked model (or a :class:`Probe` run on it).
@@ -236,26 +361,32 @@ def restricted_loss(
         key_freqs: Frequencies to keep; default the model's own
             ``key_frequencies(model, task)`` (hold the final checkpoint's fixed to follow
             the literature: :meth:`GrokRun.measure`).
-        pairs: ``all`` (default), ``train`` or ``test``.
-        level: ``logits`` (default) or ``neurons`` (the TransformerLens demo's variant:
-            last-layer neuron activations ``N`` over the valid pairs, least-squares
-            projected onto ``span{1, cos(w_k r(a, b)), sin(w_k r(a, b)) : k key}``, then
-            ``L' = (resid_mid + N' W_out + b_out) W_U + b_U``, the attention skip path
-            kept; one-layer models without LayerNorm and the MLP baseline).
+        variant: ``paper`` (default), ``difference_projection``, ``tl_demo`` or
+            ``neuron_projection``.
+        pairs: ``all``, ``train`` or ``test``; default the variant's source's (``test``
+            for ``tl_demo``, else ``all``).
+        level: Removed in 0.2 (an error says which ``variant`` replaces it).
 
     Returns:
         Cross-entropy (nats).
+
+    Example:
+        >>> import grok_interp as g
+        >>> task = g.Task(7)
+        >>> model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
+        >>> with torch.no_grad():
+        ...     L = model(task.tokens(task.all_pairs()))[:, -1].double()
+        >>> nothing_kept = restricted_loss(model, task, [])   # R = 0: each class's mean logit, for every pair
+        >>> abs(nothing_kept - float(F.cross_entropy(L.mean(0).expand_as(L), task.answers(task.all_pairs())))) < 1e-6
+        True
     """
+    _check_variant(variant, level)
     task, split = as_task_split(data, "data")
-    check_choice("level", level, ("logits", "neurons"))
-    mask = _pair_mask(task, split, pairs)
+    mask = _pair_mask(task, split, pairs or _DEFAULT_PAIRS["restricted"][variant])
     probe, freqs = _resolve(model, task, key_freqs)
-    ans = probe.answers
-    if level == "neurons":
-        return _ce(_neuron_logits(probe, freqs, "restricted")[mask], ans[mask])
-    cube = _Cube.of(probe)
-    sel = mask[cube.valid]
-    return _ce((cube.project(freqs) + cube.mean)[sel], cube.r[sel])
+    logits, r = _restricted_logits(probe, freqs, variant)
+    sel = mask[probe.valid]
+    return _ce(logits[sel], r[sel])
 
 
 @torch.no_grad()
@@ -264,48 +395,49 @@ def excluded_loss(
     data: TaskRun | Split | Task | int,
     key_freqs: Iterable[int] | None = None,
     *,
-    pairs: str = "train",
+    variant: str = "paper",
+    pairs: str | None = None,
     per_frequency: bool = False,
-    level: str = "logits",
+    level: str | None = None,
 ) -> float | dict[int, float]:
-    """Loss of the model with its key frequencies removed.
+    """Loss of the model with its key frequencies removed (Nanda et al. 2023).
 
-    Default (all key frequencies at once, train split): ``L' = L - proj_key(L)`` and
-    ``excluded_loss = CE(L', r)`` on the training pairs. The projection is fit on every
-    valid pair (as in :func:`restricted_loss`); ``pairs`` picks the pairs averaged over.
-    On the training pairs it asks how well the model fits its training set without the
-    key directions. Memorisation does not need them, so it stays low while the model
-    memorises and rises as the generalising circuit takes over the training loss. On
-    test pairs (``pairs="test"``) it is high throughout: without the key part nothing
-    predicts an unseen pair. At ``level="neurons"`` the key part is removed from the
-    neuron activations (same projection as the neuron-level restricted loss).
+    Default (``variant="paper"``): ``excluded_loss = CE(L - R, r)`` on the training pairs,
+    ``R`` as in :func:`restricted_loss` (every class's components along
+    ``cos/sin(w_k (a + b))`` of every key frequency), no bias correction
+    (``helpers.test_logits(logits - cos - sin, bias_correction=False, mode="train")``).
+    ``per_frequency=True`` removes one frequency's two directions at a time, as the
+    progress-measures code's ``calculate_excluded_loss`` records it.
+
+    It stays low while the model memorises (memorisation does not need the key
+    directions) and rises as the generalising circuit takes over the training loss. The
+    other variants: ``difference_projection`` (removes ``cos/sin(w_k (r - c))`` from the
+    cube), ``tl_demo`` (the demo's ``get_excluded_loss``: neurons stripped of the key
+    directions, ``((N - P) W_out + resid_mid) W_U``) and ``neuron_projection``.
 
     Args:
         model: A hooked model (or a :class:`Probe`).
-        data: Split or run (default ``pairs="train"`` needs one), or a Task with
+        data: Split or run (the default ``pairs="train"`` needs one), or a Task with
             ``pairs="all"``.
         key_freqs: As in :func:`restricted_loss`.
+        variant: As in :func:`restricted_loss`.
         pairs: ``train`` (default), ``test`` or ``all``.
         per_frequency: Remove one frequency at a time instead (returns a dict).
-        level: ``logits`` (default) or ``neurons`` (see :func:`restricted_loss`).
+        level: Removed in 0.2 (an error says which ``variant`` replaces it).
 
     Returns:
         Cross-entropy (nats), or ``{k: loss with frequency k removed}``.
     """
+    _check_variant(variant, level)
     task, split = as_task_split(data, "data")
-    check_choice("level", level, ("logits", "neurons"))
-    mask = _pair_mask(task, split, pairs)
+    mask = _pair_mask(task, split, pairs or _DEFAULT_PAIRS["excluded"][variant])
     probe, freqs = _resolve(model, task, key_freqs)
+    sel = mask[probe.valid]
     groups = [[k] for k in freqs] if per_frequency else [freqs]
-    ans = probe.answers
     out = []
-    for g in groups:
-        if level == "neurons":
-            out.append(_ce(_neuron_logits(probe, g, "excluded")[mask], ans[mask]))
-            continue
-        cube = _Cube.of(probe)
-        sel = mask[cube.valid]
-        out.append(_ce((cube.L - cube.project(g))[sel], cube.r[sel]))
+    for group in groups:
+        logits, r = _excluded_logits(probe, group, variant)
+        out.append(_ce(logits[sel], r[sel]))
     return {k[0]: v for k, v in zip(groups, out)} if per_frequency else out[0]
 
 
@@ -317,56 +449,13 @@ def trig_loss(
     *,
     pairs: str = "all",
 ) -> float:
-    """ARENA's trig loss: each output class's logits kept only in ``cos/sin(w_k r(a, b))``.
+    """The progress-measures code's name for the paper's restricted loss (ARENA chapter
+    1.5.2 calls it ``trig_loss`` too): ``restricted_loss(..., variant="paper")``.
 
-    ARENA (chapter 1.5.2, "Grokking and Modular Arithmetic") projects the logits over the
-    ``(a, b)`` grid, one output class ``c`` at a time, onto the normalised directions
-    ``cos(w_k (a + b))`` and ``sin(w_k (a + b))`` for each key frequency, sums the
-    projections, applies a bias correction and takes cross-entropy::
-
-        T[:, c] = sum_k sum_{u in {cos, sin}} <L[:, c], u_k> u_k     u_k(a, b) = u(w_k r(a, b)) / norm
-        L'[:, c] = T[:, c] - mean_pairs T[:, c] + mean_pairs L[:, c]  (bias correction)
-        trig_loss = CE(L', r) over ``pairs``
-
-    ``r(a, b)`` is the task's answer (``a + b`` for addition, as in ARENA; other
-    operations use their own answer). Here the projection is a least-squares fit on the
-    span of all the directions over the valid pairs, which equals ARENA's sum of
-    separate projections when the directions are orthogonal (every pair valid, distinct
-    frequencies) and stays a projection when they are not (``divide`` drops ``b = 0``).
-
-    Unlike :func:`restricted_loss` (logit level) the coefficients are free per class
-    ``c``; it does not impose the ``r - c`` structure, and the bias correction keeps each
-    class's mean logit (``b_U`` and friends) rather than each pair's. The restricted
-    logits are a function of ``(r, c)`` only, so pairs with the same answer have the same
-    loss, and the pair sets differ only through their mix of answers. Memorisation
-    lowers it for the reason given in the module docstring (memorised training logits
-    make column ``c`` large where ``r = c``).
-
-    Args:
-        model: A hooked model (or a :class:`Probe`).
-        data: Task, Split or run (a Split is needed for ``pairs="train"/"test"``).
-        key_freqs: Frequencies to keep; default ``key_frequencies(model, task)``.
-        pairs: ``all`` (default, as ARENA's ``trig_loss``), ``train`` (ARENA's
-            ``trig_loss_train``) or ``test``.
-
-    Returns:
-        Cross-entropy (nats).
+    ``pairs="all"`` is ``calculate_trig_loss``'s default (``mode="all"``); ARENA's
+    ``trig_loss_train`` is ``pairs="train"``.
     """
-    task, split = as_task_split(data, "data")
-    mask = _pair_mask(task, split, pairs)
-    probe, freqs = _resolve(model, task, key_freqs)
-    cube = _Cube.of(probe)
-    p = task.p
-    w = (2 * math.pi / p) * cube.r.double()  # w_1 r over the valid pairs
-    k = torch.tensor(freqs, dtype=torch.float64, device=w.device)
-    D = torch.cat([torch.cos(w[:, None] * k), torch.sin(w[:, None] * k)], 1)  # (n_valid, 2K)
-    if D.shape[1] == 0:
-        T = torch.zeros_like(cube.L)
-    else:
-        T = D @ torch.linalg.lstsq(D, cube.L).solution
-    restricted = T - T.mean(0, keepdim=True) + cube.L.mean(0, keepdim=True)
-    sel = mask[cube.valid]
-    return _ce(restricted[sel], cube.r[sel])
+    return restricted_loss(model, data, key_freqs, variant="paper", pairs=pairs)  # type: ignore[return-value]
 
 
 @torch.no_grad()

@@ -176,22 +176,42 @@ def neuron_logit_map(model: nn.Module | dict[str, Tensor]) -> Float[Tensor, "d_m
 
 
 @torch.no_grad()
-def fourier_gini(model: nn.Module | dict[str, Tensor], task: Task | int) -> dict[str, float]:
-    """Gini sparsity of the per-frequency norms of ``W_E`` and of ``W_L = W_out W_U``.
+def fourier_gini(model: nn.Module | dict[str, Tensor], task: Task | int, *, norms: str = "frequency") -> dict[str, float]:
+    """Gini sparsity of the Fourier norms of ``W_E`` and of ``W_L = W_out W_U``.
 
-    ``gini_embed = gini(embedding_fourier_norms(W_E))``; ``gini_logit = gini(n_k)`` with
-    ``n_k`` the norm of the cos k and sin k Fourier coefficients of ``W_L`` taken over
-    the output classes (constant excluded). Both rise as the model concentrates on a
-    few key frequencies.
+    Two norm sets, by name (they differ by up to a quarter on a trained model):
+
+    * ``norms="frequency"`` (default): one norm per frequency ``k = 1..(p-1)/2``,
+      ``n_k = sqrt(||F_cos,k X||^2 + ||F_sin,k X||^2)`` (constant excluded): the
+      per-frequency norms of :func:`embedding_fourier_norms` for ``W_E`` (operand
+      tokens), and of ``W_L``'s Fourier transform over the output classes. Columns
+      ``gini_embed``, ``gini_logit``.
+    * ``norms="component"``: one norm per row of the Fourier basis (``const``,
+      ``cos k``, ``sin k``: ``p`` values), ``||F_j X||``; cos and sin of one frequency
+      count separately and the constant is included. Columns ``gini_embed_component``,
+      ``gini_logit_component``.
+
+    The Gini coefficient is :func:`gini` (Hurley and Rickard). Both rise as the model
+    concentrates on a few key frequencies. Nanda et al. (2023, appendix) report the
+    Gini of "the norms of the Fourier components" of ``W_E`` and ``W_L``; their public
+    ``transformers.py`` records no Gini, so neither set can be checked against their
+    code: pick one by name and say which.
 
     Returns:
-        ``{"gini_embed": ..., "gini_logit": ...}``.
+        ``{"gini_embed": ..., "gini_logit": ...}`` (``norms="frequency"``) or
+        ``{"gini_embed_component": ..., "gini_logit_component": ...}``.
     """
+    check_choice("norms", norms, ("frequency", "component"))
     task = as_task(task, model)
     w = canonical(model)
-    wl = neuron_logit_map(w).detach().double()
-    logit_norms = _freq_norms(fourier_transform_1d(wl, dim=1).T)
-    return {"gini_embed": gini(embedding_fourier_norms(w, task)), "gini_logit": gini(logit_norms)}
+    wl = fourier_transform_1d(neuron_logit_map(w).detach().double(), dim=1).T  # (p, d_mlp): rows = basis
+    if norms == "frequency":
+        return {"gini_embed": gini(embedding_fourier_norms(w, task)), "gini_logit": gini(_freq_norms(wl))}
+    W = embedding_matrix(w).detach().double()
+    ops = ("a", "b") if task.offset else ("a",)
+    embed_sq = [fourier_transform_1d(W[task.operand_tokens(o).to(W.device)], dim=0).pow(2).sum(1) for o in ops]
+    embed = torch.stack(embed_sq).mean(0).sqrt()
+    return {"gini_embed_component": gini(embed), "gini_logit_component": gini(wl.norm(dim=1))}
 
 
 def frequency_clusters_of(acts: Float[Tensor, "p_sq d_mlp"], p: int, threshold: float) -> pd.DataFrame:
@@ -261,6 +281,17 @@ def key_frequencies(
 
     Take them on one reference checkpoint (the final one, as in the literature) and hold
     them fixed across checkpoints: see :meth:`GrokRun.measure`.
+
+    Against the published codes: the ``neurons`` rule with threshold 0.85 is the rule
+    of Nanda et al.'s paper and the TransformerLens Grokking demo (a neuron belongs to
+    the frequency whose ``{const, cos k, sin k}^2`` block explains at least 0.85 of its
+    centred variance), and gives the same frequencies on our runs. Two other codes
+    differ from it: the analysis notebook of the progress-measures repository uses a
+    hand-written list for its main run (``key_freqs = [14, 35, 41, 42, 52]``), and
+    ``transformers.py``'s ``calculate_key_freqs`` gives *every* neuron its best
+    frequency, with no threshold, over ``range(1, p // 2)``, a loop that stops one
+    short and so can never return ``(p - 1) / 2``. Both are left out on purpose: the
+    first is not a rule, the second counts noise neurons and misses the top frequency.
 
     Returns:
         Sorted list of frequencies ``k`` in ``1..(p-1)/2``.

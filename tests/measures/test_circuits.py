@@ -169,7 +169,7 @@ def test_neuron_level_variants(built):
     T, model, task = built
     split = g.Split.random(task, frac=0.4, seed=1)
     # excluding nothing at neuron level rebuilds the model's own logits (skip path kept)
-    assert excluded_loss(model, split, [], level="neurons") == pytest.approx(_ce(T, split.train_mask), rel=1e-5)
+    assert excluded_loss(model, split, [], variant="neuron_projection") == pytest.approx(_ce(T, split.train_mask), rel=1e-5)
     # restricting neurons to all frequencies of a + b keeps what depends on a + b only:
     # the logits become T averaged over each anti-diagonal a + b = s
     s = (torch.arange(P)[:, None] + torch.arange(P)[None, :]) % P
@@ -177,10 +177,10 @@ def test_neuron_level_variants(built):
     for v in range(P):
         avg[s == v] = T[s == v].mean(0)
     all_k = list(range(1, (P - 1) // 2 + 1))
-    assert restricted_loss(model, task, all_k, level="neurons") == pytest.approx(_ce(avg), rel=1e-5)
+    assert restricted_loss(model, task, all_k, variant="neuron_projection") == pytest.approx(_ce(avg), rel=1e-5)
 
 
-def test_divide_skips_b_zero_pairs_and_all_frequencies_keep_every_function_of_r_minus_c():
+def test_divide_difference_projection_with_all_frequencies_keeps_every_function_of_r_minus_c():
     p = 7
     task = g.Task(p, op="divide")
     model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
@@ -194,7 +194,24 @@ def test_divide_skips_b_zero_pairs_and_all_frequencies_keep_every_function_of_r_
     s = (r[:, None] - torch.arange(p)[None, :]) % p
     f = torch.stack([centred[s == v].mean() for v in range(p)])
     expected = float(F.cross_entropy(f[s] + L.mean(1, keepdim=True), r))
-    assert restricted_loss(model, task, [1, 2, 3]) == pytest.approx(expected, rel=1e-6)
+    assert restricted_loss(model, task, [1, 2, 3], variant="difference_projection") == pytest.approx(expected, rel=1e-6)
+
+
+def test_divide_paper_projection_is_each_class_least_squares_fit_on_the_valid_pairs():
+    """b = 0 is skipped, so cos/sin(w_k r) over the valid pairs are not orthogonal: the
+    restricted logits are still each class's least-squares fit on their span."""
+    p = 7
+    task = g.Task(p, op="divide")
+    model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32), task)
+    pairs = task.all_pairs()
+    with torch.no_grad():
+        L = model(task.tokens(pairs))[:, -1].double()
+    r = task.answers(pairs).double()
+    D = torch.cat([torch.cos(2 * math.pi * k * r / p)[:, None] for k in (1, 3)]
+                  + [torch.sin(2 * math.pi * k * r / p)[:, None] for k in (1, 3)], 1)
+    R = D @ torch.linalg.lstsq(D, L).solution
+    expected = float(F.cross_entropy(R + (L - R).mean(0), task.answers(pairs)))
+    assert restricted_loss(model, task, [1, 3]) == pytest.approx(expected, rel=1e-6)
 
 
 def test_weight_norm_total_and_components():
@@ -239,7 +256,9 @@ def test_trig_loss_matches_an_independent_arena_computation():
     for keys in ([1], [2, 5], [1, 2, 3, 4, 5]):
         for pairs, mask in (("all", torch.ones(p, p, dtype=torch.bool)), ("train", split.train_mask), ("test", split.test_mask)):
             expected = _arena_trig_loss(L, p, keys, mask)
-            assert trig_loss(model, split, keys, pairs=pairs) == pytest.approx(expected, rel=1e-9), (keys, pairs)
+            # rel 1e-7: the measure's logits come from the fast forward, L from the hooked one
+            assert trig_loss(model, split, keys, pairs=pairs) == pytest.approx(expected, rel=1e-7), (keys, pairs)
+            assert restricted_loss(model, split, keys, pairs=pairs) == trig_loss(model, split, keys, pairs=pairs)
 
 
 def test_trig_loss_keeps_a_pure_fourier_circuit_and_each_pairs_mean(built):
@@ -252,23 +271,23 @@ def test_trig_loss_keeps_a_pure_fourier_circuit_and_each_pairs_mean(built):
     assert trig_loss(model, task, [3]) == pytest.approx(math.log(P), rel=1e-6)  # a frequency it does not use
 
 
-def test_logit_level_restricted_loss_is_the_same_on_every_pair_set_the_others_are_not():
+def test_difference_projection_is_the_same_on_every_pair_set_the_others_are_not():
     """By construction (restricted logits are f(r - c) plus a per-pair constant), the
-    logit-level restricted loss does not depend on ``pairs``; the neuron-level variant
-    and the trig loss do, on a model whose pairs differ."""
+    difference projection does not depend on ``pairs``; the neuron-level variant and
+    the paper's per-class projection do, on a model whose pairs differ."""
     p = 13
     task = g.Task(p)
     split = g.Split.random(task, frac=0.3, seed=0)
     model = g.models.build_model(g.ModelConfig(d_model=16, n_heads=2, d_mlp=32, seed=2), task)
-    logit = [restricted_loss(model, split, [1, 4], pairs=s) for s in ("train", "test", "all")]
+    logit = [restricted_loss(model, split, [1, 4], pairs=s, variant="difference_projection") for s in ("train", "test", "all")]
     assert logit[0] == pytest.approx(logit[1], rel=1e-12) and logit[1] == pytest.approx(logit[2], rel=1e-12)
-    neurons = [restricted_loss(model, split, [1, 4], pairs=s, level="neurons") for s in ("train", "test")]
+    neurons = [restricted_loss(model, split, [1, 4], pairs=s, variant="neuron_projection") for s in ("train", "test")]
     assert abs(neurons[0] - neurons[1]) > 1e-6
     trig = [trig_loss(model, split, [1, 4], pairs=s) for s in ("train", "test")]
     assert abs(trig[0] - trig[1]) > 1e-6
 
 
-def test_a_memorising_lookup_table_lowers_the_logit_level_restricted_loss():
+def test_a_memorising_lookup_table_lowers_every_logit_level_restricted_loss():
     """A model that only memorises (logits: a one-hot lookup on the training pairs, zero
     on test pairs) has *no* test skill, yet its logit-level restricted loss falls below
     log p on the test pairs: memorised logits alone peak f(r - c) at r - c = 0."""
@@ -279,6 +298,6 @@ def test_a_memorising_lookup_table_lowers_the_logit_level_restricted_loss():
     T = 6.0 * F.one_hot((a + b) % p, p).double() * split.train_mask[..., None]
     model, _ = _hand_built(T, [], BACKENDS[0])
     assert _ce(T, split.test_mask) == pytest.approx(math.log(p), rel=1e-6)  # no test skill at all
-    restricted_test = restricted_loss(model, split, [1, 2, 3], pairs="test")
+    restricted_test = restricted_loss(model, split, [1, 2, 3], pairs="test", variant="difference_projection")
     assert restricted_test < 0.8 * math.log(p)
     assert trig_loss(model, split, [1, 2, 3], pairs="test") < 0.8 * math.log(p)
