@@ -12,8 +12,11 @@ saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
   :func:`fourier_transform_2d`, :func:`embedding_fourier_norms`,
   :func:`neuron_frequency_clusters`, :func:`key_frequencies`, :func:`gini`,
   :func:`fourier_gini`;
-* circuits: :func:`restricted_loss`, :func:`excluded_loss`, :func:`trig_loss` (ARENA),
-  :func:`logit_cosine_similarity`, :func:`weight_norm`;
+* circuits: :func:`restricted_loss`, :func:`excluded_loss` (Nanda et al.'s, and the
+  variants named in ``VARIANTS``), :func:`trig_loss` (the paper's restricted loss under
+  its code's name), :func:`trig_directions`, :func:`logit_cosine_similarity`,
+  :func:`weight_norm`;
+* numerical stability (Prieto et al. 2025): :func:`stability`, :func:`per_sample_loss`;
 * events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history);
 * recording: :func:`recorder`, :func:`compute_measures`, :func:`measure_checkpoints`;
 * comparison: :func:`compare_measures`.
@@ -23,7 +26,16 @@ names filter) on the hooked model.
 """
 
 from ._probe import Probe
-from .circuits import excluded_loss, key_projection, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
+from .circuits import (
+    VARIANTS,
+    excluded_loss,
+    key_projection,
+    logit_cosine_similarity,
+    restricted_loss,
+    trig_directions,
+    trig_loss,
+    weight_norm,
+)
 from .compare import compare_measures
 from .phases import Events, events
 from .fourier import (
@@ -38,7 +50,16 @@ from .fourier import (
     neuron_frequency_clusters,
     neuron_logit_map,
 )
-from .record import DEFAULT_MEASURES, FOURIER_MEASURES, MEASURE_NAMES, compute_measures, measure_checkpoints, recorder
+from .record import (
+    DEFAULT_MEASURES,
+    FOURIER_MEASURES,
+    MEASURE_NAMES,
+    RENAMED_MEASURES,
+    compute_measures,
+    measure_checkpoints,
+    recorder,
+)
+from .stability import DTYPES, per_sample_loss, stability
 from .uniformity import MED_VARIANTS, activation_med, med, rqi, uniformity_stats
 
 __all__ = [
@@ -60,6 +81,12 @@ __all__ = [
     "restricted_loss",
     "excluded_loss",
     "trig_loss",
+    "trig_directions",
+    "VARIANTS",
+    "stability",
+    "per_sample_loss",
+    "DTYPES",
+    "RENAMED_MEASURES",
     "logit_cosine_similarity",
     "key_projection",
     "weight_norm",

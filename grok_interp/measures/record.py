@@ -15,15 +15,26 @@ name                          columns                                           
 ``uniformity``                ``med_cv``, ``nn_spread``, ``norm_spread``,            no
                               ``top2_variance``
 ``weight_norm``               ``weight_norm`` and ``weight_norm.<component>``        no
-``gini``                      ``gini_embed``, ``gini_logit``                         no
+``gini``                      ``gini_embed``, ``gini_logit`` (per-frequency norms)     no
+``gini_component``            ``gini_embed_component``, ``gini_logit_component``      no
+                              (per-component norms: const, cos k, sin k)
 ``activation_med``            ``activation_med`` (first MLP layer's ``hook_post``)    p inputs
 ``rqi``                       ``rqi`` (addition only)                                no
 ``key_freqs``                 ``n_key_freqs``, ``key_freqs`` (e.g. ``"14 35 41"``)    yes
-``restricted_loss``           ``restricted_loss``                                    yes
-``excluded_loss``             ``excluded_loss``                                      yes
-``restricted_loss_neurons``   ``restricted_loss_neurons`` (``level="neurons"``)      yes
-``trig_loss``                 ``trig_loss`` (ARENA's, all pairs)                     yes
+``restricted_loss``           ``restricted_loss`` (the paper's, all pairs)           yes
+``excluded_loss``             ``excluded_loss`` (the paper's, training pairs)        yes
+``excluded_loss_per_freq``    ``excluded_loss_k<k>`` for each key frequency          yes
+``trig_loss``                 ``trig_loss`` (= the paper's restricted loss)          yes
+``restricted_loss_difference``  ``restricted_loss_difference``,                      yes
+``excluded_loss_difference``    ``excluded_loss_difference``
+                              (``variant="difference_projection"``)
+``restricted_loss_tl_demo``   ``restricted_loss_tl_demo`` (test pairs),              yes
+``excluded_loss_tl_demo``     ``excluded_loss_tl_demo`` (``variant="tl_demo"``)
+``restricted_loss_neuron_projection``, ``excluded_loss_neuron_projection``           yes
+                              (``variant="neuron_projection"``)
 ``logit_cosine``              ``logit_cosine``                                       yes
+``stability``                 ``sc_fraction``, ``zero_grad_fraction``,               train
+                              ``nlm_cosine``, ``logit_scale`` (Prieto et al.)        pairs
 ============================  =====================================================  =========
 
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
@@ -54,9 +65,10 @@ from ..tasks import Split, Task
 from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
+from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
-__all__ = ["MEASURE_NAMES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+__all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +102,26 @@ class _Ctx:
         return self.split if self.split is not None else self.task
 
 
-def _excluded(c: _Ctx) -> dict[str, float]:
-    pairs = "train" if c.split is not None else "all"
-    return {"excluded_loss": excluded_loss(c.probe, c.data, c.freqs(), pairs=pairs)}
+def _pairs(c: _Ctx) -> str:
+    """Training pairs for the excluded losses when there is a split; all pairs otherwise."""
+    return "train" if c.split is not None else "all"
+
+
+def _losses(kind: str, variant: str, column: str) -> Callable[[_Ctx], dict[str, Any]]:
+    """A registry entry for one restricted/excluded loss variant."""
+
+    def measure(c: _Ctx) -> dict[str, Any]:
+        if kind == "restricted":
+            pairs = "test" if variant == "tl_demo" and c.split is not None else "all"
+            return {column: restricted_loss(c.probe, c.data, c.freqs(), variant=variant, pairs=pairs)}
+        return {column: excluded_loss(c.probe, c.data, c.freqs(), variant=variant, pairs=_pairs(c))}
+
+    return measure
+
+
+def _excluded_per_freq(c: _Ctx) -> dict[str, Any]:
+    per = excluded_loss(c.probe, c.data, c.freqs(), per_frequency=True, pairs=_pairs(c))
+    return {f"excluded_loss_k{k}": v for k, v in per.items()}  # type: ignore[union-attr]
 
 
 _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
@@ -107,16 +136,28 @@ _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "uniformity": lambda c: uniformity_stats(c.model, c.task),
     "weight_norm": lambda c: weight_norm(c.model),
     "gini": lambda c: fourier_gini(c.model, c.task),
+    "gini_component": lambda c: fourier_gini(c.model, c.task, norms="component"),
     "activation_med": lambda c: {"activation_med": activation_med(c.model, c.task)},
     "rqi": lambda c: {"rqi": rqi(c.model, c.data)},
     "key_freqs": lambda c: {"n_key_freqs": len(c.freqs()), "key_freqs": " ".join(map(str, c.freqs()))},
-    "restricted_loss": lambda c: {"restricted_loss": restricted_loss(c.probe, c.data, c.freqs())},
-    "excluded_loss": _excluded,
-    "restricted_loss_neurons": lambda c: {
-        "restricted_loss_neurons": restricted_loss(c.probe, c.data, c.freqs(), level="neurons")
-    },
+    "restricted_loss": _losses("restricted", "paper", "restricted_loss"),
+    "excluded_loss": _losses("excluded", "paper", "excluded_loss"),
+    "excluded_loss_per_freq": _excluded_per_freq,
     "trig_loss": lambda c: {"trig_loss": trig_loss(c.probe, c.data, c.freqs())},
+    "restricted_loss_difference": _losses("restricted", "difference_projection", "restricted_loss_difference"),
+    "excluded_loss_difference": _losses("excluded", "difference_projection", "excluded_loss_difference"),
+    "restricted_loss_tl_demo": _losses("restricted", "tl_demo", "restricted_loss_tl_demo"),
+    "excluded_loss_tl_demo": _losses("excluded", "tl_demo", "excluded_loss_tl_demo"),
+    "restricted_loss_neuron_projection": _losses("restricted", "neuron_projection", "restricted_loss_neuron_projection"),
+    "excluded_loss_neuron_projection": _losses("excluded", "neuron_projection", "excluded_loss_neuron_projection"),
     "logit_cosine": lambda c: {"logit_cosine": logit_cosine_similarity(c.probe, c.data, c.freqs())},
+    "stability": lambda c: stability(c.model, c.split if c.split is not None else c.task),
+}
+#: Measure names of grok_interp 0.1 that now have other names (their definitions changed
+#: or they were renamed): asking for one is an error that names its successor.
+RENAMED_MEASURES = {
+    "restricted_loss_neurons": "restricted_loss_neuron_projection (0.1's level='neurons'); "
+    "restricted_loss is now the paper's per-class projection",
 }
 MEASURE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 _ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES}
@@ -128,6 +169,8 @@ def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Ca
     for m in items:
         if isinstance(m, str) and m in _ALIASES:
             out += [x for x in _ALIASES[m] if x not in out]
+        elif isinstance(m, str) and m in RENAMED_MEASURES:
+            raise bad_value("measure", m, "was renamed in grok_interp 0.2: use " + RENAMED_MEASURES[m])
         elif callable(m) or m in _REGISTRY:
             if m not in out:
                 out.append(m)
