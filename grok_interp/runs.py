@@ -603,6 +603,14 @@ def _restore(
             f"the run in {rs.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
         )
     state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
+    renamed = sorted(set(store.renamed_columns(store.check_format(raw, rs.file(CONFIG)))) & set(
+        state.history.columns if state is not None else ()))
+    if renamed:
+        raise bad_value(
+            "resume", True,
+            f"the run in {rs.path} recorded {renamed} under an earlier grok_interp's definitions; resuming would "
+            "mix two definitions in one column: load it with load_run (the columns are renamed there) or train anew",
+        )
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
         write_static(rs, config, task, split)
@@ -644,6 +652,7 @@ def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
         raise RunDirectoryError(f"run file {rs.file(CONFIG)}: {exc}") from exc
     task, split = read_task_split(path, config)
     w, history, source = rs.read_latest(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
+    history = store.migrate_history(history, store.check_format(rs.read_meta(), rs.file(CONFIG)))
     model = build_model(config.model, task, device=resolve_device(device))
     try:
         load_weights(model, w)

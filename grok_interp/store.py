@@ -73,7 +73,7 @@ from .errors import RunDirectoryError
 
 __all__ = [
     "CONFIG", "DATA", "MODEL", "HISTORY", "STATUS", "CHECKPOINTS", "OPTIMIZER", "LOCK", "FORMAT_VERSION",
-    "ADDED_KEYS", "RunStore", "ResumeState", "atomic_write", "write_json", "write_csv", "write_tensors",
+    "ADDED_KEYS", "RENAMED_COLUMNS", "renamed_columns", "migrate_history", "RunStore", "ResumeState", "atomic_write", "write_json", "write_csv", "write_tensors",
     "read_json", "read_tensors", "tensor_shapes", "read_history", "read_torch", "is_run_dir", "open_out",
     "check_fields", "register_loader", "run_kind", "load", "copy_run_dir",
 ]
@@ -93,8 +93,9 @@ _STATE = re.compile(r"state-(\d+)")
 _CHECKPOINT = re.compile(r"step_(\d+)\.safetensors")
 
 #: Version of the run-directory format this library writes (``config.json`` ->
-#: ``grok_interp.format``). Bump it when a config key is added, and record the key below.
-FORMAT_VERSION = 4
+#: ``grok_interp.format``). Bump it when a config key is added, and record the key below;
+#: or when a history column's name changes meaning (:data:`RENAMED_COLUMNS`).
+FORMAT_VERSION = 5
 
 #: Keys added to ``config.json`` in each format version, with the value that files of
 #: older versions meant by leaving them out: ``{version: {"section.key": default}}``
@@ -128,6 +129,34 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
         "train.eval_sparse": 1,
     },
 }
+
+#: History columns whose name took another meaning in a format version, with the name
+#: their values carry now: ``{version: {old name: new name}}``. A history of an older
+#: format is renamed on load (:func:`migrate_history`), never reinterpreted.
+RENAMED_COLUMNS: dict[int, dict[str, str]] = {
+    5: {  # restricted/excluded loss became Nanda et al.'s per-class projection (0.2)
+        "restricted_loss": "restricted_loss_difference",
+        "excluded_loss": "excluded_loss_difference",
+        "restricted_loss_neurons": "restricted_loss_neuron_projection",
+    },
+}
+
+
+def renamed_columns(version: int) -> dict[str, str]:
+    """Every rename a history of format ``version`` needs, oldest first (chained)."""
+    out: dict[str, str] = {}
+    for v, renames in sorted(RENAMED_COLUMNS.items()):
+        if v > version:
+            for old, new in renames.items():
+                out = {k: (new if n == old else n) for k, n in out.items()}
+                out.setdefault(old, new)
+    return out
+
+
+def migrate_history(history: pd.DataFrame, version: int) -> pd.DataFrame:
+    """``history`` of a run of format ``version`` with its columns under today's names."""
+    renames = {k: v for k, v in renamed_columns(version).items() if k in history.columns}
+    return history.rename(columns=renames) if renames else history
 
 
 # --- atomic writes ---------------------------------------------------------------------
