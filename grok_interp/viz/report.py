@@ -68,10 +68,12 @@ table.data th{background:#f0f0f0} .attention-widget{max-width:900px} .cols{displ
 """
 
 
-#: Cheap measures taken over the checkpoints when the run recorded none (no forward pass).
-_CHECKPOINT_MEASURES = ("med", "gini", "weight_norm", "uniformity")
+#: Measures taken over the checkpoints when the run recorded none: MED beside the paper's
+#: restricted and excluded loss (final key frequencies held fixed; one fast forward per
+#: checkpoint), then the cheap weight-only ones.
+_CHECKPOINT_MEASURES = ("med", "restricted_loss", "excluded_loss", "gini", "weight_norm", "uniformity")
 #: Measure columns plotted first, at most _MAX_PANELS of them.
-_PLOT_ORDER = ("med", "activation_med", "gini_embed", "gini_logit", "restricted_loss", "excluded_loss",
+_PLOT_ORDER = ("med", "restricted_loss", "excluded_loss", "activation_med", "gini_embed", "gini_logit",
                "logit_cosine", "weight_norm", "med_sum", "med_nowrap", "rqi", "n_key_freqs")
 _MAX_PANELS = 5
 
@@ -155,6 +157,21 @@ def report_html(
     title: str | None = None,
 ) -> str:
     """The report page as an HTML string (see :func:`write_report`)."""
+    return _report(run, step=step, pairs=pairs, measures=measures, smoothing=smoothing, compare=compare,
+                   title=title)[0]
+
+
+def _report(
+    run: TaskRun,
+    *,
+    step: int | None,
+    pairs: Sequence[Sequence[int]] | None,
+    measures: Sequence[str] | None,
+    smoothing: bool,
+    compare: bool,
+    title: str | None,
+) -> tuple[str, pd.DataFrame | None]:
+    """The page and the ``compare_measures`` table it shows (None where it has none)."""
     run = as_task_run(run)
     if step is not None and step not in run.checkpoint_steps:
         raise bad_value("step", step, f"has no checkpoint; saved steps: {run.checkpoint_steps}")
@@ -183,9 +200,7 @@ def report_html(
             else:
                 names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
                 try:
-                    # the cheap default needs no key frequencies: skip their forward pass
-                    opts = {"key_freqs_from": []} if measures is None else {}
-                    cache["measures"] = measure_checkpoints(run, names, **opts)
+                    cache["measures"] = measure_checkpoints(run, names)
                 except ValueError as exc:
                     raise _Unavailable(f"measures {names}: {exc}") from exc
         return cache["measures"]
@@ -231,6 +246,7 @@ def report_html(
             df = compare_measures(run, measure_table())
         except ValueError as exc:
             raise _Unavailable(str(exc)) from exc
+        cache["compare"] = df
         fig = plot_table(df, title="compare_measures: which measure tracks test loss after memorisation")
         return _figure_html("compare", fig, "Spearman/Pearson correlation with test loss after memorisation, the "
                             "lag (steps) that maximises it, and when each measure moved relative to test loss and "
@@ -328,7 +344,7 @@ def report_html(
     body = f"<h1>{html.escape(heading)}</h1>\n<p class=\"summary\">{html.escape(summary)}</p>\n" + "\n".join(
         rendered[k] for k in order
     )
-    return html_page(heading, body, _STYLE)
+    return html_page(heading, body, _STYLE), cache.get("compare")
 
 
 def write_report(
@@ -345,7 +361,8 @@ def write_report(
     """Write a run's self-contained HTML report and return its path (opens nothing).
 
     The page holds: events (memorised, grokked, U-Acc, L-Acc); loss and accuracy
-    curves; recorded progress measures (or MED over the checkpoints) beside test loss;
+    curves; recorded progress measures (or, over the checkpoints, MED beside the paper's
+    restricted and excluded loss, Gini, weight norm and uniformity) beside test loss;
     the embedding Fourier spectrum and the neuron frequency clusters; the split grid
     with what the model answers correctly; the ``compare_measures`` table; the
     circuitsvis attention widget at memorisation, grokking and the end; the Fourier
@@ -361,11 +378,15 @@ def write_report(
         step: Draw the spectrum, clusters and attention at this checkpoint instead of
             the final model.
         pairs: Inputs ``(a, b)`` for the attention widget.
-        measures: Measure columns to plot (default: those recorded in the history,
-            else ``["med"]`` through ``run.measure``).
+        measures: Measures to plot (default: those recorded in the history, else
+            MED, restricted and excluded loss, Gini, weight norm and uniformity through
+            ``run.measure``).
         smoothing: Smooth the curves as in the paper (window mean, then Gaussian).
         compare: Include the ``compare_measures`` table.
         title: Page title.
+
+    The ``compare_measures`` table is also written as CSV beside the page
+    (``report.html`` -> ``report_compare.csv``).
 
     Returns:
         The path written.
@@ -380,8 +401,11 @@ def write_report(
         out = Path(run.path) / "report.html"
     out = Path(out)
     t0 = time.perf_counter()
-    page = report_html(run, step=step, pairs=pairs, measures=measures, smoothing=smoothing, compare=compare, title=title)
+    page, table = _report(run, step=step, pairs=pairs, measures=measures, smoothing=smoothing, compare=compare,
+                          title=title)
     out.parent.mkdir(parents=True, exist_ok=True)
     store.atomic_write(out, page.encode("utf-8"))  # the run store writes every file of a run
+    if table is not None:
+        store.write_csv(out.with_name(out.stem + "_compare.csv"), table)
     log.debug("report written to %s (%.1f MB, %.1fs)", out, len(page) / 1e6, time.perf_counter() - t0)
     return out

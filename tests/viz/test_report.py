@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 
 from grok_interp.cli import main
@@ -46,12 +47,18 @@ def test_report_is_one_self_contained_page(run_dir, run, capsys):
     names = circuitsvis_props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"]
     assert names[0] == f"step {min(run.checkpoint_steps, key=lambda s: abs(s - ev.memorised_at))} L0H0"
     assert names[-1] == "final L0H3"
+    # the measures panel: MED beside the paper's restricted and excluded loss, and the
+    # comparison table beside the page as CSV, one row per measure it shows
+    assert re.search(r'<figcaption>med, restricted_loss, excluded_loss, ', page)
+    table = pd.read_csv(run_dir / "report_compare.csv")
+    assert {"med", "restricted_loss", "excluded_loss"} <= set(table["measure"])
 
 
 def test_report_options_and_errors(run_dir, run, tmp_path, capsys):
     out = write_report(run, tmp_path / "sub" / "r.html", step=100, compare=False, smoothing=True)
     page = out.read_text()
     assert "Not available: left out" in page and "at step 100" in page
+    assert not (tmp_path / "sub" / "r_compare.csv").exists()  # no table, no CSV
     assert circuitsvis_props(page[page.index('<div class="attention-widget">'):])["attentionHeadNames"][0] == "L0H0"
     assert main(["report", str(run_dir), "--step", "7"]) == 2
     assert "--step 7 is invalid" in capsys.readouterr().err
