@@ -1,10 +1,11 @@
 """Which restricted loss leads test loss, and how much of the lead is memorisation?
 
-Measures the logit-level restricted loss, its neuron-level variant (TransformerLens
-demo), ARENA's trig loss and the excluded loss on every checkpoint of one run (key
-frequencies of the final checkpoint, held fixed), prints ``compare_measures`` and each
-measure's value at a few steps of the memorisation phase, and writes the table next to
-the run (``RUN-lead.csv``).
+Measures the paper's restricted and excluded loss (Nanda et al.'s per-class projection),
+the difference projection (grok_interp 0.1's default), the TransformerLens demo's
+neuron-level computation and the neuron projection that keeps the skip path, on every
+checkpoint of one run (key frequencies of the final checkpoint, held fixed), prints
+``compare_measures`` and each measure's value at a few steps of the memorisation phase,
+and writes the table next to the run (``RUN-lead.csv``).
 
     python examples/restricted_loss_lead.py runs/p97                # an existing run
     python examples/restricted_loss_lead.py runs/p97 --train --p 97  # train it first (stop_after_grok=1000)
@@ -19,7 +20,8 @@ import pandas as pd
 
 import grok_interp as g
 
-MEASURES = ["restricted_loss", "restricted_loss_neurons", "trig_loss", "excluded_loss"]
+MEASURES = ["restricted_loss", "restricted_loss_difference", "restricted_loss_tl_demo",
+            "restricted_loss_neuron_projection", "excluded_loss", "excluded_loss_tl_demo"]
 
 
 def main() -> None:
