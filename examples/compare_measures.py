@@ -6,8 +6,9 @@ checkpoint's key frequencies held fixed, Gini of W_E and W_out W_U, logit cosine
 similarity) on every checkpoint of one run, prints the events and the
 ``compare_measures`` table, checks the expected directions, and writes a plot.
 
-    # analyse an existing run directory (e.g. the README main job)
-    python examples/compare_measures.py runs/p113 --out runs/p113-measures
+    # analyse an existing run directory (e.g. the README main job); the committed
+    # results/compare_measures/p113/ came from this run
+    python examples/compare_measures.py runs/p113 --out results/compare_measures/p113
     # or train one first (p = 97, frac 0.3, default cheap measures recorded every 10 steps)
     python examples/compare_measures.py runs/p97 --train --p 97 --steps 20000
 """
@@ -87,7 +88,8 @@ def main() -> None:
             resume=run_dir.exists(), measures="default",
         )
     run = g.load_run(run_dir)
-    df = run.measure(["default", "fourier", "med_sum"], progress=True)
+    df = run.measure(["default", "fourier", "med_sum", "restricted_loss_difference", "excluded_loss_difference"],
+                     progress=True)
     df.to_csv(out / "measures.csv", index=False)
     ev = g.events(run.history)
     table = g.compare_measures(run, df)
