@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .record import MEASURE_NAMES
+from .record import measure_names
 
 __all__ = ["add_measure_parser", "cmd_measure"]
 
@@ -22,7 +22,7 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("run_dir", help="a run directory written by grok-interp train")
     p.add_argument(
         "--measures", nargs="+", default=["default", "fourier"],
-        help="measure names or aliases: default, fourier, " + ", ".join(MEASURE_NAMES),
+        help="measure names or aliases: default, fourier, " + ", ".join(measure_names()),
     )
     p.add_argument(
         "--key-freqs-from", default="final",

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from .. import store
 from .._validate import bad_value
 from ..errors import GrokInterpError
-from ..measures import Events, compare_measures, events, measure_checkpoints
+from ..measures import Events, compare_measures, events, measure_checkpoints, plot_columns
 from ..protocols import Run, TaskRun, as_task_run
 from . import data as viz_data
 from .attention import attention_widget, html_page
@@ -72,9 +72,7 @@ table.data th{background:#f0f0f0} .attention-widget{max-width:900px} .cols{displ
 #: restricted and excluded loss (final key frequencies held fixed; one fast forward per
 #: checkpoint), then the cheap weight-only ones.
 _CHECKPOINT_MEASURES = ("med", "restricted_loss", "excluded_loss", "gini", "weight_norm", "uniformity")
-#: Measure columns plotted first, at most _MAX_PANELS of them.
-_PLOT_ORDER = ("med", "restricted_loss", "excluded_loss", "activation_med", "gini_embed", "gini_logit",
-               "logit_cosine", "weight_norm", "med_sum", "med_nowrap", "rqi", "n_key_freqs")
+#: Measure columns plotted, at most this many (the registry decides the order: plot_columns()).
 _MAX_PANELS = 5
 
 
@@ -209,7 +207,8 @@ def _report(
         table = measure_table()
         source = hist if table is None else table
         cols = [c for c in source.columns if c not in BASE_COLUMNS and _numeric(source, c)]
-        shown = sorted(cols, key=lambda c: (_PLOT_ORDER.index(c) if c in _PLOT_ORDER else len(_PLOT_ORDER), c))
+        order = plot_columns()  # the registered measures' columns, in the registry's order
+        shown = sorted(cols, key=lambda c: (order.index(c) if c in order else len(order), c))
         shown = shown[:_MAX_PANELS]
         fig = plot_measures(source, shown, history=hist, smoothing=smoothing)
         origin = "recorded during training" if table is None else f"measured on {len(table)} checkpoints"
