@@ -87,7 +87,6 @@ __all__ = [
     "backfill_needed",
     "MEMORISED",
     "train_loop",
-    "make_optimizer",
     "gradient_transforms_for",
     "resolve_device",
 ]
@@ -886,28 +885,6 @@ def columns_of_test(test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
     """``test_loss`` and ``test_acc`` of a row, from the test set's logits."""
     return {"test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
             "test_acc": accuracy(test_logits, ctx.test_labels)}
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
-    """AdamW (or SGD, ``cfg.optimizer="sgd"``) over the trainable parameters (frozen
-    ones, ``requires_grad=False``, excluded).
-
-    ``fused=True`` uses PyTorch's fused kernel where the device has it: the same
-    algorithm and ``state_dict`` layout (resume states move between the two), one kernel
-    per step instead of about ten small operations per parameter.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        kind: type[torch.optim.Optimizer] = torch.optim.SGD
-        kwargs: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        kind, kwargs = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if fused:
-        try:
-            return kind(params, fused=True, **kwargs)
-        except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
-            pass
-    return kind(params, **kwargs)
 
 
 def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[GradientTransform]:

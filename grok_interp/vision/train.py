@@ -40,7 +40,7 @@ from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
 from ..config import check_agrees
-from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
+from ..training import GradientTransform, RunState, Schedule, build_optimizer, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -471,8 +471,7 @@ def scale_parameters(model: torch.nn.Module, alpha: float) -> None:
 
 
 def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
-    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return build_optimizer(model.parameters(), config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _select(dataset: ShapesDataset | None, config: ResNetConfig, cache_dir: Any) -> tuple[ShapesDataset, Tensor]:
