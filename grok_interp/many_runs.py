@@ -151,6 +151,8 @@ class StackedStep:
     run's :attr:`RunState.context` is its :class:`~grok_interp.training.TrainContext`.
     """
 
+    adaptive = True
+
     def __init__(self, act_fn: str, n_layers: int = 1) -> None:
         self.act_fn = act_fn
         self.names = fast_weight_names(n_layers)

@@ -622,13 +622,15 @@ class StepFunction(Protocol):
     backward passes and optimiser steps (through :meth:`RunState.optimizer_step`) of
     the runs at indices ``going``; their learning rates are set and gradients cleared.
 
-    A step function that can evaluate adaptively (``eval_sparse > 1``) also has
-    ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the step's
-    own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of the
-    models as they are now); :class:`FullBatchStep` and the batched step of
-    :mod:`grok_interp.many_runs` do. Runs driven by one without them (the ResNet epoch
-    step) record every row densely, whatever their ``eval_sparse``.
+    ``adaptive`` says whether it can evaluate adaptively (``eval_sparse > 1``); then it
+    also has ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the
+    step's own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of
+    the models as they are now): :class:`FullBatchStep` and the batched step of
+    :mod:`grok_interp.many_runs` do. Runs driven by one that cannot (the ResNet epoch
+    step, ``adaptive = False``) record every row densely, whatever their ``eval_sparse``.
     """
+
+    adaptive: bool
 
     def forward(self, states: Sequence[RunState]) -> Any: ...
 
@@ -706,7 +708,7 @@ def train_loop(
 def _rows(states: Sequence[RunState], due: list[int], step_fn: Any, out: Any) -> None:
     """The history rows of step ``states[i].step`` for every ``i`` in ``due``: dense runs
     through ``step_fn.evaluate``; sparse ones held back or resolved (module docstring)."""
-    adaptive = hasattr(step_fn, "test_rows") and hasattr(step_fn, "train_rows")
+    adaptive = step_fn.adaptive
     sparse = [i for i in due if adaptive and states[i].sparse]
     dense = [i for i in due if i not in sparse]
     if dense:
@@ -746,6 +748,8 @@ class FullBatchStep:
     one (one). It equals the one-part step within float rounding; the loss must be a
     mean over the batch (every :func:`loss_fn` is).
     """
+
+    adaptive = True
 
     def __init__(self, parts: int = 1, workers: int | None = None) -> None:
         self.parts = max(1, int(parts))

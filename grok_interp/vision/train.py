@@ -698,6 +698,8 @@ class EpochStep:
     loss of the epoch just trained and ``epoch_acc``, the share of its mini-batch samples
     classified right in training mode (the reference's training accuracy; NaN at epoch 0)."""
 
+    adaptive = False
+
     def __init__(self, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig, device: torch.device,
                  progress: bool) -> None:
         self.data, self.split, self.config, self.device, self.progress = data, split, config, device, progress
