@@ -307,3 +307,11 @@ def test_renamed_columns_chain_across_versions(monkeypatch):
     assert store.renamed_columns(4) == {"a": "c", "b": "c", "x": "y"}
     assert store.renamed_columns(5) == {"b": "c", "x": "y"}
     assert store.renamed_columns(7) == {}
+
+
+def test_stability_is_recorded_through_training():
+    run = small_run(steps=20, record=["stability"])
+    h = run.history
+    assert {"sc_fraction", "zero_grad_fraction", "nlm_cosine", "logit_scale"} <= set(h.columns)
+    assert h["logit_scale"].notna().all() and h["nlm_cosine"].between(-1, 1).all()
+    assert stability(run.model, run.split)["logit_scale"] == pytest.approx(h["logit_scale"].iloc[-1], rel=1e-5)
