@@ -175,10 +175,11 @@ def plot_training(
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise bad_value("data", f"columns {list(df.columns)}", f"needs columns {missing}")
-    single_row(df, "plot_training")
     marks = _marks(events, df)
     df = _positive_steps(df, log_x)
     fig, (ax_loss, ax_acc) = place_axes(ax, 2, 11, 4)
+    if _no_history(df, [ax_loss, ax_acc]):
+        return fig
     for ax, kind, ylabel in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "acc", "accuracy")):
         for split, color in (("train", _TRAIN_COLOR), ("test", _TEST_COLOR)):
             col = f"{split}_{kind}"
@@ -211,15 +212,21 @@ def plot_training(
     return fig
 
 
-def single_row(df: pd.DataFrame, plot: str) -> None:
-    """Refuse, in one line, a history of one row (a model imported without its training,
-    :func:`grok_interp.from_model`): a curve over steps needs at least two."""
-    steps = df["step"].dropna().unique() if "step" in df.columns else []
-    if len(steps) < 2:
-        raise bad_value("data", f"a history of {len(steps)} step(s)",
-                        f"{plot} draws curves over training and needs a history of at least two steps; a model "
-                        "imported without its training (from_model) has none: plot its Fourier, neuron and "
-                        "attention pictures instead")
+#: What a curve plot says, in one line, about a history of fewer than two steps.
+NO_HISTORY = ("no training history to draw (fewer than two steps: a model imported without its training, "
+              "from_model); its Fourier, neuron and attention plots work")
+
+
+def _no_history(df: pd.DataFrame, axes: Sequence[Any]) -> bool:
+    """For a history of fewer than two steps (a model imported without its training,
+    :func:`grok_interp.from_model`), write :data:`NO_HISTORY` on the axes and return
+    True: a curve over steps needs two. The figure still places (the report shows it)."""
+    if df["step"].dropna().nunique() >= 2:
+        return False
+    for ax in axes:
+        ax.set_axis_off()
+    axes[0].text(0.0, 0.5, NO_HISTORY, transform=axes[0].transAxes, ha="left", va="center", fontsize=9, wrap=True)
+    return True
 
 
 def _numeric(df: pd.DataFrame, col: str) -> bool:
@@ -297,7 +304,6 @@ def plot_measures(
             raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
     if not cols:
         raise bad_value("columns", cols, "no measures to plot: record some (train_hooked(record=...)) or name them")
-    single_row(df, "plot_measures")
     hist = _history(history) if history is not None else df
     marks = _marks(events, hist)
     if together:
@@ -306,6 +312,8 @@ def plot_measures(
     loss_df = _positive_steps(hist[["step", loss]].dropna(), log_x) if loss and loss in hist.columns else None
     fig, axes = place_axes(ax, len(cols), 9, 2.6 * len(cols) + 0.4, grid=(len(cols), 1), sharex=True)
     own = ax is None
+    if _no_history(df, axes):
+        return fig
     for i, (ax, col) in enumerate(zip(axes, cols)):
         sub = _positive_steps(df[["step", col]].dropna(), log_x)
         if smoothing:
@@ -358,6 +366,8 @@ def _measures_together(df: pd.DataFrame, cols: list[str], hist: pd.DataFrame, lo
     losses = [] if not loss else [loss] if isinstance(loss, str) else list(loss)
     series = [(c, hist) for c in losses if c in hist.columns and c not in cols] + [(c, df) for c in cols]
     fig, (axis,) = place_axes(ax, 1, 9, 4.2)
+    if _no_history(df, [axis]):
+        return fig
     values = []
     for i, (col, frame) in enumerate(series):
         sub = _positive_steps(frame[["step", col]].dropna(), log_x)

@@ -120,12 +120,15 @@ def test_plot_measures_together_is_the_demos_loss_figure():
     assert vlines == [200, 1200]  # memorised, grokked
 
 
-def test_history_plots_refuse_a_one_row_history_in_one_line():
+def test_history_plots_say_in_one_line_that_a_one_row_history_has_no_curves():
+    from grok_interp.viz.plots import NO_HISTORY
+
     one = _history().iloc[:1]
-    for plot in (plot_training, lambda h: plot_measures(h, ["med"])):
-        with pytest.raises(g.GrokInterpError, match="needs a history of at least two steps") as err:
-            plot(one)
-        assert "\n" not in str(err.value)
+    for fig in (plot_training(one), plot_measures(one, ["med"]), plot_measures(one, ["med"], together=True)):
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert texts == [NO_HISTORY] and "\n" not in NO_HISTORY
+        assert not any(ax.get_lines() for ax in fig.axes)
+        fig.savefig(__import__("io").BytesIO(), format="png")
 
 
 def _overlaps(labels) -> int:
