@@ -127,7 +127,10 @@ def measures_over_steps(
         if absent:
             if not is_run(data):
                 raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
-            measured = measure_checkpoints(as_task_run(data), absent, **options)
+            run = as_task_run(data)
+            if not run.checkpoint_steps and hasattr(run, "with_final_checkpoint"):
+                run = run.with_final_checkpoint()  # a model imported alone: measured at itself
+            measured = measure_checkpoints(run, absent, **options)
             new = [c for c in measured.columns
                    if c not in df.columns and c not in BASE_COLUMNS and _numeric(measured, c)]
             df = df.merge(measured[["step", *new]], on="step", how="outer").sort_values("step", kind="stable")
