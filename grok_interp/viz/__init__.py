@@ -7,7 +7,9 @@
   place viz runs a model); the plots themselves only draw.
 * ``plot_*``: matplotlib figures (Agg canvas) of the data they are given, or of a run
   through :mod:`.data`;
-  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
+  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic),
+  and draws into axes you give it (``ax=``; :func:`new_figure` makes a figure that
+  displays the same way);
   :func:`save_figure` writes PNG and SVG.
 * the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
   :func:`plot_attention_grid`, :func:`plot_neuron_grid`, :func:`plot_fourier_2d`,
@@ -17,7 +19,7 @@
 """
 
 from . import data
-from ._figure import InlineFigure
+from ._figure import InlineFigure, new_figure
 from .circuit import (
     plot_attention_grid,
     plot_embedding_clock,
@@ -42,6 +44,7 @@ from .report import report_html, write_report
 
 __all__ = [
     "InlineFigure",
+    "new_figure",
     "OfflineHTML",
     "attention_heads",
     "attention_patterns",
