@@ -673,13 +673,15 @@ def _restore(
     return state.step, state.history.to_dict("records"), state.train_s
 
 
-def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
+def load_grok_run(path: str | os.PathLike, device: str = "auto") -> GrokRun:
     """Load a transformer run directory (the ``transformer`` loader of the store's registry).
 
     The directory is checked before any model is allocated: ``config.json`` against its
     schema, ``data.safetensors`` and the weight shapes against the config, the size
-    against the machine's memory.
+    against the machine's memory. ``device`` as in training: ``auto`` (CUDA when
+    present), ``cpu`` or ``cuda``.
     """
+    resolve_device(device)  # a device this machine lacks is the caller's error, not config.json's
     path = Path(path)
     rs = RunStore(path)
     if not path.is_dir():
@@ -710,7 +712,7 @@ def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
 store.register_loader("transformer", load_grok_run)
 
 
-def load_run(path: str | os.PathLike, device: str = "cpu") -> Any:
+def load_run(path: str | os.PathLike, device: str = "auto") -> Any:
     """Load a run directory written by :func:`train_hooked`, :meth:`GrokRun.save` or
     another trainer: the loader is chosen by the ``kind`` in its config.json (a ResNet
     run, ``"kind": "resnet"``, loads as a :class:`grok_interp.vision.ResNetRun`).
@@ -718,5 +720,8 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Any:
     Raises:
         RunDirectoryError: (a ``ValueError``) naming the missing, corrupt, inconsistent
             or hostile file.
+        GrokInterpError: ``device="cuda"`` on a machine without a GPU.
+
+    ``device`` defaults to ``auto``, as training does: CUDA when present, else CPU.
     """
     return store.load(path, device=device)

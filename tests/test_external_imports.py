@@ -91,3 +91,17 @@ def test_a_state_dict_with_p_plus_1_logits_and_a_wrong_vocabulary_still_errs():
     assert run.model.cfg.d_vocab_out == P
     with pytest.raises(g.GrokInterpError, match="d_vocab_out=13"):
         g.from_model(_hooked(P, d_vocab_out=P + 2), P)
+
+
+def test_load_run_defaults_to_auto_and_blames_the_device_not_config_json(tmp_path, monkeypatch):
+    import inspect
+
+    assert inspect.signature(g.load_run).parameters["device"].default == "auto"
+    out = tmp_path / "r"
+    g.train_hooked(p=P, steps=10, d_model=16, n_heads=2, d_mlp=32, progress=False, out=out)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert next(g.load_run(out).model.parameters()).device.type == "cpu"
+    with pytest.raises(g.GrokInterpError) as err:
+        g.load_run(out, device="cuda")
+    assert "no CUDA device" in str(err.value) and "config.json" not in str(err.value)
+    assert not isinstance(err.value, g.RunDirectoryError)
