@@ -14,11 +14,13 @@
 * the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
   :func:`plot_attention_grid`, :func:`plot_neuron_grid`, :func:`plot_fourier_2d`,
   :func:`plot_logit_map_fourier`, :func:`plot_trig_fit`, :func:`plot_embedding_clock`;
+* :mod:`.interactive`: plotly views with hover, zoom and a slider over checkpoints (the
+  optional extra ``grok-interp[interactive]``; the matplotlib plots stay the default);
 * :func:`write_report`: one self-contained HTML page per run
   (``grok-interp report RUN_DIR``).
 """
 
-from . import data
+from . import data, interactive
 from ._figure import InlineFigure, new_figure
 from .circuit import (
     plot_attention_grid,
@@ -50,6 +52,7 @@ __all__ = [
     "attention_patterns",
     "attention_widget",
     "data",
+    "interactive",
     "default_pairs",
     "plot_training",
     "plot_measures",
