@@ -13,8 +13,8 @@ Columns: ``run`` (the directory name), the configuration keys, ``status``
 (``done``; ``skipped`` - already finished in its directory before this call;
 ``cached`` - not trained: copied from a finished run of the same configuration that
 another sweep trained, see below; or ``failed``), ``error``, the events of
-:func:`grok_interp.measures.phases` (``memorised_at``, ``grokked_at``, ``u_acc``,
-``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
+:func:`grok_interp.measures.phases` (``memorised_at``, ``grokked_at``, ``halfway_at``,
+``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
 ceilings of :mod:`grok_interp.theory` (``ceiling``: class coverage;
 ``ceiling_transpose``: test pairs whose transposed input tokens train with the same
 answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s`` (this call's time for

@@ -14,7 +14,8 @@ saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
   :func:`fourier_gini`;
 * circuits: :func:`restricted_loss`, :func:`excluded_loss`, :func:`trig_loss` (ARENA),
   :func:`logit_cosine_similarity`, :func:`weight_norm`;
-* events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history);
+* events: :func:`events` (memorised_at, grokked_at: test accuracy >= 0.99, the halfway_at
+  and onset_at GO-Epochs, U-Acc, L-Acc of a history);
 * recording: :func:`recorder`, :func:`compute_measures`, :func:`measure_checkpoints`;
 * comparison: :func:`compare_measures`.
 

@@ -92,7 +92,7 @@ def training_figure(
             raise bad_value("measures", absent, f"are not columns of the history ({list(hist.columns)})")
     else:
         mdf, mcols = hist, []
-    marks = viz_data.event_steps(hist) if events is True else {} if events is False else {
+    marks = viz_data.event_steps(hist, viz_data.grok_threshold_of(data)) if events is True else {} if events is False else {
         k: int(v) for k, v in events.items() if v is not None}
     unknown = sorted(set(marks) - set(_EVENTS))
     if unknown:

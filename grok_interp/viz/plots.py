@@ -69,10 +69,11 @@ def _figure(width: float, height: float) -> Figure:
 _history = viz_data.history
 
 
-def _marks(events: bool | Mapping[str, int | None], hist: pd.DataFrame) -> dict[str, int]:
-    """Event steps to mark: computed from the history (True), none (False), or given."""
+def _marks(events: bool | Mapping[str, int | None], hist: pd.DataFrame, source: Any = None) -> dict[str, int]:
+    """Event steps to mark: computed from the history (True; grokked at ``source``'s own
+    grok threshold when it is a run, else 0.99), none (False), or given."""
     if events is True:
-        return viz_data.event_steps(hist)
+        return viz_data.event_steps(hist, viz_data.grok_threshold_of(source))
     if events is False:
         return {}
     unknown = sorted(set(events) - set(_EVENT_STYLE))
@@ -159,7 +160,8 @@ def plot_training(
         window, sigma, start: Smoothing parameters, in steps (see :func:`smooth`).
         log_x: Log step axis (step 0 is left out: it has no place on a log axis).
         events: Mark memorisation and grokking: True computes them from the history
-            (:func:`grok_interp.measures.phases`), a mapping gives them
+            (:func:`grok_interp.measures.phases`; grokked: test accuracy >= 0.99, or the
+            run's own ``grok_threshold``), a mapping gives them
             (``{"memorised_at": 220, "grokked_at": None}``), False draws none.
         log_smooth: Smooth ``log(loss)`` (the quantity the log axis shows) rather than
             the loss. A window mean of a loss that falls by orders of magnitude is
@@ -175,7 +177,7 @@ def plot_training(
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise bad_value("data", f"columns {list(df.columns)}", f"needs columns {missing}")
-    marks = _marks(events, df)
+    marks = _marks(events, df, data)
     df = _positive_steps(df, log_x)
     fig, (ax_loss, ax_acc) = place_axes(ax, 2, 11, 4)
     if _no_history(df, [ax_loss, ax_acc]):
@@ -305,7 +307,7 @@ def plot_measures(
     if not cols:
         raise bad_value("columns", cols, "no measures to plot: record some (train_hooked(record=...)) or name them")
     hist = _history(history) if history is not None else df
-    marks = _marks(events, hist)
+    marks = _marks(events, hist, history if history is not None else data)
     if together:
         return _measures_together(df, cols, hist, loss, marks, smoothing=smoothing, window=window, sigma=sigma,
                                   start=start, log_x=log_x, log_y=log_y, title=title, ax=ax)

@@ -155,3 +155,14 @@ def test_small_fourier_heatmaps_label_every_basis_function():
     fig = plot_fourier_2d(torch.randn(11, 11))
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == g.measures.fourier_basis_names(11)
+
+
+def test_the_grokked_line_is_drawn_at_the_runs_own_threshold(run):
+    import dataclasses
+
+    h = _history().assign(test_acc=np.clip((np.arange(201) - 100) / 80, 0.05, 1.0))  # 0.5 at step 1400
+    vlines = lambda fig: sorted(line.get_xdata()[0] for line in fig.axes[1].get_lines()  # noqa: E731
+                                if len(set(line.get_xdata())) == 1)
+    assert vlines(plot_training(h)) == [200, int(h["step"][h["test_acc"] >= 0.99].iloc[0])]
+    mine = dataclasses.replace(run, history=h, config=run.config.updated(grok_threshold=0.5))
+    assert vlines(plot_training(mine)) == [200, 1400]
