@@ -151,3 +151,23 @@ def test_wandb_offline_logs_every_row(tmp_path, monkeypatch):
 def test_log_to_rejects_unknown_names():
     with pytest.raises(g.GrokInterpError, match="log_to"):
         small_run(steps=10, log_to="mlflow")
+
+
+def test_log_to_wandb_by_name_starts_an_offline_run_with_the_config_and_finishes_it(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    started = []
+    real_init = wandb.init
+
+    def init(**kwargs):
+        started.append(kwargs)
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    run = small_run(steps=20, log_to="wandb", eval_sparse=1)
+    assert len(started) == 1 and started[0]["project"] == "grok-interp"
+    assert started[0]["config"]["data"]["p"] == 23 == run.task.p
+    assert wandb.run is None  # finished when training ended
+    assert list((tmp_path / "wandb").rglob("*.wandb"))
