@@ -170,4 +170,3 @@ def test_log_to_wandb_by_name_starts_an_offline_run_with_the_config_and_finishes
     assert len(started) == 1 and started[0]["project"] == "grok-interp"
     assert started[0]["config"]["data"]["p"] == 23 == run.task.p
     assert wandb.run is None  # finished when training ended
-    assert list((tmp_path / "wandb").rglob("*.wandb"))
