@@ -133,7 +133,7 @@ def test_wandb_offline_logs_every_row(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     logged = []
-    logger = g.trackers.WandbLogger(project="grok-interp-test", config={"p": 23})
+    logger = g.trackers.WandbLogger(project="grok-interp-test", config={"p": 23}, dir=str(tmp_path), mode="offline")
     real = logger.run.log
     logger.run.log = lambda values, step=None: (logged.append((step, dict(values))), real(values, step=step))
     run = small_run(steps=30, log_to=[logger], eval_sparse=1)
