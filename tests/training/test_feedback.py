@@ -170,3 +170,13 @@ def test_log_to_wandb_by_name_starts_an_offline_run_with_the_config_and_finishes
     assert len(started) == 1 and started[0]["project"] == "grok-interp"
     assert started[0]["config"]["data"]["p"] == 23 == run.task.p
     assert wandb.run is None  # finished when training ended
+
+
+def test_train_many_logs_lines_for_a_batch(caplog):
+    from tests.helpers import SMALL_MODEL
+
+    configs = [dict(p=23, steps=30, eval_every=10, seed=s, **SMALL_MODEL) for s in (0, 1)]
+    with caplog.at_level(logging.INFO, logger="grok_interp.training.loop"):
+        g.train_many(configs, progress=False, log_every=1e-9)
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert lines and "of 2 runs going" in lines[0] and "60/60 steps" in lines[-1]
