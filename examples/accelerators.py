@@ -229,7 +229,7 @@ def report(dest: Path) -> list[Path]:
         h = pd.read_csv(path)
         step, wall = time_to(h)
         ev = events(h)
-        row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, grokked_at=ev.grokked_at,
+        row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, halfway_at=ev.halfway_at,
                    u_acc=ev.u_acc, l_acc=ev.l_acc, final_step=int(h["step"].iloc[-1]),
                    final_test_acc=float(h["test_acc"].iloc[-1]))
         ex_path = dest / "measures" / f"{r['run']}.csv"
@@ -247,12 +247,12 @@ def report(dest: Path) -> list[Path]:
             cmps.append(cmp.assign(run=r["run"], p=r["p"], method=r["method"], seed=r["seed"]))
         rows.append(row)
     runs = pd.DataFrame(rows)
-    for col in ("steps_to_099", "memorised_at", "grokked_at", "final_step", "test_loss_moved_at",
+    for col in ("steps_to_099", "memorised_at", "halfway_at", "final_step", "test_loss_moved_at",
                 *(f"{m}_moved_at" for m in COMPARED)):
         if col in runs:
             runs[col] = runs[col].astype("Int64")
     c.show(runs, "runs: steps and wall time to test accuracy 0.99, events",
-           ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "grokked_at", "u_acc",
+           ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "halfway_at", "u_acc",
             "final_test_acc", "final_step", "status"])
     c.show(runs, "does each measure move (half its change) before test loss?",
            ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in COMPARED for k in ("moved_at",

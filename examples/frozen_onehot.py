@@ -96,7 +96,7 @@ def compare(row: pd.Series, h: pd.DataFrame) -> dict:
 def report(table, hist, scale: dict, results: Path) -> None:
     if "arch" not in table:
         table["arch"] = "transformer"
-    c.show(table, "frozen one-hot embedding per run", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc",
+    c.show(table, "frozen one-hot embedding per run", ["run", "memorised_at", "halfway_at", "onset_at", "u_acc",
                                                        "final_test_acc", "final_step", "med_range",
                                                        "activation_med_range", "status", "error"])
     c.report_summary(table, ["arch"], results, "per architecture")

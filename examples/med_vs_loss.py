@@ -93,7 +93,7 @@ _COMPARED: list[pd.DataFrame] = []
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
-    c.show(table, "runs", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc", "final_test_acc", "final_step",
+    c.show(table, "runs", ["run", "memorised_at", "halfway_at", "onset_at", "u_acc", "final_test_acc", "final_step",
                            "status", "error"])
     c.report_summary(table, ["p"], results, "per p")
     med = scale["med"]

@@ -83,7 +83,7 @@ def per_run(row, history) -> dict:
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
-    c.show(table, "MLP baseline vs transformer per run", ["run", "memorised_at", "grokked_at", "onset_at",
+    c.show(table, "MLP baseline vs transformer per run", ["run", "memorised_at", "halfway_at", "onset_at",
                                                           "steps_to_99", "u_acc", "l_acc", "final_test_acc",
                                                           "ceiling", "ceiling_transpose", "acc_transpose_trained",
                                                           "acc_other", "final_step", "status", "error"])

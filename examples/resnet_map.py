@@ -159,7 +159,7 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
     extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
-    for col in ("memorised_at", "grokked_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
+    for col in ("memorised_at", "grokked_at", "halfway_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
         if col in table:
             table[col] = table[col].astype("Int64")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")

@@ -219,6 +219,7 @@ def train_many(
     gradient_transforms: Iterable[GradientTransform] = (),
     threads: int | str | None = "auto",
     batch_parts: int | None = None,
+    log_every: float | None = None,
 ) -> list[GrokRun]:
     """Train many runs, batching those that share shapes; one :class:`GrokRun` per run.
 
@@ -239,6 +240,8 @@ def train_many(
             every run, with that run's own model and context.
         record: Progress measures recorded at every history row of every run.
         progress: Show a progress bar per batch.
+        log_every: Log a line per batch (steps done, runs still going, ETA) at most every
+            this many seconds, as :func:`~grok_interp.train_hooked` does (None: none).
         gradient_transforms: As ``train_hooked``'s, applied to every run.
         max_batch: At most this many runs per batch; None (default) sizes batches
             with :func:`auto_batch_size`: every compatible run together on a GPU, on
@@ -269,7 +272,8 @@ def train_many(
             kwargs = {"config": spec} if isinstance(spec, RunConfig) else dict(spec)
             results[i] = train_hooked(
                 out=outs[i], resume=resume, callbacks=callbacks, record=record, progress=progress,
-                gradient_transforms=gradient_transforms, threads=threads, batch_parts=batch_parts, **kwargs
+                gradient_transforms=gradient_transforms, threads=threads, batch_parts=batch_parts, log_every=log_every,
+                **kwargs
             )
             continue
         prepared: list[PreparedRun] = []
@@ -285,7 +289,7 @@ def train_many(
             states = [r.run_state(gradient_transforms) for r in prepared]
             model_cfg = prepared[0].config.model
             train_loop(states, StackedStep(model_cfg.act_fn, model_cfg.n_layers), progress=progress,
-                       desc=f"train x{len(states)}")
+                       desc=f"train x{len(states)}", log_every=log_every)
             for i, r, state in zip(group, prepared, states):
                 results[i] = r.result(state)
         finally:  # each run directory's lock is held while its run trains, and no longer

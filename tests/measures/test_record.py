@@ -85,7 +85,8 @@ def _synthetic_history():
 
 def test_compare_measures_finds_lag_direction_and_lead():
     out = compare_measures(_synthetic_history()).set_index("measure")
-    assert out.attrs["memorised_at"] == 1000 and out.attrs["grokked_at"] == 4000
+    assert out.attrs["memorised_at"] == 1000 and out.attrs["halfway_at"] == 4000
+    assert out.attrs["grokked_at"] == 4700  # test accuracy first >= 0.99 (4000 + 150 ln 99 = 4689.3) at a row
     assert out.loc["leading", "best_lag"] == 600
     assert out.loc["leading", "pearson_at_lag"] == pytest.approx(1.0, abs=1e-6)
     assert out.loc["rising", "pearson_at_lag"] == pytest.approx(-1.0, abs=1e-6)
