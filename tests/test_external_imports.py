@@ -63,7 +63,11 @@ def test_every_plot_and_the_report_work_without_checkpoints(bare, tmp_path):
     page = write_report(imported, tmp_path / "r.html", compare=False).read_text()
     for section in ("training", "fourier", "clusters", "split"):
         assert f'<section id="{section}">' in page
-    assert "no measures recorded and no checkpoints to measure" in page
+    measures = page[page.index('<section id="measures">'):]
+    measures = measures[:measures.index("</section>")]
+    assert "Measured at the one model there is (step 150)" in measures  # values, not a one-point curve
+    for name in ("med", "restricted_loss", "excluded_loss"):
+        assert f"<td>{name}</td>" in measures
 
 
 @needs_hooked

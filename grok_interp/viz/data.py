@@ -107,6 +107,14 @@ def event_steps(hist: pd.DataFrame, grok_threshold: float = GROKKED) -> dict[str
     return {k: getattr(ev, k) for k in EVENT_KEYS if getattr(ev, k) is not None}
 
 
+def checkpointed(run: TaskRun) -> TaskRun:
+    """``run``, or for a model imported without checkpoints the same run measured at its
+    one model (:meth:`grok_interp.GrokRun.with_final_checkpoint`)."""
+    if not run.checkpoint_steps and hasattr(run, "with_final_checkpoint"):
+        return run.with_final_checkpoint()
+    return run
+
+
 def measures_over_steps(
     data: Run | pd.DataFrame,
     columns: Sequence[str] | None = None,
@@ -138,10 +146,7 @@ def measures_over_steps(
         if absent:
             if not is_run(data):
                 raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
-            run = as_task_run(data)
-            if not run.checkpoint_steps and hasattr(run, "with_final_checkpoint"):
-                run = run.with_final_checkpoint()  # a model imported alone: measured at itself
-            measured = measure_checkpoints(run, absent, **options)
+            measured = measure_checkpoints(checkpointed(as_task_run(data)), absent, **options)
             new = [c for c in measured.columns
                    if c not in df.columns and c not in BASE_COLUMNS and _numeric(measured, c)]
             df = df.merge(measured[["step", *new]], on="step", how="outer").sort_values("step", kind="stable")
