@@ -225,7 +225,9 @@ def square_vs_random(table: pd.DataFrame) -> pd.DataFrame:
     rand = done.loc[done["split"] == "random", cols]
     both = done.loc[done["split"] == "square", ["k", *cols]].merge(rand, on="seed", suffixes=("", "_random"))
     for rule in ("grokked_at", "onset_at"):
-        mine, theirs = both[rule].fillna(np.inf), both[f"{rule}_random"].fillna(np.inf)
+        # as float: a nullable integer column (Int64, missing where a rule never fired) cannot hold inf
+        mine = both[rule].astype("float64").fillna(np.inf)
+        theirs = both[f"{rule}_random"].astype("float64").fillna(np.inf)
         both[f"earlier_{rule}"] = (mine < theirs).astype("boolean").mask(np.isinf(mine) & np.isinf(theirs))
     both["k"] = both["k"].astype(int)
     return both.sort_values(["k", "seed"]).reset_index(drop=True)
