@@ -248,7 +248,7 @@ def train_many(
     Returns:
         The runs, in the order given.
 
-    Example:
+    Examples:
         >>> runs = train_many([{"p": 11, "steps": 20, "d_model": 16, "d_mlp": 32, "seed": s} for s in range(3)],
         ...                   progress=False)   # one batch: three seeds, one computation per step
         >>> [r.config.model.seed for r in runs]
