@@ -146,7 +146,7 @@ def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], method
         for j, col in enumerate(measures):
             ax = axes[i][j]
             ax2 = ax.twinx()
-            for method_k, seed, h, ex in runs:
+            for method_k, _seed, h, ex in runs:
                 if method_k != method:
                     continue
                 ax.plot(h["step"], h["test_loss"], color="C0", lw=0.9, alpha=0.8)

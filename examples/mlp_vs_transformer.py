@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         groups = [(name, base, c.with_seeds(cfgs, args.seeds)) for name, base, cfgs in scale["groups"]]
         table = c.run_sweep(groups, out, args, radii=[4, 8])
-        for name, base, _ in scale["groups"]:  # the reference groups take frac from their base
+        for _name, base, _ in scale["groups"]:  # the reference groups take frac from their base
             if "frac" in base and "frac" in table:
                 table["frac"] = table["frac"].fillna(base["frac"])
             elif "frac" in base:
