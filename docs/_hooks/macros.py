@@ -34,6 +34,9 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
 PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.S)
+#: Configuration keys: printed as they are written (0.5, 97), not to three decimals.
+KEYS = {"p", "frac", "k", "t", "offset", "seed", "seeds", "grokked", "weight_decay", "init_scale", "runs",
+        "reached_099", "n_train", "n_test", "n", "final_step"}
 
 
 # --- reading results -------------------------------------------------------------------
@@ -90,6 +93,21 @@ def fmt(v: Any, digits: int | None = None, na: str = "none") -> str:
     return fmt(f, digits, na)
 
 
+def _is_count(column: str) -> bool:
+    return column in KEYS or column.endswith(("_at", "_lag", "lag_median", "lag_min", "lag_max", "steps_to_99",
+                                               "steps_to_099", "_step"))
+
+
+def fmt_col(v: Any, column: str, digits: int | None = None, na: str = "none") -> str:
+    """``fmt``, with counts, steps and configuration keys as integers (``3``, not ``3.000``)."""
+    if digits is None and _is_count(column) and not (v is None or v is pd.NA or pd.isna(v)):
+        try:
+            return f"{float(v):g}" if not float(v).is_integer() else str(int(float(v)))
+        except (TypeError, ValueError):
+            return str(v)
+    return fmt(v, digits, na)
+
+
 def value(path: str, column: str, digits: int | None = None, na: str = "none", where: str | None = None,
           **filters: Any) -> str:
     """The one cell of ``column`` in the one row the filters select."""
@@ -98,14 +116,17 @@ def value(path: str, column: str, digits: int | None = None, na: str = "none", w
         raise PluginError(f"{path}: {len(frame)} rows match {filters} {where or ''}; value() needs one")
     if column not in frame.columns:
         raise PluginError(f"{path}: no column {column!r}")
-    return fmt(frame[column].iloc[0], digits, na)
+    return fmt_col(frame[column].iloc[0], column, digits, na)
 
 
 def values(path: str, column: str, sep: str = ", ", digits: int | None = None, na: str = "none",
-           where: str | None = None, **filters: Any) -> str:
-    """Every matching row's ``column``, in file order, joined by ``sep``."""
+           where: str | None = None, by: str | None = "seed", **filters: Any) -> str:
+    """Every matching row's ``column``, ordered by ``by`` (the seed, when the file has
+    one; else file order), joined by ``sep``."""
     frame = rows(path, where, **filters)
-    return sep.join(fmt(v, digits, na) for v in frame[column])
+    if by and by in frame.columns:
+        frame = frame.sort_values(by, kind="stable")
+    return sep.join(fmt_col(v, column, digits, na) for v in frame[column])
 
 
 def number(path: str, column: str, where: str | None = None, **filters: Any) -> float:
@@ -122,7 +143,7 @@ def span(path: str, column: str, digits: int | None = None, sep: str = "-", wher
     v = pd.to_numeric(rows(path, where, **filters)[column], errors="coerce").dropna()
     if v.empty:
         return "none"
-    lo, hi = fmt(float(v.min()), digits), fmt(float(v.max()), digits)
+    lo, hi = fmt_col(float(v.min()), column, digits), fmt_col(float(v.max()), column, digits)
     return lo if lo == hi else f"{lo}{sep}{hi}"
 
 
@@ -152,6 +173,23 @@ def _spread_row(r: pd.Series, metric: str, digits: int | None = None) -> str:
     return f"{fmt(float(md), d)} [{fmt(float(lo), d)}, {fmt(float(hi), d)}]"
 
 
+def seeds_above(path: str, column: str, higher: str, lower: str, of: bool = True) -> str:
+    """In how many seeds the row selected by the query ``higher`` has a larger ``column``
+    than the row of the same seed selected by ``lower`` (``"N of M"``, M the seeds both have)."""
+    a = rows(path, higher).set_index("seed")[column]
+    b = rows(path, lower).set_index("seed")[column]
+    both = a.index.intersection(b.index)
+    n = int((a[both].astype(float) > b[both].astype(float)).sum())
+    return f"{n} of {len(both)}" if of else str(n)
+
+
+def per_seed_ratios(path: str, column: str, num: str, den: str, digits: int = 2, sep: str = ", ") -> str:
+    """``column`` of the rows ``num`` over the rows ``den`` of the same seed, in seed order."""
+    a = rows(path, num).set_index("seed")[column].astype(float)
+    b = rows(path, den).set_index("seed")[column].astype(float)
+    return sep.join(f"{a[s] / b[s]:.{digits}f}" for s in sorted(a.index.intersection(b.index)))
+
+
 def ratio(a: float, b: float, digits: int = 2) -> str:
     return f"{a / b:.{digits}f}"
 
@@ -171,8 +209,12 @@ def table(path: str, columns: list[str] | None = None, names: dict[str, str] | N
     names = names or {}
     head = "| " + " | ".join(names.get(c, c) for c in columns) + " |"
     rule = "|" + "---|" * len(columns)
-    body = ["| " + " | ".join(fmt(r[c], digits, na) if c not in (spreads or []) else str(r[c])
-                              for c in columns) + " |" for _, r in frame.iterrows()]
+    def cell(r: pd.Series, c: str) -> str:
+        if c in (spreads or []):
+            return str(r[c])
+        return fmt_col(r[c], c, digits, na)
+
+    body = ["| " + " | ".join(cell(r, c) for c in columns) + " |" for _, r in frame.iterrows()]
     return "\n".join([head, rule, *body])
 
 
@@ -221,7 +263,7 @@ def notebook(path: str) -> str:
     return "\n\n".join(parts)
 
 
-MACROS = dict(value=value, values=values, number=number, span=span, count=count, spread=spread,
+MACROS = dict(seeds_above=seeds_above, per_seed_ratios=per_seed_ratios, value=value, values=values, number=number, span=span, count=count, spread=spread,
               ratio=ratio, table=table, cli_reference=cli_reference, notebook=notebook, round=round,
               abs=abs, min=min, max=max, fmt=fmt)
 
