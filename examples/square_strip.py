@@ -197,12 +197,14 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
                 ax.plot(curves[run]["step"], curves[run]["test_acc"], lw=0.6, color="0.75")
         for _, row in runs.iterrows():
             h = curves[row["run"]]
-            ax.plot(h["step"], h["test_acc"], lw=0.8, color=f"C{int(row['seed']) % 10}", label=f"seed {row['seed']}")
+            ax.plot(h["step"], h["test_acc"], lw=0.8, color=c.seed_color(row["seed"]), ls=c.seed_style(row["seed"]),
+                    label=f"seed {row['seed']}")
         if len(runs):
-            ax.axhline(runs["u_acc"].median(), color="k", ls=":", lw=0.8)
+            ax.axhline(runs["u_acc"].median(), color="k", ls=(0, (1, 4)), lw=0.8)  # loosely dotted: not a seed
         ax.set_title(lab, fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
+        c.few_ticks(ax, 4)
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
