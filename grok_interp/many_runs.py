@@ -133,7 +133,7 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
         config, mask = _as_config(spec)
         key = batch_key(config, mask) if config is not None else None
         groups.setdefault(("single", i) if key is None else key, []).append(i)
-    out = []
+    out: list[list[int]] = []
     for key, idx in groups.items():
         size = max_batch if max_batch is not None else (None if key[0] == "single" else auto_batch_size(key))
         size = size or len(idx)
