@@ -435,6 +435,27 @@ def history(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(Path(path) / "history.csv")
 
 
+#: Line styles of model seeds 0, 1, 2, ...: every study plot draws seed s with
+#: ``ls=seed_style(s)`` (and colour ``seed_color(s)`` where colour does not already mean
+#: something else), so seeds stay apart in print and for colour-blind readers.
+SEED_STYLES = ("-", "--", ":", "-.")
+
+
+def seed_style(seed: Any) -> str:
+    return SEED_STYLES[int(seed) % len(SEED_STYLES)]
+
+
+def seed_color(seed: Any) -> str:
+    return f"C{int(seed) % 10}"
+
+
+def few_ticks(ax: Any, n: int = 5) -> None:
+    """At most ``n`` x ticks, so step labels (10000, 12500, ...) never run into each other."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(n))
+
+
 def save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -48,7 +48,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
@@ -139,33 +140,35 @@ def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:
 
 
 def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], methods: list[str], out: Path) -> None:
-    measures = ["med", "weight_norm", "excluded_loss"]
-    fig, axes = plt.subplots(len(methods), len(measures), figsize=(4.2 * len(measures), 2.6 * len(methods)),
-                             squeeze=False)
+    # one quantity per axis: a column each for test loss and the measures, a row per method,
+    # seeds by colour and line style; a thin vertical line where each seed reaches the threshold
+    cols = ["test_loss", "med", "weight_norm", "excluded_loss"]
+    logs = {"test_loss", "excluded_loss"}
+    fig, axes = plt.subplots(len(methods), len(cols), figsize=(3.6 * len(cols), 2.5 * len(methods)),
+                             squeeze=False, sharex="row")
     for i, method in enumerate(methods):
-        for j, col in enumerate(measures):
+        for j, col in enumerate(cols):
             ax = axes[i][j]
-            ax2 = ax.twinx()
-            for method_k, seed, h, ex in runs:
-                if method_k != method:
-                    continue
-                ax.plot(h["step"], h["test_loss"], color="C0", lw=0.9, alpha=0.8)
+            for _method, seed, h, ex in sorted((r for r in runs if r[0] == method), key=lambda r: r[1]):
                 src = ex if col == "excluded_loss" else h
-                if col in src:
-                    ax2.plot(src["step"], src[col], color="C3", lw=0.9, alpha=0.8)
+                style = dict(color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.9)
+                if col in src and len(src):
+                    ax.plot(src["step"], src[col], label=f"seed {seed}", **style)
                 step, _ = time_to(h)
                 if step is not None:
-                    ax.axvline(step, color="grey", ls="--", lw=0.6)
-            ax.set_yscale("log")
-            if col == "excluded_loss":
-                ax2.set_yscale("log")
+                    ax.axvline(step, color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.5, alpha=0.6)
+            if col in logs:
+                ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0, ... would collide
             ax.set_title(f"{method}: {col}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("test loss (blue)", fontsize=8)
-            ax2.set_ylabel(col + " (red)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            c.few_ticks(ax, 4)
             if i == len(methods) - 1:
-                ax.set_xlabel("step")
-    fig.suptitle(f"p={p}: test loss (blue) and each measure (red); dashed: test acc {THRESHOLD}", fontsize=10)
+                ax.set_xlabel("step", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"p={p}: test loss and each measure per method (thin vertical lines: test acc {THRESHOLD})",
+                 fontsize=10)
     c.save(fig, out / f"test_loss_vs_measures_p{p}.png")
 
 

@@ -84,8 +84,10 @@ def report(table, hist, scale: dict, results: Path) -> None:
     for _, row in table[table["status"] != "failed"].iterrows():
         h = hist(row["run"])
         ax.plot(h["step"], h["test_acc"], color="C0" if row["embed_init"] == base_init else "C3", lw=1,
-                label=f"{row['embed_init']} seed {row['seed']}")
-    ax.set(xlabel="step", ylabel="test accuracy", title=f"embedding init: {base_init} (blue) vs {other} (red)")
+                ls=c.seed_style(row["seed"]), label=f"{row['embed_init']} seed {row['seed']}")
+    ax.set(xlabel="step", ylabel="test accuracy", ylim=(0, 1.02),
+           title=f"embedding init: {base_init} (blue) vs {other} (red); line style: seed")
+    c.few_ticks(ax)
     ax.legend(fontsize=7)
     c.save(fig, results / "embed_init.png")
 

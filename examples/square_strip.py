@@ -197,12 +197,14 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
                 ax.plot(curves[run]["step"], curves[run]["test_acc"], lw=0.6, color="0.75")
         for _, row in runs.iterrows():
             h = curves[row["run"]]
-            ax.plot(h["step"], h["test_acc"], lw=0.8, color=f"C{int(row['seed']) % 10}", label=f"seed {row['seed']}")
+            ax.plot(h["step"], h["test_acc"], lw=0.8, color=c.seed_color(row["seed"]), ls=c.seed_style(row["seed"]),
+                    label=f"seed {row['seed']}")
         if len(runs):
-            ax.axhline(runs["u_acc"].median(), color="k", ls=":", lw=0.8)
+            ax.axhline(runs["u_acc"].median(), color="k", ls=(0, (1, 4)), lw=0.8)  # loosely dotted: not a seed
         ax.set_title(lab, fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
+        c.few_ticks(ax, 4)
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
@@ -225,7 +227,9 @@ def square_vs_random(table: pd.DataFrame) -> pd.DataFrame:
     rand = done.loc[done["split"] == "random", cols]
     both = done.loc[done["split"] == "square", ["k", *cols]].merge(rand, on="seed", suffixes=("", "_random"))
     for rule in ("halfway_at", "onset_at"):
-        mine, theirs = both[rule].fillna(np.inf), both[f"{rule}_random"].fillna(np.inf)
+        # as float: a nullable integer column (Int64, missing where a rule never fired) cannot hold inf
+        mine = both[rule].astype("float64").fillna(np.inf)
+        theirs = both[f"{rule}_random"].astype("float64").fillna(np.inf)
         both[f"earlier_{rule}"] = (mine < theirs).astype("boolean").mask(np.isinf(mine) & np.isinf(theirs))
     both["k"] = both["k"].astype(int)
     return both.sort_values(["k", "seed"]).reset_index(drop=True)

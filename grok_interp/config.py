@@ -443,7 +443,7 @@ def add_config_arguments(
         if not f.init or f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = shown.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        default = shown.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[operator]
         if isinstance(default, tuple):
             default_text = " ".join(str(v) for v in default)
         else:

@@ -133,7 +133,7 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
         config, mask = _as_config(spec)
         key = batch_key(config, mask) if config is not None else None
         groups.setdefault(("single", i) if key is None else key, []).append(i)
-    out = []
+    out: list[list[int]] = []
     for key, idx in groups.items():
         size = max_batch if max_batch is not None else (None if key[0] == "single" else auto_batch_size(key))
         size = size or len(idx)
@@ -253,7 +253,7 @@ def train_many(
     Returns:
         The runs, in the order given.
 
-    Example:
+    Examples:
         >>> runs = train_many([{"p": 11, "steps": 20, "d_model": 16, "d_mlp": 32, "seed": s} for s in range(3)],
         ...                   progress=False)   # one batch: three seeds, one computation per step
         >>> [r.config.model.seed for r in runs]

@@ -274,7 +274,7 @@ def _units(
             key = None
         key = ("single", i) if key is None else (key, repr(job[1].get("record")))
         groups.setdefault(key, []).append(job)
-    units = []
+    units: list[list[Any]] = []
     for members in groups.values():
         size = max(1, math.ceil(len(members) / workers))
         units.extend(members[j : j + size] for j in range(0, len(members), size))
