@@ -23,7 +23,6 @@ The loss is the mean cross-entropy of the model's float32 logits cast to ``dtype
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from jaxtyping import Float, Int

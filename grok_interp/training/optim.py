@@ -48,7 +48,7 @@ def build_optimizer(
     check_choice("optimizer", kind, OPTIMIZERS)
     params = list(params)
     if kind == "sgd":
-        cls: type[torch.optim.Optimizer] = torch.optim.SGD
+        cls: Any = torch.optim.SGD
         kwargs: dict[str, Any] = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
     else:
         cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam

@@ -124,6 +124,7 @@ def place_axes(
         ``(figure, axes)``: for given axes, the figure that holds them (the top-level
         one when they sit in a subfigure).
     """
+    fig: Figure
     if ax is None:
         fig = new_figure(width, height)
         rows, cols = grid or (1, n)
@@ -135,10 +136,10 @@ def place_axes(
     if len(given) != n or not all(isinstance(a, Axes) for a in given):
         what = "one matplotlib Axes" if n == 1 else f"{n} matplotlib Axes (a list or array)"
         raise bad_value("ax", f"{len(given)} object(s)", f"this plot draws {n} panel(s): give {what}")
-    fig = given[0].figure
-    while getattr(fig, "figure", fig) is not fig:  # a SubFigure: its root figure
-        fig = fig.figure
-    return fig, given
+    root: Any = given[0].figure
+    while getattr(root, "figure", root) is not root:  # a SubFigure: its root figure
+        root = root.figure
+    return root, given
 
 
 def set_title(fig: Figure, axes: list[Axes], title: str | None, default: str, own: bool) -> None:

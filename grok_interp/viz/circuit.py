@@ -28,13 +28,14 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from .._validate import bad_value, check_choice
 from ..measures import fourier_basis, fourier_basis_names, fourier_transform_1d, fourier_transform_2d
 from ..protocols import TaskRun, is_run
 from . import data as viz_data
-from ._figure import InlineFigure, grid_shape, place_axes, set_title
+from ._figure import grid_shape, place_axes, set_title
 
 __all__ = [
     "plot_attention_grid",
@@ -83,7 +84,7 @@ def plot_attention_grid(
     source: str = "a",
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """Attention from the ``=`` position to one input position, over every (a, b), per head.
 
     The TransformerLens demo's first picture: ``pattern[(a, b), head, -1, 0]``, read
@@ -132,7 +133,7 @@ def plot_neuron_grid(
     clusters: pd.DataFrame | bool | None = None,
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """MLP neuron activations at the ``=`` position over every (a, b).
 
     After grokking each neuron's activation is a periodic pattern of one key frequency
@@ -227,7 +228,7 @@ def plot_fourier_2d(
     hook: str | None = None,
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """Activations in the 2-D Fourier basis: ``|F X F^T|^2`` over (a, b), averaged over neurons.
 
     The demo's "norm of Fourier components of neuron activations": each neuron's
@@ -301,7 +302,7 @@ def plot_logit_map_fourier(
     clusters: pd.DataFrame | None = None,
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """``W_L = W_out W_U`` in the Fourier basis of the output class, neurons by cluster.
 
     Row ``n`` is neuron ``n``'s direct effect on the logits, ``W_L[n] @ F^T``: after
@@ -389,7 +390,7 @@ def plot_trig_fit(
     hook: str | None = None,
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """How well each frequency cluster's neurons are fitted by that frequency's trig terms.
 
     For every neuron of cluster ``k`` the nine terms ``{1, cos w_k a, sin w_k a} x
@@ -474,7 +475,7 @@ def plot_embedding_clock(
     operand: str = "a",
     title: str | None = None,
     ax: Any = None,
-) -> InlineFigure:
+) -> Figure:
     """The operand embeddings on each key frequency's ``(cos, sin)`` plane: a clock.
 
     For frequency ``k`` the directions ``u_cos = F_cos,k W`` and ``u_sin = F_sin,k W``

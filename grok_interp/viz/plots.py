@@ -575,7 +575,7 @@ def plot_split(
         names = ["correct", "wrong", "forced test: correct", "forced test: wrong"]
         axes[1].legend(handles=[Patch(facecolor=c, edgecolor="#777", label=l) for c, l in zip(cmap.colors[1:], names)
                                 if (l.startswith("forced") and forced.any()) or not l.startswith("forced")],
-                       loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
+                       loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)  # type: ignore[call-overload]
         axes[1].set_title(f"final model: test acc {acc(test)}, forced-test acc {acc(forced)}")
     for ax in axes:
         ax.set_xlabel("b")
