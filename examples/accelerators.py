@@ -64,7 +64,15 @@ def clock(model, task) -> float:
 
 
 METHODS: dict[str, dict] = c.ACCELERATORS
-COMPARED = ["med", "weight_norm", "excluded_loss", "train_loss"]
+#: The excluded loss of a run's checkpoints: the paper's (``excluded_loss``, measured
+#: since grok_interp 0.2), or the difference projection 0.1 measured under that name,
+#: kept as ``excluded_loss_difference`` in the committed tables until the runs are redone.
+EXCLUDED = ("excluded_loss", "excluded_loss_difference")
+
+
+def compared(ex: pd.DataFrame) -> list[str]:
+    """The measures compared with test loss for a run whose excluded-loss table is ``ex``."""
+    return ["med", "weight_norm", *[e for e in EXCLUDED if e in ex.columns][:1], "train_loss"]
 THRESHOLD = 0.99
 
 _LIBRARY = {
@@ -131,7 +139,7 @@ def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:
     last = run.checkpoint_steps[-1]
     if cache.exists():
         t = pd.read_csv(cache)
-        if len(t) and int(t["step"].max()) == last:
+        if len(t) and int(t["step"].max()) == last and "excluded_loss" in t:  # 0.1's tables are measured again
             return t
     t = run.measure(["excluded_loss"])[["step", "excluded_loss"]]
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -142,15 +150,16 @@ def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:
 def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], methods: list[str], out: Path) -> None:
     # one quantity per axis: a column each for test loss and the measures, a row per method,
     # seeds by colour and line style; a thin vertical line where each seed reaches the threshold
-    cols = ["test_loss", "med", "weight_norm", "excluded_loss"]
-    logs = {"test_loss", "excluded_loss"}
+    excluded = next((e for e in EXCLUDED if any(e in r[3] for r in runs)), EXCLUDED[0])
+    cols = ["test_loss", "med", "weight_norm", excluded]
+    logs = {"test_loss", excluded}
     fig, axes = plt.subplots(len(methods), len(cols), figsize=(3.6 * len(cols), 2.5 * len(methods)),
                              squeeze=False, sharex="row")
     for i, method in enumerate(methods):
         for j, col in enumerate(cols):
             ax = axes[i][j]
             for _method, seed, h, ex in sorted((r for r in runs if r[0] == method), key=lambda r: r[1]):
-                src = ex if col == "excluded_loss" else h
+                src = ex if col == excluded else h
                 style = dict(color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.9)
                 if col in src and len(src):
                     ax.plot(src["step"], src[col], label=f"seed {seed}", **style)
@@ -236,10 +245,10 @@ def report(dest: Path) -> list[Path]:
                    u_acc=ev.u_acc, l_acc=ev.l_acc, final_step=int(h["step"].iloc[-1]),
                    final_test_acc=float(h["test_acc"].iloc[-1]))
         ex_path = dest / "measures" / f"{r['run']}.csv"
-        ex = pd.read_csv(ex_path) if ex_path.exists() else pd.DataFrame({"step": [], "excluded_loss": []})
+        ex = pd.read_csv(ex_path) if ex_path.exists() else pd.DataFrame({"step": [], EXCLUDED[0]: []})
         by_p.setdefault(int(r["p"]), []).append((r["method"], int(r["seed"]), h, ex))
         try:
-            cmp = compare_measures(h, ex, columns=COMPARED)
+            cmp = compare_measures(h, ex, columns=compared(ex))
         except ValueError as exc:  # e.g. never memorised within the cap
             print(f"{r['run']}: compare_measures: {exc}")
         else:
@@ -250,15 +259,16 @@ def report(dest: Path) -> list[Path]:
             cmps.append(cmp.assign(run=r["run"], p=r["p"], method=r["method"], seed=r["seed"]))
         rows.append(row)
     runs = pd.DataFrame(rows)
+    measures = ["med", "weight_norm", *[e for e in EXCLUDED if f"{e}_moved_at" in runs], "train_loss"]
     for col in ("steps_to_099", "memorised_at", "halfway_at", "final_step", "test_loss_moved_at",
-                *(f"{m}_moved_at" for m in COMPARED)):
+                *(f"{m}_moved_at" for m in measures)):
         if col in runs:
             runs[col] = runs[col].astype("Int64")
     c.show(runs, "runs: steps and wall time to test accuracy 0.99, events",
            ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "halfway_at", "u_acc",
             "final_test_acc", "final_step", "status"])
     c.show(runs, "does each measure move (half its change) before test loss?",
-           ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in COMPARED for k in ("moved_at",
+           ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in measures for k in ("moved_at",
                                                                                           "before_test_loss"))])
     written = [dest / "accelerators.csv"]
     ok = runs[runs["status"] != "failed"]
