@@ -131,3 +131,20 @@ def test_square_against_the_random_split_of_its_own_seed():
     assert vs["earlier_grokked_at"].tolist() == [True, False, False]
     assert vs["earlier_onset_at"].isna().tolist() == [False, True, False]
     assert vs["earlier_onset_at"].fillna(False).tolist() == [False, False, True]
+
+
+def test_only_never_runs_python(common, tmp_path, monkeypatch):
+    # pandas' query resolved @name from _common's globals: this ran `touch`
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="--only .* is invalid: unexpected '@'"):
+        common.select(CONFIGS, "@os.system('touch ran') == 0")
+    with pytest.raises(SystemExit, match="is invalid"):
+        common.select(CONFIGS, "k.__class__ == 1 or open('ran', 'w')")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_only_matching_nothing_is_one_line_not_a_concat_error(common, tmp_path):
+    args = common.parser("x", "runs/x").parse_args(["--only", "k > 1000"])
+    with pytest.raises(SystemExit, match="--only 'k > 1000' matches none of the study's 5 configurations"):
+        common.run_sweep([("", {}, CONFIGS)], tmp_path, args)
+    assert list(tmp_path.iterdir()) == []
