@@ -22,7 +22,7 @@ from torch import nn
 from . import tl_backend, store
 from ._validate import bad_value, check_int
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import GrokInterpError, RunDirectoryError
+from .errors import GrokInterpError, RunDirectoryError, TrainingDiverged
 from .presets import preset_options
 from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
@@ -363,10 +363,25 @@ def train_hooked(
             log.info("training p=%d op=%s with the %s forward on %s (%s threads%s)", s.task.p, s.task.op_name,
                      forward_name, s.device, n_threads or "default", f", batch in {parts} parts" if parts > 1 else "")
             state = s.run_state(gradient_transforms)
-            train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress)
+            try:
+                train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress)
+            except TrainingDiverged as exc:
+                s.close()  # the checkpoint in flight lands first
+                raise _diverged_in(exc, s.store) from None
         return s.result(state)
     finally:
         s.close()
+
+
+def _diverged_in(exc: TrainingDiverged, rs: RunStore | None) -> TrainingDiverged:
+    """``exc`` with where its run stands: the run directory's last finite checkpoint."""
+    if rs is None:
+        return exc
+    last = max(rs.state_steps(), default=None)
+    where = (f"the run in {rs.path} keeps its last finite checkpoint, step {last}, and resumes from there"
+             if last is not None else f"nothing of the run in {rs.path} was saved")
+    return TrainingDiverged(f"{exc}; {where} (the same settings diverge again: retrain with a lower lr)",
+                            step=exc.step)
 
 
 @dataclass(eq=False)

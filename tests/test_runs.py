@@ -187,3 +187,39 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     assert resumed.history.equals(straight.history)
     assert _same_weights(resumed.model, straight.model)
     assert json.loads((out / "status.json").read_text())["finished"] is True
+
+
+def _poison_after(n):
+    """A gradient transform that turns every gradient to NaN from its ``n``-th call on."""
+    calls = []
+
+    def transform(params):
+        calls.append(1)
+        if len(calls) > n:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+    return transform
+
+
+def test_divergence_stops_training_and_the_run_resumes_from_its_last_finite_checkpoint(tmp_path):
+    full = small_run(steps=60)
+    with pytest.raises(g.TrainingDiverged, match=r"diverged at step 30: train_loss is nan.*last finite checkpoint, "
+                       r"step 20") as info:
+        small_run(out=tmp_path / "r", steps=60, gradient_transforms=[_poison_after(25)])
+    assert isinstance(info.value, g.GrokInterpError) and info.value.step == 30
+    status = _status(tmp_path / "r")
+    assert status["finished"] is False and status["step"] == 20
+    loaded = g.load_run(tmp_path / "r")
+    assert loaded.history["step"].max() <= 20
+    assert all(torch.isfinite(w).all() for w in loaded.model.parameters())
+    resumed = small_run(out=tmp_path / "r", steps=60, resume=True)  # the cause removed, it goes on exactly
+    assert resumed.history.equals(full.history) and _same_weights(resumed.model, full.model)
+
+
+def test_divergence_in_memory_and_of_the_weights_alone_is_an_error():
+    with pytest.raises(g.TrainingDiverged, match="diverged at step"):
+        small_run(lr=1e308)
+    # dense rows: the NaN row itself is refused, never recorded
+    with pytest.raises(g.TrainingDiverged, match="diverged at step 3: train_loss is nan"):
+        small_run(eval_every=1, eval_sparse=1, gradient_transforms=[_poison_after(2)])

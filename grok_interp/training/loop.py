@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value
+from ..errors import TrainingDiverged
 from .accelerators import GrokfastEMA, GrokfastMA, PerpendicularGradient, stablemax_cross_entropy
 from ..config import TrainConfig
 from .forwards import Forward
@@ -518,6 +519,7 @@ class RunState:
 
     def hold(self, train_row: dict[str, Any]) -> None:
         """Hold back this step's row: its training metrics and a copy of the parameters."""
+        _check_finite_row(train_row, self.step)
         self._held.append((self.step, [p.detach().clone() for p in self.params], dict(train_row)))
         self._last_row = self.step
 
@@ -571,6 +573,7 @@ class RunState:
         step (backfilled) is recorded with the model holding that step's weights; a stop
         it calls for cannot come before the current step."""
         step = self.step if step is None else step
+        _check_finite_row(row, step)
         row = {"step": step, **row}
         for cb in self.callbacks:
             row.update(cb(step, self.model, self.context) or {})
@@ -587,6 +590,13 @@ class RunState:
             self.on_row(self)
 
     def checkpoint(self) -> None:
+        """Save this step (``on_checkpoint``); refused, with :class:`TrainingDiverged`,
+        when a trained weight is not finite: a run directory keeps only finite states."""
+        bad = next((i for i, p in enumerate(self.params) if not bool(torch.isfinite(p.detach()).all())), None)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged at step {self.step}: trained parameter {bad} holds non-finite values "
+                f"(lr={self.schedule.lr})", step=self.step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
         self._saved_at = self.step
@@ -611,6 +621,16 @@ class RunState:
             for transform in self.gradient_transforms:
                 transform(params)
         self.optimizer.step()
+
+
+def _check_finite_row(row: dict[str, Any], step: int) -> None:
+    """Refuse a history row whose loss is NaN or infinite (:class:`TrainingDiverged`)."""
+    for key in ("train_loss", "test_loss"):
+        value = row.get(key)
+        if value is not None and not math.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {key} is {value} (too high a learning rate or an unstable "
+                "loss)", step=step)
 
 
 class StepFunction(Protocol):
