@@ -556,12 +556,22 @@ class RunStore:
         self._need_lock()
         write_csv(self.file(HISTORY), rows)
 
-    def write_status(self, step: int, finished: bool, train_s: float | None = None) -> None:
+    def write_status(self, step: int, finished: bool, train_s: float | None = None,
+                     extending: Mapping[str, Any] | None = None) -> None:
         """Write ``status.json``: the step reached, whether the run is finished, and (when
         known) ``train_s``, the seconds spent training it up to that step, summed over
-        the sittings of a resumed run."""
+        the sittings of a resumed run.
+
+        ``extending`` (``{"train": {"steps": 200}, "record": [...]}``) records a resume
+        that changes the run's schedule or recorded measures, in the same atomic write
+        that marks the run unfinished; ``config.json`` is rewritten after it. A reader
+        applies it to ``config.json`` (:meth:`reconciled_meta`), so a writer killed
+        between the two writes leaves a run whose intent and state agree; the next
+        status written (a checkpoint) drops it, the config being up to date by then.
+        """
         self._need_lock()
-        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished), **_train_s_entry(train_s)})
+        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished), **_train_s_entry(train_s),
+                                       **({"extending": dict(extending)} if extending else {})})
 
     def write_resume_state(
         self, step: int, weights: Mapping[str, torch.Tensor], optimizer_state: dict[str, Any],
@@ -626,7 +636,24 @@ class RunStore:
         train_s = status.get("train_s", 0.0)
         if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not train_s >= 0:
             raise RunDirectoryError(f"run file {self.file(STATUS)}: 'train_s' must be a number of seconds >= 0")
+        ext = status.get("extending", {})
+        if not isinstance(ext, dict) or set(ext) - {"train", "record"} or not isinstance(ext.get("train", {}), dict):
+            raise RunDirectoryError(f"run file {self.file(STATUS)}: 'extending' must be an object with 'train' "
+                                    "(an object) and 'record' only")
         return status
+
+    def reconciled_meta(self) -> dict[str, Any]:
+        """``config.json`` with the extension an unfinished ``status.json`` records
+        applied (see :meth:`write_status`): the run's intent as its last atomic write
+        left it."""
+        meta = self.read_meta()
+        ext = self.read_status().get("extending")
+        if ext:
+            if isinstance(meta.get("train"), dict):
+                meta["train"] = {**meta["train"], **ext.get("train", {})}
+            if "record" in ext:
+                meta["record"] = ext["record"]
+        return meta
 
     def checkpoint_steps(self) -> list[int]:
         """Steps with saved weights, ascending."""

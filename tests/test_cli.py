@@ -159,3 +159,14 @@ def test_divergence_exits_2_in_one_line_and_leaves_a_resumable_run(tmp_path, cap
     assert status["finished"] is False
     assert main(["train", "--out", str(out), "--quiet", "--resume"]) == 2  # same settings: diverges again, same line
     assert "diverged" in capsys.readouterr().err
+
+
+def test_resume_with_fewer_steps_than_trained_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out, "--quiet", "--p", "23", "--d-model", "32", "--d-mlp", "64", "--steps", "20"]) == 0
+    config = (tmp_path / "r" / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--out", out, "--quiet", "--resume", "--steps", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --steps 10 is invalid: the run in") and "step 20" in err and "\n" not in err
+    assert (tmp_path / "r" / "config.json").read_text() == config  # was rewritten to 10 before
