@@ -44,6 +44,7 @@ from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, check_model_fits_task, load_weights, weights
 from .presets import PRESETS
 from .runs import GrokRun
+from .sizes import check_fits
 from .tasks import Split, Task
 from .training import accuracy, loss_fn
 
@@ -270,6 +271,8 @@ def from_model(
         if n_ctx is not None and n_ctx > 3:  # positions past the third are never read
             final = _first_positions(final)
     device = next(theirs.parameters()).device if theirs is not None else torch.device("cpu")
+    # the size check every entry point passes: before this builds two models and the data
+    check_fits(RunConfig(data=DataConfig(p=task.p, offset=task.offset), model=model_config), device, training=False)
     ours = build_model(model_config, task, device=device)
     check_model_fits_task(_vocab_view(final, model_config), task)
     load_weights(ours, final)
@@ -404,6 +407,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         RunDirectoryError: naming the file and the classes it would have run.
     """
     path = Path(path)
+    if path.is_dir():
+        raise RunDirectoryError(f"checkpoint file {path} is a directory; give the .pth file (a run directory "
+                                "loads with grok_interp.load_run)")
     if not path.is_file():
         raise RunDirectoryError(f"checkpoint file {path} does not exist")
     try:
@@ -481,8 +487,18 @@ def from_checkpoint_file(
             )
     try:
         return _from_tl_demo(data, task, split) if format == "tl_demo" else _from_progress_measures(data, task, split)
+    except RunDirectoryError:
+        raise
+    except GrokInterpError as exc:
+        if exc.param in _SIZES and "needs at least" in (exc.allowed or ""):  # the file's config is at fault
+            raise RunDirectoryError(f"checkpoint file {path}: its config gives {exc}") from exc
+        raise
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise RunDirectoryError(f"checkpoint file {path} does not hold the {format} format: {type(exc).__name__}: {exc}") from exc
+
+
+#: The sizes a size check may blame (grok_interp.sizes.check_fits, the task's own check).
+_SIZES = ("p", "offset", "d_model", "d_mlp", "n_layers", "steps")
 
 
 def _from_tl_demo(data: Mapping[str, Any], task: Any, split: Any) -> GrokRun:

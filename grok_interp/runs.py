@@ -517,7 +517,7 @@ def prepare_run(
             write_static(rs, config, task, split, _record_names(record))
     except BaseException:
         if rs is not None:
-            rs.close()
+            rs.abandon()  # a directory made for this run and left empty goes
         raise
     ctx = TrainContext(
         task=task,

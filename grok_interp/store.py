@@ -438,6 +438,7 @@ class RunStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self.created = False  # set by open_out when it made the directory
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r}, locked={self.locked})"
@@ -492,6 +493,14 @@ class RunStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+    def abandon(self) -> None:
+        """Release the lock of a writer that failed before writing anything; a directory
+        :func:`open_out` created for it goes again (it would hold only ``.lock``)."""
+        empty = self.locked and self.is_empty()
+        self.close()
+        if self.created and empty:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> "RunStore":
         return self.lock()
@@ -782,6 +791,7 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
         raise bad_value("out", str(path), "is a file; give a new or empty directory, or a run directory")
     if not rs.is_empty() and not is_run_dir(path):  # refuse before creating anything in it
         raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
+    rs.created = not path.exists()
     rs.lock()
     try:
         resuming = not rs.is_empty()  # again under the lock: another writer may have been first

@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, check_prime
+from ._validate import bad_value, check_choice, check_int, check_memory, check_open_unit, check_prime
 
 __all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS", "SHUFFLES"]
 
@@ -107,6 +107,9 @@ class Task:
     def __post_init__(self) -> None:
         p = check_prime("p", self.p)
         check_int("offset", self.offset, low=0)
+        # the tables built here (the a and b grids, labels, validity) and the tokens a
+        # run builds from them: about 56 bytes a pair, refused before any is allocated
+        check_memory("p", p, 56 * p * p, f"a task of p * p = {p * p} pairs")
         if self.labels_override is not None:
             labels = torch.as_tensor(self.labels_override, dtype=torch.int64).clone()
             if labels.shape != (p, p):

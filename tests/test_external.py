@@ -258,3 +258,22 @@ def test_presets_from_python_and_the_cli_with_options_that_win(tmp_path, capsys)
     assert "did you mean 'tl_demo'" in capsys.readouterr().err
     nanda = g.RunConfig.from_kwargs(**preset_options("nanda", p=P))
     assert nanda.data.shuffle == "python" and not nanda.model.attn_bias and nanda.train.warmup_steps == 10
+
+
+def test_a_file_whose_config_is_too_big_is_refused_before_allocating(tmp_path):
+    # a d_vocab of 36012 made the task's tables (10 GB) before any check
+    path = tmp_path / "big.pth"
+    torch.save({"model": {}, "config": _tl_cfg(36011, d_vocab=36012)}, path)
+    with pytest.raises(g.RunDirectoryError, match=r"big.pth: its config gives p=36011 is invalid: .*needs at least"):
+        g.from_checkpoint_file(path)
+    big_model = {"model": {}, "config": _tl_cfg(d_model=10**6, d_head=10**6 // 2, d_mlp=10**7)}
+    torch.save(big_model, path)
+    with pytest.raises(g.RunDirectoryError, match=r"big.pth: its config gives d_mlp=10000000 is invalid"):
+        g.from_checkpoint_file(path)
+
+
+def test_a_directory_is_not_a_missing_checkpoint_file(tmp_path):
+    with pytest.raises(g.RunDirectoryError, match="is a directory"):
+        g.from_checkpoint_file(tmp_path)
+    with pytest.raises(g.RunDirectoryError, match="does not exist"):
+        g.from_checkpoint_file(tmp_path / "none.pth")

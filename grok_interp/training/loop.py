@@ -124,9 +124,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def is_checkpoint_step(step: int, steps: int, every: int) -> bool:
+    """Whether :func:`checkpoint_schedule` holds ``step``, without building it (a run of
+    10^12 steps would need gigabytes for the list)."""
+    if step < 0 or step > steps:
+        return False
+    return step == steps or step % every == 0 or (step < every and step & (step - 1) == 0)
+
+
 def checkpoint_schedule(steps: int, every: int) -> list[int]:
     """Steps at which weights are saved: 0, 1, 2, 4, 8, ... below ``every``, then every
-    ``every`` steps, and the last step."""
+    ``every`` steps, and the last step (a list: use :func:`is_checkpoint_step` to test
+    one step of a long run)."""
     dense = {0}
     s = 1
     while s < every and s <= steps:
@@ -458,7 +467,6 @@ class RunState:
     def __post_init__(self) -> None:
         sch = self.schedule
         self.history = list(self.history)
-        self._checkpoints = set(checkpoint_schedule(sch.steps, sch.checkpoint_every))
         self._last_row = self.history[-1]["step"] if self.history else -1
         # A resumed run starts from the checkpoint it was saved at: not saved again.
         self._saved_at = self.step if self.step > 0 else -1
@@ -482,11 +490,14 @@ class RunState:
 
     def eval_due(self) -> bool:
         s, sch = self.step, self.schedule
-        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and s in self._checkpoints)
+        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and self._is_checkpoint(s))
         return due and s > self._last_row
 
     def checkpoint_due(self) -> bool:
-        return (self.step in self._checkpoints or self.finished) and self.step != self._saved_at
+        return (self._is_checkpoint(self.step) or self.finished) and self.step != self._saved_at
+
+    def _is_checkpoint(self, step: int) -> bool:
+        return is_checkpoint_step(step, self.schedule.steps, self.schedule.checkpoint_every)
 
     @property
     def sparse(self) -> bool:
@@ -509,7 +520,7 @@ class RunState:
         plateau-stop rule would fire on its current clock.
         """
         s, sch = self.step, self.schedule
-        if not self.sparse or s % (sch.eval_sparse * sch.eval_every) == 0 or self.finished or s in self._checkpoints:
+        if not self.sparse or s % (sch.eval_sparse * sch.eval_every) == 0 or self.finished or self._is_checkpoint(s):
             return True
         if self.grok_step is None and sch.stop_after_grok is not None and self._held \
                 and s >= self._held[0][0] + sch.stop_after_grok:
