@@ -268,6 +268,15 @@ def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, S
         task = Task(p=d.p, op=d.op, offset=d.offset)
     if not torch.equal(task.labels, labels):
         raise RunDirectoryError(f"run file {path / DATA}: labels disagree with op={d.op!r}")
+    # the split config.json describes, drawn again, must be the one data.safetensors holds
+    rebuilt = Split.from_config(task, d, forced if d.split == "mask" else None)
+    for name, saved, want in (("train_mask", train, rebuilt.train_mask), ("forced_test", forced, rebuilt.forced_test)):
+        if not torch.equal(saved, want):
+            raise RunDirectoryError(
+                f"run files {path / CONFIG} and {path / DATA} disagree: the {d.split} split config.json describes "
+                f"(frac={d.frac}, data_seed={d.data_seed}, shuffle={d.shuffle!r}, k={d.k}, t={d.t}) has "
+                f"{int(want.sum())} pairs in {name}, data.safetensors {int(saved.sum())} "
+                f"({int((saved != want).sum())} pairs differ)")
     split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t,
                   shuffle=d.shuffle)
     return task, split

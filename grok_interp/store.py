@@ -266,6 +266,7 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
             raise RunDirectoryError(f"run file {p} has no rows")
         if not pd.api.types.is_integer_dtype(df["step"]):
             raise RunDirectoryError(f"run file {p}: the 'step' column holds non-integers or blanks")
+        _check_column_types(df, p)
         steps = df["step"].to_numpy()
         bad = np.nonzero(np.diff(steps) <= 0)[0]
         if len(bad):
@@ -278,6 +279,26 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
         return df
 
     return _read(Path(path), reader)
+
+
+#: History columns that are numbers in every history (blanks allowed: NaN).
+NUMERIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _check_column_types(df: pd.DataFrame, p: Path) -> None:
+    """Numbers where a history has numbers: the loss and accuracy columns, and every
+    column whose other values are numbers (text among them is an edited or corrupt file;
+    measures would report on it or fail with a raw TypeError)."""
+    for col in df.columns:
+        if col == "step" or pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+            continue
+        values = df[col]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = values.notna() & numbers.isna()
+        if text.any() and (col in NUMERIC_COLUMNS or numbers.notna().any()):
+            row = int(np.nonzero(text.to_numpy())[0][0])
+            raise RunDirectoryError(f"run file {p}: column {col!r} holds text ({values.iloc[row]!r} at step "
+                                    f"{int(df['step'].iloc[row])}) among numbers")
 
 
 def read_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

@@ -690,3 +690,36 @@ def test_a_long_schedule_is_never_built(monkeypatch):
     monkeypatch.setattr(loop, "checkpoint_schedule", built)
     run = g.train_hooked(**{**OPTS, "steps": 30, "checkpoint_every": 8})
     assert sorted(run.checkpoints) == [0, 1, 2, 4, 8, 16, 24, 30]
+
+
+# --- files that must agree with each other ---------------------------------------------------
+@pytest.mark.parametrize("edit", [
+    lambda raw: raw["data"].update(frac=0.5),
+    lambda raw: raw["data"].update(data_seed=1),
+    lambda raw: raw["data"].update(shuffle="python"),
+])
+def test_a_config_whose_split_is_not_the_saved_one_names_both_files(run_dir, edit):
+    raw = json.loads((run_dir / "config.json").read_text())
+    edit(raw)
+    (run_dir / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(g.RunDirectoryError, match=r"^run files .*config.json and .*data.safetensors disagree") as info:
+        g.load_run(run_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_an_inverted_train_mask_is_refused(run_dir):
+    data = g.store.read_tensors(run_dir / "data.safetensors")
+    data["train_mask"] = 1 - data["train_mask"]
+    g.store.write_tensors(run_dir / "data.safetensors", data)
+    with pytest.raises(g.RunDirectoryError, match=r"disagree: the random split .* pairs differ"):
+        g.load_run(run_dir)
+
+
+@pytest.mark.parametrize("column", ["test_loss", "train_acc"])
+def test_text_in_a_numeric_history_column_is_named(run_dir, column):
+    h = pd.read_csv(run_dir / "history.csv")
+    h[column] = h[column].astype(object)
+    h.loc[2, column] = "oops"
+    h.to_csv(run_dir / "history.csv", index=False)
+    with pytest.raises(g.RunDirectoryError, match=rf"history.csv: column '{column}' holds text \('oops' at step"):
+        g.load_run(run_dir)
