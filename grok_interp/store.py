@@ -46,6 +46,7 @@ import csv
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import importlib
 import io
 import json
@@ -831,6 +832,23 @@ def _not_copied(folder: str, names: list[str]) -> set[str]:
     return {n for n in names if n == LOCK or (n.startswith(".") and n.endswith(".tmp")) or n.startswith(".state-")}
 
 
+def file_digests(path: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file of the run directory ``path`` that a copy holds (relative
+    ``/``-separated path -> hex digest; the lock and temporaries left out)."""
+    root = Path(path)
+    out: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(set(dirs) - _not_copied(folder, dirs))
+        for name in sorted(set(files) - _not_copied(folder, files)):
+            file = Path(folder) / name
+            h = hashlib.sha256()
+            with open(file, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[file.relative_to(root).as_posix()] = h.hexdigest()
+    return out
+
+
 def _copy_synced(src: str, dst: str) -> str:
     shutil.copy2(src, dst)
     with open(dst, "rb+") as fh:  # on disk before the directory is renamed into place
@@ -863,6 +881,9 @@ def copy_run_dir(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     src, dest = Path(src), Path(dest)
     if not src.is_dir() or not is_run_dir(src):
         raise RunDirectoryError(f"{src} is not a run directory (no config.json written by grok_interp)")
+    a, b = src.resolve(), dest.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise bad_value("dest", str(dest), f"lies inside {src} or holds it; a run is copied beside itself, not into it")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise bad_value("dest", str(dest), "exists and is not an empty directory; give a new or empty directory")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -723,3 +723,19 @@ def test_text_in_a_numeric_history_column_is_named(run_dir, column):
     h.to_csv(run_dir / "history.csv", index=False)
     with pytest.raises(g.RunDirectoryError, match=rf"history.csv: column '{column}' holds text \('oops' at step"):
         g.load_run(run_dir)
+
+
+def test_a_run_is_never_copied_into_itself(run_dir, tmp_path):
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    for dest in (run_dir / "inner", run_dir, run_dir / "checkpoints" / "deeper"):
+        with pytest.raises(g.GrokInterpError, match=r"^dest=.* lies inside"):
+            g.store.copy_run_dir(run_dir, dest)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert g.store.copy_run_dir(run_dir, tmp_path / "beside").is_dir()
+
+
+def test_file_digests_cover_what_a_copy_holds(run_dir, tmp_path):
+    digests = g.store.file_digests(run_dir)
+    assert ".lock" not in digests and "model.safetensors" in digests and "checkpoints/step_0000020.safetensors" in digests
+    copy = g.store.copy_run_dir(run_dir, tmp_path / "copy")
+    assert g.store.file_digests(copy) == digests
