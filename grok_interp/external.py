@@ -71,6 +71,14 @@ _UNSUPPORTED = {
     "use_qk_norm": (False, "QK normalisation"),
     "use_normalization_before_and_after": (False, "normalisation before and after each sublayer"),
     "num_experts": (None, "a mixture of experts"),
+    "scale_attn_by_inverse_layer_idx": (False, "attention scores scaled by the inverse layer index"),
+    "post_embedding_ln": (False, "a LayerNorm after the embedding"),
+    "use_attention_sinks": (False, "attention sinks"),
+    "use_logn_attn": (False, "log-n attention scaling"),
+    "uses_rms_norm": (False, "RMSNorm"),
+    "clip_qkv": (None, "clipped queries, keys and values"),
+    "load_in_4bit": (False, "4-bit weights"),
+    "quantization_method": (None, "quantised weights"),
 }
 
 
@@ -94,6 +102,12 @@ def model_config_from_tl(cfg: Any) -> ModelConfig:
     norm = _field(cfg, "normalization_type", None)
     if norm not in (None, "LN"):
         problems.append(f"normalization_type={norm!r} (only None or 'LN')")
+    eps = _field(cfg, "eps", 1e-5)
+    if norm == "LN" and eps is not None and not math.isclose(float(eps), 1e-5, rel_tol=1e-9):
+        problems.append(f"LayerNorm eps={eps!r} (only 1e-05)")
+    direction = _field(cfg, "attention_dir", "causal")
+    if direction not in (None, "causal"):
+        problems.append(f"{direction} attention (attention_dir={direction!r}; only 'causal')")
     n_heads, d_head = _field(cfg, "n_heads"), _field(cfg, "d_head")
     kv = _field(cfg, "n_key_value_heads", None)
     if kv not in (None, n_heads):

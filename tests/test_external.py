@@ -277,3 +277,25 @@ def test_a_directory_is_not_a_missing_checkpoint_file(tmp_path):
         g.from_checkpoint_file(tmp_path)
     with pytest.raises(g.RunDirectoryError, match="does not exist"):
         g.from_checkpoint_file(tmp_path / "none.pth")
+
+
+@pytest.mark.parametrize("option, words", [
+    ({"scale_attn_by_inverse_layer_idx": True}, "inverse layer index"),
+    ({"attention_dir": "bidirectional"}, "bidirectional attention"),
+    ({"normalization_type": "LN", "eps": 1e-3}, "eps=0.001"),
+    ({"post_embedding_ln": True}, "after the embedding"),
+    ({"clip_qkv": 8.0}, "clipped"),
+])
+def test_options_the_rebuilt_model_cannot_honour_are_refused(option, words):
+    with pytest.raises(g.GrokInterpError, match=f"cannot be represented.*{words}"):
+        g.external.model_config_from_tl(_tl_cfg(**option))
+
+
+@needs_hooked
+@pytest.mark.parametrize("option", [{"attention_dir": "bidirectional"}, {"scale_attn_by_inverse_layer_idx": True}])
+def test_from_model_refuses_a_model_it_would_change(option):
+    # one layer: the last position's logits agree (layer 0's scale is 1; the last
+    # position attends to all anyway), but the model rebuilt is another one
+    theirs = _hooked(**option)
+    with pytest.raises(g.GrokInterpError, match="cannot be represented"):
+        g.from_model(theirs, g.Task(P))
