@@ -490,21 +490,27 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirectoryError(
-                f"run directory {self.path} is being written by another process (pid {holder}); "
-                "wait for it to finish or choose another directory"
-            ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunDirectoryError(
+                    f"run directory {self.path} is being written by another process (pid {holder}); "
+                    "wait for it to finish or choose another directory"
+                ) from None
+            # a full disk fails the pid's write: the lock must not outlive the error (it
+            # did, and the same process then found its own pid "writing" the run)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
-        self.remove_stale()
+        try:
+            self.remove_stale()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:

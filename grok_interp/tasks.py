@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import random as _random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -63,6 +64,13 @@ def _custom_labels(fn: Callable[..., Any], a: Tensor, b: Tensor, p: int) -> Tens
     """
     name = "op"
     try:
+        inspect.signature(fn).bind(0, 0)
+    except TypeError:
+        raise bad_value(name, getattr(fn, "__name__", fn), f"must take two arguments f(a, b); it takes "
+                        f"{inspect.signature(fn)}") from None
+    except ValueError:  # no signature to read (a builtin): calling it will tell
+        pass
+    try:
         out = torch.as_tensor(fn(a, b))
         vectorised = out.shape == a.shape
     except Exception:  # noqa: BLE001 - any failure means "not vectorised": fall back
@@ -73,7 +81,11 @@ def _custom_labels(fn: Callable[..., Any], a: Tensor, b: Tensor, p: int) -> Tens
         return out.to(torch.int64) % p
     values = []
     for x, y in zip(a.tolist(), b.tolist()):
-        v = fn(x, y)
+        try:
+            v = fn(x, y)
+        except Exception as exc:  # noqa: BLE001 - the user's function failed: say where
+            raise bad_value(name, getattr(fn, "__name__", fn),
+                            f"f({x}, {y}) raised {type(exc).__name__}: {exc}") from None
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise bad_value(name, getattr(fn, "__name__", fn),
                             f"must return integers; f({x}, {y}) returned {v!r} ({type(v).__name__})")

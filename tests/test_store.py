@@ -739,3 +739,17 @@ def test_file_digests_cover_what_a_copy_holds(run_dir, tmp_path):
     assert ".lock" not in digests and "model.safetensors" in digests and "checkpoints/step_0000020.safetensors" in digests
     copy = g.store.copy_run_dir(run_dir, tmp_path / "copy")
     assert g.store.file_digests(copy) == digests
+
+
+def test_a_lock_whose_pid_cannot_be_written_is_released(tmp_path, monkeypatch):
+    import errno
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(g.store.os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        g.store.RunStore(tmp_path / "r").lock()
+    monkeypatch.undo()
+    with g.store.RunStore(tmp_path / "r").lock() as rs:  # was: "being written by another process" (our pid)
+        assert rs.locked
