@@ -215,8 +215,15 @@ def write_plan(groups: Sequence[tuple[str, dict, list[dict]]], args: argparse.Na
     rows = [{"group": name, "run": run_name(c), "key": options_key({**base, **c}) or ""}
             for name, base, configs in groups for c in select(configs, getattr(args, "only", None))]
     plan = pd.DataFrame(rows, columns=["group", "run", "key"])
-    plan.to_csv(args.plan, index=False)
-    print(f"plan of {len(plan)} runs written to {args.plan}")
+    path = Path(args.plan)
+    if path.is_dir():
+        raise SystemExit(f"error: --plan {path} is a directory; give the CSV file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made
+        plan.to_csv(path, index=False)
+    except OSError as exc:  # read-only, a file where a folder should be, no space: one line
+        raise SystemExit(f"error: --plan {path}: {exc.strerror or exc}") from None
+    print(f"plan of {len(plan)} runs written to {path}")
     return plan
 
 

@@ -170,3 +170,18 @@ def test_resume_with_fewer_steps_than_trained_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --steps 10 is invalid: the run in") and "step 20" in err and "\n" not in err
     assert (tmp_path / "r" / "config.json").read_text() == config  # was rewritten to 10 before
+
+
+def test_an_interrupt_advises_only_what_the_command_can_do(tmp_path, capsys, monkeypatch):
+    import grok_interp.cli as cli
+    import grok_interp.viz.report as report
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupt)
+    assert main(["report", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"  # report has no --resume
+    monkeypatch.setattr(cli, "build_parser", interrupt)  # while the command starts: no traceback
+    assert main(["report", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
