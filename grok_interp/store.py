@@ -599,7 +599,8 @@ class RunStore:
         known) ``train_s``, the seconds spent training it up to that step, summed over
         the sittings of a resumed run.
 
-        ``extending`` (``{"train": {"steps": 200}, "record": [...]}``) records a resume
+        ``extending`` (``{"train": {"steps": 200}, "record": [...]}``; a ResNet run's
+        ``{"config": {"epochs": 40}}``) records a resume
         that changes the run's schedule or recorded measures, in the same atomic write
         that marks the run unfinished; ``config.json`` is rewritten after it. A reader
         applies it to ``config.json`` (:meth:`reconciled_meta`), so a writer killed
@@ -674,9 +675,9 @@ class RunStore:
         if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not train_s >= 0:
             raise RunDirectoryError(f"run file {self.file(STATUS)}: 'train_s' must be a number of seconds >= 0")
         ext = status.get("extending", {})
-        if not isinstance(ext, dict) or set(ext) - {"train", "record"} or not isinstance(ext.get("train", {}), dict):
-            raise RunDirectoryError(f"run file {self.file(STATUS)}: 'extending' must be an object with 'train' "
-                                    "(an object) and 'record' only")
+        if not isinstance(ext, dict) or any(not isinstance(v, dict) for k, v in ext.items() if k != "record"):
+            raise RunDirectoryError(f"run file {self.file(STATUS)}: 'extending' must map config.json's sections "
+                                    "to their changed keys (and 'record' to measure names)")
         return status
 
     def reconciled_meta(self) -> dict[str, Any]:
@@ -684,12 +685,11 @@ class RunStore:
         applied (see :meth:`write_status`): the run's intent as its last atomic write
         left it."""
         meta = self.read_meta()
-        ext = self.read_status().get("extending")
-        if ext:
-            if isinstance(meta.get("train"), dict):
-                meta["train"] = {**meta["train"], **ext.get("train", {})}
-            if "record" in ext:
-                meta["record"] = ext["record"]
+        for section, changes in self.read_status().get("extending", {}).items():
+            if section == "record":
+                meta["record"] = changes
+            elif isinstance(meta.get(section), dict):
+                meta[section] = {**meta[section], **changes}
         return meta
 
     def checkpoint_steps(self) -> list[int]:

@@ -362,7 +362,7 @@ def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: S
 def _read_config(path: Path) -> ResNetConfig:
     rs = RunStore(path)
     file = rs.file(CONFIG)
-    raw = rs.read_meta()
+    raw = rs.reconciled_meta()  # with an extension status.json records (store.RunStore.write_status)
     if raw.get("kind") != "resnet":
         raise RunDirectoryError(f"run file {file} is not a ResNet run (kind={raw.get('kind')!r})")
     ver = store.check_format(raw, file)
@@ -615,7 +615,12 @@ def _restore(
             optimizer.load_state_dict(state.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
-    if a["epochs"] != b["epochs"]:
+    if state is not None and b["epochs"] < state.step:
+        raise bad_value("epochs", b["epochs"], f"the run in {path} has trained to epoch {state.step} already: "
+                        f"give epochs >= {state.step}, or train a new run")
+    if a["epochs"] != b["epochs"] or "extending" in rs.read_status():
+        if state is not None:  # status.json first, in one atomic write (see runs._restore)
+            rs.write_status(state.step, finished=False, train_s=state.train_s, extending={"config": {"epochs": b["epochs"]}})
         meta = rs.read_meta()
         meta["config"] = b
         rs.write_config(meta)
