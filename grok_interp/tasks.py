@@ -31,7 +31,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from ._validate import bad_value, check_choice, check_int, check_memory, check_open_unit, check_prime
+from ._validate import bad_value, check_choice, check_int, check_memory, check_open_unit, check_prime, check_seed
 
 __all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS", "SHUFFLES"]
 
@@ -335,7 +335,7 @@ class Split:
         Candidates are listed in row-major grid order, then put in a seeded random order
         (``shuffle``, see :data:`SHUFFLES`); the first ``n_train`` train.
         """
-        check_int("seed", seed)
+        check_seed("seed", seed)
         check_choice("shuffle", shuffle, SHUFFLES)
         candidates = (task.valid & ~forced).reshape(-1).nonzero().squeeze(1)
         if shuffle == "python":

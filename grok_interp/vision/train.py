@@ -35,7 +35,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .. import store
-from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit
+from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_seed
 from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
@@ -132,10 +132,10 @@ class ResNetConfig:
             raise bad_value("image_size", self.image_size, "must be even (a 2 x 2 grid of square cells)")
         check_int("width", self.width, low=1)
         check_open_unit("frac", self.frac)
-        check_int("data_seed", self.data_seed)
+        check_seed("data_seed", self.data_seed)
         if self.subset is not None:
             check_int("subset", self.subset, low=2, high=11**4)
-        check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0, high=2**64 - 1)
         check_int("epochs", self.epochs, low=0)
         self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
         self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
