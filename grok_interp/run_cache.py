@@ -103,10 +103,11 @@ KEY_SCHEMA = 2
 #: (their options become the configuration, which is in the key), the ceilings of
 #: :mod:`grok_interp.theory` and the sweep's extra columns, the measures computed after
 #: training from a finished run (``compare``, ``phases``), the import of other
-#: codebases' checkpoints (``external``) and this cache. Everything else, including any
+#: codebases' checkpoints (``external``), the studies' selection language (``selection``)
+#: and this cache. Everything else, including any
 #: new file, is in the digest.
 HISTORY_NEUTRAL = ("viz/", "vision/", "cli.py", "_sweep_cli.py", "measures/_cli.py", "measures/compare.py",
-                   "measures/phases.py", "theory.py", "external.py", "run_cache.py")
+                   "measures/phases.py", "theory.py", "external.py", "run_cache.py", "selection.py")
 _OFF = ("off", "0", "false", "no", "none")
 
 
