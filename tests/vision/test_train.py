@@ -175,7 +175,14 @@ def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path
 
 def test_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, data16):
     opts = dict(epochs=1, eval_every=1, checkpoint_every=1, dataset=data16, progress=False, **TINY)
-    mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    # oneDNN's bfloat16 convolution backward on some CPUs returns non-finite gradients
+    # now and then (512 entries of layer4.0.conv1.weight, about one run in four here):
+    # the run's weights went NaN without a word; the divergence check now stops such a
+    # run (TrainingDiverged). PyTorch's own kernels compute the same bfloat16 forward
+    # passes without that fault.
+    with torch.backends.mkldnn.flags(enabled=False):
+        mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    assert all(bool(torch.isfinite(p).all()) for p in mixed.model.parameters())
     plain = train_resnet(**opts)
     assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
     h = mixed.history
