@@ -189,6 +189,41 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path):
     assert json.loads((out / "status.json").read_text())["finished"] is True
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["extension_recorded", "mid_extension"])
+def test_an_extension_killed_by_sigkill_reports_its_true_state(tmp_path, when):
+    opts = dict(p=23, eval_every=10, checkpoint_every=25, progress=False, **SMALL_MODEL)
+    out = tmp_path / "r"
+    g.train_hooked(steps=50, out=out, **opts)
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT.format(steps=400, model=SMALL_MODEL), str(out)])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            status = json.loads((out / "status.json").read_text())
+            if when == "extension_recorded" and not status["finished"]:
+                break
+            if when == "mid_extension" and status["step"] >= 100:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the extension never started")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = json.loads((out / "status.json").read_text())
+    # never "finished at the old step" beside a config of the new steps (a sweep skipped such a run)
+    assert status["finished"] is False and g.runs.read_config(out).train.steps == 400
+    assert g.load_run(out).config.train.steps == 400
+    resumed = g.train_hooked(out=out, resume=True, progress=False)  # the CLI's plain --resume
+    straight = g.train_hooked(steps=400, **opts)
+    assert resumed.history.equals(straight.history) and _same_weights(resumed.model, straight.model)
+    assert json.loads((out / "config.json").read_text())["train"]["steps"] == 400
+    status = json.loads((out / "status.json").read_text())
+    assert status["finished"] is True and status["step"] == 400 and "extending" not in status
+
+
 def _poison_after(n):
     """A gradient transform that turns every gradient to NaN from its ``n``-th call on."""
     calls = []
