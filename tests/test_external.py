@@ -299,3 +299,19 @@ def test_from_model_refuses_a_model_it_would_change(option):
     theirs = _hooked(**option)
     with pytest.raises(g.GrokInterpError, match="cannot be represented"):
         g.from_model(theirs, g.Task(P))
+
+
+@needs_hooked
+def test_from_model_compares_the_logits_at_every_position():
+    # a change the last position does not see (one layer, position 0 only) is a setting missed
+    theirs = _hooked()
+
+    def shift_first(x, hook):
+        x[:, 0] += 1.0
+        return x
+
+    theirs.blocks[-1].hook_resid_post.add_hook(shift_first)
+    with pytest.raises(g.GrokInterpError, match="computes other logits"):
+        g.from_model(theirs, g.Task(P))
+    theirs.reset_hooks()
+    assert g.from_model(theirs, g.Task(P)).task.p == P
