@@ -226,6 +226,33 @@ def _check_same_logits(ours: nn.Module, theirs: nn.Module, task: Task) -> None:
         )
 
 
+def _model_of_state_dict(state: Any, cfg: Any) -> nn.Module | None:
+    """The TransformerLens model a state dict and its config describe, to compare the
+    rebuilt model with (None where it cannot be built here: TransformerLens 4 has no
+    ``HookedTransformer``, no config given, another layout)."""
+    if cfg is None or not isinstance(state, Mapping) or not tl_backend.HAS_HOOKED_TRANSFORMER:
+        return None
+    import dataclasses  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    cls = tl_backend.HookedTransformerConfig
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = {k: v for k, v in (_config_fields(cfg) if not hasattr(cfg, "to_dict") else cfg.to_dict()).items()
+              if k in names and k not in ("device", "n_devices", "checkpoint_index", "checkpoint_label_type",
+                                          "checkpoint_value", "tokenizer_name")}
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore")
+            # no seed (it would reseed every global generator) and no init: the weights are loaded
+            reference = tl_backend.HookedTransformer(cls(**{**fields, "device": "cpu", "seed": None,
+                                                            "init_weights": False}))
+            reference.load_state_dict(dict(state), strict=True)
+    except Exception as exc:  # noqa: BLE001 - not a TransformerLens state dict of this config
+        log.debug("from_model: no reference model for the logit check (%s: %s)", type(exc).__name__, exc)
+        return None
+    return reference
+
+
 # --- the public constructor ---------------------------------------------------------------
 def from_model(
     model: nn.Module | Mapping[str, Tensor],
@@ -296,8 +323,9 @@ def from_model(
     ours = build_model(model_config, task, device=device)
     check_model_fits_task(_vocab_view(final, model_config), task)
     load_weights(ours, final)
-    if theirs is not None:
-        _check_same_logits(ours, theirs, task)
+    reference = theirs if theirs is not None else _model_of_state_dict(model, cfg)
+    if reference is not None:
+        _check_same_logits(ours, reference, task)
 
     if checkpoints is None:
         by_step: dict[int, Mapping[str, Tensor]] = {}

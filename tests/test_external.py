@@ -315,3 +315,17 @@ def test_from_model_compares_the_logits_at_every_position():
         g.from_model(theirs, g.Task(P))
     theirs.reset_hooks()
     assert g.from_model(theirs, g.Task(P)).task.p == P
+
+
+@needs_hooked
+def test_a_state_dict_is_checked_against_the_model_its_config_builds(monkeypatch):
+    theirs = _hooked()
+    seen = []
+    real = g.external._check_same_logits
+    monkeypatch.setattr(g.external, "_check_same_logits", lambda ours, ref, task: seen.append(ref) or real(ours, ref, task))
+    state = np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4], torch.random.get_rng_state()
+    run = g.from_model(theirs.state_dict(), g.Task(P), cfg=theirs.cfg.to_dict())
+    assert len(seen) == 1 and seen[0] is not theirs  # built from the config, then compared on every pair
+    assert torch.equal(run.model.W_E, theirs.W_E)
+    now = np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4], torch.random.get_rng_state()
+    assert now[0] == state[0] and now[1] == state[1] and torch.equal(now[2], state[2])  # no global seed touched
