@@ -108,7 +108,8 @@ def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -
                     help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--only", default=None, metavar="QUERY",
-                    help="run (and export) only the configurations matching this pandas query over their keys, "
+                    help="run (and export) only the configurations matching this expression over their keys: "
+                    "key names, numbers, quoted strings, == != < <= > >= in, and/or/not and parentheses, "
                     "e.g. \"split == 'strip' and t >= 60\" (the results then hold only those runs)")
     ap.add_argument("--no-cache", action="store_true",
                     help="train every run, even one another study already trained with the same configuration "
@@ -193,9 +194,13 @@ def run_sweep(groups: Sequence[tuple[str, dict, list[dict]]], out: Path, args: a
     if getattr(args, "plan", None):
         write_plan(groups, args)
         raise SystemExit(0)
+    only = getattr(args, "only", None)
+    chosen = [(name, base, select(configs, only)) for name, base, configs in groups]
+    if not any(configs for _, _, configs in chosen):
+        total = sum(len(configs) for _, _, configs in groups)
+        raise SystemExit(f"error: --only {only!r} matches none of the study's {total} configurations")
     tables = []
-    for name, base, configs in groups:
-        configs = select(configs, getattr(args, "only", None))
+    for name, base, configs in chosen:
         if configs:
             tables.append(sweep(configs, out / name if name else out, base=base, **sweep_kwargs(args), **kwargs))
     return pd.concat(tables, ignore_index=True)
@@ -210,23 +215,33 @@ def write_plan(groups: Sequence[tuple[str, dict, list[dict]]], args: argparse.Na
     rows = [{"group": name, "run": run_name(c), "key": options_key({**base, **c}) or ""}
             for name, base, configs in groups for c in select(configs, getattr(args, "only", None))]
     plan = pd.DataFrame(rows, columns=["group", "run", "key"])
-    plan.to_csv(args.plan, index=False)
-    print(f"plan of {len(plan)} runs written to {args.plan}")
+    path = Path(args.plan)
+    if path.is_dir():
+        raise SystemExit(f"error: --plan {path} is a directory; give the CSV file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made
+        plan.to_csv(path, index=False)
+    except OSError as exc:  # read-only, a file where a folder should be, no space: one line
+        raise SystemExit(f"error: --plan {path}: {exc.strerror or exc}") from None
+    print(f"plan of {len(plan)} runs written to {path}")
     return plan
 
 
 def select(configs: Sequence[dict], query: str | None) -> list[dict]:
-    """The configurations matching a pandas ``query`` over their keys (all when None).
-    A key a configuration lacks reads as missing (NaN), which no comparison matches."""
-    configs = list(configs)
-    if not query or not configs:
-        return configs
-    frame = pd.DataFrame(configs)
+    """The configurations matching ``query`` (all when None), an expression of
+    :mod:`grok_interp.selection` over their keys: key names, literals, comparisons,
+    and/or/not and parentheses, parsed by that module and never run as Python. A key a
+    configuration lacks is missing, which no comparison matches."""
+    from grok_interp.errors import GrokInterpError
+    from grok_interp.selection import select as select_configs
+
     try:
-        keep = frame.query(query).index
-    except Exception as exc:  # pandas raises several types for a bad expression
-        raise SystemExit(f"error: --only {query!r}: {exc} (keys: {', '.join(frame.columns)})") from None
-    return [configs[i] for i in keep]
+        return select_configs(configs, query, param="only")
+    except GrokInterpError as exc:
+        why = exc.allowed or str(exc)
+        if "keys:" not in why:
+            why += f" (keys: {', '.join(dict.fromkeys(k for c in configs for k in c))})"
+        raise SystemExit(f"error: --only {query!r} is invalid: {why}") from None
 
 
 def export(table: pd.DataFrame, results: Path, columns: Sequence[str],

@@ -24,7 +24,7 @@ with _warnings.catch_warnings():
 
 from . import store
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import GrokInterpError, RunDirectoryError
+from .errors import GrokInterpError, RunDirectoryError, TrainingDiverged
 from .protocols import DatasetRun, Run, TaskRun
 from .runs import GrokRun, load_run, train_hooked
 from .many_runs import train_many
@@ -92,4 +92,5 @@ __all__ = [
     "store",
     "GrokInterpError",
     "RunDirectoryError",
+    "TrainingDiverged",
 ]

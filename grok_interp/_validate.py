@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from typing import Any
 
 from .errors import GrokInterpError
@@ -21,6 +22,41 @@ def bad_value(name: str, value: Any, allowed: str) -> GrokInterpError:
     name re-renders it in its own words (the command line: ``--p 12 is invalid: ...``).
     """
     return GrokInterpError(f"{name}={value!r} is invalid: {allowed}", param=name, value=value, allowed=allowed)
+
+
+#: The seeds torch's generators take (``torch.manual_seed``): a seed outside overflows in
+#: C with no parameter named.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Check that ``value`` is an integer seed torch's generators take."""
+    return check_int(name, value, low=SEED_RANGE[0], high=SEED_RANGE[1])
+
+
+def physical_memory() -> int:
+    """The machine's physical memory in bytes (2**62 where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 2**62
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``512 B``, ``1.5 GB``."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def check_memory(name: str, value: Any, needed: int, what: str, limit: int | None = None) -> None:
+    """Refuse ``name=value`` (one line) when ``what`` needs more than ``limit`` bytes
+    (default: the machine's physical memory), before anything is allocated."""
+    limit = physical_memory() if limit is None else limit
+    if needed > limit:
+        raise bad_value(name, value, f"{what} needs at least {format_bytes(needed)} but memory is {format_bytes(limit)}")
 
 
 def is_prime(n: int) -> bool:

@@ -233,7 +233,28 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train, "sweep": _cmd_sweep, "report": _cmd_report, "resnet": _cmd_resnet, "measure": _cmd_measure}
 
 
+#: What an interrupted command can do next (commands not named: nothing to continue).
+_ON_INTERRUPT = {
+    "train": "rerun with --resume to continue from the last checkpoint",
+    "sweep": "rerun the same sweep to continue: finished runs are skipped, interrupted ones resume",
+    "resnet": "rerun with --resume to continue from the last checkpoint",
+}
+
+
+def _interrupted(command: str | None) -> int:
+    hint = _ON_INTERRUPT.get(command or "")
+    print("interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a command started (its imports, the parser): nothing to continue
+        return _interrupted(None)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the subcommand's usage, not the top level's
@@ -252,8 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: rerun with --resume to continue from the last checkpoint", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
 
 
 if __name__ == "__main__":  # pragma: no cover

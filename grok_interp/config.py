@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from ._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_prime, did_you_mean
+from ._validate import (
+    bad_value, check_choice, check_float, check_int, check_open_unit, check_prime, check_seed, did_you_mean,
+)
 from .tasks import SHUFFLES, SPLIT_KINDS, check_split_options
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "field_docs", "add_config_arguments"]
@@ -90,7 +92,7 @@ class DataConfig(_DictMixin):
         check_int("offset", self.offset, low=0)
         self._check_choices()
         self.frac = check_open_unit("frac", self.frac)
-        check_int("data_seed", self.data_seed)
+        check_seed("data_seed", self.data_seed)
         check_split_options(self.split, self.p, k=self.k, t=self.t)
 
 
@@ -179,7 +181,7 @@ class ModelConfig(_DictMixin):
                 )
             self.d_head = self.d_model // self.n_heads
         check_int("d_head", self.d_head, low=1)
-        check_int("seed", self.seed)
+        check_seed("seed", self.seed)
         for name in ("attn_bias", "unembed_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise bad_value(name, getattr(self, name), "must be true or false")

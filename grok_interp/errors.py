@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GrokInterpError", "RunDirectoryError"]
+__all__ = ["GrokInterpError", "RunDirectoryError", "TrainingDiverged"]
 
 
 class GrokInterpError(ValueError):
@@ -33,3 +33,17 @@ class GrokInterpError(ValueError):
 class RunDirectoryError(GrokInterpError):
     """A run directory is missing, corrupt, inconsistent, hostile or in use (the
     message names the file)."""
+
+
+class TrainingDiverged(GrokInterpError):
+    """Training stopped because a loss or a weight became non-finite (NaN or inf).
+
+    Nothing non-finite is saved: a run directory keeps its last finite checkpoint, from
+    which it resumes (and, the training being deterministic, diverges again unless the
+    cause, typically too high a learning rate, is changed in a new run). ``step`` is the
+    step at which it was seen.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step

@@ -44,6 +44,7 @@ from .errors import GrokInterpError, RunDirectoryError
 from .models import MLPBaseline, build_model, check_model_fits_task, load_weights, weights
 from .presets import PRESETS
 from .runs import GrokRun
+from .sizes import check_fits
 from .tasks import Split, Task
 from .training import accuracy, loss_fn
 
@@ -70,6 +71,14 @@ _UNSUPPORTED = {
     "use_qk_norm": (False, "QK normalisation"),
     "use_normalization_before_and_after": (False, "normalisation before and after each sublayer"),
     "num_experts": (None, "a mixture of experts"),
+    "scale_attn_by_inverse_layer_idx": (False, "attention scores scaled by the inverse layer index"),
+    "post_embedding_ln": (False, "a LayerNorm after the embedding"),
+    "use_attention_sinks": (False, "attention sinks"),
+    "use_logn_attn": (False, "log-n attention scaling"),
+    "uses_rms_norm": (False, "RMSNorm"),
+    "clip_qkv": (None, "clipped queries, keys and values"),
+    "load_in_4bit": (False, "4-bit weights"),
+    "quantization_method": (None, "quantised weights"),
 }
 
 
@@ -93,6 +102,12 @@ def model_config_from_tl(cfg: Any) -> ModelConfig:
     norm = _field(cfg, "normalization_type", None)
     if norm not in (None, "LN"):
         problems.append(f"normalization_type={norm!r} (only None or 'LN')")
+    eps = _field(cfg, "eps", 1e-5)
+    if norm == "LN" and eps is not None and not math.isclose(float(eps), 1e-5, rel_tol=1e-9):
+        problems.append(f"LayerNorm eps={eps!r} (only 1e-05)")
+    direction = _field(cfg, "attention_dir", "causal")
+    if direction not in (None, "causal"):
+        problems.append(f"{direction} attention (attention_dir={direction!r}; only 'causal')")
     n_heads, d_head = _field(cfg, "n_heads"), _field(cfg, "d_head")
     kv = _field(cfg, "n_key_value_heads", None)
     if kv not in (None, n_heads):
@@ -187,23 +202,56 @@ def _evaluate(model: nn.Module, split: Split, kind: str) -> dict[str, float]:
 
 
 def _check_same_logits(ours: nn.Module, theirs: nn.Module, task: Task) -> None:
-    """The rebuilt model must compute the given model's logits (else a setting was missed)."""
-    pairs = task.all_pairs()
+    """The rebuilt model must compute the given model's logits on every pair and at every
+    position (else a setting was missed): the measures read all three positions, and a
+    setting such as bidirectional attention changes only the first two in one layer.
+    Computed in chunks of pairs, so the check costs no more memory than a forward."""
+    tokens = task.tokens(task.all_pairs())
+    diff, scale = 0.0, 1.0
     with torch.no_grad():
         was = theirs.training
         theirs.eval()
         try:
-            want = theirs(task.tokens(pairs).to(next(theirs.parameters()).device))[:, -1].float().cpu()
-            want = want[:, : task.d_vocab_out]  # a p + 1-th ("=") logit is dropped (_drop_equals_logit)
+            for chunk in tokens.split(4096):
+                want = theirs(chunk.to(next(theirs.parameters()).device)).float().cpu()
+                want = want[..., : task.d_vocab_out]  # a p + 1-th ("=") logit is dropped (_drop_equals_logit)
+                got = ours(chunk.to(next(ours.parameters()).device)).float().cpu()
+                diff = max(diff, float((got - want).abs().max()))
+                scale = max(scale, float(want.abs().max()))
         finally:
             theirs.train(was)
-        got = ours(task.tokens(pairs).to(next(ours.parameters()).device))[:, -1].float().cpu()
-    diff = float((got - want).abs().max())
-    if diff > 1e-4 * max(1.0, float(want.abs().max())):
+    if diff > 1e-4 * scale:
         raise GrokInterpError(
             f"the model rebuilt from this one's weights computes other logits (max difference {diff:.3g}): "
             "its configuration has a setting grok_interp's transformer does not represent"
         )
+
+
+def _model_of_state_dict(state: Any, cfg: Any) -> nn.Module | None:
+    """The TransformerLens model a state dict and its config describe, to compare the
+    rebuilt model with (None where it cannot be built here: TransformerLens 4 has no
+    ``HookedTransformer``, no config given, another layout)."""
+    if cfg is None or not isinstance(state, Mapping) or not tl_backend.HAS_HOOKED_TRANSFORMER:
+        return None
+    import dataclasses  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    cls = tl_backend.HookedTransformerConfig
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = {k: v for k, v in (_config_fields(cfg) if not hasattr(cfg, "to_dict") else cfg.to_dict()).items()
+              if k in names and k not in ("device", "n_devices", "checkpoint_index", "checkpoint_label_type",
+                                          "checkpoint_value", "tokenizer_name")}
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore")
+            # no seed (it would reseed every global generator) and no init: the weights are loaded
+            reference = tl_backend.HookedTransformer(cls(**{**fields, "device": "cpu", "seed": None,
+                                                            "init_weights": False}))
+            reference.load_state_dict(dict(state), strict=True)
+    except Exception as exc:  # noqa: BLE001 - not a TransformerLens state dict of this config
+        log.debug("from_model: no reference model for the logit check (%s: %s)", type(exc).__name__, exc)
+        return None
+    return reference
 
 
 # --- the public constructor ---------------------------------------------------------------
@@ -278,6 +326,8 @@ def from_model(
         if n_ctx is not None and n_ctx > 3:  # positions past the third are never read
             final = _first_positions(final)
     device = next(theirs.parameters()).device if theirs is not None else torch.device("cpu")
+    # the size check every entry point passes: before this builds two models and the data
+    check_fits(RunConfig(data=DataConfig(p=task.p, offset=task.offset), model=model_config), device, training=False)
     ours = build_model(model_config, task, device=device)
     final = _vocab_view(final, model_config) if model_config.arch != "mlp" else final
     final, dropped = _drop_equals_logit(final, task)
@@ -287,8 +337,9 @@ def from_model(
                     " (in every checkpoint too)" if checkpoints is not None else "")
     check_model_fits_task(final, task)
     load_weights(ours, final)
-    if theirs is not None:
-        _check_same_logits(ours, theirs, task)
+    reference = theirs if theirs is not None else _model_of_state_dict(model, cfg)
+    if reference is not None:
+        _check_same_logits(ours, reference, task)
 
     if checkpoints is None:
         by_step: dict[int, Mapping[str, Tensor]] = {}
@@ -434,6 +485,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         RunDirectoryError: naming the file and the classes it would have run.
     """
     path = Path(path)
+    if path.is_dir():
+        raise RunDirectoryError(f"checkpoint file {path} is a directory; give the .pth file (a run directory "
+                                "loads with grok_interp.load_run)")
     if not path.is_file():
         raise RunDirectoryError(f"checkpoint file {path} does not exist")
     try:
@@ -511,8 +565,18 @@ def from_checkpoint_file(
             )
     try:
         return _from_tl_demo(data, task, split) if format == "tl_demo" else _from_progress_measures(data, task, split)
+    except RunDirectoryError:
+        raise
+    except GrokInterpError as exc:
+        if exc.param in _SIZES and "needs at least" in (exc.allowed or ""):  # the file's config is at fault
+            raise RunDirectoryError(f"checkpoint file {path}: its config gives {exc}") from exc
+        raise
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise RunDirectoryError(f"checkpoint file {path} does not hold the {format} format: {type(exc).__name__}: {exc}") from exc
+
+
+#: The sizes a size check may blame (grok_interp.sizes.check_fits, the task's own check).
+_SIZES = ("p", "offset", "d_model", "d_mlp", "n_layers", "steps")
 
 
 def _from_tl_demo(data: Mapping[str, Any], task: Any, split: Any) -> GrokRun:

@@ -292,7 +292,24 @@ def train_many(
                        desc=f"train x{len(states)}", log_every=log_every)
             for i, r, state in zip(group, prepared, states):
                 results[i] = r.result(state)
-        finally:  # each run directory's lock is held while its run trains, and no longer
-            for r in prepared:
-                r.close()
+        except BaseException:
+            _close_all(prepared, quiet=True)
+            raise
+        _close_all(prepared)
     return [r for r in results if r is not None]
+
+
+def _close_all(prepared: list[PreparedRun], quiet: bool = False) -> None:
+    """Close every run of a batch, each run directory's lock released whatever the
+    others do (a write that failed on a full disk re-raises at its close: the runs after
+    it kept their locks, and the sweep retrying them alone found them "being written by
+    another process", its own). The first error is raised after all are closed, unless
+    ``quiet`` (an error is already on its way)."""
+    first: BaseException | None = None
+    for r in prepared:
+        try:
+            r.close()
+        except BaseException as exc:  # noqa: BLE001 - the next run's lock must still go
+            first = first or exc
+    if first is not None and not quiet:
+        raise first

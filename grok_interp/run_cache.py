@@ -16,8 +16,11 @@ directory (or :func:`clear`) forgets every entry and touches no run.
 An entry is never trusted blindly: before a copy, the source must still be a finished
 run whose ``config.json`` holds exactly the configuration asked for (with the same
 backend, TransformerLens version and format) and whose ``history.csv`` is the one
-recorded (same SHA-256); the copy is checked the same way. An entry that fails (its
-run deleted, edited, extended or retrained) is removed and the run is trained.
+recorded (same SHA-256); the copy is checked the same way, and every file of it must
+have the content recorded at insert (a SHA-256 of each file: a ``model.safetensors``
+swapped for another step's weights, or truncated, is caught, not copied as
+``cached``). An entry that fails (its run deleted, edited, extended or retrained; an
+entry written before files were hashed) is removed and the run is trained.
 
 What the key holds (:func:`key_payload`), and why:
 
@@ -100,10 +103,11 @@ KEY_SCHEMA = 2
 #: (their options become the configuration, which is in the key), the ceilings of
 #: :mod:`grok_interp.theory` and the sweep's extra columns, the measures computed after
 #: training from a finished run (``compare``, ``phases``), the import of other
-#: codebases' checkpoints (``external``) and this cache. Everything else, including any
+#: codebases' checkpoints (``external``), the studies' selection language (``selection``)
+#: and this cache. Everything else, including any
 #: new file, is in the digest.
 HISTORY_NEUTRAL = ("viz/", "vision/", "cli.py", "_sweep_cli.py", "measures/_cli.py", "measures/compare.py",
-                   "measures/phases.py", "theory.py", "external.py", "run_cache.py")
+                   "measures/phases.py", "theory.py", "external.py", "run_cache.py", "selection.py")
 _OFF = ("off", "0", "false", "no", "none")
 
 
@@ -338,6 +342,9 @@ def _checked_entry(cache: Path, payload: dict[str, Any]) -> tuple[Path, dict[str
     if entry.get("key") != key or entry.get("payload") != payload or not isinstance(entry.get("path"), str):
         _forget(cache, key, "the entry does not describe this run")
         return None
+    if not isinstance(entry.get("files"), dict) or not entry["files"]:
+        _forget(cache, key, "the entry records no file hashes (written by an older version)")
+        return None
     path = Path(entry["path"])
     why = _why_unusable(path, entry, payload)
     if why is not None:
@@ -363,7 +370,7 @@ def record_run(cache: str | os.PathLike, config: RunConfig, path: str | os.PathL
     rs = store.RunStore(path)
     status = rs.read_status()
     entry = {"key": key, "path": str(path), "step": status.get("step"), "history_sha256": _history_sha(path),
-             "payload": payload}
+             "files": store.file_digests(path), "payload": payload}
     why = _why_unusable(path, entry, payload)
     if why is not None:
         raise bad_value("path", str(path), f"cannot enter the run cache: {why}")
@@ -389,12 +396,23 @@ def copy_cached(cache: str | os.PathLike, config: RunConfig, dest: str | os.Path
     except RunDirectoryError as exc:  # e.g. a writer holds the source: train instead
         log.info("run cache: cannot copy %s (%s); training instead", src, exc)
         return None
-    why = _why_unusable(Path(dest), entry, payload)
-    if why is not None:  # the source changed between the check and the copy
+    why = _why_unusable(Path(dest), entry, payload) or _content_differs(Path(dest), entry["files"], src)
+    if why is not None:  # the source changed since it was recorded, or between the check and the copy
         log.info("run cache: the copy in %s is unusable (%s); training instead", dest, why)
         store.remove_run_dir(dest)
         return None
     return src
+
+
+def _content_differs(copy: Path, recorded: Mapping[str, str], src: Path) -> str | None:
+    """Why the files of ``copy`` are not those recorded at insert (None: they are)."""
+    got = store.file_digests(copy)
+    if got == recorded:
+        return None
+    wrong = sorted(n for n in set(got) | set(recorded) if got.get(n) != recorded.get(n))
+    log.warning("run cache: %s no longer holds the run recorded (%s differs from the file hashed at insert); "
+                "training instead", src, wrong[0])
+    return f"{wrong[0]} is not the file recorded ({len(wrong)} files differ)"
 
 
 def clear(cache: bool | str | os.PathLike | None = None) -> int:

@@ -22,7 +22,7 @@ from torch import nn
 from . import tl_backend, store
 from ._validate import bad_value, check_int
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from .errors import GrokInterpError, RunDirectoryError
+from .errors import GrokInterpError, RunDirectoryError, TrainingDiverged
 from .presets import preset_options
 from .sizes import check_fits
 from .store import CONFIG, DATA, MODEL, RunStore
@@ -179,16 +179,19 @@ def _param_device(model: nn.Module) -> torch.device:
 
 
 # --- the run directory ---------------------------------------------------------------
-def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> None:
+def write_static(out: RunStore, config: RunConfig, task: Task, split: Split, record: list[str] | None = None) -> None:
     """Write ``config.json`` and ``data.safetensors`` of a transformer run.
 
     config.json first: a writer killed in between leaves a directory that is a run
-    (with nothing trained yet), which ``resume`` simply starts again.
+    (with nothing trained yet), which ``resume`` simply starts again. ``record`` (the
+    names of the measures recorded while training) is kept in config.json, so a resume
+    records them too.
     """
     out.write_config({
         "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
+        **({"record": list(record)} if record is not None else {}),
     })
     out.write_data({
         "labels": task.labels,
@@ -197,7 +200,21 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split) -> 
     })
 
 
-_META_KEYS = {"grok_interp", "backend", "kind", *_SECTIONS}
+_META_KEYS = {"grok_interp", "backend", "kind", "record", *_SECTIONS}
+
+
+def _record_names(record: Any) -> list[str] | None:
+    """``record`` as config.json keeps it: measure names (None: none recorded, or
+    callables, which no file can hold)."""
+    if record is None:
+        return None
+    items = [record] if isinstance(record, str) else list(record)
+    return items if all(isinstance(x, str) for x in items) else None
+
+
+def saved_record(path: str | os.PathLike) -> list[str] | None:
+    """The measure names the run in ``path`` records while training (None: none)."""
+    return RunStore(path).reconciled_meta().get("record")
 
 
 def read_config(path: str | os.PathLike) -> RunConfig:
@@ -205,14 +222,16 @@ def read_config(path: str | os.PathLike) -> RunConfig:
 
     Every section must hold exactly the config class's fields with values of the
     declared types (keys added in a later format are filled per
-    :data:`grok_interp.store.ADDED_KEYS`); then the config's own checks run.
+    :data:`grok_interp.store.ADDED_KEYS`); then the config's own checks run. An
+    extension that ``status.json`` records (a resume killed before it rewrote
+    config.json, :meth:`grok_interp.store.RunStore.write_status`) is applied first.
 
     Raises:
         RunDirectoryError: naming config.json and the key at fault.
     """
     rs = RunStore(path)
     file = rs.file(CONFIG)
-    meta = rs.read_meta()
+    meta = rs.reconciled_meta()
     version = store.check_format(meta, file)
     unknown = sorted(set(meta) - _META_KEYS)
     if unknown:
@@ -222,6 +241,9 @@ def read_config(path: str | os.PathLike) -> RunConfig:
         raise RunDirectoryError(f"run file {file}: keys {missing} are missing")
     if meta.get("kind", "transformer") != "transformer":
         raise RunDirectoryError(f"run file {file}: kind {meta['kind']!r} is not a transformer run")
+    rec = meta.get("record")
+    if rec is not None and not (isinstance(rec, list) and all(isinstance(x, str) for x in rec)):
+        raise RunDirectoryError(f"run file {file}: 'record' must be a list of measure names")
     sections = {s: store.check_fields(cls, meta[s], file=file, section=s, version=version) for s, cls in _SECTIONS.items()}
     try:
         return RunConfig.from_dict(sections)
@@ -267,6 +289,15 @@ def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, S
         task = Task(p=d.p, op=d.op, offset=d.offset)
     if not torch.equal(task.labels, labels):
         raise RunDirectoryError(f"run file {path / DATA}: labels disagree with op={d.op!r}")
+    # the split config.json describes, drawn again, must be the one data.safetensors holds
+    rebuilt = Split.from_config(task, d, forced if d.split == "mask" else None)
+    for name, saved, want in (("train_mask", train, rebuilt.train_mask), ("forced_test", forced, rebuilt.forced_test)):
+        if not torch.equal(saved, want):
+            raise RunDirectoryError(
+                f"run files {path / CONFIG} and {path / DATA} disagree: the {d.split} split config.json describes "
+                f"(frac={d.frac}, data_seed={d.data_seed}, shuffle={d.shuffle!r}, k={d.k}, t={d.t}) has "
+                f"{int(want.sum())} pairs in {name}, data.safetensors {int(saved.sum())} "
+                f"({int((saved != want).sum())} pairs differ)")
     split = Split(task=task, kind=d.split, frac=d.frac, seed=d.data_seed, train_mask=train, forced_test=forced, k=d.k, t=d.t,
                   shuffle=d.shuffle)
     return task, split
@@ -400,8 +431,12 @@ def train_hooked(
             log.info("training p=%d op=%s with the %s forward on %s (%s threads%s)", s.task.p, s.task.op_name,
                      forward_name, s.device, n_threads or "default", f", batch in {parts} parts" if parts > 1 else "")
             state = s.run_state(gradient_transforms)
-            train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress,
-                       log_every=log_every)
+            try:
+                train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress,
+                           log_every=log_every)
+            except TrainingDiverged as exc:
+                s.close()  # the checkpoint in flight lands first
+                raise _diverged_in(exc, s.store) from None
         return s.result(state)
     finally:
         try:
@@ -420,6 +455,17 @@ def _close_all(trackers: Iterable[Any]) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+def _diverged_in(exc: TrainingDiverged, rs: RunStore | None) -> TrainingDiverged:
+    """``exc`` with where its run stands: the run directory's last finite checkpoint."""
+    if rs is None:
+        return exc
+    last = max(rs.state_steps(), default=None)
+    where = (f"the run in {rs.path} keeps its last finite checkpoint, step {last}, and resumes from there"
+             if last is not None else f"nothing of the run in {rs.path} was saved")
+    return TrainingDiverged(f"{exc}; {where} (the same settings diverge again: retrain with a lower lr)",
+                            step=exc.step)
 
 
 @dataclass(eq=False)
@@ -520,6 +566,8 @@ def prepare_run(
     split = Split.from_config(task, d, mask)
     out_path = Path(out) if out is not None else None
     rs, resuming = store.open_out(out_path, resume) if out_path is not None else (None, False)
+    if record is not None and not isinstance(record, str):
+        record = list(record)
     try:
         model = build_model(config.model, task, device=device)
         optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
@@ -527,12 +575,12 @@ def prepare_run(
         start, train_s = 0, 0.0
         if resuming:
             assert rs is not None
-            start, history, train_s = _restore(rs, config, task, split, model, optimizer)
+            start, history, train_s, record = _restore(rs, config, task, split, model, optimizer, record)
         elif rs is not None:
-            write_static(rs, config, task, split)
+            write_static(rs, config, task, split, _record_names(record))
     except BaseException:
         if rs is not None:
-            rs.close()
+            rs.abandon()  # a directory made for this run and left empty goes
         raise
     ctx = TrainContext(
         task=task,
@@ -629,12 +677,18 @@ _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_de
 
 
 def _restore(
-    rs: RunStore, config: RunConfig, task: Task, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[int, list[dict[str, Any]], float]:
+    rs: RunStore, config: RunConfig, task: Task, split: Split, model: nn.Module, optimizer: torch.optim.Optimizer,
+    record: Any = None,
+) -> tuple[int, list[dict[str, Any]], float, Any]:
     """Validate the run in ``rs`` against ``config`` and load its newest consistent
-    resume state into ``model`` and ``optimizer``; only then record a changed schedule.
-    Returns the state's step, history and seconds trained (0 for a state without them)."""
+    resume state into ``model`` and ``optimizer``; only then record a changed schedule
+    (or ``record``: None keeps the run's own).
+    Returns the state's step, history, seconds trained (0 for a state without them)
+    and the measures to record."""
     saved = read_config(rs.path)
+    kept = saved_record(rs.path)
+    if record is None:
+        record = kept
     a, b = saved.to_dict(), config.to_dict()
     diffs = [
         f"{sec}.{k}: saved {a[sec][k]!r}, given {b[sec][k]!r}"
@@ -646,8 +700,8 @@ def _restore(
         raise bad_value("resume", True, f"the run in {rs.path} has another configuration: " + "; ".join(diffs))
     if not rs.state_steps() and not rs.file(store.STATUS).exists():
         log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
-        write_static(rs, config, task, split)
-        return 0, [], 0.0
+        write_static(rs, config, task, split, _record_names(record))
+        return 0, [], 0.0, record
     _, saved_split = read_task_split(rs.path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
@@ -668,17 +722,31 @@ def _restore(
         )
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
-        write_static(rs, config, task, split)
-        return 0, [], 0.0
+        write_static(rs, config, task, split, _record_names(record))
+        return 0, [], 0.0, record
     try:
         load_weights(model, state.weights)
         optimizer.load_state_dict(state.optimizer_state)
     except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
         raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
-    if any(getattr(config.train, k) != getattr(saved.train, k) for k in _RESUMABLE_CHANGES - {"device"}):
-        write_static(rs, config, task, split)  # record the extended schedule (the state is valid)
+    if config.train.steps < state.step:
+        raise bad_value("steps", config.train.steps, f"the run in {rs.path} has trained to step {state.step} "
+                        f"already: give steps >= {state.step}, or train a new run")
+    changes = {k: getattr(config.train, k) for k in sorted(_RESUMABLE_CHANGES - {"device"})
+               if getattr(config.train, k) != getattr(saved.train, k)}
+    names = _record_names(record)
+    if changes or names != kept or "extending" in rs.read_status():  # (the last: an extension killed before
+        # config.json was rewritten; a reader applies it, and config.json is now brought up to date)
+        # The state is valid: record the extension. status.json first, in one atomic
+        # write that marks the run unfinished and says what changes (read_config applies
+        # it), then config.json: a kill between the two leaves a run whose config and
+        # status agree (status finished at the old step with config.json at the new
+        # steps made a sweep skip the run as done).
+        ext = {**({"train": changes} if changes else {}), **({"record": names} if names != kept else {})}
+        rs.write_status(state.step, finished=False, train_s=state.train_s, extending=ext)
+        write_static(rs, config, task, split, names)
     log.info("resuming %s from step %d", rs.path, state.step)
-    return state.step, state.history.to_dict("records"), state.train_s
+    return state.step, state.history.to_dict("records"), state.train_s, record
 
 
 def load_grok_run(path: str | os.PathLike, device: str = "auto") -> GrokRun:

@@ -10,22 +10,16 @@ a run they refuse cannot fit.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 
-from ._validate import bad_value
+from ._validate import bad_value, format_bytes, physical_memory
 from .config import ModelConfig, RunConfig
 
-__all__ = ["estimate_bytes", "memory_limit", "check_fits", "format_bytes"]
+__all__ = ["estimate_bytes", "memory_limit", "check_fits", "format_bytes", "HISTORY_ROW_BYTES"]
 
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1024 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PB"  # pragma: no cover
+#: A lower bound of one history row in memory (a dict of a step and four floats).
+HISTORY_ROW_BYTES = 200
 
 
 def memory_limit(device: str | torch.device = "cpu") -> int:
@@ -33,10 +27,7 @@ def memory_limit(device: str | torch.device = "cpu") -> int:
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(device.index or 0).total_memory)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return 2**62
+    return physical_memory()
 
 
 def _params(config: RunConfig) -> int:
@@ -51,7 +42,9 @@ def _params(config: RunConfig) -> int:
 
 def estimate_bytes(config: RunConfig, training: bool = True) -> dict[str, int]:
     """A rough lower bound of the memory a run needs, by part: ``weights``, ``data``,
-    ``activations`` (training only) and ``total``."""
+    ``activations`` and ``history`` (its rows, one every ``eval_every`` of ``steps``;
+    training only) and ``total``. The history lives in host memory; it is counted
+    with the rest, a lower bound either way."""
     d, m = config.data, config.model
     pairs = d.p * d.p
     weights = 4 * _params(config) * (4 if training else 1)
@@ -63,7 +56,10 @@ def estimate_bytes(config: RunConfig, training: bool = True) -> dict[str, int]:
         else:
             per_pair = m.n_layers * (3 * 6 * m.d_model + 2 * m.d_mlp + 2 * 9 * m.n_heads) + 2 * d.p
         activations = 4 * int(pairs * d.frac) * per_pair
-    return {"weights": weights, "data": data, "activations": activations, "total": weights + data + activations}
+    t = config.train
+    history = HISTORY_ROW_BYTES * (t.steps // t.eval_every + 2) if training else 0
+    return {"weights": weights, "data": data, "activations": activations, "history": history,
+            "total": weights + data + activations + history}
 
 
 def check_fits(config: RunConfig, device: str | torch.device = "cpu", training: bool = True,
@@ -74,10 +70,15 @@ def check_fits(config: RunConfig, device: str | torch.device = "cpu", training: 
     limit = memory_limit(device) if limit is None else limit
     if est["total"] <= limit:
         return
-    m = config.model
+    m, d = config.model, config.data
     usual = dataclasses.replace(config, model=ModelConfig(arch=m.arch))  # the same task with the default widths
-    if estimate_bytes(usual, training)["total"] <= limit:  # the widths are at fault
+    if est["total"] - est["history"] <= limit:  # the history alone: too many steps for their rows
+        name, value = "steps", config.train.steps
+    elif estimate_bytes(usual, training)["total"] - est["history"] <= limit:  # the widths are at fault
         name, value = max((("d_mlp", m.d_mlp), ("d_model", m.d_model), ("n_layers", m.n_layers)), key=lambda kv: kv[1])
+    elif d.offset and estimate_bytes(dataclasses.replace(usual, data=dataclasses.replace(d, offset=0)),
+                                     training)["total"] - est["history"] <= limit:  # the vocabulary's offset
+        name, value = "offset", d.offset
     else:
         name, value = "p", config.data.p
     parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in est.items() if k != "total" and v)

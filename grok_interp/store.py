@@ -46,6 +46,7 @@ import csv
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import importlib
 import io
 import json
@@ -300,6 +301,7 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
             raise RunDirectoryError(f"run file {p} has no rows")
         if not pd.api.types.is_integer_dtype(df["step"]):
             raise RunDirectoryError(f"run file {p}: the 'step' column holds non-integers or blanks")
+        _check_column_types(df, p)
         steps = df["step"].to_numpy()
         bad = np.nonzero(np.diff(steps) <= 0)[0]
         if len(bad):
@@ -312,6 +314,26 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
         return df
 
     return _read(Path(path), reader)
+
+
+#: History columns that are numbers in every history (blanks allowed: NaN).
+NUMERIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def _check_column_types(df: pd.DataFrame, p: Path) -> None:
+    """Numbers where a history has numbers: the loss and accuracy columns, and every
+    column whose other values are numbers (text among them is an edited or corrupt file;
+    measures would report on it or fail with a raw TypeError)."""
+    for col in df.columns:
+        if col == "step" or pd.api.types.is_numeric_dtype(df[col]) or pd.api.types.is_bool_dtype(df[col]):
+            continue
+        values = df[col]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = values.notna() & numbers.isna()
+        if text.any() and (col in NUMERIC_COLUMNS or numbers.notna().any()):
+            row = int(np.nonzero(text.to_numpy())[0][0])
+            raise RunDirectoryError(f"run file {p}: column {col!r} holds text ({values.iloc[row]!r} at step "
+                                    f"{int(df['step'].iloc[row])}) among numbers")
 
 
 def read_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
@@ -472,6 +494,7 @@ class RunStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self.created = False  # set by open_out when it made the directory
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r}, locked={self.locked})"
@@ -501,21 +524,27 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirectoryError(
-                f"run directory {self.path} is being written by another process (pid {holder}); "
-                "wait for it to finish or choose another directory"
-            ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunDirectoryError(
+                    f"run directory {self.path} is being written by another process (pid {holder}); "
+                    "wait for it to finish or choose another directory"
+                ) from None
+            # a full disk fails the pid's write: the lock must not outlive the error (it
+            # did, and the same process then found its own pid "writing" the run)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
-        self.remove_stale()
+        try:
+            self.remove_stale()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:
@@ -526,6 +555,14 @@ class RunStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+    def abandon(self) -> None:
+        """Release the lock of a writer that failed before writing anything; a directory
+        :func:`open_out` created for it goes again (it would hold only ``.lock``)."""
+        empty = self.locked and self.is_empty()
+        self.close()
+        if self.created and empty:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self) -> "RunStore":
         return self.lock()
@@ -590,12 +627,23 @@ class RunStore:
         self._need_lock()
         write_csv(self.file(HISTORY), rows)
 
-    def write_status(self, step: int, finished: bool, train_s: float | None = None) -> None:
+    def write_status(self, step: int, finished: bool, train_s: float | None = None,
+                     extending: Mapping[str, Any] | None = None) -> None:
         """Write ``status.json``: the step reached, whether the run is finished, and (when
         known) ``train_s``, the seconds spent training it up to that step, summed over
-        the sittings of a resumed run."""
+        the sittings of a resumed run.
+
+        ``extending`` (``{"train": {"steps": 200}, "record": [...]}``; a ResNet run's
+        ``{"config": {"epochs": 40}}``) records a resume
+        that changes the run's schedule or recorded measures, in the same atomic write
+        that marks the run unfinished; ``config.json`` is rewritten after it. A reader
+        applies it to ``config.json`` (:meth:`reconciled_meta`), so a writer killed
+        between the two writes leaves a run whose intent and state agree; the next
+        status written (a checkpoint) drops it, the config being up to date by then.
+        """
         self._need_lock()
-        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished), **_train_s_entry(train_s)})
+        write_json(self.file(STATUS), {"step": int(step), "finished": bool(finished), **_train_s_entry(train_s),
+                                       **({"extending": dict(extending)} if extending else {})})
 
     def write_resume_state(
         self, step: int, weights: Mapping[str, torch.Tensor], optimizer_state: dict[str, Any],
@@ -660,7 +708,23 @@ class RunStore:
         train_s = status.get("train_s", 0.0)
         if isinstance(train_s, bool) or not isinstance(train_s, (int, float)) or not train_s >= 0:
             raise RunDirectoryError(f"run file {self.file(STATUS)}: 'train_s' must be a number of seconds >= 0")
+        ext = status.get("extending", {})
+        if not isinstance(ext, dict) or any(not isinstance(v, dict) for k, v in ext.items() if k != "record"):
+            raise RunDirectoryError(f"run file {self.file(STATUS)}: 'extending' must map config.json's sections "
+                                    "to their changed keys (and 'record' to measure names)")
         return status
+
+    def reconciled_meta(self) -> dict[str, Any]:
+        """``config.json`` with the extension an unfinished ``status.json`` records
+        applied (see :meth:`write_status`): the run's intent as its last atomic write
+        left it."""
+        meta = self.read_meta()
+        for section, changes in self.read_status().get("extending", {}).items():
+            if section == "record":
+                meta["record"] = changes
+            elif isinstance(meta.get(section), dict):
+                meta[section] = {**meta[section], **changes}
+        return meta
 
     def checkpoint_steps(self) -> list[int]:
         """Steps with saved weights, ascending."""
@@ -789,6 +853,7 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
         raise bad_value("out", str(path), "is a file; give a new or empty directory, or a run directory")
     if not rs.is_empty() and not is_run_dir(path):  # refuse before creating anything in it
         raise bad_value("out", str(path), "exists and is not a run directory; give a new or empty directory")
+    rs.created = not path.exists()
     rs.lock()
     try:
         resuming = not rs.is_empty()  # again under the lock: another writer may have been first
@@ -805,6 +870,23 @@ def open_out(path: str | os.PathLike, resume: bool) -> tuple[RunStore, bool]:
 def _not_copied(folder: str, names: list[str]) -> set[str]:
     """What a copy of a run directory leaves out: the writer's lock and a killed writer's temporaries."""
     return {n for n in names if n == LOCK or (n.startswith(".") and n.endswith(".tmp")) or n.startswith(".state-")}
+
+
+def file_digests(path: str | os.PathLike) -> dict[str, str]:
+    """SHA-256 of every file of the run directory ``path`` that a copy holds (relative
+    ``/``-separated path -> hex digest; the lock and temporaries left out)."""
+    root = Path(path)
+    out: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(set(dirs) - _not_copied(folder, dirs))
+        for name in sorted(set(files) - _not_copied(folder, files)):
+            file = Path(folder) / name
+            h = hashlib.sha256()
+            with open(file, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[file.relative_to(root).as_posix()] = h.hexdigest()
+    return out
 
 
 def _copy_synced(src: str, dst: str) -> str:
@@ -839,6 +921,9 @@ def copy_run_dir(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     src, dest = Path(src), Path(dest)
     if not src.is_dir() or not is_run_dir(src):
         raise RunDirectoryError(f"{src} is not a run directory (no config.json written by grok_interp)")
+    a, b = src.resolve(), dest.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise bad_value("dest", str(dest), f"lies inside {src} or holds it; a run is copied beside itself, not into it")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise bad_value("dest", str(dest), "exists and is not an empty directory; give a new or empty directory")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import random as _random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,7 +31,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from ._validate import bad_value, check_choice, check_int, check_open_unit, check_prime
+from ._validate import bad_value, check_choice, check_int, check_memory, check_open_unit, check_prime, check_seed
 
 __all__ = ["OPERATIONS", "Task", "Split", "SPLIT_KINDS", "SHUFFLES"]
 
@@ -63,6 +64,13 @@ def _custom_labels(fn: Callable[..., Any], a: Tensor, b: Tensor, p: int) -> Tens
     """
     name = "op"
     try:
+        inspect.signature(fn).bind(0, 0)
+    except TypeError:
+        raise bad_value(name, getattr(fn, "__name__", fn), f"must take two arguments f(a, b); it takes "
+                        f"{inspect.signature(fn)}") from None
+    except ValueError:  # no signature to read (a builtin): calling it will tell
+        pass
+    try:
         out = torch.as_tensor(fn(a, b))
         vectorised = out.shape == a.shape
     except Exception:  # noqa: BLE001 - any failure means "not vectorised": fall back
@@ -73,7 +81,11 @@ def _custom_labels(fn: Callable[..., Any], a: Tensor, b: Tensor, p: int) -> Tens
         return out.to(torch.int64) % p
     values = []
     for x, y in zip(a.tolist(), b.tolist()):
-        v = fn(x, y)
+        try:
+            v = fn(x, y)
+        except Exception as exc:  # noqa: BLE001 - the user's function failed: say where
+            raise bad_value(name, getattr(fn, "__name__", fn),
+                            f"f({x}, {y}) raised {type(exc).__name__}: {exc}") from None
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise bad_value(name, getattr(fn, "__name__", fn),
                             f"must return integers; f({x}, {y}) returned {v!r} ({type(v).__name__})")
@@ -107,6 +119,9 @@ class Task:
     def __post_init__(self) -> None:
         p = check_prime("p", self.p)
         check_int("offset", self.offset, low=0)
+        # the tables built here (the a and b grids, labels, validity) and the tokens a
+        # run builds from them: about 56 bytes a pair, refused before any is allocated
+        check_memory("p", p, 56 * p * p, f"a task of p * p = {p * p} pairs")
         if self.labels_override is not None:
             labels = torch.as_tensor(self.labels_override, dtype=torch.int64).clone()
             if labels.shape != (p, p):
@@ -320,7 +335,7 @@ class Split:
         Candidates are listed in row-major grid order, then put in a seeded random order
         (``shuffle``, see :data:`SHUFFLES`); the first ``n_train`` train.
         """
-        check_int("seed", seed)
+        check_seed("seed", seed)
         check_choice("shuffle", shuffle, SHUFFLES)
         candidates = (task.valid & ~forced).reshape(-1).nonzero().squeeze(1)
         if shuffle == "python":

@@ -1,5 +1,6 @@
 """The command line: help, one-line errors with status 2, and a real training run."""
 
+import json
 import subprocess
 import sys
 
@@ -145,3 +146,42 @@ def test_resume_hint_names_the_interface(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--quiet", "--p", "5", "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert f"error: --out {out} is invalid: already holds a run; pass --resume" in err and "resume=True" not in err
+
+
+def test_divergence_exits_2_in_one_line_and_leaves_a_resumable_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--out", str(out), "--quiet", "--p", "23", "--d-model", "32", "--d-mlp", "64", "--steps", "40",
+            "--lr", "1e308"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: training diverged at step") and "\n" not in err and "resumes from there" in err
+    status = json.loads((out / "status.json").read_text())
+    assert status["finished"] is False
+    assert main(["train", "--out", str(out), "--quiet", "--resume"]) == 2  # same settings: diverges again, same line
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_resume_with_fewer_steps_than_trained_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out, "--quiet", "--p", "23", "--d-model", "32", "--d-mlp", "64", "--steps", "20"]) == 0
+    config = (tmp_path / "r" / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--out", out, "--quiet", "--resume", "--steps", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --steps 10 is invalid: the run in") and "step 20" in err and "\n" not in err
+    assert (tmp_path / "r" / "config.json").read_text() == config  # was rewritten to 10 before
+
+
+def test_an_interrupt_advises_only_what_the_command_can_do(tmp_path, capsys, monkeypatch):
+    import grok_interp.cli as cli
+    import grok_interp.viz.report as report
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupt)
+    assert main(["report", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"  # report has no --resume
+    monkeypatch.setattr(cli, "build_parser", interrupt)  # while the command starts: no traceback
+    assert main(["report", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -258,3 +258,74 @@ def test_presets_from_python_and_the_cli_with_options_that_win(tmp_path, capsys)
     assert "did you mean 'tl_demo'" in capsys.readouterr().err
     nanda = g.RunConfig.from_kwargs(**preset_options("nanda", p=P))
     assert nanda.data.shuffle == "python" and not nanda.model.attn_bias and nanda.train.warmup_steps == 10
+
+
+def test_a_file_whose_config_is_too_big_is_refused_before_allocating(tmp_path):
+    # a d_vocab of 36012 made the task's tables (10 GB) before any check
+    path = tmp_path / "big.pth"
+    torch.save({"model": {}, "config": _tl_cfg(36011, d_vocab=36012)}, path)
+    with pytest.raises(g.RunDirectoryError, match=r"big.pth: its config gives p=36011 is invalid: .*needs at least"):
+        g.from_checkpoint_file(path)
+    big_model = {"model": {}, "config": _tl_cfg(d_model=10**6, d_head=10**6 // 2, d_mlp=10**7)}
+    torch.save(big_model, path)
+    with pytest.raises(g.RunDirectoryError, match=r"big.pth: its config gives d_mlp=10000000 is invalid"):
+        g.from_checkpoint_file(path)
+
+
+def test_a_directory_is_not_a_missing_checkpoint_file(tmp_path):
+    with pytest.raises(g.RunDirectoryError, match="is a directory"):
+        g.from_checkpoint_file(tmp_path)
+    with pytest.raises(g.RunDirectoryError, match="does not exist"):
+        g.from_checkpoint_file(tmp_path / "none.pth")
+
+
+@pytest.mark.parametrize("option, words", [
+    ({"scale_attn_by_inverse_layer_idx": True}, "inverse layer index"),
+    ({"attention_dir": "bidirectional"}, "bidirectional attention"),
+    ({"normalization_type": "LN", "eps": 1e-3}, "eps=0.001"),
+    ({"post_embedding_ln": True}, "after the embedding"),
+    ({"clip_qkv": 8.0}, "clipped"),
+])
+def test_options_the_rebuilt_model_cannot_honour_are_refused(option, words):
+    with pytest.raises(g.GrokInterpError, match=f"cannot be represented.*{words}"):
+        g.external.model_config_from_tl(_tl_cfg(**option))
+
+
+@needs_hooked
+@pytest.mark.parametrize("option", [{"attention_dir": "bidirectional"}, {"scale_attn_by_inverse_layer_idx": True}])
+def test_from_model_refuses_a_model_it_would_change(option):
+    # one layer: the last position's logits agree (layer 0's scale is 1; the last
+    # position attends to all anyway), but the model rebuilt is another one
+    theirs = _hooked(**option)
+    with pytest.raises(g.GrokInterpError, match="cannot be represented"):
+        g.from_model(theirs, g.Task(P))
+
+
+@needs_hooked
+def test_from_model_compares_the_logits_at_every_position():
+    # a change the last position does not see (one layer, position 0 only) is a setting missed
+    theirs = _hooked()
+
+    def shift_first(x, hook):
+        x[:, 0] += 1.0
+        return x
+
+    theirs.blocks[-1].hook_resid_post.add_hook(shift_first)
+    with pytest.raises(g.GrokInterpError, match="computes other logits"):
+        g.from_model(theirs, g.Task(P))
+    theirs.reset_hooks()
+    assert g.from_model(theirs, g.Task(P)).task.p == P
+
+
+@needs_hooked
+def test_a_state_dict_is_checked_against_the_model_its_config_builds(monkeypatch):
+    theirs = _hooked()
+    seen = []
+    real = g.external._check_same_logits
+    monkeypatch.setattr(g.external, "_check_same_logits", lambda ours, ref, task: seen.append(ref) or real(ours, ref, task))
+    state = np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4], torch.random.get_rng_state()
+    run = g.from_model(theirs.state_dict(), g.Task(P), cfg=theirs.cfg.to_dict())
+    assert len(seen) == 1 and seen[0] is not theirs  # built from the config, then compared on every pair
+    assert torch.equal(run.model.W_E, theirs.W_E)
+    now = np.random.get_state()[1][:4].tolist(), random.getstate()[1][:4], torch.random.get_rng_state()
+    assert now[0] == state[0] and now[1] == state[1] and torch.equal(now[2], state[2])  # no global seed touched

@@ -105,3 +105,27 @@ def test_cpu_batches_stay_cache_sized_gpu_batches_do_not():
     assert auto_batch_size(key[:9] + ("cuda:0",)) is None
     small = batch_key(g.RunConfig.from_kwargs(p=31))  # 288 pairs: 0.6 MB of activations per run
     assert auto_batch_size(small) == (4 * 2**20) // (4 * 288 * 512) == 7
+
+
+def test_a_failed_write_in_a_batch_releases_every_runs_lock(tmp_path, monkeypatch):
+    import errno
+
+    real = g.runs.PreparedRun.close
+
+    def close(self):  # the write in flight for run a failed on a full disk: its error surfaces at close
+        real(self)
+        if self.out_path.name == "a":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(g.runs.PreparedRun, "close", close)
+    configs = [g.RunConfig.from_kwargs(**{**BASE, "steps": 40, "seed": s}) for s in (0, 1, 2)]
+    outs = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    with pytest.raises(OSError, match="No space") as failure:
+        train_many(configs, outs=outs, progress=False)
+    monkeypatch.undo()
+    # while the error is still held (a sweep retries the runs one by one inside its
+    # except block), every lock is free: each run resumes on its own, in this process
+    for out in outs:
+        with g.store.RunStore(out).lock():
+            pass
+    assert failure.value.errno == errno.ENOSPC

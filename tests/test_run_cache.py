@@ -266,12 +266,22 @@ def _damage(kind: str, src: Path, cache: Path) -> None:
         _edit_json(entry_file, lambda e: e.update(path=str(Path(other.loc[0, "path"]).resolve())))
     elif kind == "entry_corrupt":
         entry_file.write_text("{not json")
+    elif kind == "model_swapped":  # another step's weights under the final model's name: names agree
+        shutil.copy(src / "checkpoints" / "step_0000040.safetensors", src / store.MODEL)
+    elif kind == "model_truncated":
+        data = (src / store.MODEL).read_bytes()
+        (src / store.MODEL).write_bytes(data[: len(data) // 2])
+    elif kind == "checkpoint_swapped":
+        shutil.copy(src / "checkpoints" / "step_0000020.safetensors", src / "checkpoints" / "step_0000040.safetensors")
+    elif kind == "entry_without_hashes":  # written before files were hashed
+        _edit_json(entry_file, lambda e: e.pop("files"))
     else:
         raise AssertionError(kind)
 
 
 @pytest.mark.parametrize(
-    "kind", ["deleted", "config_edited", "history_edited", "unfinished", "retrained_elsewhere", "entry_corrupt"]
+    "kind", ["deleted", "config_edited", "history_edited", "unfinished", "retrained_elsewhere", "entry_corrupt",
+             "model_swapped", "model_truncated", "checkpoint_swapped", "entry_without_hashes"]
 )
 def test_a_stale_entry_is_not_used_and_is_replaced(tmp_path, trained, kind):
     cache = tmp_path / "cache"

@@ -353,7 +353,11 @@ def test_a_hostile_weights_path_is_one_line(tmp_path):
 
 
 # --- absurd sizes ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("opts, name", [({"p": 100003}, "p"), ({"d_mlp": 10**9}, "d_mlp")])
+@pytest.mark.parametrize("opts, name", [
+    ({"p": 100003}, "p"), ({"d_mlp": 10**9}, "d_mlp"),
+    ({"offset": 10**9}, "offset"),  # was blamed on p
+    ({"steps": 10**12}, "steps"),  # built a 22 GB checkpoint schedule, then the OOM killer
+])
 def test_an_impossible_size_is_refused_before_allocating(opts, name):
     start = time.perf_counter()
     with pytest.raises(g.GrokInterpError, match=rf"^{name}=.* needs at least .*B .*memory is"):
@@ -485,6 +489,10 @@ def test_stale_temporaries_are_removed_by_the_next_writer_only(run_dir):
     (["--split", "square", "--k", "3", "--t", "2"], "--t "),
     (["--arch", "mlp", "--n-layers", "2"], "--n-layers "),
     (["--p", "100003"], "--p "),
+    (["--offset", "1000000000"], "--offset "),
+    (["--steps", "1000000000000"], "--steps "),
+    (["--seed", str(2**70)], "--seed "),
+    (["--data-seed", str(2**70)], "--data-seed "),
 ])
 def test_input_gaps_are_one_line(tmp_path, capsys, args, name):
     code = main(["train", "--out", str(tmp_path / "r"), "--quiet", "--steps", "5", *args])
@@ -644,3 +652,104 @@ def test_remove_run_dir_interrupted_leaves_no_half_run(run_dir, tmp_path, monkey
     assert len(list(tmp_path.glob(".copy.*.rm.tmp"))) == 1
     store.copy_run_dir(run_dir, copy)  # the next copy to the same place clears the leftover
     assert not list(tmp_path.glob(".copy.*.tmp")) and _digest(copy) == _digest(run_dir)
+
+
+def test_a_failed_start_leaves_no_directory_holding_only_its_lock(tmp_path, monkeypatch):
+    # a seed of 2**70 overflowed in torch with no parameter named, after the directory
+    # and its .lock were made
+    with pytest.raises(g.GrokInterpError, match=r"^seed=1180591620717411303424 is invalid"):
+        g.train_hooked(out=tmp_path / "r", seed=2**70, **OPTS)
+    assert not (tmp_path / "r").exists()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("model construction failed")
+
+    monkeypatch.setattr(g.runs, "build_model", boom)
+    with pytest.raises(RuntimeError):
+        g.train_hooked(out=tmp_path / "r", **OPTS)
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "mine").mkdir()  # a directory the user made stays
+    with pytest.raises(RuntimeError):
+        g.train_hooked(out=tmp_path / "mine", **OPTS)
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_a_task_checks_its_size_before_allocating():
+    start = time.perf_counter()
+    with pytest.raises(g.GrokInterpError, match=r"^p=100003 is invalid: a task of .* needs at least"):
+        g.Task(p=100003)
+    assert time.perf_counter() - start < 5
+
+
+def test_a_long_schedule_is_never_built(monkeypatch):
+    from grok_interp.training import loop
+
+    def built(*args):
+        raise AssertionError("checkpoint_schedule built in full")
+
+    monkeypatch.setattr(loop, "checkpoint_schedule", built)
+    run = g.train_hooked(**{**OPTS, "steps": 30, "checkpoint_every": 8})
+    assert sorted(run.checkpoints) == [0, 1, 2, 4, 8, 16, 24, 30]
+
+
+# --- files that must agree with each other ---------------------------------------------------
+@pytest.mark.parametrize("edit", [
+    lambda raw: raw["data"].update(frac=0.5),
+    lambda raw: raw["data"].update(data_seed=1),
+    lambda raw: raw["data"].update(shuffle="python"),
+])
+def test_a_config_whose_split_is_not_the_saved_one_names_both_files(run_dir, edit):
+    raw = json.loads((run_dir / "config.json").read_text())
+    edit(raw)
+    (run_dir / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(g.RunDirectoryError, match=r"^run files .*config.json and .*data.safetensors disagree") as info:
+        g.load_run(run_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_an_inverted_train_mask_is_refused(run_dir):
+    data = g.store.read_tensors(run_dir / "data.safetensors")
+    data["train_mask"] = 1 - data["train_mask"]
+    g.store.write_tensors(run_dir / "data.safetensors", data)
+    with pytest.raises(g.RunDirectoryError, match=r"disagree: the random split .* pairs differ"):
+        g.load_run(run_dir)
+
+
+@pytest.mark.parametrize("column", ["test_loss", "train_acc"])
+def test_text_in_a_numeric_history_column_is_named(run_dir, column):
+    h = pd.read_csv(run_dir / "history.csv")
+    h[column] = h[column].astype(object)
+    h.loc[2, column] = "oops"
+    h.to_csv(run_dir / "history.csv", index=False)
+    with pytest.raises(g.RunDirectoryError, match=rf"history.csv: column '{column}' holds text \('oops' at step"):
+        g.load_run(run_dir)
+
+
+def test_a_run_is_never_copied_into_itself(run_dir, tmp_path):
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    for dest in (run_dir / "inner", run_dir, run_dir / "checkpoints" / "deeper"):
+        with pytest.raises(g.GrokInterpError, match=r"^dest=.* lies inside"):
+            g.store.copy_run_dir(run_dir, dest)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert g.store.copy_run_dir(run_dir, tmp_path / "beside").is_dir()
+
+
+def test_file_digests_cover_what_a_copy_holds(run_dir, tmp_path):
+    digests = g.store.file_digests(run_dir)
+    assert ".lock" not in digests and "model.safetensors" in digests and "checkpoints/step_0000020.safetensors" in digests
+    copy = g.store.copy_run_dir(run_dir, tmp_path / "copy")
+    assert g.store.file_digests(copy) == digests
+
+
+def test_a_lock_whose_pid_cannot_be_written_is_released(tmp_path, monkeypatch):
+    import errno
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(g.store.os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        g.store.RunStore(tmp_path / "r").lock()
+    monkeypatch.undo()
+    with g.store.RunStore(tmp_path / "r").lock() as rs:  # was: "being written by another process" (our pid)
+        assert rs.locked

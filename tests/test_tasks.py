@@ -201,3 +201,13 @@ def test_split_from_config_honours_shuffle():
         g.DataConfig(shuffle="numpy")
     with pytest.raises(ValueError, match="shuffle"):
         g.Split.random(g.Task(7), shuffle="numpy")
+
+
+@pytest.mark.parametrize("op, words", [
+    (lambda a: a, r"must take two arguments f\(a, b\); it takes \(a\)"),
+    (lambda a, b, c: a, r"must take two arguments"),
+    (lambda a, b: a // (b - b), r"f\(0, 0\) raised ZeroDivisionError"),
+])
+def test_a_callable_that_cannot_make_the_table_is_one_error_naming_op(op, words):
+    with pytest.raises(g.GrokInterpError, match=r"^op=.* is invalid: " + words):
+        g.Task(5, op=op)

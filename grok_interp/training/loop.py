@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value
+from ..errors import TrainingDiverged
 from .accelerators import GrokfastEMA, GrokfastMA, PerpendicularGradient, stablemax_cross_entropy
 from ..config import TrainConfig
 from .forwards import Forward
@@ -158,9 +159,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def is_checkpoint_step(step: int, steps: int, every: int) -> bool:
+    """Whether :func:`checkpoint_schedule` holds ``step``, without building it (a run of
+    10^12 steps would need gigabytes for the list)."""
+    if step < 0 or step > steps:
+        return False
+    return step == steps or step % every == 0 or (step < every and step & (step - 1) == 0)
+
+
 def checkpoint_schedule(steps: int, every: int) -> list[int]:
     """Steps at which weights are saved: 0, 1, 2, 4, 8, ... below ``every``, then every
-    ``every`` steps, and the last step."""
+    ``every`` steps, and the last step (a list: use :func:`is_checkpoint_step` to test
+    one step of a long run)."""
     dense = {0}
     s = 1
     while s < every and s <= steps:
@@ -493,7 +503,6 @@ class RunState:
     def __post_init__(self) -> None:
         sch = self.schedule
         self.history = list(self.history)
-        self._checkpoints = set(checkpoint_schedule(sch.steps, sch.checkpoint_every))
         self._last_row = self.history[-1]["step"] if self.history else -1
         # A resumed run starts from the checkpoint it was saved at: not saved again.
         self._saved_at = self.step if self.step > 0 else -1
@@ -518,11 +527,14 @@ class RunState:
 
     def eval_due(self) -> bool:
         s, sch = self.step, self.schedule
-        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and s in self._checkpoints)
+        due = s % sch.eval_every == 0 or self.finished or (sch.eval_at_checkpoints and self._is_checkpoint(s))
         return due and s > self._last_row
 
     def checkpoint_due(self) -> bool:
-        return (self.step in self._checkpoints or self.finished) and self.step != self._saved_at
+        return (self._is_checkpoint(self.step) or self.finished) and self.step != self._saved_at
+
+    def _is_checkpoint(self, step: int) -> bool:
+        return is_checkpoint_step(step, self.schedule.steps, self.schedule.checkpoint_every)
 
     @property
     def sparse(self) -> bool:
@@ -545,7 +557,7 @@ class RunState:
         plateau-stop rule would fire on its current clock.
         """
         s, sch = self.step, self.schedule
-        if not self.sparse or s % (sch.eval_sparse * sch.eval_every) == 0 or self.finished or s in self._checkpoints:
+        if not self.sparse or s % (sch.eval_sparse * sch.eval_every) == 0 or self.finished or self._is_checkpoint(s):
             return True
         if self.grok_step is None and sch.stop_after_grok is not None and self._held \
                 and s >= self._held[0][0] + sch.stop_after_grok:
@@ -555,6 +567,7 @@ class RunState:
 
     def hold(self, train_row: dict[str, Any]) -> None:
         """Hold back this step's row: its training metrics and a copy of the parameters."""
+        _check_finite_row(train_row, self.step)
         self._held.append((self.step, [p.detach().clone() for p in self.params], dict(train_row)))
         self._last_row = self.step
 
@@ -608,6 +621,7 @@ class RunState:
         step (backfilled) is recorded with the model holding that step's weights; a stop
         it calls for cannot come before the current step."""
         step = self.step if step is None else step
+        _check_finite_row(row, step)
         row = {"step": step, **row}
         for cb, how in zip(self.callbacks, self._row_arg):
             if how == "positional":
@@ -630,6 +644,13 @@ class RunState:
             self.on_row(self)
 
     def checkpoint(self) -> None:
+        """Save this step (``on_checkpoint``); refused, with :class:`TrainingDiverged`,
+        when a trained weight is not finite: a run directory keeps only finite states."""
+        bad = next((i for i, p in enumerate(self.params) if not bool(torch.isfinite(p.detach()).all())), None)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged at step {self.step}: trained parameter {bad} holds non-finite values "
+                f"(lr={self.schedule.lr})", step=self.step)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
         self._saved_at = self.step
@@ -654,6 +675,16 @@ class RunState:
             for transform in self.gradient_transforms:
                 transform(params)
         self.optimizer.step()
+
+
+def _check_finite_row(row: dict[str, Any], step: int) -> None:
+    """Refuse a history row whose loss is NaN or infinite (:class:`TrainingDiverged`)."""
+    for key in ("train_loss", "test_loss"):
+        value = row.get(key)
+        if value is not None and not math.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {key} is {value} (too high a learning rate or an unstable "
+                "loss)", step=step)
 
 
 class StepFunction(Protocol):

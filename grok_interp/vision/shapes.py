@@ -53,7 +53,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import store
-from .._validate import bad_value, check_choice, check_int, check_open_unit
+from .._validate import bad_value, check_choice, check_int, check_open_unit, check_seed
 
 __all__ = [
     "N_SHAPES",
@@ -360,7 +360,7 @@ class ShapesDataset:
         training images out of 14641.
         """
         frac = check_open_unit("frac", frac)
-        check_int("seed", seed)
+        check_seed("seed", seed)
         n_train = int(frac * len(self))
         if n_train < 1 or n_train >= len(self):
             raise bad_value("frac", frac, f"leaves an empty train or test set of {len(self)} samples")

@@ -35,7 +35,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .. import store
-from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit
+from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_seed
 from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
@@ -163,10 +163,10 @@ class ResNetConfig:
             raise bad_value("image_size", self.image_size, "must be even (a 2 x 2 grid of square cells)")
         check_int("width", self.width, low=1)
         check_open_unit("frac", self.frac)
-        check_int("data_seed", self.data_seed)
+        check_seed("data_seed", self.data_seed)
         if self.subset is not None:
             check_int("subset", self.subset, low=2, high=11**4)
-        check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0, high=2**64 - 1)
         check_int("epochs", self.epochs, low=0)
         self.lr = check_float("lr", self.lr, low=0.0, low_open=True)
         self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
@@ -418,7 +418,7 @@ def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: S
 def _read_config(path: Path) -> ResNetConfig:
     rs = RunStore(path)
     file = rs.file(CONFIG)
-    raw = rs.read_meta()
+    raw = rs.reconciled_meta()  # with an extension status.json records (store.RunStore.write_status)
     if raw.get("kind") != "resnet":
         raise RunDirectoryError(f"run file {file} is not a ResNet run (kind={raw.get('kind')!r})")
     ver = store.check_format(raw, file)
@@ -760,7 +760,12 @@ def _restore(
             optimizer.load_state_dict(state.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
-    if a["epochs"] != b["epochs"]:
+    if state is not None and b["epochs"] < state.step:
+        raise bad_value("epochs", b["epochs"], f"the run in {path} has trained to epoch {state.step} already: "
+                        f"give epochs >= {state.step}, or train a new run")
+    if a["epochs"] != b["epochs"] or "extending" in rs.read_status():
+        if state is not None:  # status.json first, in one atomic write (see runs._restore)
+            rs.write_status(state.step, finished=False, train_s=state.train_s, extending={"config": {"epochs": b["epochs"]}})
         meta = rs.read_meta()
         meta["config"] = b
         rs.write_config(meta)

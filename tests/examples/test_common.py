@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -131,3 +132,42 @@ def test_square_against_the_random_split_of_its_own_seed():
     assert vs["earlier_halfway_at"].tolist() == [True, False, False]
     assert vs["earlier_onset_at"].isna().tolist() == [False, True, False]
     assert vs["earlier_onset_at"].fillna(False).tolist() == [False, False, True]
+
+
+def test_only_never_runs_python(common, tmp_path, monkeypatch):
+    # pandas' query resolved @name from _common's globals: this ran `touch`
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="--only .* is invalid: unexpected '@'"):
+        common.select(CONFIGS, "@os.system('touch ran') == 0")
+    with pytest.raises(SystemExit, match="is invalid"):
+        common.select(CONFIGS, "k.__class__ == 1 or open('ran', 'w')")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_only_matching_nothing_is_one_line_not_a_concat_error(common, tmp_path):
+    args = common.parser("x", "runs/x").parse_args(["--only", "k > 1000"])
+    with pytest.raises(SystemExit, match="--only 'k > 1000' matches none of the study's 5 configurations"):
+        common.run_sweep([("", {}, CONFIGS)], tmp_path, args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_output_problems_are_one_line(common, tmp_path, capsys):
+    def plan(path):
+        args = common.parser("x", "runs/x").parse_args(["--plan", str(path)])
+        return common.write_plan([("", {}, CONFIGS)], args)
+
+    assert len(plan(tmp_path / "new" / "deeper" / "plan.csv")) == 5  # a missing folder is made
+    with pytest.raises(SystemExit, match=r"^error: --plan .* is a directory"):
+        plan(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match=r"^error: --plan .*file/plan.csv: (Not a directory|File exists)$"):
+        plan(tmp_path / "file" / "plan.csv")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            with pytest.raises(SystemExit, match=r"^error: --plan .*: Permission denied"):
+                plan(ro / "plan.csv")
+        finally:
+            ro.chmod(0o700)

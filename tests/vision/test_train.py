@@ -175,7 +175,14 @@ def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path
 
 def test_autocast_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, data16):
     opts = dict(epochs=1, eval_every=1, checkpoint_every=1, dataset=data16, progress=False, **TINY)
-    mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    # oneDNN's bfloat16 convolution backward on some CPUs returns non-finite gradients
+    # now and then (512 entries of layer4.0.conv1.weight, about one run in four here):
+    # the run's weights went NaN without a word; the divergence check now stops such a
+    # run (TrainingDiverged). PyTorch's own kernels compute the same bfloat16 forward
+    # passes without that fault.
+    with torch.backends.mkldnn.flags(enabled=False):
+        mixed = train_resnet(autocast=True, out=tmp_path / "amp", **opts)
+    assert all(bool(torch.isfinite(p).all()) for p in mixed.model.parameters())
     plain = train_resnet(**opts)
     assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
     h = mixed.history
@@ -193,3 +200,29 @@ def test_dataset_on_another_device_builds_the_same_inputs(data16):
     x = moved.inputs(idx)
     assert x.device.type == "meta" and x.shape == data16.inputs(idx).shape
     assert data16.images.device.type == "cpu" and moved.style == data16.style
+
+
+def test_an_extension_killed_before_config_json_reports_its_true_state(tmp_path, data16, monkeypatch):
+    opts = dict(eval_every=1, checkpoint_every=2, dataset=data16, progress=False, **TINY)
+    path = tmp_path / "part"
+    train_resnet(epochs=2, out=path, **opts)
+    with pytest.raises(g.GrokInterpError, match=r"^epochs=1 is invalid: the run in .* has trained to epoch 2"):
+        train_resnet(epochs=1, out=path, resume=True, **opts)
+    assert json.loads((path / "config.json").read_text())["config"]["epochs"] == 2
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, meta):
+        raise Killed
+
+    monkeypatch.setattr(g.store.RunStore, "write_config", killed)
+    with pytest.raises(Killed):
+        train_resnet(epochs=4, out=path, resume=True, **opts)
+    monkeypatch.undo()
+    status = json.loads((path / "status.json").read_text())
+    assert status["finished"] is False  # was: finished at epoch 2 while a sweep asked for 4 (then skipped)
+    assert load_resnet_run(path).config.epochs == 4
+    resumed = train_resnet(epochs=4, out=path, resume=True, **opts)
+    assert resumed.history["step"].max() == 4
+    assert json.loads((path / "config.json").read_text())["config"]["epochs"] == 4
