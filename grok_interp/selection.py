@@ -63,7 +63,8 @@ class _Tok:
 
 
 def _tokens(text: str, param: str) -> list[_Tok]:
-    out, pos = [], 0
+    out: list[_Tok] = []
+    pos = 0
     while True:
         while pos < len(text) and text[pos].isspace():
             pos += 1
@@ -73,7 +74,7 @@ def _tokens(text: str, param: str) -> list[_Tok]:
         if m is None or m.end() == pos:
             raise bad_value(param, text, f"unexpected {text[pos]!r} at character {pos + 1}; an expression holds "
                             "only key names, numbers, quoted strings, comparisons, and/or/not and parentheses")
-        kind = m.lastgroup
+        kind = m.lastgroup or ""  # every alternative of _TOKEN is a named group
         raw = m.group(kind)
         start = m.start(kind)
         if kind == "num":
