@@ -123,7 +123,8 @@ def _demo_losses(model, task, split, freqs) -> tuple[float, float]:
     logits = logits[:, -1, :].double()
     neuron_acts = cache["blocks.0.mlp.hook_post"][:, -1, :].double()
     resid_mid = cache["blocks.0.hook_resid_mid"][:, -1, :].double()
-    W_out, W_U = model.W_out[0].detach().double(), model.W_U.detach().double()
+    w = g.models.weights(model)
+    W_out, W_U = w["blocks.0.mlp.W_out"].detach().double(), w["unembed.W_U"].detach().double()
     a = torch.arange(p)[:, None]
     b = torch.arange(p)[None, :]
     approx = torch.zeros_like(neuron_acts)
