@@ -13,7 +13,6 @@ way from the paper's (or the demo's) definition, on a small trained model.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -218,7 +217,8 @@ def test_softmax_collapse_is_exact_in_float32_and_absent_in_float64():
 def _scaled(run, margin: float):
     """The run's model with its unembedding scaled until the smallest training margin
     (right logit minus the runner-up) is ``margin``."""
-    model = copy.deepcopy(run.model)
+    model = g.models.build_model(run.config.model, run.task)  # a copy (the 4.x bridge cannot be deep-copied)
+    g.models.load_weights(model, g.models.weights(run.model))
     pairs = run.split.train_pairs
     with torch.no_grad():
         logits = model(run.task.tokens(pairs))[:, -1]
