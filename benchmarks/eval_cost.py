@@ -95,6 +95,8 @@ class _Replay:
     """A step function serving the rows of a dense history; the model's one parameter
     is the step it stands at, so a backfill (weights swapped in) reads its own row."""
 
+    adaptive = True  # it serves train_rows and test_rows, as FullBatchStep does
+
     def __init__(self, history: pd.DataFrame) -> None:
         self.rows = history.set_index("step")
         self.forwards = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grok_interp as g
 from grok_interp.training import loss_fn
-from grok_interp.training.loop import make_optimizer
+from grok_interp.training import make_optimizer
 
 
 def job(p: int, op: str = "add", **options):

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from grok_interp.training import cross_entropy, forwards
-from grok_interp.training.loop import make_optimizer, to_float64
+from grok_interp.training import make_optimizer
+from grok_interp.training.loop import to_float64
 
 import half_step
 

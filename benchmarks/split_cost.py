@@ -48,7 +48,8 @@ import torch
 
 import grok_interp as g
 from grok_interp.training import forwards
-from grok_interp.training.loop import FullBatchStep, RunState, Schedule, TrainContext, loss_fn, make_optimizer
+from grok_interp.training import make_optimizer
+from grok_interp.training.loop import FullBatchStep, RunState, Schedule, TrainContext, loss_fn
 
 import half_step
 

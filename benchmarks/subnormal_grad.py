@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 import grok_interp as g
 from grok_interp.training import forwards, loss_fn
-from grok_interp.training.loop import make_optimizer
+from grok_interp.training import make_optimizer
 
 
 def main() -> None:

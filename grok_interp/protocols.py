@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from ._validate import bad_value
 from .tasks import Split, Task
 
-__all__ = ["Run", "TaskRun", "DatasetRun", "is_run", "as_history", "as_task", "as_task_split", "as_task_run"]
+__all__ = ["Run", "TaskRun", "DatasetRun", "is_run", "as_history", "as_task", "as_task_split", "as_task_run",
+           "checkpointed"]
 
 
 @runtime_checkable
@@ -146,6 +147,15 @@ def as_task_run(data: Any, name: str = "run") -> TaskRun:
     missing = [m for m in _TASK_RUN_MEMBERS if not _has(data, m)]
     raise bad_value(name, type(data).__name__,
                     f"must be a run on a task (grok_interp.TaskRun: GrokRun, load_run); it lacks {missing}")
+
+
+def checkpointed(run: TaskRun) -> TaskRun:
+    """``run``, or for a model imported without checkpoints the same run measured at its
+    one model (:meth:`grok_interp.GrokRun.with_final_checkpoint`), for the tools that
+    read checkpoints."""
+    if not run.checkpoint_steps and _has(run, "with_final_checkpoint"):
+        return run.with_final_checkpoint()  # type: ignore[attr-defined]
+    return run
 
 
 #: The members of :class:`Run` and :class:`TaskRun` (what ``isinstance`` checks).

@@ -42,7 +42,7 @@ from ..measures import (
 from ..measures.fourier import frequency_clusters_of
 from ..measures.phases import GROKKED
 from ..measures._probe import embedding_matrix, neuron_hook, probe_of
-from ..protocols import Run, TaskRun, as_history, as_task_run, is_run
+from ..protocols import Run, TaskRun, as_history, as_task_run, checkpointed, is_run
 
 __all__ = [
     "BASE_COLUMNS",
@@ -105,14 +105,6 @@ def event_steps(hist: pd.DataFrame, grok_threshold: float = GROKKED) -> dict[str
         return {}
     ev = events(hist, grok_threshold=grok_threshold)
     return {k: getattr(ev, k) for k in EVENT_KEYS if getattr(ev, k) is not None}
-
-
-def checkpointed(run: TaskRun) -> TaskRun:
-    """``run``, or for a model imported without checkpoints the same run measured at its
-    one model (:meth:`grok_interp.GrokRun.with_final_checkpoint`)."""
-    if not run.checkpoint_steps and hasattr(run, "with_final_checkpoint"):
-        return run.with_final_checkpoint()
-    return run
 
 
 def measures_over_steps(

@@ -33,7 +33,7 @@ from .. import store
 from .._validate import bad_value
 from ..errors import GrokInterpError
 from ..measures import Events, compare_measures, events, measure_checkpoints, plot_columns
-from ..protocols import Run, TaskRun, as_task_run
+from ..protocols import Run, TaskRun, as_task_run, checkpointed
 from . import data as viz_data
 from .attention import attention_widget, html_page
 from .circuit import (
@@ -197,7 +197,7 @@ def _report(
             else:
                 names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
                 try:  # a model imported without checkpoints is measured at itself
-                    cache["measures"] = measure_checkpoints(viz_data.checkpointed(run), names)
+                    cache["measures"] = measure_checkpoints(checkpointed(run), names)
                 except ValueError as exc:
                     raise _Unavailable(f"measures {names}: {exc}") from exc
         return cache["measures"]
