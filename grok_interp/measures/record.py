@@ -35,11 +35,17 @@ name                          columns                                           
 ``logit_cosine``              ``logit_cosine``                                       yes
 ``stability``                 ``sc_fraction``, ``zero_grad_fraction``,               train
                               ``nlm_cosine``, ``logit_scale`` (Prieto et al.)        pairs
+``key_irreps``                ``key_irreps`` (e.g. ``"3a 3b"``; group tasks)         yes
+``irrep_restricted_loss``     the paper's restricted loss over the key irreps        yes
+``irrep_excluded_loss``       the paper's excluded loss over the key irreps          yes
+``cayley_med``                ``cayley_med`` (MED along the group's generators)      no
 ============================  =====================================================  =========
 
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
 ``"fourier"`` = ``key_freqs``, ``restricted_loss``, ``excluded_loss``, ``gini``,
-``logit_cosine``. A callable ``f(model, task) -> float | dict`` is also a measure
+``logit_cosine``; ``"representations"`` = ``cayley_med``, ``weight_norm``, ``key_irreps``,
+``irrep_restricted_loss``, ``irrep_excluded_loss`` (any group task, or ``add``; the irrep
+losses use each evaluated model's own key irreps). A callable ``f(model, task) -> float | dict`` is also a measure
 (column: its ``__name__``, or the dict's keys). Measures that need a forward share one
 ``run_with_cache`` over the ``p x p`` grid per evaluation.
 
@@ -60,11 +66,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value, check_choice
+from ..groups import GroupTask
 from ..protocols import TaskRun, as_task_run, as_task_split
 from ..tasks import Split, Task
 from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
+from .representations import cayley_med, irrep_excluded_loss, irrep_restricted_loss, key_irreps
 from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
@@ -84,6 +92,7 @@ class _Ctx:
     key_freqs: list[int] | None = None
     key_rule: str = "neurons"
     _probe: Probe | None = field(default=None, repr=False)
+    key_irreps: list[str] | None = None
 
     @property
     def probe(self) -> Probe:
@@ -96,6 +105,11 @@ class _Ctx:
         if self.key_freqs is None:
             self.key_freqs = key_frequencies(self.probe, self.task, self.key_rule)
         return self.key_freqs
+
+    def irreps(self) -> list[str]:
+        if self.key_irreps is None:
+            self.key_irreps = key_irreps(self.probe, self.task, self.key_rule)
+        return self.key_irreps
 
     @property
     def data(self) -> Any:
@@ -152,6 +166,12 @@ _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "excluded_loss_neuron_projection": _losses("excluded", "neuron_projection", "excluded_loss_neuron_projection"),
     "logit_cosine": lambda c: {"logit_cosine": logit_cosine_similarity(c.probe, c.data, c.freqs())},
     "stability": lambda c: stability(c.model, c.split if c.split is not None else c.task),
+    # groups (grok_interp.measures.representations): the model's own key irreps at each evaluation
+    "key_irreps": lambda c: {"key_irreps": " ".join(c.irreps())},
+    "irrep_restricted_loss": lambda c: {"irrep_restricted_loss": irrep_restricted_loss(c.probe, c.data, c.irreps())},
+    "irrep_excluded_loss": lambda c: {
+        "irrep_excluded_loss": irrep_excluded_loss(c.probe, c.data, c.irreps(), pairs=_pairs(c))},
+    "cayley_med": lambda c: {"cayley_med": cayley_med(c.model, c.task)},
 }
 #: Measure names of grok_interp 0.1 that now have other names (their definitions changed
 #: or they were renamed): asking for one is an error that names its successor.
@@ -160,7 +180,8 @@ RENAMED_MEASURES = {
     "restricted_loss is now the paper's per-class projection",
 }
 MEASURE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES}
+REPRESENTATION_MEASURES = ("cayley_med", "weight_norm", "key_irreps", "irrep_restricted_loss", "irrep_excluded_loss")
+_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "representations": REPRESENTATION_MEASURES}
 
 
 def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Callable[..., Any]]:
@@ -196,6 +217,7 @@ def compute_measures(
     *,
     key_freqs: Sequence[int] | None = None,
     key_rule: str = "neurons",
+    key_irreps_fixed: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate named measures on one model; one shared forward for those that need it.
 
@@ -207,6 +229,8 @@ def compute_measures(
         key_freqs: Key frequencies for the circuit measures (default: the model's own,
             by ``key_rule``).
         key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+        key_irreps_fixed: Key irreps for the irrep losses of a group task (default: the
+            model's own, by ``key_rule``; see :func:`grok_interp.measures.representations.key_irreps`).
 
     Returns:
         ``{column: value}``.
@@ -214,7 +238,8 @@ def compute_measures(
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
     task, split = as_task_split(data, "data")
     fits(model, task)
-    ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
+    ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule,
+               key_irreps=list(key_irreps_fixed) if key_irreps_fixed is not None else None)
     row: dict[str, Any] = {}
     for m in _expand(measures):
         row.update(_REGISTRY[m](ctx) if isinstance(m, str) else _call(m, ctx))
@@ -308,20 +333,27 @@ def measure_checkpoints(
         ref, fixed = key_freqs_from, None
     else:
         ref, fixed = None, sorted(int(k) for k in key_freqs_from)
+    irreps_fixed: list[str] | None = None
     if ref is not None:
         load_weights(model, run.weights_at(ref))
-        fixed = key_frequencies(model, run.task, key_rule)
-        log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
+        if isinstance(run.task, GroupTask) and not run.task.group.is_cyclic_standard:  # type: ignore[union-attr]
+            irreps_fixed = key_irreps(model, run.task, key_rule)  # Z_p frequencies mean nothing here
+            log.info("key irreps (%s rule) at step %d: %s", key_rule, ref, irreps_fixed)
+        else:
+            fixed = key_frequencies(model, run.task, key_rule)
+            log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
 
     rows = []
     for step in tqdm(steps, disable=not progress, desc="measures", unit="ckpt"):
         load_weights(model, run.weights_at(step))
         row = {"step": step}
-        row.update(compute_measures(model, run.split, names, key_freqs=fixed, key_rule=key_rule))
+        row.update(compute_measures(model, run.split, names, key_freqs=fixed, key_rule=key_rule,
+                                    key_irreps_fixed=irreps_fixed))
         rows.append(row)
     df = pd.DataFrame(rows)
     hist_cols = [c for c in ("step", "train_loss", "test_loss", "train_acc", "test_acc") if c in run.history.columns]
     df = df.merge(run.history[hist_cols], on="step", how="left")
     df.attrs["key_freqs"] = fixed
+    df.attrs["key_irreps"] = irreps_fixed
     df.attrs["key_rule"] = key_rule
     return df
