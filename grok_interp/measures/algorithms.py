@@ -39,7 +39,7 @@ from .._validate import bad_value, check_float, check_int
 from ..tasks import Task
 from ._probe import Probe, as_task, probe_of
 
-__all__ = ["gradient_symmetricity", "distance_irrelevance", "classify_algorithm", "set_attention_rate"]
+__all__ = ["gradient_symmetricity", "distance_irrelevance", "distance_irrelevance_of", "classify_algorithm", "set_attention_rate"]
 
 
 def _add_task(task: Task, what: str) -> None:
@@ -85,12 +85,21 @@ def gradient_symmetricity(model: nn.Module, task: Task | int, *, n_samples: int 
 @torch.no_grad()
 def distance_irrelevance(model: nn.Module | Probe, task: Task | int) -> float:
     """``q = mean_d std_s Q[s, d] / std Q`` over the correct logits ``Q`` of all pairs,
-    ``s = a + b``, ``d = a - b`` (mod p) (Zhong et al. 2023)."""
+    ``s = a + b``, ``d = a - b`` (mod p) (Zhong et al. 2023); see
+    :func:`distance_irrelevance_of`."""
     task = as_task(task, model.model if isinstance(model, Probe) else model)
     _add_task(task, "distance_irrelevance")
-    p = task.p
-    probe = probe_of(model, task)
-    L = probe.logits().double().cpu()
+    return distance_irrelevance_of(probe_of(model, task).logits(), task.p)
+
+
+def distance_irrelevance_of(logits: Tensor, p: int) -> float:
+    """Distance irrelevance of the ``(p*p, p)`` logits of the addition grid (rows
+    ``a * p + b``): ``Q[(a + b) % p, (a - b) % p]`` is the correct logit, and
+    ``q = mean over d of std_s Q[s, d]``, divided by the standard deviation of all of ``Q``."""
+    check_int("p", p, low=2)
+    L = torch.as_tensor(logits).double().cpu()
+    if L.shape != (p * p, p):
+        raise bad_value("logits", tuple(L.shape), f"must have shape ({p * p}, {p})")
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
     a, b = a.reshape(-1), b.reshape(-1)
     correct = L[torch.arange(p * p), (a + b) % p]
