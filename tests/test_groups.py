@@ -364,3 +364,41 @@ def test_clock_and_pizza_regimes_are_told_apart():
     # short, so it is not labelled "pizza" either: see classify_algorithm.)
     assert found[0.0]["gradient_symmetricity"] > 0.99 > 0.7 > found[1.0]["gradient_symmetricity"], found
     assert found[1.0]["algorithm"] == "clock" and found[0.0]["algorithm"] != "clock", found
+
+
+# --- the local learning coefficient -----------------------------------------------------------
+def test_llc_settings_are_checked():
+    from grok_interp.measures.llc import LLCSettings
+
+    with pytest.raises(GrokInterpError, match="lr"):
+        LLCSettings(lr=0)
+    with pytest.raises(GrokInterpError, match="num_draws"):
+        LLCSettings(num_draws=1)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_llc_estimate_diagnostics_and_recording(cyclic_run, tmp_path):
+    pytest.importorskip("devinterp")
+    import json
+
+    from grok_interp.measures.llc import LLCSettings, estimate_llc
+
+    settings = LLCSettings(num_chains=2, num_draws=60, seed=3)
+    before = {k: v.clone() for k, v in cyclic_run.model.state_dict().items()}
+    r = estimate_llc(cyclic_run.model, cyclic_run, settings)
+    assert all(torch.equal(before[k], v) for k, v in cyclic_run.model.state_dict().items())  # chains run on copies
+    assert r.trace.shape == (2, 60) and len(r.per_chain) == 2
+    # llc = nbeta * (mean draw loss - L(w*)), per chain, then averaged
+    assert math.isclose(r.llc, settings.nbeta * (r.trace.mean() - r.init_loss), rel_tol=1e-9)
+    assert math.isclose(r.llc, (r.first_half + r.second_half) / 2, rel_tol=1e-9)
+    again = estimate_llc(cyclic_run.model, cyclic_run, settings)
+    assert again.llc == r.llc  # seeded
+    saved = json.loads(r.save(tmp_path / "llc.json").read_text())
+    assert saved["settings"]["num_draws"] == 60 and len(saved["trace"]) == 2
+    # a sampler that is far too hot is flagged unstable (the estimate keeps climbing)
+    hot = estimate_llc(cyclic_run.model, cyclic_run, LLCSettings(lr=3e-2, nbeta=2.0, localization=0.0, num_chains=1,
+                                                                 num_draws=60))
+    assert not hot.stable
+    row = M.compute_measures(cyclic_run.model, cyclic_run.split, ["llc"])
+    assert {"llc", "llc_std", "llc_stable", "llc_chain_spread"} <= set(row)
+    assert json.loads(row["llc_settings"])["nbeta"] == LLCSettings().nbeta

@@ -39,6 +39,9 @@ name                          columns                                           
 ``irrep_restricted_loss``     the paper's restricted loss over the key irreps        yes
 ``irrep_excluded_loss``       the paper's excluded loss over the key irreps          yes
 ``cayley_med``                ``cayley_med`` (MED along the group's generators)      no
+``llc``                       ``llc``, ``llc_std``, ``llc_stable``,                  SGLD
+                              ``llc_chain_spread``, ``llc_settings`` (needs          chains
+                              devinterp; :mod:`grok_interp.measures.llc`)
 ============================  =====================================================  =========
 
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
@@ -72,6 +75,7 @@ from ..tasks import Split, Task
 from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
+from .llc import llc_columns
 from .representations import cayley_med, irrep_excluded_loss, irrep_restricted_loss, key_irreps
 from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
@@ -172,6 +176,7 @@ _REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
     "irrep_excluded_loss": lambda c: {
         "irrep_excluded_loss": irrep_excluded_loss(c.probe, c.data, c.irreps(), pairs=_pairs(c))},
     "cayley_med": lambda c: {"cayley_med": cayley_med(c.model, c.task)},
+    "llc": lambda c: llc_columns(c.model, c.split if c.split is not None else c.task),
 }
 #: Measure names of grok_interp 0.1 that now have other names (their definitions changed
 #: or they were renamed): asking for one is an error that names its successor.
