@@ -196,6 +196,6 @@ def _sample(model: nn.Module, loss_of: Any, settings: LLCSettings, n: int, gen: 
             loss.backward()
             opt.step(noise_generator=noise)
             if t >= settings.num_burnin:
-                trace[c, t - settings.num_burnin] = float(loss)
+                trace[c, t - settings.num_burnin] = float(loss.detach())
         del chain, opt
     return trace

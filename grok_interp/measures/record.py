@@ -341,11 +341,11 @@ def measure_checkpoints(
     irreps_fixed: list[str] | None = None
     if ref is not None:
         load_weights(model, run.weights_at(ref))
-        if isinstance(run.task, GroupTask) and not run.task.group.is_cyclic_standard:  # type: ignore[union-attr]
-            irreps_fixed = key_irreps(model, run.task, key_rule)  # Z_p frequencies mean nothing here
+        if isinstance(run.task, GroupTask) or run.task.op == "add":  # the irrep measures' fixed set
+            irreps_fixed = key_irreps(model, run.task, key_rule)
             log.info("key irreps (%s rule) at step %d: %s", key_rule, ref, irreps_fixed)
-        else:
-            fixed = key_frequencies(model, run.task, key_rule)
+        if not (isinstance(run.task, GroupTask) and not run.task.group.is_cyclic_standard):  # type: ignore[union-attr]
+            fixed = key_frequencies(model, run.task, key_rule)  # (Z_p frequencies mean nothing on other groups)
             log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
 
     rows = []
