@@ -22,7 +22,7 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("run_dir", help="a run directory written by grok-interp train")
     p.add_argument(
         "--measures", nargs="+", default=["default", "fourier"],
-        help="measure names or aliases: default, fourier, " + ", ".join(MEASURE_NAMES),
+        help="measure names or aliases: default, fourier, representations, " + ", ".join(MEASURE_NAMES),
     )
     p.add_argument(
         "--key-freqs-from", default="final",

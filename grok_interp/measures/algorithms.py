@@ -43,8 +43,9 @@ __all__ = ["gradient_symmetricity", "distance_irrelevance", "distance_irrelevanc
 
 
 def _add_task(task: Task, what: str) -> None:
-    if getattr(task, "group", None) is None and task.op != "add" or (
-            getattr(task, "group", None) is not None and not task.group.is_cyclic_standard):  # type: ignore[attr-defined]
+    """Refuse anything but modular addition: ``op="add"``, or the group task of ``C_p``."""
+    group = getattr(task, "group", None)
+    if not (group.is_cyclic_standard if group is not None else task.op == "add"):
         raise bad_value("task", task.op_name, f"{what} is defined for modular addition (op='add' or C_p)")
 
 
@@ -116,11 +117,16 @@ def classify_algorithm(model: nn.Module, task: Task | int, *, irrelevance_thresh
     ``pizza`` when ``distance_irrelevance < irrelevance_threshold`` and
     ``gradient_symmetricity >= symmetricity_threshold``; ``clock`` when
     ``distance_irrelevance >= irrelevance_threshold`` and ``gradient_symmetricity <
-    symmetricity_threshold``; else ``unclear`` (the paper also finds mixtures, e.g.
-    "non-circular" and accompanied pizzas). The paper plots the two quantities rather than
-    fixing cut-offs; 0.5 and 0.9 separate its models A (clock) and B (pizza) and ours
-    (``tests/test_groups.py``): read the numbers, not only the label. Measure a model that
-    has generalised: on a memorising model both are noise.
+    symmetricity_threshold``; else ``unclear``. The paper plots the two quantities and
+    fixes no cut-offs; 0.5 and 0.9 are ours. What we measured (``examples/clock_pizza.py``,
+    p = 17, one layer, d_model 64, 1500 steps): attention rate 1 gives gradient
+    symmetricity 0.38-0.48 and distance irrelevance 0.85 (clock, as the paper's model A);
+    attention rate 0 gives gradient symmetricity exactly 1 (the logits depend on
+    ``E_a + E_b`` only, so the two gradients are equal by construction) but distance
+    irrelevance 0.82, not the paper's low value for model B: labelled ``unclear``, i.e.
+    "not the clock, and not the pizza's distance dependence" (the paper also reports
+    non-circular and "accompanied" pizzas). Read the numbers, not only the label, and
+    measure a model that has generalised: on a memorising model both are noise.
 
     Returns:
         ``{"gradient_symmetricity", "distance_irrelevance", "algorithm"}``.

@@ -80,7 +80,7 @@ from .representations import cayley_med, irrep_excluded_loss, irrep_restricted_l
 from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
-__all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+__all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
 
 log = logging.getLogger(__name__)
 
