@@ -82,7 +82,7 @@ ACCELERATORS: dict[str, dict] = {
 # Histories in results/: one row every this many steps (plus the last row).
 HISTORY_EVERY = 100
 # Per-run columns every seed summary aggregates: median, min and max over seeds.
-SEED_METRICS = ("u_acc", "l_acc", "grokked_at", "onset_at")
+SEED_METRICS = ("u_acc", "l_acc", "halfway_at", "onset_at")
 
 
 def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -> argparse.ArgumentParser:
@@ -294,12 +294,22 @@ def transpose_accuracy(row: pd.Series, history: pd.DataFrame) -> dict:
             "acc_other": correct[~covered].float().mean().item() if (~covered).any() else nan}
 
 
+def read_sweep_csv(path: Path) -> pd.DataFrame:
+    """A study's ``sweep.csv``. Files written before the package gave "grokked" one
+    meaning (test accuracy >= 0.99) hold the half-way GO-Epoch as ``grokked_at``: it is
+    read back as ``halfway_at``, the name it has now."""
+    table = pd.read_csv(path)
+    if "grokked_at" in table.columns and "halfway_at" not in table.columns:
+        table = table.rename(columns={"grokked_at": "halfway_at"})
+    return table
+
+
 def merge_with_earlier(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     """``table`` with the earlier ``sweep.csv``'s rows of the runs it does not have (see :func:`export`)."""
     path = results / "sweep.csv"
     if not path.exists():
         return table
-    old = pd.read_csv(path)
+    old = read_sweep_csv(path)
     if "run" not in old.columns:
         return table
     new = table.set_index("run", drop=False)
@@ -343,8 +353,8 @@ def load(results: Path) -> tuple[pd.DataFrame, Callable[[str], pd.DataFrame]]:
     path = results / "sweep.csv"
     if not path.exists():
         raise SystemExit(f"error: no results in {results} (run the study without --report-only first)")
-    table = pd.read_csv(path)
-    for col in ("memorised_at", "grokked_at", "onset_at", "final_step", "n_train", "n_test"):
+    table = read_sweep_csv(path)
+    for col in ("memorised_at", "grokked_at", "halfway_at", "onset_at", "final_step", "n_train", "n_test"):
         if col in table:
             table[col] = table[col].astype("Int64")
 
@@ -367,7 +377,7 @@ def seed_summary(table: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] 
         key = key if isinstance(key, tuple) else (key,)
         row: dict[str, Any] = dict(zip(by, key))
         row["seeds"] = len(g)
-        row["grokked"] = int(g["grokked_at"].notna().sum()) if "grokked_at" in g else 0
+        row["grokked"] = int(g["halfway_at"].notna().sum()) if "halfway_at" in g else 0
         for m in metrics:
             v = pd.to_numeric(g[m], errors="coerce").dropna() if m in g else pd.Series(dtype=float)
             row[f"{m}_median"] = float(v.median()) if len(v) else np.nan
@@ -423,6 +433,27 @@ def show(table: pd.DataFrame, title: str, columns: list[str] | None = None) -> N
 def history(path: str | os.PathLike) -> pd.DataFrame:
     """A run directory's history table (cheap: no model is built)."""
     return pd.read_csv(Path(path) / "history.csv")
+
+
+#: Line styles of model seeds 0, 1, 2, ...: every study plot draws seed s with
+#: ``ls=seed_style(s)`` (and colour ``seed_color(s)`` where colour does not already mean
+#: something else), so seeds stay apart in print and for colour-blind readers.
+SEED_STYLES = ("-", "--", ":", "-.")
+
+
+def seed_style(seed: Any) -> str:
+    return SEED_STYLES[int(seed) % len(SEED_STYLES)]
+
+
+def seed_color(seed: Any) -> str:
+    return f"C{int(seed) % 10}"
+
+
+def few_ticks(ax: Any, n: int = 5) -> None:
+    """At most ``n`` x ticks, so step labels (10000, 12500, ...) never run into each other."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(n))
 
 
 def save(fig: plt.Figure, path: Path) -> Path:

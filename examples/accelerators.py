@@ -48,7 +48,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
@@ -139,33 +140,35 @@ def excluded_loss_table(path: Path, cache: Path) -> pd.DataFrame:
 
 
 def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], methods: list[str], out: Path) -> None:
-    measures = ["med", "weight_norm", "excluded_loss"]
-    fig, axes = plt.subplots(len(methods), len(measures), figsize=(4.2 * len(measures), 2.6 * len(methods)),
-                             squeeze=False)
+    # one quantity per axis: a column each for test loss and the measures, a row per method,
+    # seeds by colour and line style; a thin vertical line where each seed reaches the threshold
+    cols = ["test_loss", "med", "weight_norm", "excluded_loss"]
+    logs = {"test_loss", "excluded_loss"}
+    fig, axes = plt.subplots(len(methods), len(cols), figsize=(3.6 * len(cols), 2.5 * len(methods)),
+                             squeeze=False, sharex="row")
     for i, method in enumerate(methods):
-        for j, col in enumerate(measures):
+        for j, col in enumerate(cols):
             ax = axes[i][j]
-            ax2 = ax.twinx()
-            for method_k, seed, h, ex in runs:
-                if method_k != method:
-                    continue
-                ax.plot(h["step"], h["test_loss"], color="C0", lw=0.9, alpha=0.8)
+            for _method, seed, h, ex in sorted((r for r in runs if r[0] == method), key=lambda r: r[1]):
                 src = ex if col == "excluded_loss" else h
-                if col in src:
-                    ax2.plot(src["step"], src[col], color="C3", lw=0.9, alpha=0.8)
+                style = dict(color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.9)
+                if col in src and len(src):
+                    ax.plot(src["step"], src[col], label=f"seed {seed}", **style)
                 step, _ = time_to(h)
                 if step is not None:
-                    ax.axvline(step, color="grey", ls="--", lw=0.6)
-            ax.set_yscale("log")
-            if col == "excluded_loss":
-                ax2.set_yscale("log")
+                    ax.axvline(step, color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.5, alpha=0.6)
+            if col in logs:
+                ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0, ... would collide
             ax.set_title(f"{method}: {col}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("test loss (blue)", fontsize=8)
-            ax2.set_ylabel(col + " (red)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            c.few_ticks(ax, 4)
             if i == len(methods) - 1:
-                ax.set_xlabel("step")
-    fig.suptitle(f"p={p}: test loss (blue) and each measure (red); dashed: test acc {THRESHOLD}", fontsize=10)
+                ax.set_xlabel("step", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"p={p}: test loss and each measure per method (thin vertical lines: test acc {THRESHOLD})",
+                 fontsize=10)
     c.save(fig, out / f"test_loss_vs_measures_p{p}.png")
 
 
@@ -229,7 +232,7 @@ def report(dest: Path) -> list[Path]:
         h = pd.read_csv(path)
         step, wall = time_to(h)
         ev = events(h)
-        row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, grokked_at=ev.grokked_at,
+        row.update(steps_to_099=step, wall_s_to_099=wall, memorised_at=ev.memorised_at, halfway_at=ev.halfway_at,
                    u_acc=ev.u_acc, l_acc=ev.l_acc, final_step=int(h["step"].iloc[-1]),
                    final_test_acc=float(h["test_acc"].iloc[-1]))
         ex_path = dest / "measures" / f"{r['run']}.csv"
@@ -247,12 +250,12 @@ def report(dest: Path) -> list[Path]:
             cmps.append(cmp.assign(run=r["run"], p=r["p"], method=r["method"], seed=r["seed"]))
         rows.append(row)
     runs = pd.DataFrame(rows)
-    for col in ("steps_to_099", "memorised_at", "grokked_at", "final_step", "test_loss_moved_at",
+    for col in ("steps_to_099", "memorised_at", "halfway_at", "final_step", "test_loss_moved_at",
                 *(f"{m}_moved_at" for m in COMPARED)):
         if col in runs:
             runs[col] = runs[col].astype("Int64")
     c.show(runs, "runs: steps and wall time to test accuracy 0.99, events",
-           ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "grokked_at", "u_acc",
+           ["run", "method", "steps_to_099", "wall_s_to_099", "memorised_at", "halfway_at", "u_acc",
             "final_test_acc", "final_step", "status"])
     c.show(runs, "does each measure move (half its change) before test loss?",
            ["run", "method", "test_loss_moved_at", *(f"{m}_{k}" for m in COMPARED for k in ("moved_at",

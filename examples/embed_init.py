@@ -65,18 +65,18 @@ SCALES = {
                       inits=["random", "toeplitz"]),
     },
 }
-METRICS = ("steps_to_99", "grokked_at", "onset_at", "u_acc", "l_acc")
+METRICS = ("steps_to_99", "halfway_at", "onset_at", "u_acc", "l_acc")
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
-    c.show(table, "embedding init per run", ["run", "embed_init", "seed", "memorised_at", "grokked_at", "onset_at",
+    c.show(table, "embedding init per run", ["run", "embed_init", "seed", "memorised_at", "halfway_at", "onset_at",
                                              "steps_to_99", "u_acc", "l_acc", "final_step", "status", "error"])
     summary = c.report_summary(table, ["embed_init"], results, "per init (steps_to_99: runs that reached 0.99)",
                                METRICS)
     s = summary.set_index("embed_init")
     base_init, other = scale["inits"]
     if base_init in s.index and other in s.index:
-        for m in ("steps_to_99", "grokked_at", "onset_at"):
+        for m in ("steps_to_99", "halfway_at", "onset_at"):
             r = s.loc[other, f"{m}_median"] / s.loc[base_init, f"{m}_median"]
             print(f"{other} / {base_init}, median {m}: {r:.2f}")
         print("(the paper: about 0.5 for steps to grok)")
@@ -84,8 +84,10 @@ def report(table, hist, scale: dict, results: Path) -> None:
     for _, row in table[table["status"] != "failed"].iterrows():
         h = hist(row["run"])
         ax.plot(h["step"], h["test_acc"], color="C0" if row["embed_init"] == base_init else "C3", lw=1,
-                label=f"{row['embed_init']} seed {row['seed']}")
-    ax.set(xlabel="step", ylabel="test accuracy", title=f"embedding init: {base_init} (blue) vs {other} (red)")
+                ls=c.seed_style(row["seed"]), label=f"{row['embed_init']} seed {row['seed']}")
+    ax.set(xlabel="step", ylabel="test accuracy", ylim=(0, 1.02),
+           title=f"embedding init: {base_init} (blue) vs {other} (red); line style: seed")
+    c.few_ticks(ax)
     ax.legend(fontsize=7)
     c.save(fig, results / "embed_init.png")
 

@@ -96,7 +96,7 @@ def compare(row: pd.Series, h: pd.DataFrame) -> dict:
 def report(table, hist, scale: dict, results: Path) -> None:
     if "arch" not in table:
         table["arch"] = "transformer"
-    c.show(table, "frozen one-hot embedding per run", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc",
+    c.show(table, "frozen one-hot embedding per run", ["run", "memorised_at", "halfway_at", "onset_at", "u_acc",
                                                        "final_test_acc", "final_step", "med_range",
                                                        "activation_med_range", "status", "error"])
     c.report_summary(table, ["arch"], results, "per architecture")
@@ -106,18 +106,20 @@ def report(table, hist, scale: dict, results: Path) -> None:
         act = cmp[cmp["measure"] == "activation_med"]
         c.show(act, "activation MED against test loss after memorisation, per run (best_lag < 0: it follows)",
                ["run", "spearman", "best_lag", "pearson_at_lag", "moved_at", "lead_over_acc"])
-    fig, axes = plt.subplots(1, table["arch"].nunique(), figsize=(7 * table["arch"].nunique(), 4), squeeze=False)
-    for ax, (arch, rows) in zip(axes[0], table[table["status"] != "failed"].groupby("arch")):
-        ax2 = ax.twinx()
-        for i, (_, row) in enumerate(rows.iterrows()):
+    # one quantity per axis: test loss above, activation MED below, one column per architecture
+    n = table["arch"].nunique()
+    fig, axes = plt.subplots(2, n, figsize=(6.5 * n, 6), squeeze=False, sharex="col")
+    for j, (arch, rows) in enumerate(table[table["status"] != "failed"].groupby("arch")):
+        top, bottom = axes[0][j], axes[1][j]
+        for _, row in rows.sort_values("seed").iterrows():
             h = hist(row["run"])
-            ax.plot(h["step"], h["test_loss"], color="C0", lw=1, label="test loss" if i == 0 else None)
-            ax2.plot(h["step"], h["activation_med"], color="C3", lw=1,
-                     label="activation MED (first hidden layer)" if i == 0 else None)
-        ax.set(xlabel="step", ylabel="test loss", yscale="log", title=f"frozen one-hot embedding: {arch} (every seed)")
-        ax2.set_ylabel("activation MED")
-        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(handles, [hd.get_label() for hd in handles], fontsize=8)
+            style = dict(color=c.seed_color(row["seed"]), ls=c.seed_style(row["seed"]), lw=1, label=f"seed {row['seed']}")
+            top.plot(h["step"], h["test_loss"], **style)
+            bottom.plot(h["step"], h["activation_med"], **style)
+        top.set(ylabel="test loss", yscale="log", title=f"frozen one-hot embedding: {arch}")
+        bottom.set(xlabel="step", ylabel="activation MED (first hidden layer)")
+        c.few_ticks(bottom)
+        top.legend(fontsize=8)
     c.save(fig, results / "frozen_onehot.png")
 
 

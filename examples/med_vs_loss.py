@@ -93,7 +93,7 @@ _COMPARED: list[pd.DataFrame] = []
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
-    c.show(table, "runs", ["run", "memorised_at", "grokked_at", "onset_at", "u_acc", "final_test_acc", "final_step",
+    c.show(table, "runs", ["run", "memorised_at", "halfway_at", "onset_at", "u_acc", "final_test_acc", "final_step",
                            "status", "error"])
     c.report_summary(table, ["p"], results, "per p")
     med = scale["med"]
@@ -110,17 +110,19 @@ def report(table, hist, scale: dict, results: Path) -> None:
         agg.to_csv(results / "med_summary.csv", index=False, float_format="%.6g")
         c.show(agg, f"{med} against test loss after memorisation, over seeds (best_lag < 0: MED follows)")
     for p in sorted(table["p"].unique()):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax2 = ax.twinx()
-        for i, (_, row) in enumerate(table[(table["p"] == p) & (table["status"] != "failed")].iterrows()):
+        # one quantity per axis: test loss above, MED below, on one step axis
+        fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+        rows = table[(table["p"] == p) & (table["status"] != "failed")].sort_values("seed")
+        for _, row in rows.iterrows():
             h = hist(row["run"])
-            ax.plot(h["step"], h["test_loss"], color="C0", lw=1, alpha=0.8, label="test loss" if i == 0 else None)
+            style = dict(color=c.seed_color(row["seed"]), ls=c.seed_style(row["seed"]), lw=1, label=f"seed {row['seed']}")
+            ax.plot(h["step"], h["test_loss"], **style)
             if med in h:
-                ax2.plot(h["step"], h[med], color="C3", lw=1, alpha=0.8, label=f"{med}" if i == 0 else None)
-        ax.set(xlabel="step", ylabel="test loss", yscale="log", title=f"p={p}: {med} vs test loss (every seed)")
-        ax2.set_ylabel(med, color="C3")
-        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(handles, [hd.get_label() for hd in handles], fontsize=8, loc="center right")
+                ax2.plot(h["step"], h[med], **style)
+        ax.set(ylabel="test loss", yscale="log", title=f"p={p}: test loss and {med}")
+        ax2.set(xlabel="step", ylabel=med)
+        c.few_ticks(ax2)
+        ax.legend(fontsize=8)
         c.save(fig, results / f"med_vs_loss_p{p}.png")
 
 

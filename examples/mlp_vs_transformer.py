@@ -83,7 +83,7 @@ def per_run(row, history) -> dict:
 
 
 def report(table, hist, scale: dict, results: Path) -> None:
-    c.show(table, "MLP baseline vs transformer per run", ["run", "memorised_at", "grokked_at", "onset_at",
+    c.show(table, "MLP baseline vs transformer per run", ["run", "memorised_at", "halfway_at", "onset_at",
                                                           "steps_to_99", "u_acc", "l_acc", "final_test_acc",
                                                           "ceiling", "ceiling_transpose", "acc_transpose_trained",
                                                           "acc_other", "final_step", "status", "error"])
@@ -94,9 +94,10 @@ def report(table, hist, scale: dict, results: Path) -> None:
         for _, row in table[(table["op"] == op) & (table["status"] != "failed")].iterrows():
             h = hist(row["run"])
             tf = row["arch"] == "transformer"
-            ax.plot(h["step"], h["test_acc"], ls="-" if tf else "--", color="C0" if tf else "C3", lw=1,
+            ax.plot(h["step"], h["test_acc"], ls=c.seed_style(row["seed"]), color="C0" if tf else "C3", lw=1,
                     label=f"{row['arch']} seed {row['seed']}")
-        ax.set(xlabel="step", title=f"{op}: test accuracy", ylim=(0, 1.02))
+        ax.set(xlabel="step", title=f"{op}: test accuracy (blue: transformer, red: MLP)", ylim=(0, 1.02))
+        c.few_ticks(ax)
         ax.legend(fontsize=6)
     axes[0].set_ylabel("test accuracy")
     c.save(fig, results / "mlp_vs_transformer.png")
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         groups = [(name, base, c.with_seeds(cfgs, args.seeds)) for name, base, cfgs in scale["groups"]]
         table = c.run_sweep(groups, out, args, radii=[4, 8])
-        for name, base, _ in scale["groups"]:  # the reference groups take frac from their base
+        for _name, base, _ in scale["groups"]:  # the reference groups take frac from their base
             if "frac" in base and "frac" in table:
                 table["frac"] = table["frac"].fillna(base["frac"])
             elif "frac" in base:

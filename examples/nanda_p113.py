@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         ("memorisation ends (train acc >= 0.99)", ev.memorised_at, "events.memorised_at"),
         ("restricted loss has moved half way", moved.get("restricted_loss"), "compare_measures.moved_at"),
         ("excluded loss peaks (circuit takes over the train loss)", excl_peak, "max of excluded_loss"),
-        ("test accuracy half way to U-Acc (GO-Epoch)", ev.grokked_at, "events.grokked_at"),
+        ("test accuracy half way to U-Acc (GO-Epoch)", ev.halfway_at, "events.halfway_at"),
         ("test accuracy >= 0.99 (cleanup done)", first_step(run.history, "test_acc", lambda s: s >= 0.99), "history"),
         ("Gini of W_L has moved half way", moved.get("gini_logit"), "compare_measures.moved_at"),
     ], columns=["phase boundary", "step", "found by"])

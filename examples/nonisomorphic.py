@@ -71,12 +71,12 @@ def report(table, hist, scale: dict, results: Path) -> None:
     radii = scale["radii"]
     table["u_acc_x_1mfrac"] = table["u_acc"] * (1 - table["frac"])
     table["final_x_1mfrac"] = table["final_test_acc"] * (1 - table["frac"])
-    cols = ["run", "n_train", "memorised_at", "grokked_at", "onset_at", "u_acc", "l_acc", "final_test_acc",
+    cols = ["run", "n_train", "memorised_at", "halfway_at", "onset_at", "u_acc", "l_acc", "final_test_acc",
             "u_acc_x_1mfrac", "final_x_1mfrac", "ceiling_transpose", "acc_transpose_trained", "acc_other", "ceiling",
             *[f"ceiling_r{r}" for r in radii], "final_step", "status", "error"]
     c.show(table, "a^2 + ab + b^2 per run: accuracy and acc * (1 - frac)", cols)
     metrics = ("u_acc", "l_acc", "final_test_acc", "final_x_1mfrac", "acc_transpose_trained", "acc_other",
-               "grokked_at", "onset_at")
+               "halfway_at", "onset_at")
     summary = c.report_summary(table, ["frac"], results, "per training fraction", metrics)
     prod = summary["final_x_1mfrac_median"].dropna()
     if len(prod) > 1:

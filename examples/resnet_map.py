@@ -159,7 +159,7 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
     extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
-    for col in ("memorised_at", "grokked_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
+    for col in ("memorised_at", "grokked_at", "halfway_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
         if col in table:
             table[col] = table[col].astype("Int64")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
@@ -215,24 +215,33 @@ def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
 
 
 def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
-    """Train / test accuracy and the pooled-feature uniformity of every run, one panel
-    per cell of the map (rows: initial scale, columns: weight decay)."""
+    """Train / test accuracy and, on an axis of its own below, the pooled-feature
+    uniformity (MED ratio) of every run: one pair of panels per cell of the map (rows:
+    initial scale, columns: weight decay)."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
-    fig, axes = plt.subplots(len(scales), len(wds), figsize=(max(7.5, 3.4 * len(wds)), 2.4 * len(scales)),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2 * len(scales), len(wds), figsize=(max(7.5, 3.4 * len(wds)), 3.4 * len(scales)),
+                             sharex=True, squeeze=False, gridspec_kw={"height_ratios": [2, 1] * len(scales)})
     for _, r in table.iterrows():
         if r["status"] == "failed":
             continue
-        ax = axes[len(scales) - 1 - scales.index(r["init_scale"]), wds.index(r["weight_decay"])]
+        row = 2 * (len(scales) - 1 - scales.index(r["init_scale"]))
+        acc, med = axes[row, wds.index(r["weight_decay"])], axes[row + 1, wds.index(r["weight_decay"])]
         h = hist(r["run"])
-        ax.plot(h["step"], h["train_acc"], label="train acc", color="tab:blue")
-        ax.plot(h["step"], h["test_acc"], label="test acc", color="tab:red")
-        ax.plot(h["step"], h["feature_med_ratio"], label="feature MED ratio", color="tab:green", ls="--")
-        ax.set_title(f"wd {r['weight_decay']:g}, alpha {r['init_scale']:g}: {r['phase']}", fontsize=8)
-        ax.set_ylim(0, 1.02)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
+        acc.plot(h["step"], h["train_acc"], label="train acc", color="tab:blue")
+        acc.plot(h["step"], h["test_acc"], label="test acc", color="tab:red", ls="--")
+        med.plot(h["step"], h["feature_med_ratio"], color="tab:green")
+        acc.set_title(f"wd {r['weight_decay']:g}, alpha {r['init_scale']:g}: {r['phase']}", fontsize=8)
+        acc.set_ylim(0, 1.02)
+        acc.tick_params(labelsize=7)
+        med.tick_params(labelsize=7)
+    for j in range(len(wds)):
+        for i in range(len(scales)):
+            if j == 0:
+                axes[2 * i, 0].set_ylabel("accuracy", fontsize=7)
+                axes[2 * i + 1, 0].set_ylabel("feature\nMED ratio", fontsize=7)
+        axes[-1, j].set_xlabel("epoch")
+        c.few_ticks(axes[-1, j])
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     return c.save(fig, path)

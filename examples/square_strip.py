@@ -4,7 +4,7 @@ Gu et al. (2025), p = 97, r(a, b) = a + b, frac 0.3, one layer. SQUARE(k) forces
 pair with a <= k and b <= k into the test set; STRIP(t) forces every pair with a <= t.
 The training set is then filled from the rest. Per run this prints U-Acc (highest test
 accuracy after memorisation), L-Acc (lowest test accuracy after U-Acc is approached),
-GO-Epoch by the half-way rule (``grokked_at``) and by the onset rule (``onset_at``), and
+GO-Epoch by the half-way rule (``halfway_at``) and by the onset rule (``onset_at``), and
 the ceilings predicted from the split alone (:mod:`grok_interp.theory`: the share of
 test pairs with a same-class training pair within torus-Manhattan radius r); per
 configuration, the median and min-max over the model seeds. A random split of the same
@@ -113,7 +113,7 @@ def configs(scale: dict) -> list[dict]:
 
 def report(table, hist, scale: dict, results: Path) -> None:
     radii = scale["radii"]
-    cols = ["run", "n_train", "memorised_at", "grokked_at", "onset_at", "u_acc", "l_acc", "final_test_acc",
+    cols = ["run", "n_train", "memorised_at", "halfway_at", "onset_at", "u_acc", "l_acc", "final_test_acc",
             "final_step", "ceiling", "ceiling_transpose", *[f"ceiling_r{r}" for r in radii], "status", "error"]
     c.show(table, "SQUARE / STRIP per run: measured (U-Acc, L-Acc, GO-Epoch) and predicted ceilings", cols)
     summary = c.report_summary(table, KEYS, results, "SQUARE / STRIP per configuration")
@@ -133,7 +133,7 @@ def report(table, hist, scale: dict, results: Path) -> None:
         vs = square_vs_random(table)
         c.show(vs, "SQUARE against the random split of the same seed (GO-Epoch by both rules, U-Acc)",
                list(vs.columns))
-        for rule in ("grokked_at", "onset_at"):
+        for rule in ("halfway_at", "onset_at"):
             e = vs[f"earlier_{rule}"].dropna()
             print(f"SQUARE earlier than the random split by {rule}: {int(e.sum())} of {len(e)} runs")
         lower = (vs["u_acc"] < vs["u_acc_random"]).sum()
@@ -197,12 +197,14 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
                 ax.plot(curves[run]["step"], curves[run]["test_acc"], lw=0.6, color="0.75")
         for _, row in runs.iterrows():
             h = curves[row["run"]]
-            ax.plot(h["step"], h["test_acc"], lw=0.8, color=f"C{int(row['seed']) % 10}", label=f"seed {row['seed']}")
+            ax.plot(h["step"], h["test_acc"], lw=0.8, color=c.seed_color(row["seed"]), ls=c.seed_style(row["seed"]),
+                    label=f"seed {row['seed']}")
         if len(runs):
-            ax.axhline(runs["u_acc"].median(), color="k", ls=":", lw=0.8)
+            ax.axhline(runs["u_acc"].median(), color="k", ls=(0, (1, 4)), lw=0.8)  # loosely dotted: not a seed
         ax.set_title(lab, fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
+        c.few_ticks(ax, 4)
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes.flat[len(labels):]:
         ax.set_visible(False)
@@ -217,15 +219,17 @@ def plot_test_accuracy(table: pd.DataFrame, hist, path: Path) -> None:
 
 def square_vs_random(table: pd.DataFrame) -> pd.DataFrame:
     """Each SQUARE run beside the random split of the same model seed: does it reach its
-    half-way point (``grokked_at``) or its onset (``onset_at``) earlier, and where does it
+    half-way point (``halfway_at``) or its onset (``onset_at``) earlier, and where does it
     end (U-Acc)? A rule that never fired counts as later than any step; ``earlier_*`` is
     NA when neither run fired. Runs without a random split of their seed are left out."""
     done = table[table["status"] != "failed"]
-    cols = ["seed", "grokked_at", "onset_at", "u_acc"]
+    cols = ["seed", "halfway_at", "onset_at", "u_acc"]
     rand = done.loc[done["split"] == "random", cols]
     both = done.loc[done["split"] == "square", ["k", *cols]].merge(rand, on="seed", suffixes=("", "_random"))
-    for rule in ("grokked_at", "onset_at"):
-        mine, theirs = both[rule].fillna(np.inf), both[f"{rule}_random"].fillna(np.inf)
+    for rule in ("halfway_at", "onset_at"):
+        # as float: a nullable integer column (Int64, missing where a rule never fired) cannot hold inf
+        mine = both[rule].astype("float64").fillna(np.inf)
+        theirs = both[f"{rule}_random"].astype("float64").fillna(np.inf)
         both[f"earlier_{rule}"] = (mine < theirs).astype("boolean").mask(np.isinf(mine) & np.isinf(theirs))
     both["k"] = both["k"].astype(int)
     return both.sort_values(["k", "seed"]).reset_index(drop=True)
@@ -239,7 +243,7 @@ def compare_with_plain(summary: pd.DataFrame, plain: Path, accelerator: str) -> 
         print(f"\n(no results without the accelerator in {plain}: run the study without --accelerator to compare)")
         return None
     keys = [k for k in KEYS if k in summary.columns]
-    cols = ["u_acc_median", "l_acc_median", "grokked_at_median", "onset_at_median"]
+    cols = ["u_acc_median", "l_acc_median", "halfway_at_median", "onset_at_median"]
     both = summary[keys + cols].merge(pd.read_csv(plain / "summary.csv")[keys + cols], on=keys, how="inner",
                                       suffixes=(f"_{accelerator}", "_none"))
     both["u_acc_change"] = both[f"u_acc_median_{accelerator}"] - both["u_acc_median_none"]

@@ -32,7 +32,7 @@ from .external import from_checkpoint_file, from_model
 from .presets import PRESETS
 from .tasks import OPERATIONS, Split, Task
 from .sweeps import grid, sweep
-from . import measures, models, theory  # noqa: F401 - g.models.weights etc. stay one attribute away
+from . import measures, models, theory, trackers  # noqa: F401 - g.models.weights etc. stay one attribute away
 from .measures import compare_measures, events
 
 # The image branch registers itself when imported; until then, its loader by name

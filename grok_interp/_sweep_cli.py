@@ -41,8 +41,8 @@ def add_sweep_parser(sub: Any) -> None:
         "sweep",
         help="train a grid of configurations and print one results table",
         description="Train every combination of the --grid values (with the --set options shared), "
-        "each into OUT/<key=value,...>, and print one table: events (memorised_at, grokked_at, "
-        "u_acc, l_acc), final test accuracy and the predicted ceilings. Finished runs are skipped "
+        "each into OUT/<key=value,...>, and print one table: events (memorised_at, grokked_at: test "
+        "accuracy >= 0.99, halfway_at, u_acc, l_acc), final test accuracy and the predicted ceilings. Finished runs are skipped "
         "and interrupted ones resume, so rerunning continues a sweep; a run that another sweep already "
         "trained with the same configuration is copied from the run cache (status cached). "
         "Exit status 1 if a run failed.",

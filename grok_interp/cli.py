@@ -27,7 +27,7 @@ from .presets import PRESETS
 __all__ = ["main", "build_parser"]
 
 #: train's flags that are not config fields.
-_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func", "preset")
+_TRAIN_CONTROL = ("command", "out", "resume", "quiet", "func", "preset", "log_every", "log_to")
 # The file system said no: a full disk, a read-only mount, a path under a file, no
 # permission, a missing input file. The user can act on each; none is a bug.
 _EXPECTED_OS_ERRORS = {
@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue the run in --out from its latest state, with its saved configuration "
                      "changed only by the options given (e.g. --steps)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (it is also off when stderr is not a terminal)")
+    run.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS",
+                     help="when stderr is not a terminal (a log file, CI), log a line with the step, losses, "
+                     "accuracies and ETA at most every SECONDS; 0: none (default: 30)")
+    run.add_argument("--log-to", action="append", choices=("wandb", "tensorboard"), default=None,
+                     help="also log every history row to Weights & Biases or TensorBoard (needs the extra "
+                     "grok-interp[wandb] / [tensorboard]); may be given twice")
     run.add_argument("--threads", type=_threads_arg, default="auto",
                      help="torch threads: a number, or auto (one per core other processes leave free; "
                      "OMP_NUM_THREADS, when set, wins) (default: auto)")
@@ -187,7 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .runs import train_hooked
 
     opts = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k not in _TRAIN_CONTROL}
-    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), preset=args.preset, **opts)
+    log_every = None if args.quiet or sys.stderr.isatty() or not args.log_every > 0 else args.log_every
+    run = train_hooked(out=args.out, resume=args.resume, progress=_progress(args), preset=args.preset,
+                       log_every=log_every, log_to=args.log_to, **opts)
     last = run.history.iloc[-1]
     print(
         f"trained to step {int(last['step'])}: train_acc {last['train_acc']:.3f} test_acc {last['test_acc']:.3f} "
@@ -228,8 +236,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"train": _cmd_train
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        parser.error(_unrecognized(parser, getattr(args, "command", None), extra))
+    if extra:  # the subcommand's usage, not the top level's
+        command = getattr(args, "command", None)
+        (_subcommand(parser, command) or parser).error(_unrecognized(parser, command, extra))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _COMMANDS[args.command](args)

@@ -247,8 +247,10 @@ class TrainConfig(_DictMixin):
             default of the filter (2 for ``ema``, 5 for ``ma``), filled in here.
         perpendicular_grad: Replace each parameter tensor's gradient by its part
             perpendicular to the tensor, at the same norm (``⊥Grad``, Prieto et al. 2025).
-        optimizer: ``adamw`` (``lr``, ``betas``, decoupled ``weight_decay``) or ``sgd``
-            (``lr``, ``momentum``, ``weight_decay`` as an L2 term in the gradient).
+        optimizer: ``adamw`` (``lr``, ``betas``, decoupled ``weight_decay``), ``adam``
+            (``lr``, ``betas``, ``weight_decay`` as an L2 term in the gradient) or ``sgd``
+            (``lr``, ``momentum``, ``weight_decay`` as an L2 term in the gradient); see
+            :mod:`grok_interp.training.optim`.
         momentum: SGD momentum in [0, 1) (0; only with ``optimizer="sgd"``).
     """
 
@@ -280,7 +282,7 @@ class TrainConfig(_DictMixin):
         "forward": ("auto", "hooked", "fast", "compile"),
         "device": ("cpu", "cuda", "auto"),
         "grokfast": (None, "ema", "ma"),
-        "optimizer": ("adamw", "sgd"),
+        "optimizer": ("adamw", "adam", "sgd"),
         "perpendicular_grad": (False, True),
     }
 
@@ -448,7 +450,7 @@ def add_config_arguments(
         if not f.init or f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = shown.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        default = shown.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[operator]
         if isinstance(default, tuple):
             default_text = " ".join(str(v) for v in default)
         else:

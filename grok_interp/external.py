@@ -194,6 +194,7 @@ def _check_same_logits(ours: nn.Module, theirs: nn.Module, task: Task) -> None:
         theirs.eval()
         try:
             want = theirs(task.tokens(pairs).to(next(theirs.parameters()).device))[:, -1].float().cpu()
+            want = want[:, : task.d_vocab_out]  # a p + 1-th ("=") logit is dropped (_drop_equals_logit)
         finally:
             theirs.train(was)
         got = ours(task.tokens(pairs).to(next(ours.parameters()).device))[:, -1].float().cpu()
@@ -225,7 +226,9 @@ def from_model(
         model: A ``HookedTransformer`` (TransformerLens 3), a ``TransformerBridge``
             (TransformerLens 4), or the ``state_dict()`` of either (give ``cfg``).
         task: The task it was trained on (or a prime p: addition mod p). Its vocabulary
-            must be the model's: ``d_vocab = p + offset + 1``, ``d_vocab_out = p``.
+            must be the model's: ``d_vocab = p + offset + 1``, ``d_vocab_out = p``, or
+            ``p + 1`` (ARENA's configuration: the ``"="`` logit is dropped, and a log
+            line says so).
         cfg: The ``HookedTransformerConfig`` (or a dict of its fields) of a state dict;
             read from ``model.cfg`` for a model.
         split: The training set: a :class:`Split`, a bool ``(p, p)`` mask, or the flat
@@ -244,6 +247,11 @@ def from_model(
         train: How it was trained, as far as known (:class:`TrainConfig` or its options);
             recorded in ``run.config``. Default: this library's defaults.
         model_config: The :class:`ModelConfig` when it is known (``cfg`` is then unused).
+
+    Without ``checkpoints`` the run holds the one model: ``run.measure()`` measures it
+    (one row, at ``step``), the Fourier, neuron and attention plots and the report
+    draw it, and the curves over training (``plot_training``) say in one line that
+    there is no history.
 
     Returns:
         A :class:`GrokRun` without a directory (``run.save(path)`` writes one) whose
@@ -271,7 +279,13 @@ def from_model(
             final = _first_positions(final)
     device = next(theirs.parameters()).device if theirs is not None else torch.device("cpu")
     ours = build_model(model_config, task, device=device)
-    check_model_fits_task(_vocab_view(final, model_config), task)
+    final = _vocab_view(final, model_config) if model_config.arch != "mlp" else final
+    final, dropped = _drop_equals_logit(final, task)
+    if dropped:
+        log.warning("the model gives p + 1 = %d logits; the last (the '=' token's) is dropped: the run's model "
+                    "answers with the p = %d residues%s", task.p + 1, task.p,
+                    " (in every checkpoint too)" if checkpoints is not None else "")
+    check_model_fits_task(final, task)
     load_weights(ours, final)
     if theirs is not None:
         _check_same_logits(ours, theirs, task)
@@ -292,6 +306,8 @@ def from_model(
         w = dict(by_step[s])
         if model_config.arch != "mlp" and cfg is not None and (_field(cfg, "n_ctx", 3) or 3) > 3:
             w = _first_positions(w)
+        if model_config.arch != "mlp":
+            w, _ = _drop_equals_logit(_vocab_view(w, model_config), task)
         try:
             load_weights(scratch, w)
         except GrokInterpError as exc:
@@ -317,6 +333,20 @@ def from_model(
     )
     config = RunConfig(data=d, model=model_config, train=train_cfg)
     return GrokRun(model=ours, task=task, split=split, config=config, history=hist, checkpoints=canon)
+
+
+def _drop_equals_logit(w: dict[str, Tensor], task: Task) -> tuple[dict[str, Tensor], bool]:
+    """Canonical weights ``w`` with a ``p + 1``-th output logit (the ``"="`` token's, as
+    ARENA's and Nanda et al.'s models have: ``d_vocab_out = d_vocab``) dropped; and
+    whether one was. A model never trained to answer ``"="`` gives the same argmax."""
+    w_u = w.get("unembed.W_U")
+    if w_u is None or w_u.shape[-1] != task.d_vocab_out + 1:
+        return w, False
+    w = dict(w)
+    w["unembed.W_U"] = w_u[..., : task.d_vocab_out]
+    if "unembed.b_U" in w and w["unembed.b_U"].shape[-1] == task.d_vocab_out + 1:
+        w["unembed.b_U"] = w["unembed.b_U"][..., : task.d_vocab_out]
+    return w, True
 
 
 def _first_positions(w: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -134,7 +134,7 @@ def batch_groups(runs: Sequence[RunSpec], max_batch: int | None = None) -> list[
         config, mask = _as_config(spec)
         key = batch_key(config, mask) if config is not None else None
         groups.setdefault(("single", i) if key is None else key, []).append(i)
-    out = []
+    out: list[list[int]] = []
     for key, idx in groups.items():
         size = max_batch if max_batch is not None else (None if key[0] == "single" else auto_batch_size(key))
         size = size or len(idx)
@@ -151,6 +151,8 @@ class StackedStep:
     independent, so one backward of them all gives each run its own gradient. Each
     run's :attr:`RunState.context` is its :class:`~grok_interp.training.TrainContext`.
     """
+
+    adaptive = True
 
     def __init__(self, act_fn: str, n_layers: int = 1) -> None:
         self.act_fn = act_fn
@@ -218,6 +220,7 @@ def train_many(
     gradient_transforms: Iterable[GradientTransform] = (),
     threads: int | str | None = "auto",
     batch_parts: int | None = None,
+    log_every: float | None = None,
 ) -> list[GrokRun]:
     """Train many runs, batching those that share shapes; one :class:`GrokRun` per run.
 
@@ -238,6 +241,8 @@ def train_many(
             every run, with that run's own model and context.
         record: Progress measures recorded at every history row of every run.
         progress: Show a progress bar per batch.
+        log_every: Log a line per batch (steps done, runs still going, ETA) at most every
+            this many seconds, as :func:`~grok_interp.train_hooked` does (None: none).
         gradient_transforms: As ``train_hooked``'s, applied to every run.
         max_batch: At most this many runs per batch; None (default) sizes batches
             with :func:`auto_batch_size`: every compatible run together on a GPU, on
@@ -249,7 +254,7 @@ def train_many(
     Returns:
         The runs, in the order given.
 
-    Example:
+    Examples:
         >>> runs = train_many([{"p": 11, "steps": 20, "d_model": 16, "d_mlp": 32, "seed": s} for s in range(3)],
         ...                   progress=False)   # one batch: three seeds, one computation per step
         >>> [r.config.model.seed for r in runs]
@@ -268,7 +273,8 @@ def train_many(
             kwargs = {"config": spec} if isinstance(spec, RunConfig) else dict(spec)
             results[i] = train_hooked(
                 out=outs[i], resume=resume, callbacks=callbacks, record=record, progress=progress,
-                gradient_transforms=gradient_transforms, threads=threads, batch_parts=batch_parts, **kwargs
+                gradient_transforms=gradient_transforms, threads=threads, batch_parts=batch_parts, log_every=log_every,
+                **kwargs
             )
             continue
         prepared: list[PreparedRun] = []
@@ -284,7 +290,7 @@ def train_many(
             states = [r.run_state(gradient_transforms) for r in prepared]
             model_cfg = prepared[0].config.model
             train_loop(states, StackedStep(model_cfg.act_fn, model_cfg.n_layers), progress=progress,
-                       desc=f"train x{len(states)}")
+                       desc=f"train x{len(states)}", log_every=log_every)
             for i, r, state in zip(group, prepared, states):
                 results[i] = r.result(state)
         finally:  # each run directory's lock is held while its run trains, and no longer

@@ -31,6 +31,7 @@ from .models import build_model, check_model_fits_task, load_weights, weights
 from .threads import batch_parts as machine_parts, resolve_threads, using_threads
 from .groups import build_task
 from .tasks import Split, Task
+from .trackers import trackers_for
 from .training import (
     Callback,
     FullBatchStep,
@@ -121,15 +122,35 @@ class GrokRun:
         load_weights(model, w)
         return model
 
-    def measure(self, measures: Any = ("default", "fourier"), **options: Any) -> pd.DataFrame:
+    def measure(self, measures: Any = ("default", "fourier"), *, progress: bool = True, **options: Any) -> pd.DataFrame:
         """Evaluate progress measures on every saved checkpoint; one row per step.
 
         ``key_freqs_from="final"`` (default) holds the final checkpoint's key frequencies
-        fixed, as the literature does. See :func:`grok_interp.measures.measure_checkpoints`.
+        fixed, as the literature does. A tqdm bar counts the checkpoints (``progress=False``:
+        none). A run without checkpoints (e.g. :func:`grok_interp.from_model` given only a
+        model) is measured at its one model, as one row at its last step. See
+        :func:`grok_interp.measures.measure_checkpoints`.
         """
         from .measures import measure_checkpoints  # noqa: PLC0415 - keeps runs importable alone
 
-        return measure_checkpoints(self, measures, **options)
+        return measure_checkpoints(self.with_final_checkpoint(), measures, progress=progress, **options)
+
+    @property
+    def final_step(self) -> int:
+        """The step of :attr:`model`: the history's last, else the last checkpoint's, else 0."""
+        if len(self.history) and "step" in self.history:
+            return int(self.history["step"].max())
+        steps = self.checkpoint_steps
+        return steps[-1] if steps else 0
+
+    def with_final_checkpoint(self) -> "GrokRun":
+        """This run if it has checkpoints; else the same run (sharing its model) whose one
+        checkpoint is :attr:`model` at :attr:`final_step`: what checkpoint-reading tools
+        measure for a model imported without its training."""
+        if self.checkpoint_steps:
+            return self
+        return GrokRun(model=self.model, task=self.task, split=self.split, config=self.config, history=self.history,
+                       checkpoints={self.final_step: weights(self.model)})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write this run to a run directory (a new or empty directory, or its own)."""
@@ -271,6 +292,8 @@ def train_hooked(
     threads: int | str | None = "auto",
     batch_parts: int | None = None,
     task: Task | None = None,
+    log_to: Any = None,
+    log_every: float | None = None,
     **options: Any,
 ) -> GrokRun:
     """Train a hooked model on a prime-field task and return the run.
@@ -286,11 +309,20 @@ def train_hooked(
             configuration is used, changed only by the options given (e.g. ``steps``);
             options that would change its history are refused.
         callbacks: Functions ``(step, model, context) -> dict`` called at every history
-            row; their values become history columns.
+            row; their values become history columns. One with a fourth parameter
+            ``row`` also gets the row so far (see :class:`grok_interp.training.Callback`).
         record: Names of progress measures (see :mod:`grok_interp.measures`, e.g.
             ``"default"`` or ``["med", "gini"]``) to record as history columns at every
             history row; None records none.
         progress: Show a progress bar.
+        log_to: Log every history row to an experiment tracker: ``"wandb"``,
+            ``"tensorboard"``, a tracker object or class, or a list
+            (:mod:`grok_interp.trackers`; the extras ``grok-interp[wandb]`` /
+            ``[tensorboard]``). Trackers run after ``record=``'s measures, so they log
+            them too; ones made from a name or class are closed when training ends.
+        log_every: Log one line (step, losses, accuracies, ETA) through the
+            ``grok_interp.training.loop`` logger at most every this many seconds (None:
+            none). The CLI turns this on when its output is not a terminal.
         config: A complete :class:`RunConfig`. Options given beside it must agree with
             it (a conflicting one is an error, never silently ignored).
         gradient_transforms: Functions ``fn(params)`` that change the trainable
@@ -356,10 +388,15 @@ def train_hooked(
     else:
         config = RunConfig.from_kwargs(**given)
     forward, forward_name = select_forward(config.model, config.train.forward)
-    s = prepare_run(
-        config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
-        record=record, forward=forward, fused_optimizer=True, task=task,
-    )
+    trackers, made = trackers_for(log_to, config=config.to_dict())
+    try:
+        s = prepare_run(
+            config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
+            record=record, forward=forward, fused_optimizer=True, trackers=trackers, task=task,
+        )
+    except BaseException:
+        _close_all(made)
+        raise
     try:
         n_threads = resolve_threads(threads) if s.device.type == "cpu" else None
         if s.device.type == "cpu" and n_threads is None:
@@ -375,10 +412,26 @@ def train_hooked(
             log.info("training p=%d op=%s with the %s forward on %s (%s threads%s)", s.task.p, s.task.op_name,
                      forward_name, s.device, n_threads or "default", f", batch in {parts} parts" if parts > 1 else "")
             state = s.run_state(gradient_transforms)
-            train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress)
+            train_loop([state], FullBatchStep(parts=parts, workers=n_threads), progress=progress,
+                       log_every=log_every)
         return s.result(state)
     finally:
-        s.close()
+        try:
+            s.close()
+        finally:
+            _close_all(made)
+
+
+def _close_all(trackers: Iterable[Any]) -> None:
+    """Close every tracker, even when one of them fails (the first error is raised)."""
+    error = None
+    for t in trackers:
+        try:
+            t.close()
+        except Exception as exc:  # noqa: BLE001 - the others are closed all the same
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 @dataclass(eq=False)
@@ -462,6 +515,7 @@ def prepare_run(
     record: Iterable[Any] | None = None,
     forward: Callable[..., torch.Tensor],
     fused_optimizer: bool = False,
+    trackers: Iterable[Callback] = (),
     task: Task | None = None,
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
@@ -509,6 +563,7 @@ def prepare_run(
         from .measures import recorder  # measures are optional; imported only when asked
 
         all_callbacks.append(recorder(record))
+    all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
     return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history,
                        train_s=train_s)
 
@@ -640,13 +695,15 @@ def _restore(
     return state.step, state.history.to_dict("records"), state.train_s
 
 
-def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
+def load_grok_run(path: str | os.PathLike, device: str = "auto") -> GrokRun:
     """Load a transformer run directory (the ``transformer`` loader of the store's registry).
 
     The directory is checked before any model is allocated: ``config.json`` against its
     schema, ``data.safetensors`` and the weight shapes against the config, the size
-    against the machine's memory.
+    against the machine's memory. ``device`` as in training: ``auto`` (CUDA when
+    present), ``cpu`` or ``cuda``.
     """
+    resolve_device(device)  # a device this machine lacks is the caller's error, not config.json's
     path = Path(path)
     rs = RunStore(path)
     if not path.is_dir():
@@ -678,7 +735,7 @@ def load_grok_run(path: str | os.PathLike, device: str = "cpu") -> GrokRun:
 store.register_loader("transformer", load_grok_run)
 
 
-def load_run(path: str | os.PathLike, device: str = "cpu") -> Any:
+def load_run(path: str | os.PathLike, device: str = "auto") -> Any:
     """Load a run directory written by :func:`train_hooked`, :meth:`GrokRun.save` or
     another trainer: the loader is chosen by the ``kind`` in its config.json (a ResNet
     run, ``"kind": "resnet"``, loads as a :class:`grok_interp.vision.ResNetRun`).
@@ -686,5 +743,8 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Any:
     Raises:
         RunDirectoryError: (a ``ValueError``) naming the missing, corrupt, inconsistent
             or hostile file.
+        GrokInterpError: ``device="cuda"`` on a machine without a GPU.
+
+    ``device`` defaults to ``auto``, as training does: CUDA when present, else CPU.
     """
     return store.load(path, device=device)

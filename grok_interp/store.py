@@ -128,6 +128,11 @@ ADDED_KEYS: dict[int, dict[str, Any]] = {
     4: {  # adaptive evaluation (issue 17): runs saved before have a row every eval_every steps
         "train.eval_sparse": 1,
     },
+    5: {  # the ResNet reference recipe and stand-in pretraining (0.2): a 49-way head, none of them
+        "config.num_classes": 49,
+        "config.pretrain_epochs": 0,
+        "config.batch_stats_eval": False,
+    },
 }
 
 #: History columns whose name took another meaning in a format version, with the name

@@ -13,8 +13,8 @@ Columns: ``run`` (the directory name), the configuration keys, ``status``
 (``done``; ``skipped`` - already finished in its directory before this call;
 ``cached`` - not trained: copied from a finished run of the same configuration that
 another sweep trained, see below; or ``failed``), ``error``, the events of
-:func:`grok_interp.measures.phases` (``memorised_at``, ``grokked_at``, ``u_acc``,
-``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
+:func:`grok_interp.measures.phases` (``memorised_at``, ``grokked_at``, ``halfway_at``,
+``u_acc``, ``l_acc``), ``final_step``, ``final_test_acc``, the training-set size and the predicted
 ceilings of :mod:`grok_interp.theory` (``ceiling``: class coverage;
 ``ceiling_transpose``: test pairs whose transposed input tokens train with the same
 answer; ``ceiling_r{r}`` for each radius asked for), ``wall_s`` (this call's time for
@@ -274,7 +274,7 @@ def _units(
             key = None
         key = ("single", i) if key is None else (key, repr(job[1].get("record")))
         groups.setdefault(key, []).append(job)
-    units = []
+    units: list[list[Any]] = []
     for members in groups.values():
         size = max(1, math.ceil(len(members) / workers))
         units.extend(members[j : j + size] for j in range(0, len(members), size))
@@ -292,7 +292,7 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
         radii: Radii ``r`` for ``ceiling_r{r}`` columns (:func:`grok_interp.theory.predicted_ceiling`).
 
     Returns:
-        A dict with ``memorised_at``, ``grokked_at``, ``u_acc``, ``l_acc``,
+        A dict with ``memorised_at``, ``grokked_at``, ``halfway_at``, ``u_acc``, ``l_acc``,
         ``final_step``, ``final_test_acc``, ``n_train``, ``n_test``, ``ceiling`` and
         ``ceiling_r{r}`` (a ResNet run: no ceilings, and the final pooled-feature
         uniformity ``final_feature_med_ratio`` and ``final_feature_cv``), and
@@ -315,7 +315,7 @@ def summarise(run_dir: str | os.PathLike, radii: Sequence[int] = ()) -> dict[str
         state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
         history = state.history if state is not None else store.read_history(rs.file(store.HISTORY))
     row: dict[str, Any] = {
-        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
+        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "halfway_at", "u_acc", "l_acc")
     }
     row["final_step"] = int(history["step"].iloc[-1])
     row["final_test_acc"] = float(history["test_acc"].iloc[-1])
@@ -340,7 +340,7 @@ def _summarise_resnet(path: Path) -> dict[str, Any]:
     if len(live) > len(history):  # a run still training has evaluated further
         history = live
     row: dict[str, Any] = {
-        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "u_acc", "l_acc")
+        k: v for k, v in events(history).to_dict().items() if k in ("memorised_at", "grokked_at", "halfway_at", "u_acc", "l_acc")
     }
     last = history.iloc[-1]
     row.update(final_step=int(last["step"]), final_test_acc=float(last["test_acc"]),
@@ -498,7 +498,7 @@ def sweep(
         row["path"] = str(run_dir)
         rows.append(row)
     table = pd.DataFrame(rows)
-    for col in ("memorised_at", "grokked_at", "final_step", "n_train", "n_test"):
+    for col in ("memorised_at", "grokked_at", "halfway_at", "final_step", "n_train", "n_test"):
         if col in table:
             table[col] = table[col].astype("Int64")
     store.write_csv(out / "sweep.csv", table)

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, MutableMapping
 
 __all__ = ["usable_cores", "batch_parts", "busy_cores", "auto_threads", "resolve_threads", "using_threads",
            "default_spin_count", "MAX_PARTS", "SAMPLE_S", "SPIN_COUNT"]
@@ -164,7 +164,7 @@ def using_threads(threads: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
-def default_spin_count(environ: dict[str, str] | None = None, modules: dict | None = None) -> bool:
+def default_spin_count(environ: MutableMapping[str, str] | None = None, modules: dict | None = None) -> bool:
     """Cap OpenMP's spin-wait (``GOMP_SPINCOUNT``, PyTorch's libgomp) at
     :data:`SPIN_COUNT` unless the user set it or ``OMP_WAIT_POLICY``, or torch is already
     imported (OpenMP reads these once, when torch loads it). Returns whether it set it.

@@ -6,5 +6,6 @@ runs by it) without importing the package ``__init__`` back.
 
 __all__ = ["VERSION"]
 
-#: The version of grok_interp (also ``grok_interp.__version__``; keep equal to pyproject.toml's).
+#: The version of grok_interp, written only here: ``grok_interp.__version__`` and the package metadata
+#: (pyproject.toml's ``dynamic = ["version"]``) read it.
 VERSION = "0.1.0"

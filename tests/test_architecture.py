@@ -119,7 +119,7 @@ def test_input_checks_raise_the_package_error():
     """No bare ``raise ValueError/TypeError(...)``: every check raises GrokInterpError
     (``bad_value``), which the CLI prints as one line."""
     bad = []
-    for name, path in MODULES.items():
+    for path in MODULES.values():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
                 if node.exc.func.id in ("ValueError", "TypeError", "KeyError"):

@@ -17,8 +17,10 @@ saved checkpoints; :func:`compare_measures` asks which one tracks test loss.
   its code's name), :func:`trig_directions`, :func:`logit_cosine_similarity`,
   :func:`weight_norm`;
 * numerical stability (Prieto et al. 2025): :func:`stability`, :func:`per_sample_loss`;
-* events: :func:`events` (memorised_at, grokked_at, U-Acc, L-Acc of a history);
+* events: :func:`events` (memorised_at, grokked_at: test accuracy >= 0.99, the halfway_at
+  and onset_at GO-Epochs, U-Acc, L-Acc of a history);
 * recording: :func:`recorder`, :func:`compute_measures`, :func:`measure_checkpoints`;
+  a new measure is one function and one :func:`register_measure` call;
 * comparison: :func:`compare_measures`.
 
 Activations are always read with TransformerLens hooks (``run_with_cache`` with a
@@ -55,6 +57,12 @@ from .record import (
     FOURIER_MEASURES,
     MEASURE_NAMES,
     RENAMED_MEASURES,
+    MeasureContext,
+    MeasureSpec,
+    measure_names,
+    plot_columns,
+    register_measure,
+    unregister_measure,
     compute_measures,
     measure_checkpoints,
     recorder,
@@ -87,6 +95,12 @@ __all__ = [
     "per_sample_loss",
     "DTYPES",
     "RENAMED_MEASURES",
+    "MeasureContext",
+    "MeasureSpec",
+    "register_measure",
+    "unregister_measure",
+    "measure_names",
+    "plot_columns",
     "logit_cosine_similarity",
     "key_projection",
     "weight_norm",

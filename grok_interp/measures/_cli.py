@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .record import MEASURE_NAMES
+from .record import measure_names
 
 __all__ = ["add_measure_parser", "cmd_measure"]
 
@@ -22,7 +22,7 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("run_dir", help="a run directory written by grok-interp train")
     p.add_argument(
         "--measures", nargs="+", default=["default", "fourier"],
-        help="measure names or aliases: default, fourier, representations, " + ", ".join(MEASURE_NAMES),
+        help="measure names or aliases: default, fourier, representations, " + ", ".join(measure_names()),
     )
     p.add_argument(
         "--key-freqs-from", default="final",
@@ -59,7 +59,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     table = compare_measures(run, df)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"key frequencies ({args.key_rule} rule): {df.attrs.get('key_freqs')}")
-        print(f"memorised_at {table.attrs['memorised_at']}, grokked_at {table.attrs['grokked_at']}, "
+        print(f"memorised_at {table.attrs['memorised_at']}, grokked_at {table.attrs['grokked_at']}, halfway_at {table.attrs['halfway_at']}, "
               f"test loss moved_at {table.attrs['target_moved_at']}")
         print(table.to_string(index=False))
     print(f"measures of {len(df)} checkpoints written to {out}")

@@ -12,8 +12,9 @@ For every measure column of a run's history (and, optionally, of a
 * ``moved_at``: the first step at which the measure has covered ``move_frac`` (half) of
   its change from its value at memorisation to its final level (median of the last
   tenth of the window); ``before_test_loss`` / ``before_acc`` say whether that is
-  earlier than test loss's own ``moved_at`` / the test-accuracy jump (``grokked_at`` of
-  :func:`~grok_interp.measures.phases`), and ``lead_over_acc = grokked_at - moved_at``.
+  earlier than test loss's own ``moved_at`` / the test-accuracy jump (``halfway_at``, the
+  half-way GO-Epoch of :func:`~grok_interp.measures.phases`), and ``lead_over_acc =
+  halfway_at - moved_at``.
 
 This is how to check the paper's claim that MED traces test loss more closely than
 earlier measures, next to the Fourier measures of Nanda et al., on the same run.
@@ -87,7 +88,7 @@ def compare_measures(
         DataFrame sorted by ``|spearman|`` (best first), one row per measure:
         ``measure, n, spearman, pearson, best_lag, pearson_at_lag, direction, moved_at,
         before_test_loss, before_acc, lead_over_acc``. ``attrs`` holds ``memorised_at``,
-        ``grokked_at`` and the target's ``moved_at``.
+        ``grokked_at`` (test accuracy >= 0.99), ``halfway_at`` and the target's ``moved_at``.
     """
     hist = as_history(run, "run")
     if target not in hist.columns:
@@ -147,8 +148,8 @@ def compare_measures(
         )
         row["moved_at"] = m
         row["before_test_loss"] = None if m is None or target_moved is None else bool(m < target_moved)
-        row["before_acc"] = None if m is None or ev.grokked_at is None else bool(m < ev.grokked_at)
-        row["lead_over_acc"] = None if m is None or ev.grokked_at is None else ev.grokked_at - m
+        row["before_acc"] = None if m is None or ev.halfway_at is None else bool(m < ev.halfway_at)
+        row["lead_over_acc"] = None if m is None or ev.halfway_at is None else ev.halfway_at - m
         rows.append(row)
     out = pd.DataFrame(rows)
     for col in ("moved_at", "lead_over_acc", "best_lag"):
@@ -156,5 +157,5 @@ def compare_measures(
             out[col] = out[col].astype("Int64")
     if len(out):
         out = out.sort_values("spearman", key=lambda v: -v.abs().fillna(-1), kind="stable").reset_index(drop=True)
-    out.attrs.update(memorised_at=ev.memorised_at, grokked_at=ev.grokked_at, target_moved_at=target_moved, start=start)
+    out.attrs.update(memorised_at=ev.memorised_at, grokked_at=ev.grokked_at, halfway_at=ev.halfway_at, target_moved_at=target_moved, start=start)
     return out

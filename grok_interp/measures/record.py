@@ -47,8 +47,8 @@ name                          columns                                           
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
 ``"fourier"`` = ``key_freqs``, ``restricted_loss``, ``excluded_loss``, ``gini``,
 ``logit_cosine``; ``"representations"`` = ``cayley_med``, ``weight_norm``, ``key_irreps``,
-``irrep_restricted_loss``, ``irrep_excluded_loss`` (any group task, or ``add``; the irrep
-losses use each evaluated model's own key irreps). A callable ``f(model, task) -> float | dict`` is also a measure
+``irrep_restricted_loss``, ``irrep_excluded_loss`` (group tasks, or ``add``; over
+checkpoints the final checkpoint's key irreps are held fixed). A callable ``f(model, task) -> float | dict`` is also a measure
 (column: its ``__name__``, or the dict's keys). Measures that need a forward share one
 ``run_with_cache`` over the ``p x p`` grid per evaluation.
 
@@ -80,16 +80,35 @@ from .representations import cayley_med, irrep_excluded_loss, irrep_restricted_l
 from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
-__all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+__all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "MeasureContext", "MeasureSpec", "register_measure", "unregister_measure", "measure_names",
+           "plot_columns", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEASURES = ("med", "weight_norm", "uniformity")
 FOURIER_MEASURES = ("key_freqs", "restricted_loss", "excluded_loss", "gini", "logit_cosine")
+REPRESENTATION_MEASURES = ("cayley_med", "weight_norm", "key_irreps", "irrep_restricted_loss", "irrep_excluded_loss")
+_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "representations": REPRESENTATION_MEASURES}
 
 
 @dataclass
-class _Ctx:
+class MeasureContext:
+    """What a registered measure is given: the model at one evaluation and its data.
+
+    Attributes:
+        model: The hooked model (weights of the step being measured).
+        task: Its :class:`~grok_interp.Task`.
+        split: Its :class:`~grok_interp.Split`, or None when measured on a bare task.
+        key_freqs: Fixed key frequencies, or None (then :meth:`freqs` computes the
+            model's own by ``key_rule``).
+        key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+        key_irreps: Fixed key irreps of a group task, or None (then :meth:`irreps`
+            computes the model's own, :func:`grok_interp.measures.representations.key_irreps`).
+
+    ``probe`` is one cached forward over the ``p x p`` grid shared by every measure of
+    this evaluation (``probe.logits()``, ``probe.act(hook_name)``).
+    """
+
     model: nn.Module
     task: Task
     split: Split | None
@@ -106,29 +125,120 @@ class _Ctx:
         return self._probe
 
     def freqs(self) -> list[int]:
+        """The key frequencies the circuit measures use at this evaluation."""
         if self.key_freqs is None:
             self.key_freqs = key_frequencies(self.probe, self.task, self.key_rule)
         return self.key_freqs
 
     def irreps(self) -> list[str]:
+        """The key irreps the representation measures use at this evaluation."""
         if self.key_irreps is None:
             self.key_irreps = key_irreps(self.probe, self.task, self.key_rule)
         return self.key_irreps
 
     @property
     def data(self) -> Any:
+        """The split if there is one, else the task (what the measure functions take)."""
         return self.split if self.split is not None else self.task
 
 
-def _pairs(c: _Ctx) -> str:
+@dataclass(frozen=True)
+class MeasureSpec:
+    """A registered measure: its function, the columns it adds, whether plots show it."""
+
+    name: str
+    fn: Callable[[MeasureContext], Any]
+    columns: tuple[str, ...]
+    plot: bool
+
+
+_REGISTRY: dict[str, MeasureSpec] = {}
+#: Measure names of grok_interp 0.1 that now have other names (their definitions changed
+#: or they were renamed): asking for one is an error that names its successor.
+RENAMED_MEASURES = {
+    "restricted_loss_neurons": "restricted_loss_neuron_projection (0.1's level='neurons'); "
+    "restricted_loss is now the paper's per-class projection",
+}
+
+
+def register_measure(
+    name: str,
+    fn: Callable[[MeasureContext], Any],
+    *,
+    columns: Sequence[str] | None = None,
+    plot: bool = True,
+    replace: bool = False,
+) -> MeasureSpec:
+    """Make ``fn`` a measure that every part of grok_interp can take by ``name``.
+
+    Once registered, ``train_hooked(record=[name])``, ``run.measure([name])``,
+    ``grok-interp measure --measures name`` and the report take it; the CLI's help
+    lists it, and with ``plot=True`` the report plots its columns (after the
+    built-ins, in registration order).
+
+    Args:
+        name: The measure's name (letters, digits, ``_``; not an alias or a built-in
+            unless ``replace``).
+        fn: ``fn(ctx) -> float | dict[str, float]`` with ctx a :class:`MeasureContext`;
+            a float becomes the column ``name``.
+        columns: The columns it adds (default ``(name,)``): what the report plots.
+        plot: Whether the report plots it by default.
+        replace: Allow replacing a registered measure of the same name.
+
+    Example:
+        >>> from grok_interp.measures import register_measure
+        >>> spec = register_measure("logit_norm", lambda ctx: float(ctx.probe.logits().norm()), replace=True)
+        >>> spec.columns
+        ('logit_norm',)
+        >>> unregister_measure("logit_norm")
+    """
+    if not isinstance(name, str) or not name.replace("_", "").isalnum() or not name[:1].isalpha():
+        raise bad_value("name", name, "must be letters, digits and '_', starting with a letter")
+    if name in _ALIASES or name in RENAMED_MEASURES or (name in _REGISTRY and not replace):
+        raise bad_value("name", name, "is taken (pass replace=True to replace a registered measure)")
+    if not callable(fn):
+        raise bad_value("fn", fn, "must be callable as fn(ctx)")
+    cols = (name,) if columns is None else tuple(columns)
+    if not cols or not all(isinstance(c, str) and c for c in cols):
+        raise bad_value("columns", columns, "must be non-empty column names")
+    spec = MeasureSpec(name=name, fn=fn, columns=cols, plot=bool(plot))
+    _REGISTRY[name] = spec
+    return spec
+
+
+def unregister_measure(name: str) -> None:
+    """Remove a measure registered with :func:`register_measure` (built-ins stay)."""
+    if name in MEASURE_NAMES:
+        raise bad_value("name", name, "is a built-in measure")
+    if name not in _REGISTRY:
+        raise bad_value("name", name, "is not a registered measure")
+    del _REGISTRY[name]
+
+
+def measure_names() -> tuple[str, ...]:
+    """Every registered measure name, built-ins first."""
+    return tuple(_REGISTRY)
+
+
+def plot_columns() -> tuple[str, ...]:
+    """The columns plots show first, in order: those of the measures registered with
+    ``plot=True``."""
+    return tuple(c for spec in _REGISTRY.values() if spec.plot for c in spec.columns)
+
+
+def _one(name: str, fn: Callable[[MeasureContext], Any], columns: Sequence[str] | None = None, plot: bool = False) -> None:
+    register_measure(name, fn, columns=columns, plot=plot)
+
+
+def _pairs(c: MeasureContext) -> str:
     """Training pairs for the excluded losses when there is a split; all pairs otherwise."""
     return "train" if c.split is not None else "all"
 
 
-def _losses(kind: str, variant: str, column: str) -> Callable[[_Ctx], dict[str, Any]]:
+def _losses(kind: str, variant: str, column: str) -> Callable[[MeasureContext], dict[str, Any]]:
     """A registry entry for one restricted/excluded loss variant."""
 
-    def measure(c: _Ctx) -> dict[str, Any]:
+    def measure(c: MeasureContext) -> dict[str, Any]:
         if kind == "restricted":
             pairs = "test" if variant == "tl_demo" and c.split is not None else "all"
             return {column: restricted_loss(c.probe, c.data, c.freqs(), variant=variant, pairs=pairs)}
@@ -137,56 +247,46 @@ def _losses(kind: str, variant: str, column: str) -> Callable[[_Ctx], dict[str, 
     return measure
 
 
-def _excluded_per_freq(c: _Ctx) -> dict[str, Any]:
+def _excluded_per_freq(c: MeasureContext) -> dict[str, Any]:
     per = excluded_loss(c.probe, c.data, c.freqs(), per_frequency=True, pairs=_pairs(c))
     return {f"excluded_loss_k{k}": v for k, v in per.items()}  # type: ignore[union-attr]
 
 
-_REGISTRY: dict[str, Callable[[_Ctx], dict[str, Any]]] = {
-    "med": lambda c: {"med": med(c.model, c.task)},
-    "med_sum": lambda c: {"med_sum": med(c.model, c.task, reduce="sum")},
-    "med_nowrap": lambda c: {"med_nowrap": med(c.model, c.task, wrap=False)},
-    "med_drop_last_avg": lambda c: {"med_drop_last_avg": med(c.model, c.task, variant="drop_last_avg")},
-    "med_drop_last_sum": lambda c: {"med_drop_last_sum": med(c.model, c.task, variant="drop_last_sum")},
-    "med_drop_last_scaled_sum": lambda c: {
-        "med_drop_last_scaled_sum": med(c.model, c.task, variant="drop_last_scaled_sum")
-    },
-    "uniformity": lambda c: uniformity_stats(c.model, c.task),
-    "weight_norm": lambda c: weight_norm(c.model),
-    "gini": lambda c: fourier_gini(c.model, c.task),
-    "gini_component": lambda c: fourier_gini(c.model, c.task, norms="component"),
-    "activation_med": lambda c: {"activation_med": activation_med(c.model, c.task)},
-    "rqi": lambda c: {"rqi": rqi(c.model, c.data)},
-    "key_freqs": lambda c: {"n_key_freqs": len(c.freqs()), "key_freqs": " ".join(map(str, c.freqs()))},
-    "restricted_loss": _losses("restricted", "paper", "restricted_loss"),
-    "excluded_loss": _losses("excluded", "paper", "excluded_loss"),
-    "excluded_loss_per_freq": _excluded_per_freq,
-    "trig_loss": lambda c: {"trig_loss": trig_loss(c.probe, c.data, c.freqs())},
-    "restricted_loss_difference": _losses("restricted", "difference_projection", "restricted_loss_difference"),
-    "excluded_loss_difference": _losses("excluded", "difference_projection", "excluded_loss_difference"),
-    "restricted_loss_tl_demo": _losses("restricted", "tl_demo", "restricted_loss_tl_demo"),
-    "excluded_loss_tl_demo": _losses("excluded", "tl_demo", "excluded_loss_tl_demo"),
-    "restricted_loss_neuron_projection": _losses("restricted", "neuron_projection", "restricted_loss_neuron_projection"),
-    "excluded_loss_neuron_projection": _losses("excluded", "neuron_projection", "excluded_loss_neuron_projection"),
-    "logit_cosine": lambda c: {"logit_cosine": logit_cosine_similarity(c.probe, c.data, c.freqs())},
-    "stability": lambda c: stability(c.model, c.split if c.split is not None else c.task),
-    # groups (grok_interp.measures.representations): the model's own key irreps at each evaluation
-    "key_irreps": lambda c: {"key_irreps": " ".join(c.irreps())},
-    "irrep_restricted_loss": lambda c: {"irrep_restricted_loss": irrep_restricted_loss(c.probe, c.data, c.irreps())},
-    "irrep_excluded_loss": lambda c: {
-        "irrep_excluded_loss": irrep_excluded_loss(c.probe, c.data, c.irreps(), pairs=_pairs(c))},
-    "cayley_med": lambda c: {"cayley_med": cayley_med(c.model, c.task)},
-    "llc": lambda c: llc_columns(c.model, c.split if c.split is not None else c.task),
-}
-#: Measure names of grok_interp 0.1 that now have other names (their definitions changed
-#: or they were renamed): asking for one is an error that names its successor.
-RENAMED_MEASURES = {
-    "restricted_loss_neurons": "restricted_loss_neuron_projection (0.1's level='neurons'); "
-    "restricted_loss is now the paper's per-class projection",
-}
-MEASURE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-REPRESENTATION_MEASURES = ("cayley_med", "weight_norm", "key_irreps", "irrep_restricted_loss", "irrep_excluded_loss")
-_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "representations": REPRESENTATION_MEASURES}
+# Built-ins, in the order plots show them.
+_one("med", lambda c: med(c.model, c.task), plot=True)
+_one("restricted_loss", _losses("restricted", "paper", "restricted_loss"), plot=True)
+_one("excluded_loss", _losses("excluded", "paper", "excluded_loss"), plot=True)
+_one("activation_med", lambda c: activation_med(c.model, c.task), plot=True)
+_one("gini", lambda c: fourier_gini(c.model, c.task), ["gini_embed", "gini_logit"], plot=True)
+_one("logit_cosine", lambda c: logit_cosine_similarity(c.probe, c.data, c.freqs()), plot=True)
+_one("weight_norm", lambda c: weight_norm(c.model), plot=True)
+_one("med_sum", lambda c: med(c.model, c.task, reduce="sum"), plot=True)
+_one("med_nowrap", lambda c: med(c.model, c.task, wrap=False), plot=True)
+_one("rqi", lambda c: rqi(c.model, c.data), plot=True)
+_one("key_freqs", lambda c: {"n_key_freqs": len(c.freqs()), "key_freqs": " ".join(map(str, c.freqs()))},
+     ["n_key_freqs"], plot=True)
+for _variant in ("drop_last_avg", "drop_last_sum", "drop_last_scaled_sum"):
+    _one(f"med_{_variant}", (lambda v: lambda c: med(c.model, c.task, variant=v))(_variant))
+_one("uniformity", lambda c: uniformity_stats(c.model, c.task), ["med_cv", "nn_spread", "norm_spread", "top2_variance"])
+_one("gini_component", lambda c: fourier_gini(c.model, c.task, norms="component"),
+     ["gini_embed_component", "gini_logit_component"])
+_one("excluded_loss_per_freq", _excluded_per_freq, ["excluded_loss_k<k>"])
+_one("trig_loss", lambda c: trig_loss(c.probe, c.data, c.freqs()))
+for _kind in ("restricted", "excluded"):
+    for _variant, _suffix in (("difference_projection", "difference"), ("tl_demo", "tl_demo"),
+                              ("neuron_projection", "neuron_projection")):
+        _one(f"{_kind}_loss_{_suffix}", _losses(_kind, _variant, f"{_kind}_loss_{_suffix}"))
+_one("stability", lambda c: stability(c.model, c.data), ["sc_fraction", "zero_grad_fraction", "nlm_cosine",
+                                                         "logit_scale"])
+# Groups (grok_interp.measures.representations) and the LLC (grok_interp.measures.llc).
+_one("cayley_med", lambda c: cayley_med(c.model, c.task))
+_one("key_irreps", lambda c: {"key_irreps": " ".join(c.irreps())}, ["key_irreps"])
+_one("irrep_restricted_loss", lambda c: irrep_restricted_loss(c.probe, c.data, c.irreps()))
+_one("irrep_excluded_loss", lambda c: irrep_excluded_loss(c.probe, c.data, c.irreps(), pairs=_pairs(c)))
+_one("llc", lambda c: llc_columns(c.model, c.data), ["llc", "llc_std", "llc_stable", "llc_chain_spread"])
+
+#: The built-in measure names (:func:`measure_names` includes those registered since).
+MEASURE_NAMES: tuple[str, ...] = measure_names()
 
 
 def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Callable[..., Any]]:
@@ -205,7 +305,16 @@ def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Ca
     return out
 
 
-def _call(m: Callable[..., Any], c: _Ctx) -> dict[str, Any]:
+def _run(name: str, c: MeasureContext) -> dict[str, Any]:
+    value = _REGISTRY[name].fn(c)
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    return {name: value}
+
+
+def _call(m: Callable[..., Any], c: MeasureContext) -> dict[str, Any]:
     value = m(c.model, c.task)
     if isinstance(value, dict):
         return value
@@ -234,8 +343,8 @@ def compute_measures(
         key_freqs: Key frequencies for the circuit measures (default: the model's own,
             by ``key_rule``).
         key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
-        key_irreps_fixed: Key irreps for the irrep losses of a group task (default: the
-            model's own, by ``key_rule``; see :func:`grok_interp.measures.representations.key_irreps`).
+        key_irreps_fixed: Key irreps for the irrep losses (default: the model's own, by
+            ``key_rule``; see :func:`grok_interp.measures.representations.key_irreps`).
 
     Returns:
         ``{column: value}``.
@@ -243,11 +352,11 @@ def compute_measures(
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
     task, split = as_task_split(data, "data")
     fits(model, task)
-    ctx = _Ctx(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule,
-               key_irreps=list(key_irreps_fixed) if key_irreps_fixed is not None else None)
+    ctx = MeasureContext(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule,
+                         key_irreps=list(key_irreps_fixed) if key_irreps_fixed is not None else None)
     row: dict[str, Any] = {}
     for m in _expand(measures):
-        row.update(_REGISTRY[m](ctx) if isinstance(m, str) else _call(m, ctx))
+        row.update(_run(m, ctx) if isinstance(m, str) else _call(m, ctx))
     return row
 
 

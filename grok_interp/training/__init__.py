@@ -7,6 +7,8 @@
   functions: the hooked model's own forward and the fast one-layer forward.
 * :mod:`~grok_interp.training.accelerators`: Grokfast filters, StableMax and the
   perpendicular gradient, the transforms and loss the loop's one seam takes.
+* :mod:`~grok_interp.training.optim`: the optimisers of every kind of run (AdamW, Adam
+  with coupled L2, SGD) in one vocabulary.
 """
 
 from .loop import (
@@ -24,11 +26,11 @@ from .loop import (
     eval_row,
     gradient_transforms_for,
     loss_fn,
-    make_optimizer,
     plateau_stop_step,
     resolve_device,
     train_loop,
 )
+from .optim import OPTIMIZERS, build_optimizer, make_optimizer
 
 __all__ = [
     "train_loop",
@@ -47,6 +49,8 @@ __all__ = [
     "accuracy",
     "eval_row",
     "make_optimizer",
+    "build_optimizer",
+    "OPTIMIZERS",
     "gradient_transforms_for",
     "resolve_device",
 ]

@@ -78,6 +78,8 @@ __all__ = [
     "GradientTransform",
     "TrainContext",
     "Callback",
+    "wants_row",
+    "ProgressLog",
     "checkpoint_schedule",
     "loss_fn",
     "accuracy",
@@ -87,7 +89,6 @@ __all__ = [
     "backfill_needed",
     "MEMORISED",
     "train_loop",
-    "make_optimizer",
     "gradient_transforms_for",
     "resolve_device",
 ]
@@ -111,7 +112,41 @@ class TrainContext:
 
 
 class Callback(Protocol):
+    """``cb(step, model, context)`` or ``cb(step, model, context, row)`` at every history
+    row; a returned dict adds columns to the row.
+
+    A callback that takes a fourth argument (positionally, or a keyword named ``row``)
+    receives a copy of the history row it follows: ``step``, ``train_loss``,
+    ``test_loss``, ``train_acc``, ``test_acc`` and the columns of the callbacks before it
+    (``train_hooked`` puts ``record=`` measures and ``log_to=`` trackers in that order,
+    so a tracker sees every column). Loggers need not recompute anything.
+    """
+
     def __call__(self, step: int, model: nn.Module, context: TrainContext) -> dict[str, Any] | None: ...
+
+
+def wants_row(cb: Callable[..., Any]) -> str | None:
+    """How callback ``cb`` takes the history row: ``"keyword"`` (it has a parameter
+    named ``row``), ``"positional"`` (it needs exactly a fourth positional argument) or
+    None (the three-argument form ``cb(step, model, context)``)."""
+    import inspect  # noqa: PLC0415 - only when a run is set up
+
+    try:
+        sig = inspect.signature(cb)
+    except (TypeError, ValueError):  # a builtin without a signature: the old form
+        return None
+    row = sig.parameters.get("row")
+    if row is not None and row.kind is not row.POSITIONAL_ONLY:
+        return "keyword"
+
+    def binds(*args: Any) -> bool:
+        try:
+            sig.bind(*args)
+            return True
+        except TypeError:
+            return False
+
+    return "positional" if binds(0, None, None, {}) and not binds(0, None, None) else None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -426,7 +461,8 @@ class RunState:
         history: Rows already recorded (resuming); new rows are appended.
         step: Updates already done (resuming).
         callbacks: ``cb(step, model, context) -> dict | None`` at every history row; the
-            dicts become columns. For a backfilled row (adaptive evaluation) ``model``
+            dicts become columns. A callback that takes a fourth argument ``row`` gets a
+            copy of the row so far (see :class:`Callback`). For a backfilled row (adaptive evaluation) ``model``
             holds the weights of that row's step while the callback runs.
         context: What callbacks receive as their third argument (and what step
             functions read their data from).
@@ -462,6 +498,7 @@ class RunState:
         # A resumed run starts from the checkpoint it was saved at: not saved again.
         self._saved_at = self.step if self.step > 0 else -1
         self._held: list[tuple[int, list[Tensor], dict[str, Any]]] = []  # (step, parameters, training metrics)
+        self._row_arg = [wants_row(cb) for cb in self.callbacks]
         self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= sch.grok_threshold), None)
         self.end = sch.steps
         if self.grok_step is not None and sch.stop_after_grok is not None:
@@ -572,8 +609,14 @@ class RunState:
         it calls for cannot come before the current step."""
         step = self.step if step is None else step
         row = {"step": step, **row}
-        for cb in self.callbacks:
-            row.update(cb(step, self.model, self.context) or {})
+        for cb, how in zip(self.callbacks, self._row_arg):
+            if how == "positional":
+                extra = cb(step, self.model, self.context, dict(row))
+            elif how == "keyword":
+                extra = cb(step, self.model, self.context, row=dict(row))
+            else:
+                extra = cb(step, self.model, self.context)
+            row.update(extra or {})
         self.history.append(row)
         self._last_row = max(self._last_row, step)
         sch = self.schedule
@@ -623,13 +666,15 @@ class StepFunction(Protocol):
     backward passes and optimiser steps (through :meth:`RunState.optimizer_step`) of
     the runs at indices ``going``; their learning rates are set and gradients cleared.
 
-    A step function that can evaluate adaptively (``eval_sparse > 1``) also has
-    ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the step's
-    own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of the
-    models as they are now); :class:`FullBatchStep` and the batched step of
-    :mod:`grok_interp.many_runs` do. Runs driven by one without them (the ResNet epoch
-    step) record every row densely, whatever their ``eval_sparse``.
+    ``adaptive`` says whether it can evaluate adaptively (``eval_sparse > 1``); then it
+    also has ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the
+    step's own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of
+    the models as they are now): :class:`FullBatchStep` and the batched step of
+    :mod:`grok_interp.many_runs` do. Runs driven by one that cannot (the ResNet epoch
+    step, ``adaptive = False``) record every row densely, whatever their ``eval_sparse``.
     """
+
+    adaptive: bool
 
     def forward(self, states: Sequence[RunState]) -> Any: ...
 
@@ -639,7 +684,8 @@ class StepFunction(Protocol):
 
 
 def train_loop(
-    states: Sequence[RunState], step_fn: StepFunction, *, progress: bool = True, desc: str = "train"
+    states: Sequence[RunState], step_fn: StepFunction, *, progress: bool = True, desc: str = "train",
+    log_every: float | None = None,
 ) -> None:
     """Train every run in ``states`` in place until each reaches its last step.
 
@@ -651,10 +697,17 @@ def train_loop(
             :mod:`grok_interp.many_runs`, the ResNet epoch step).
         progress: Show a tqdm bar over the steps of all runs.
         desc: The bar's label.
+        log_every: Log a line (:class:`ProgressLog`: steps done, the newest row's losses
+            and accuracies, ETA) at INFO at most every this many seconds, and one at the
+            end; for output that is not a terminal, where a bar is useless. None: none.
     """
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, (int, float))
+                                  or not log_every > 0):
+        raise bad_value("log_every", log_every, "must be a positive number of seconds or None")
     active = list(states)
     total = sum(s.schedule.steps - s.step for s in active)
     bar = tqdm(total=total, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
+    lines = ProgressLog(total, log_every, desc) if log_every is not None else None
     clock = time.perf_counter()
 
     def tick(runs: Sequence[RunState]) -> None:
@@ -697,17 +750,78 @@ def train_loop(
                 active[i].step += 1
             tick([active[i] for i in going])
             bar.update(len(going))
+            if lines is not None:
+                lines.update(len(going), states)
             active = [active[i] for i in going]
             if len(states) > 1:
                 bar.set_postfix(runs=len(active), refresh=False)
+        if lines is not None:
+            lines.done(states)
     finally:
         bar.close()
+
+
+class ProgressLog:
+    """Periodic progress lines for logs: at most one every ``every`` seconds.
+
+    Each line is ``desc: step S/T (P%) train_loss ... test_loss ... train_acc ...
+    test_acc ... elapsed 1m02s ETA 3m10s``: for one run its current step and newest
+    history row; for several, the steps done over all of them and the number still
+    training. The ETA assumes the remaining steps go at the mean rate so far.
+    """
+
+    def __init__(self, total: int, every: float, desc: str = "train", logger: logging.Logger | None = None) -> None:
+        self.total, self.every, self.desc = total, float(every), desc
+        self.log = logger or log
+        self.done_steps = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int, states: Sequence[RunState]) -> None:
+        self.done_steps += n
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self.log.info(self.line(states, now))
+
+    def done(self, states: Sequence[RunState]) -> None:
+        self.done_steps = self.total
+        self.log.info(self.line(states, time.perf_counter()))
+
+    def line(self, states: Sequence[RunState], now: float) -> str:
+        elapsed = now - self.start
+        parts = [f"{self.desc}:"]
+        if len(states) == 1:
+            s = states[0]
+            parts.append(f"step {s.step}/{s.schedule.steps}")
+        else:
+            going = sum(not s.finished for s in states)
+            parts.append(f"{self.done_steps}/{self.total} steps, {going} of {len(states)} runs going")
+        parts.append(f"({100 * self.done_steps / max(self.total, 1):.0f}%)")
+        if len(states) == 1 and states[0].history:
+            r = states[0].history[-1]
+            parts.append(" ".join(f"{k} {r[k]:.4g}" for k in _COLUMNS if k in r))
+        left = self.total - self.done_steps
+        eta = elapsed / self.done_steps * left if self.done_steps else float("nan")
+        parts.append(f"elapsed {_duration(elapsed)} ETA {_duration(eta) if left else '0s'}")
+        return " ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``3h02m``, ``4m05s`` or ``12s`` (``?`` when unknown)."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
 
 
 def _rows(states: Sequence[RunState], due: list[int], step_fn: Any, out: Any) -> None:
     """The history rows of step ``states[i].step`` for every ``i`` in ``due``: dense runs
     through ``step_fn.evaluate``; sparse ones held back or resolved (module docstring)."""
-    adaptive = hasattr(step_fn, "test_rows") and hasattr(step_fn, "train_rows")
+    adaptive = step_fn.adaptive
     sparse = [i for i in due if adaptive and states[i].sparse]
     dense = [i for i in due if i not in sparse]
     if dense:
@@ -747,6 +861,8 @@ class FullBatchStep:
     one (one). It equals the one-part step within float rounding; the loss must be a
     mean over the batch (every :func:`loss_fn` is).
     """
+
+    adaptive = True
 
     def __init__(self, parts: int = 1, workers: int | None = None) -> None:
         self.parts = max(1, int(parts))
@@ -886,28 +1002,6 @@ def columns_of_test(test_logits: Tensor, ctx: TrainContext) -> dict[str, Any]:
     """``test_loss`` and ``test_acc`` of a row, from the test set's logits."""
     return {"test_loss": loss_fn(test_logits, ctx.test_labels, ctx.loss).item(),
             "test_acc": accuracy(test_logits, ctx.test_labels)}
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
-    """AdamW (or SGD, ``cfg.optimizer="sgd"``) over the trainable parameters (frozen
-    ones, ``requires_grad=False``, excluded).
-
-    ``fused=True`` uses PyTorch's fused kernel where the device has it: the same
-    algorithm and ``state_dict`` layout (resume states move between the two), one kernel
-    per step instead of about ten small operations per parameter.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        kind: type[torch.optim.Optimizer] = torch.optim.SGD
-        kwargs: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        kind, kwargs = torch.optim.AdamW, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    if fused:
-        try:
-            return kind(params, fused=True, **kwargs)
-        except (RuntimeError, ValueError):  # pragma: no cover - a device/dtype without the fused kernel
-            pass
-    return kind(params, **kwargs)
 
 
 def gradient_transforms_for(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> list[GradientTransform]:

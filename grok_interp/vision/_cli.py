@@ -16,8 +16,12 @@ def add_resnet_parser(sub: argparse._SubParsersAction) -> None:
         "polygon sides, and write a run directory that `grok_interp.load_run` reads. Options left out keep "
         "the preset's values.",
     )
-    p.add_argument("--preset", default="paper", choices=["paper", "cpu"],
-                   help="paper: 224 px, torchvision resnet18; cpu: 32 px, width 16, eval every 10 epochs")
+    p.add_argument("--preset", default="paper", choices=["paper", "cpu", "reference"],
+                   help="paper: 224 px, torchvision resnet18; cpu: 32 px, width 16, eval every 10 epochs; "
+                   "reference: the reference code's recipe (its images, 52-way head, accuracy every 100 epochs; "
+                   "--image-size 32 or 64 on a CPU)")
+    p.add_argument("--pretrained", default=None, metavar="PATH",
+                   help="local torchvision ResNet-18 weights (e.g. ImageNet's); never downloaded")
     from ..config import add_config_arguments
     from .train import PRESETS, ResNetConfig
 
@@ -32,10 +36,10 @@ def add_resnet_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_resnet(args: argparse.Namespace) -> int:
     from .train import train_resnet
 
-    skip = {"command", "out", "resume", "quiet", "func", "preset", "cache_dir"}
+    skip = {"command", "out", "resume", "quiet", "func", "preset", "cache_dir", "pretrained"}
     opts = {k: v for k, v in vars(args).items() if k not in skip}
     run = train_resnet(preset=args.preset, out=args.out, resume=args.resume, cache_dir=args.cache_dir,
-                       progress=not args.quiet and sys.stderr.isatty(), **opts)
+                       progress=not args.quiet and sys.stderr.isatty(), pretrained=args.pretrained, **opts)
     last = run.history.iloc[-1]
     print(
         f"trained to epoch {int(last['step'])}: train_acc {last['train_acc']:.3f} test_acc {last['test_acc']:.3f} "

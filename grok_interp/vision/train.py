@@ -40,7 +40,7 @@ from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
 from ..config import check_agrees
-from ..training import GradientTransform, RunState, Schedule, resolve_device, train_loop
+from ..training import GradientTransform, RunState, Schedule, build_optimizer, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -61,11 +61,25 @@ FORMAT_VERSION = store.FORMAT_VERSION
 
 #: Named settings. ``paper``: the paper's network and images (224 px, width 64).
 #: ``cpu``: chosen from ``benchmarks/resnet_epoch.py`` so thousands of epochs fit in
-#: hours on two CPU cores (see the README section on the ResNet-18 branch).
+#: hours on two CPU cores (see the docs page on the image branch). ``reference``: the
+#: reference code's recipe (``resnet/resnet_test.py`` in Qihuai27/Grokking-Insight):
+#: its drawing style, torchvision's ResNet-18 (width 64) with a 52-way head, 3660
+#: training images (a seeded random split), Adam with L2 weight decay 1e-4 added to the
+#: gradient, lr 1e-3, batch 200, ImageNet normalisation (every input), 20000 epochs,
+#: accuracy every 100 epochs, here also with batch statistics (the reference counts
+#: training accuracy in training mode). Its image size is a parameter: 224 as in the
+#: reference (a GPU job), 32 or 64 on a CPU; the reference's ImageNet weights are
+#: ``pretrained=PATH`` (a local file; nothing is downloaded).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(image_size=224, width=64, eval_every=1, checkpoint_every=50),
     "cpu": dict(image_size=32, width=16, eval_every=10, checkpoint_every=100),
+    "reference": dict(image_size=224, width=64, style="reference", num_classes=52, frac=0.25, optimizer="adam",
+                      lr=1e-3, weight_decay=1e-4, batch_size=200, epochs=20000, eval_every=100,
+                      checkpoint_every=500, batch_stats_eval=True),
 }
+
+#: Logits of the stand-in pretraining head: the shape (one of 11) in each of 4 cells.
+PRETRAIN_OUTPUTS = 4 * len(SHAPE_WEIGHTS)
 
 
 @dataclass
@@ -98,6 +112,20 @@ class ResNetConfig:
         init_scale: Multiplies every parameter of the freshly initialised network
             (Omnigrok's alpha: Liu, Michaud and Tegmark 2022 make MNIST grok with a large
             initial weight norm and weight decay). 1: torchvision's initialisation.
+        num_classes: Outputs of the final layer (49 label values, 0..48; the reference
+            uses 52). At least 49.
+        pretrain_epochs: Epochs of the stand-in for ImageNet pretraining before the
+            shapes-sum task (0: none): the same network, with a temporary 44-way head,
+            learns which of the 11 shapes sits in each of the four cells of the
+            *training* images (four 11-way cross-entropies); then the head is replaced
+            by a fresh ``num_classes``-way one and the sum task trains as usual. The
+            pretraining's history is ``pretrain.csv`` in the run directory and its
+            weights ``pretrained.safetensors``.
+        batch_stats_eval: Also evaluate with BatchNorm in training mode (batch
+            statistics; the running statistics are left unchanged): columns
+            ``train_acc_batch``, ``test_acc_batch``, ``train_loss_batch``,
+            ``test_loss_batch``. The reference reports training accuracy in training mode;
+            eval-mode accuracy swings while the running statistics lag shrinking weights.
     """
 
     image_size: int = 224
@@ -119,6 +147,9 @@ class ResNetConfig:
     style: str = "library"
     init_scale: float = 1.0
     autocast: bool = False
+    num_classes: int = N_CLASSES
+    pretrain_epochs: int = 0
+    batch_stats_eval: bool = False
 
     #: Field name -> allowed values (checked below, offered by the command line).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
@@ -144,6 +175,10 @@ class ResNetConfig:
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         check_int("eval_batch_size", self.eval_batch_size, low=1)
         self.init_scale = check_float("init_scale", self.init_scale, low=0.0, low_open=True)
+        check_int("num_classes", self.num_classes, low=N_CLASSES, high=100_000)
+        check_int("pretrain_epochs", self.pretrain_epochs, low=0, high=10**7)
+        if not isinstance(self.batch_stats_eval, bool):
+            raise bad_value("batch_stats_eval", self.batch_stats_eval, "must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,13 +242,34 @@ def _autocast(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def evaluate(
-    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500, autocast: bool = False
+    model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500, autocast: bool = False,
+    batch_stats: bool = False,
 ) -> dict[str, float]:
     """Loss and accuracy on the train and test images (evaluation mode) and the
     pooled-feature uniformity of :func:`feature_uniformity` over all images
-    (``autocast``: forward passes in bfloat16 mixed precision, measures in float64)."""
+    (``autocast``: forward passes in bfloat16 mixed precision, measures in float64).
+
+    With ``batch_stats`` the loss and accuracy are also taken with BatchNorm in training
+    mode (each batch normalised by its own statistics), as ``train_acc_batch`` ...
+    ``test_loss_batch``; the running statistics are restored afterwards."""
     was_training = model.training
-    model.eval()
+    row = _pass(model, dataset, split, batch_size, autocast, train_mode=False)
+    if batch_stats:
+        saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+        try:
+            extra = _pass(model, dataset, split, batch_size, autocast, train_mode=True)
+        finally:
+            model.load_state_dict(saved, strict=False)
+        row.update({f"{k}_batch": v for k, v in extra.items() if k in ("train_loss", "test_loss", "train_acc",
+                                                                        "test_acc")})
+    model.train(was_training)
+    return row
+
+
+def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int, autocast: bool,
+          train_mode: bool) -> dict[str, float]:
+    """One pass over every image, BatchNorm in evaluation (or training) mode."""
+    model.train(train_mode)
     device = next(model.parameters()).device
     labels = dataset.labels
     losses, correct, pooled = [], [], []
@@ -226,7 +282,6 @@ def evaluate(
         losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         correct.append((logits.argmax(-1) == y).cpu())
         pooled.append(feats.cpu())
-    model.train(was_training)
     loss, hit = torch.cat(losses), torch.cat(correct).float()
     tr, te = split.train_mask, split.test_mask
     row = {
@@ -235,7 +290,8 @@ def evaluate(
         "train_acc": float(hit[tr].mean()),
         "test_acc": float(hit[te].mean()),
     }
-    row.update(feature_uniformity(torch.cat(pooled), labels))
+    if not train_mode:
+        row.update(feature_uniformity(torch.cat(pooled), labels))
     return row
 
 
@@ -295,7 +351,7 @@ class ResNetRun:
 
     def model_at(self, step: int) -> HookedResNet:
         """A fresh model holding the weights saved after ``step`` epochs (eval mode)."""
-        model = build_resnet(self.config.width, N_CLASSES, seed=self.config.seed)
+        model = build_resnet(self.config.width, self.config.num_classes, seed=self.config.seed)
         _load_state(model, self.weights_at(step))
         return model.to(next(self.model.parameters()).device).eval()
 
@@ -390,7 +446,7 @@ def _read_data(path: Path, config: ResNetConfig) -> tuple[Tensor, ShapesSplit]:
 
 def check_fits(config: ResNetConfig, device: str | torch.device = "cpu", training: bool = True) -> None:
     """Refuse (one line, with the estimate) a ResNet whose images or width cannot fit in memory."""
-    params = 11_200_000 * (config.width / 64) ** 2 + 512 * config.width / 64 * N_CLASSES
+    params = 11_200_000 * (config.width / 64) ** 2 + 512 * config.width / 64 * config.num_classes
     images = 11**4 * config.image_size**2 if training else 0  # uint8, all drawn at once
     acts = 4 * min(config.batch_size, 11**4) * config.width * config.image_size**2 if training else 0
     total = 4 * params * (4 if training else 1) + images + acts
@@ -415,8 +471,7 @@ def scale_parameters(model: torch.nn.Module, alpha: float) -> None:
 
 
 def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
-    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return build_optimizer(model.parameters(), config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _select(dataset: ShapesDataset | None, config: ResNetConfig, cache_dir: Any) -> tuple[ShapesDataset, Tensor]:
@@ -448,6 +503,7 @@ def train_resnet(
     callbacks: Iterable[ResNetCallback] = (),
     progress: bool = True,
     gradient_transforms: Iterable[GradientTransform] = (),
+    pretrained: str | os.PathLike | None = None,
     **options: Any,
 ) -> ResNetRun:
     """Train a hooked ResNet-18 on the shapes-sum images and return the run.
@@ -455,7 +511,8 @@ def train_resnet(
     Args:
         config: A complete :class:`ResNetConfig`; a ``preset`` or option given beside it
             must agree with it (a conflict is an error).
-        preset: ``paper`` or ``cpu`` (see :data:`PRESETS`); options override it.
+        preset: ``paper``, ``cpu`` or ``reference`` (see :data:`PRESETS`); options
+            override it.
         out: Run directory written as training goes (None: in memory only).
         resume: Continue the run in ``out`` from its latest resume state; only
             ``epochs``, ``device`` and ``eval_batch_size`` may differ from the saved config.
@@ -467,11 +524,19 @@ def train_resnet(
         progress: Show a bar over epochs and a transient bar over each epoch's batches.
         gradient_transforms: ``fn(params)`` changing the gradients in place before
             every mini-batch's optimiser step (see :class:`grok_interp.training.RunState`).
+        pretrained: A local file of torchvision ResNet-18 weights (for instance
+            ImageNet's, saved where you have them): the same as ``weights_path``; every
+            tensor of the right shape is loaded, the 1000-way ``fc`` is not. Nothing is
+            downloaded.
         **options: Fields of :class:`ResNetConfig`.
 
     Returns:
         A :class:`ResNetRun`.
     """
+    if pretrained is not None:
+        if options.get("weights_path") not in (None, str(pretrained)):
+            raise bad_value("pretrained", str(pretrained), "is weights_path under another name: give one of them")
+        options["weights_path"] = str(pretrained)
     if config is None:
         base = dict(PRESETS[check_choice("preset", preset, tuple(PRESETS))]) if preset is not None else {}
         base.update(options)
@@ -483,7 +548,7 @@ def train_resnet(
     check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
-    model = build_resnet(config.width, N_CLASSES, seed=config.seed, weights_path=config.weights_path).to(device)
+    model = build_resnet(config.width, config.num_classes, seed=config.seed, weights_path=config.weights_path).to(device)
     scale_parameters(model, config.init_scale)
     optimizer = _make_optimizer(model, config)
     rows: list[dict[str, Any]] = []
@@ -501,11 +566,86 @@ def train_resnet(
             out_store.close()
             raise
     try:
+        if start == 0 and config.pretrain_epochs:  # a resumed state holds the pretrained weights already
+            pre = pretrain_positions(model, data, split, config, device, progress)
+            if out_store is not None:
+                store.write_csv(out_store.file(PRETRAIN_HISTORY), pre)
+                store.write_tensors(out_store.file(PRETRAINED), _state(model))
+            optimizer = _make_optimizer(model, config)  # the sum task's optimiser starts afresh
         return _train(config, model, optimizer, data, indices, split, device, out_store, start, rows, callbacks,
                       progress, gradient_transforms, train_s)
     finally:
         if out_store is not None:
             out_store.close()
+
+
+#: Files of the stand-in pretraining in a run directory.
+PRETRAIN_HISTORY, PRETRAINED = "pretrain.csv", "pretrained.safetensors"
+
+
+def pretrain_positions(
+    model: HookedResNet, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig, device: torch.device,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The stand-in for ImageNet pretraining: ``config.pretrain_epochs`` epochs in which
+    ``model`` (its ``fc`` swapped for a temporary 44-way head) learns the shape in each
+    of the four cells of the training images (the sum of four 11-way cross-entropies),
+    with the run's optimiser settings and batch size. Test images are never seen, so no
+    test label leaks. Afterwards the model's own fresh ``fc`` is put back.
+
+    Returns:
+        One row per epoch: ``epoch``, ``loss`` (training mode, mean over mini-batches)
+        and ``cell_acc`` (share of the 4 x n_train cells named right, evaluation mode).
+    """
+    net = model.net
+    head = net.fc
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 7919)
+        net.fc = torch.nn.Linear(head.in_features, PRETRAIN_OUTPUTS).to(device)
+    optimizer = _make_optimizer(model, config)
+    combos = data.combos
+    rows = []
+    try:
+        for epoch in tqdm(range(1, config.pretrain_epochs + 1), desc="pretraining", disable=not progress):
+            model.train()
+            total, count = 0.0, 0
+            # the shuffle of epoch e is the sum task's epoch -e's: never one it will draw
+            gen = torch.Generator().manual_seed(config.seed * 100003 - epoch)
+            order = split.train_indices[torch.randperm(split.n_train, generator=gen)]
+            for i in range(0, len(order), config.batch_size):
+                idx = order[i : i + config.batch_size]
+                with _autocast(device, config.autocast):
+                    logits = model(data.inputs(idx).to(device))
+                loss = _cells_loss(logits.float(), combos[idx].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
+            rows.append({"epoch": epoch, "loss": total / count, "cell_acc": _cell_accuracy(model, data, split, config,
+                                                                                           device)})
+    finally:
+        net.fc = head
+    return pd.DataFrame(rows)
+
+
+def _cells_loss(logits: Tensor, combos: Tensor) -> Tensor:
+    return sum(F.cross_entropy(logits[:, 11 * c : 11 * (c + 1)], combos[:, c]) for c in range(4))  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def _cell_accuracy(model: HookedResNet, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig,
+                   device: torch.device) -> float:
+    model.eval()
+    hits, total = 0, 0
+    for i in range(0, split.n_train, config.eval_batch_size):
+        idx = split.train_indices[i : i + config.eval_batch_size]
+        with _autocast(device, config.autocast):
+            logits = model(data.inputs(idx).to(device)).float()
+        pred = torch.stack([logits[:, 11 * c : 11 * (c + 1)].argmax(-1) for c in range(4)], 1)
+        hits += int((pred == data.combos[idx].to(device)).sum())
+        total += 4 * len(idx)
+    return hits / total
 
 
 def _train(
@@ -555,27 +695,31 @@ class EpochStep:
     mini-batches (shuffled by :func:`epoch_loader`), each an optimiser step through
     :meth:`~grok_interp.training.RunState.optimizer_step`. A history row evaluates the
     model on all images (:func:`evaluate`) and adds ``epoch_loss``, the mean mini-batch
-    loss of the epoch just trained (NaN at epoch 0)."""
+    loss of the epoch just trained and ``epoch_acc``, the share of its mini-batch samples
+    classified right in training mode (the reference's training accuracy; NaN at epoch 0)."""
+
+    adaptive = False
 
     def __init__(self, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig, device: torch.device,
                  progress: bool) -> None:
         self.data, self.split, self.config, self.device, self.progress = data, split, config, device, progress
         self.epoch_loss = float("nan")
+        self.epoch_acc = float("nan")
 
     def forward(self, states: Sequence[RunState]) -> None:
         return None
 
     def evaluate(self, states: Sequence[RunState], due: list[int], out: None) -> list[dict[str, Any]]:
         return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size,
-                            self.config.autocast),
-                 "epoch_loss": self.epoch_loss} for i in due]
+                            self.config.autocast, batch_stats=self.config.batch_stats_eval),
+                 "epoch_loss": self.epoch_loss, "epoch_acc": self.epoch_acc} for i in due]
 
     def update(self, states: Sequence[RunState], going: list[int], out: None) -> None:
         for i in going:
             state, cfg = states[i], self.config
             epoch = state.step + 1
             state.model.train()
-            total, count = 0.0, 0
+            total, count, hits = 0.0, 0, 0
             loader = epoch_loader(self.data, self.split, cfg.batch_size, cfg.seed, epoch)
             for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not self.progress):
                 x, y = x.to(self.device), y.to(self.device)
@@ -586,8 +730,9 @@ class EpochStep:
                 loss.backward()
                 state.optimizer_step()
                 total += loss.item() * len(y)
+                hits += int((logits.argmax(-1) == y).sum())
                 count += len(y)
-            self.epoch_loss = total / count
+            self.epoch_loss, self.epoch_acc = total / count, hits / count
 
 
 def _restore(
@@ -638,7 +783,7 @@ def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
     config = _read_config(path)
     indices, split = _read_data(path, config)
     check_fits(config, resolve_device(device), training=False)
-    model = build_resnet(config.width, N_CLASSES, seed=config.seed)
+    model = build_resnet(config.width, config.num_classes, seed=config.seed)
     w, history, _ = RunStore(path).read_latest(eval_every=config.eval_every)
     _load_state(model, w)
     model = model.to(resolve_device(device)).eval()

@@ -7,17 +7,21 @@
   place viz runs a model); the plots themselves only draw.
 * ``plot_*``: matplotlib figures (Agg canvas) of the data they are given, or of a run
   through :mod:`.data`;
-  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic);
+  each is an :class:`InlineFigure`, shown by a notebook cell that ends in it (no magic),
+  and draws into axes you give it (``ax=``; :func:`new_figure` makes a figure that
+  displays the same way);
   :func:`save_figure` writes PNG and SVG.
 * the TransformerLens demo's and ARENA's circuit pictures (:mod:`.circuit`):
   :func:`plot_attention_grid`, :func:`plot_neuron_grid`, :func:`plot_fourier_2d`,
   :func:`plot_logit_map_fourier`, :func:`plot_trig_fit`, :func:`plot_embedding_clock`;
+* :mod:`.interactive`: plotly views with hover, zoom and a slider over checkpoints (the
+  optional extra ``grok-interp[interactive]``; the matplotlib plots stay the default);
 * :func:`write_report`: one self-contained HTML page per run
   (``grok-interp report RUN_DIR``).
 """
 
-from . import data
-from ._figure import InlineFigure
+from . import data, interactive
+from ._figure import InlineFigure, new_figure
 from .circuit import (
     plot_attention_grid,
     plot_embedding_clock,
@@ -42,11 +46,13 @@ from .report import report_html, write_report
 
 __all__ = [
     "InlineFigure",
+    "new_figure",
     "OfflineHTML",
     "attention_heads",
     "attention_patterns",
     "attention_widget",
     "data",
+    "interactive",
     "default_pairs",
     "plot_training",
     "plot_measures",

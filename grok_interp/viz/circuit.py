@@ -34,7 +34,7 @@ from .._validate import bad_value, check_choice
 from ..measures import fourier_basis, fourier_basis_names, fourier_transform_1d, fourier_transform_2d
 from ..protocols import TaskRun, is_run
 from . import data as viz_data
-from ._figure import InlineFigure, new_figure
+from ._figure import InlineFigure, grid_shape, place_axes, set_title
 
 __all__ = [
     "plot_attention_grid",
@@ -60,17 +60,11 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(torch.as_tensor(x).detach().double().cpu())
 
 
-def _grid_panels(n: int, ncols: int = 4) -> tuple[int, int]:
-    cols = min(n, ncols)
-    return math.ceil(n / cols), cols
-
-
-def _grid_axes(fig: InlineFigure, n: int, ncols: int = 4) -> list[Any]:
-    rows, cols = _grid_panels(n, ncols)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return list(axes[:n])
+def _grid(ax: Any, n: int, panel_w: float, panel_h: float, pad_w: float, pad_h: float = 0.5) -> tuple[Any, list[Any]]:
+    """The figure and ``n`` axes of a grid plot: a new figure of panels at most four
+    wide, or the caller's ``ax`` (``n`` axes)."""
+    rows, cols = grid_shape(n)
+    return place_axes(ax, n, panel_w * cols + pad_w, panel_h * rows + pad_h, grid=(rows, cols))
 
 
 def _imshow_grid(ax: Any, grid: np.ndarray, **kw: Any) -> Any:
@@ -88,6 +82,7 @@ def plot_attention_grid(
     layer: int = 0,
     source: str = "a",
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """Attention from the ``=`` position to one input position, over every (a, b), per head.
 
@@ -102,6 +97,7 @@ def plot_attention_grid(
         layer: Attention layer.
         source: The key position attended to: ``a`` (default), ``b`` or ``=``.
         title: Figure title.
+        ax: Axes to draw into instead of a new figure, one per head.
 
     Returns:
         One panel per head, colour from 0 to 1.
@@ -115,15 +111,14 @@ def plot_attention_grid(
     if grid.ndim != 3 or grid.shape[1] != grid.shape[2]:
         raise bad_value("data", tuple(grid.shape), "must be attention weights (n_heads, p, p) or a GrokRun")
     n = grid.shape[0]
-    rows, cols = _grid_panels(n)
-    fig = new_figure(3.2 * cols + 0.8, 3.1 * rows + 0.5)
-    axes = _grid_axes(fig, n)
+    own = ax is None
+    fig, axes = _grid(ax, n, 3.2, 3.1, 0.8)
     im = None
     for h, ax in enumerate(axes):
         im = _imshow_grid(ax, grid[h], cmap="Blues", vmin=0, vmax=1)
         ax.set_title(f"head {h}")
     fig.colorbar(im, ax=axes, label=f"attention = -> {source}", shrink=0.8)
-    fig.suptitle(title or f"attention from '=' to '{source}' over (a, b), layer {layer}{_at(step)}")
+    set_title(fig, axes, title, f"attention from '=' to '{source}' over (a, b), layer {layer}{_at(step)}", own)
     return fig
 
 
@@ -136,6 +131,7 @@ def plot_neuron_grid(
     hook: str | None = None,
     clusters: pd.DataFrame | bool | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """MLP neuron activations at the ``=`` position over every (a, b).
 
@@ -159,6 +155,7 @@ def plot_neuron_grid(
             from the activations (:func:`grok_interp.viz.data.activation_clusters`).
             Default: True for a run, none for activations.
         title: Figure title.
+        ax: Axes to draw into instead of a new figure, one per neuron.
 
     Returns:
         One panel per neuron, titled with its index and frequency cluster.
@@ -181,28 +178,45 @@ def plot_neuron_grid(
     chosen = list(default if neurons is None else neurons)
     if not chosen or any(not 0 <= int(i) < acts.shape[2] for i in chosen):
         raise bad_value("neurons", chosen, f"must be indices in [0, {acts.shape[2]})")
-    rows, cols = _grid_panels(len(chosen))
-    fig = new_figure(3.1 * cols + 0.6, 3.0 * rows + 0.5)
-    for ax, i in zip(_grid_axes(fig, len(chosen)), chosen):
+    own = ax is None
+    fig, axes = _grid(ax, len(chosen), 3.1, 3.0, 0.6)
+    for ax, i in zip(axes, chosen):
         im = _imshow_grid(ax, acts[:, :, int(i)], cmap="viridis")
         k = freq.get(int(i))
         ax.set_title(f"neuron {int(i)}" + (f" (k={k})" if k else " (no frequency)" if k == 0 else ""))
         fig.colorbar(im, ax=ax, shrink=0.75)
-    fig.suptitle(title or f"neuron activations over (a, b){_at(step)}")
+    set_title(fig, axes, title, f"neuron activations over (a, b){_at(step)}", own)
     return fig
 
 
 # --- the Fourier basis -------------------------------------------------------------------
 def _basis_ticks(ax: Any, p: int, axis: str, max_labels: int = 24) -> None:
+    """Readable ticks for the cos-first Fourier basis on a heatmap axis.
+
+    Up to ``max_labels`` basis functions, every one is labelled (``const``, ``cos 1``,
+    ``sin 1``, ...). Beyond, the labels would overlap: each frequency ``k`` is one tick
+    at the middle of its (cos k, sin k) pair, labelled ``k``, only every few ``k``
+    labelled so that at most ``max_labels`` show; faint lines separate the pairs, and a
+    small tick marks each sin row, so cos (first of a pair) and sin (second) stay
+    distinguishable. The axis label says so.
+    """
     names = fourier_basis_names(p)
-    every = max(1, math.ceil(len(names) / max_labels))
-    every += every % 2  # keep cos/sin pairs aligned: label const and every cos k shown
-    idx = [0] + list(range(1, p, every))
-    labels = [names[i] for i in idx]
-    if axis == "x":
-        ax.set_xticks(idx, labels, rotation=90, fontsize=7)
-    else:
-        ax.set_yticks(idx, labels, fontsize=7)
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    line = ax.axvline if axis == "x" else ax.axhline
+    if len(names) <= max_labels:
+        set_ticks(range(p), names, fontsize=7, **({"rotation": 90} if axis == "x" else {}))
+        return
+    K = (p - 1) // 2
+    every = max(1, math.ceil((K + 1) / max_labels))
+    ks = [k for k in range(1, K + 1) if k % every == 0]
+    set_ticks([0] + [2 * k - 0.5 for k in ks], ["const"] + [str(k) for k in ks], fontsize=7)
+    set_ticks([2 * k for k in range(1, K + 1)], minor=True)  # a short tick on each sin row
+    ax.tick_params(axis=axis, which="minor", length=2)
+    for k in range(1, K + 1):
+        line(2 * k - 1.5, color="#999999", linewidth=0.25, alpha=0.5)
+    label = ax.set_xlabel if axis == "x" else ax.set_ylabel
+    current = (ax.get_xlabel() if axis == "x" else ax.get_ylabel()) or "basis function"
+    label(f"{current} (frequency k: cos k, then sin k)")
 
 
 def plot_fourier_2d(
@@ -212,6 +226,7 @@ def plot_fourier_2d(
     neuron: int | None = None,
     hook: str | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """Activations in the 2-D Fourier basis: ``|F X F^T|^2`` over (a, b), averaged over neurons.
 
@@ -230,6 +245,7 @@ def plot_fourier_2d(
         neuron: Draw this neuron alone (signed coefficients) instead of the mean square.
         hook: Activation hook for a run.
         title: Axes title.
+        ax: A matplotlib axes to draw into instead of a new figure.
 
     Returns:
         A ``p x p`` heatmap, rows the ``a`` basis function, columns the ``b`` one.
@@ -242,8 +258,7 @@ def plot_fourier_2d(
     p = acts.shape[0]
     centred = torch.as_tensor(acts - acts.mean(axis=(0, 1), keepdims=True))
     coef = _np(fourier_transform_2d(centred))
-    fig = new_figure(7.4, 6.4)
-    ax = fig.subplots()
+    fig, (ax,) = place_axes(ax, 1, 7.4, 6.4)
     if neuron is not None:
         if not 0 <= neuron < coef.shape[2]:
             raise bad_value("neuron", neuron, f"must lie in [0, {coef.shape[2]})")
@@ -255,10 +270,10 @@ def plot_fourier_2d(
         shown = (coef**2).mean(axis=2)
         im = ax.imshow(shown, cmap="Blues", interpolation="nearest")
         label, what = "mean squared coefficient", f"mean over {coef.shape[2]} neurons"
-    _basis_ticks(ax, p, "x")
-    _basis_ticks(ax, p, "y")
     ax.set_xlabel("basis function of b")
     ax.set_ylabel("basis function of a")
+    _basis_ticks(ax, p, "x")
+    _basis_ticks(ax, p, "y")
     fig.colorbar(im, ax=ax, label=label, shrink=0.85)
     ax.set_title(title or f"activations in the 2-D Fourier basis ({what}){_at(step)}")
     return fig
@@ -285,6 +300,7 @@ def plot_logit_map_fourier(
     step: int | None = None,
     clusters: pd.DataFrame | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """``W_L = W_out W_U`` in the Fourier basis of the output class, neurons by cluster.
 
@@ -300,6 +316,7 @@ def plot_logit_map_fourier(
         clusters: A :func:`~grok_interp.measures.neuron_frequency_clusters` table to
             order the neurons by (default for a run: computed; for a matrix: none).
         title: Axes title.
+        ax: A matplotlib axes to draw into instead of a new figure.
 
     Returns:
         A ``d_mlp x p`` heatmap, diverging around 0, cluster boundaries marked.
@@ -314,10 +331,10 @@ def plot_logit_map_fourier(
     coef = _np(fourier_transform_1d(torch.as_tensor(wl), dim=1))
     order, runs = _cluster_order(clusters, wl.shape[0])
     shown = coef[order]
-    fig = new_figure(10, 6.2)
-    ax = fig.subplots()
+    fig, (ax,) = place_axes(ax, 1, 10, 6.2)
     lim = float(np.abs(shown).max()) or 1.0
     im = ax.imshow(shown, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0, -lim, lim), interpolation="nearest")
+    ax.set_xlabel("Fourier component of the output class")
     _basis_ticks(ax, wl.shape[1], "x", max_labels=40)
     for k, start, stop in runs:
         if start > 0:
@@ -325,7 +342,6 @@ def plot_logit_map_fourier(
         ax.annotate(f"k={k}" if k else "none", (1.005, (start + stop - 1) / 2), xycoords=("axes fraction", "data"),
                     va="center", fontsize=8)
     ax.set_ylabel("neuron" + (" (grouped by frequency cluster)" if runs else ""))
-    ax.set_xlabel("Fourier component of the output class")
     fig.colorbar(im, ax=ax, label="W_L coefficient", pad=0.07)
     ax.set_title(title or f"W_L = W_out W_U in the Fourier basis{_at(step)}")
     return fig
@@ -372,6 +388,7 @@ def plot_trig_fit(
     step: int | None = None,
     hook: str | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """How well each frequency cluster's neurons are fitted by that frequency's trig terms.
 
@@ -393,6 +410,7 @@ def plot_trig_fit(
         step: Checkpoint of the run (None: final model); in the title for activations.
         hook: Activation hook for a run.
         title: Figure title.
+        ax: Two axes to draw into (shares, fit) instead of a new figure.
 
     Returns:
         Two panels.
@@ -405,14 +423,15 @@ def plot_trig_fit(
         clusters = viz_data.activation_clusters(acts)
     freq = clusters.set_index("neuron")["frequency"].reindex(range(acts.shape[2])).fillna(0).astype(int).to_numpy()
     keys = sorted(set(freq[freq > 0].tolist()))
-    fig = new_figure(12, 4.6)
-    left, right = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    own = ax is None
+    fig, (left, right) = place_axes(ax, 2, 12, 4.6, width_ratios=[1.3, 1])
+    default = f"trig fit per neuron cluster{_at(step)}"
     if not keys:
         for ax in (left, right):
             ax.text(0.5, 0.5, "no neuron has a frequency (nothing to fit)", ha="center", va="center",
                     transform=ax.transAxes)
             ax.set_axis_off()
-        fig.suptitle(title or f"trig fit per neuron cluster{_at(step)}")
+        set_title(fig, [left, right], title, default, own)
         return fig
     colors = [f"C{i % 10}" for i in range(len(keys))]
     lo = 0.0
@@ -442,7 +461,7 @@ def plot_trig_fit(
     right.set_ylabel("activation")
     right.legend(fontsize=7, loc="upper left", markerscale=3)
     right.set_title("most active neuron of each cluster, every (a, b)", fontsize=9)
-    fig.suptitle(title or f"trig fit per neuron cluster{_at(step)}")
+    set_title(fig, [left, right], title, default, own)
     return fig
 
 
@@ -454,6 +473,7 @@ def plot_embedding_clock(
     step: int | None = None,
     operand: str = "a",
     title: str | None = None,
+    ax: Any = None,
 ) -> InlineFigure:
     """The operand embeddings on each key frequency's ``(cos, sin)`` plane: a clock.
 
@@ -475,6 +495,7 @@ def plot_embedding_clock(
         step: Checkpoint of the run (None: final model); in the title for rows.
         operand: ``a`` or ``b`` (they differ only when the task has an operand offset).
         title: Figure title.
+        ax: Axes to draw into instead of a new figure, one per frequency.
 
     Returns:
         One square panel per frequency.
@@ -499,10 +520,10 @@ def plot_embedding_clock(
         raise bad_value("key_freqs", keys, f"must be a non-empty list of frequencies in [1, {K}]")
     centred = W - W.mean(0, keepdims=True)
     total = float((centred**2).sum()) or 1.0
-    rows, cols = _grid_panels(len(keys))
-    fig = new_figure(3.4 * cols + 0.6, 3.5 * rows + 0.5)
+    own = ax is None
+    fig, axes = _grid(ax, len(keys), 3.4, 3.5, 0.6)
     residues = np.arange(p)
-    for ax, k in zip(_grid_axes(fig, len(keys)), keys):
+    for ax, k in zip(axes, keys):
         Q, _ = np.linalg.qr(np.stack([coef[2 * k - 1], coef[2 * k]], axis=1))  # (d_model, 2)
         xy = centred @ Q
         order = (np.arange(p) * pow(k, -1, p)) % p  # residues in angular order w_k a
@@ -519,5 +540,5 @@ def plot_embedding_clock(
         ax.set_yticks([])
         ax.set_xlabel("cos direction")
         ax.set_ylabel("sin direction")
-    fig.suptitle(title or f"embedding clock: operand {operand} on each (cos k, sin k) plane{_at(step)}")
+    set_title(fig, axes, title, f"embedding clock: operand {operand} on each (cos k, sin k) plane{_at(step)}", own)
     return fig

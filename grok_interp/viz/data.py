@@ -40,6 +40,7 @@ from ..measures import (
     neuron_logit_map,
 )
 from ..measures.fourier import frequency_clusters_of
+from ..measures.phases import GROKKED
 from ..measures._probe import embedding_matrix, neuron_hook, probe_of
 from ..protocols import Run, TaskRun, as_history, as_task_run, is_run
 
@@ -48,6 +49,7 @@ __all__ = [
     "EVENT_KEYS",
     "history",
     "event_steps",
+    "grok_threshold_of",
     "measures_over_steps",
     "fourier_norms",
     "neuron_clusters",
@@ -87,13 +89,30 @@ def history(data: Run | pd.DataFrame | Iterable[dict[str, Any]]) -> pd.DataFrame
     return df.sort_values("step", kind="stable").reset_index(drop=True)
 
 
-def event_steps(hist: pd.DataFrame) -> dict[str, int]:
+def grok_threshold_of(data: Any) -> float:
+    """The test accuracy that counts as grokked for ``data``: a run's own
+    ``config.train.grok_threshold`` (the one its stop rule used), else
+    :data:`grok_interp.measures.phases.GROKKED` (0.99)."""
+    thr = getattr(getattr(getattr(data, "config", None), "train", None), "grok_threshold", None)
+    return float(thr) if isinstance(thr, (int, float)) and not isinstance(thr, bool) else GROKKED
+
+
+def event_steps(hist: pd.DataFrame, grok_threshold: float = GROKKED) -> dict[str, int]:
     """``memorised_at`` / ``grokked_at`` steps of a history that has them (empty when it
-    lacks accuracies or the events did not happen); see :func:`grok_interp.measures.phases`."""
+    lacks accuracies or the events did not happen); see :func:`grok_interp.measures.phases`.
+    Grokked: test accuracy ``>= grok_threshold``."""
     if not {"train_acc", "test_acc"} <= set(hist.columns):
         return {}
-    ev = events(hist)
+    ev = events(hist, grok_threshold=grok_threshold)
     return {k: getattr(ev, k) for k in EVENT_KEYS if getattr(ev, k) is not None}
+
+
+def checkpointed(run: TaskRun) -> TaskRun:
+    """``run``, or for a model imported without checkpoints the same run measured at its
+    one model (:meth:`grok_interp.GrokRun.with_final_checkpoint`)."""
+    if not run.checkpoint_steps and hasattr(run, "with_final_checkpoint"):
+        return run.with_final_checkpoint()
+    return run
 
 
 def measures_over_steps(
@@ -127,7 +146,7 @@ def measures_over_steps(
         if absent:
             if not is_run(data):
                 raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
-            measured = measure_checkpoints(as_task_run(data), absent, **options)
+            measured = measure_checkpoints(checkpointed(as_task_run(data)), absent, **options)
             new = [c for c in measured.columns
                    if c not in df.columns and c not in BASE_COLUMNS and _numeric(measured, c)]
             df = df.merge(measured[["step", *new]], on="step", how="outer").sort_values("step", kind="stable")

@@ -41,7 +41,7 @@ from .._validate import bad_value
 from ..protocols import Run, TaskRun, is_run
 from ..tasks import Split
 from . import data as viz_data
-from ._figure import new_figure
+from ._figure import new_figure, place_axes, set_title
 
 __all__ = [
     "smooth",
@@ -69,10 +69,11 @@ def _figure(width: float, height: float) -> Figure:
 _history = viz_data.history
 
 
-def _marks(events: bool | Mapping[str, int | None], hist: pd.DataFrame) -> dict[str, int]:
-    """Event steps to mark: computed from the history (True), none (False), or given."""
+def _marks(events: bool | Mapping[str, int | None], hist: pd.DataFrame, source: Any = None) -> dict[str, int]:
+    """Event steps to mark: computed from the history (True; grokked at ``source``'s own
+    grok threshold when it is a run, else 0.99), none (False), or given."""
     if events is True:
-        return viz_data.event_steps(hist)
+        return viz_data.event_steps(hist, viz_data.grok_threshold_of(source))
     if events is False:
         return {}
     unknown = sorted(set(events) - set(_EVENT_STYLE))
@@ -147,6 +148,7 @@ def plot_training(
     events: bool | Mapping[str, int | None] = True,
     log_smooth: bool = True,
     title: str | None = None,
+    ax: Any = None,
 ) -> Figure:
     """Train/test loss (log y) and accuracy over steps, on a log step axis.
 
@@ -158,25 +160,28 @@ def plot_training(
         window, sigma, start: Smoothing parameters, in steps (see :func:`smooth`).
         log_x: Log step axis (step 0 is left out: it has no place on a log axis).
         events: Mark memorisation and grokking: True computes them from the history
-            (:func:`grok_interp.measures.phases`), a mapping gives them
+            (:func:`grok_interp.measures.phases`; grokked: test accuracy >= 0.99, or the
+            run's own ``grok_threshold``), a mapping gives them
             (``{"memorised_at": 220, "grokked_at": None}``), False draws none.
         log_smooth: Smooth ``log(loss)`` (the quantity the log axis shows) rather than
             the loss. A window mean of a loss that falls by orders of magnitude is
             dominated by its largest values, which draws steps and bumps on a log
             axis; ``False`` smooths the raw values as the reference code does.
         title: Figure title.
+        ax: Two matplotlib axes to draw into (loss, accuracy) instead of a new figure.
 
     Returns:
-        A two-panel figure (loss, accuracy).
+        A two-panel figure (loss, accuracy); with ``ax``, the figure holding them.
     """
     df = _history(data)
     missing = [c for c in BASE_COLUMNS if c not in df.columns]
     if missing:
         raise bad_value("data", f"columns {list(df.columns)}", f"needs columns {missing}")
-    marks = _marks(events, df)
+    marks = _marks(events, df, data)
     df = _positive_steps(df, log_x)
-    fig = _figure(11, 4)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    fig, (ax_loss, ax_acc) = place_axes(ax, 2, 11, 4)
+    if _no_history(df, [ax_loss, ax_acc]):
+        return fig
     for ax, kind, ylabel in ((ax_loss, "loss", "cross-entropy loss"), (ax_acc, "acc", "accuracy")):
         for split, color in (("train", _TRAIN_COLOR), ("test", _TEST_COLOR)):
             col = f"{split}_{kind}"
@@ -202,8 +207,28 @@ def plot_training(
     ax_loss.set_title("loss")
     ax_acc.set_title("accuracy")
     if title:
-        fig.suptitle(title)
+        if ax is None:
+            fig.suptitle(title)
+        else:
+            ax_loss.set_title(title)
     return fig
+
+
+#: What a curve plot says, in one line, about a history of fewer than two steps.
+NO_HISTORY = ("no training history to draw (fewer than two steps: a model imported without its training, "
+              "from_model); its Fourier, neuron and attention plots work")
+
+
+def _no_history(df: pd.DataFrame, axes: Sequence[Any]) -> bool:
+    """For a history of fewer than two steps (a model imported without its training,
+    :func:`grok_interp.from_model`), write :data:`NO_HISTORY` on the axes and return
+    True: a curve over steps needs two. The figure still places (the report shows it)."""
+    if df["step"].dropna().nunique() >= 2:
+        return False
+    for ax in axes:
+        ax.set_axis_off()
+    axes[0].text(0.0, 0.5, NO_HISTORY, transform=axes[0].transAxes, ha="left", va="center", fontsize=9, wrap=True)
+    return True
 
 
 def _numeric(df: pd.DataFrame, col: str) -> bool:
@@ -223,11 +248,20 @@ def plot_measures(
     log_x: bool = True,
     log_loss: bool = True,
     events: bool | Mapping[str, int | None] = True,
+    log_y: bool | str = "auto",
+    together: bool = False,
+    title: str | None = None,
+    ax: Any = None,
 ) -> Figure:
     """Progress measures over steps, one panel each, beside test loss on a twin axis.
 
     This is the paper's MED figure: MED falls with test loss once training accuracy
     reaches 1. Any column is drawn the same way (Gini, restricted loss, ...).
+
+    ``together=True`` draws every measure and the loss on one axis instead: the
+    TransformerLens demo's figure of train, test, restricted and excluded loss on one
+    log axis with the phase lines (``plot_measures(df, ["restricted_loss",
+    "excluded_loss"], loss=["train_loss", "test_loss"], together=True)``).
 
     Args:
         data: A DataFrame with ``step`` and the columns, or a
@@ -235,18 +269,30 @@ def plot_measures(
             :func:`grok_interp.viz.data.measures_over_steps`: its recorded columns, and
             the others measured over its checkpoints).
         columns: Measures to draw (default: every non-base column of the data).
-        loss: Column drawn on each panel's twin axis (None: none). Read from
-            ``history`` when given, else from ``data``.
+        loss: Column drawn on each panel's twin axis (None: none), or with
+            ``together`` one or several loss columns drawn beside the measures. Read
+            from ``history`` when given, else from ``data``.
         history: The training history for ``loss`` and the events when ``data``
             holds measures only.
         smoothing, window, sigma, start: As in :func:`plot_training`.
         log_x: Log step axis (step 0 left out).
         log_loss: Log scale for the loss axis.
+        log_y: Log scale for a measure's axis: True, False, or ``"auto"`` (the
+            default): where its values are all positive and span more than two decades
+            (a restricted loss falling to 1e-7 would draw as a flat zero otherwise).
+        together: All measures (and ``loss``) on one axis (log when ``log_y`` says so
+            for all of them together).
         events: Mark memorisation and grokking (as in :func:`plot_training`).
+        title: Figure title.
+        ax: Axes to draw into instead of a new figure: one per measure, or one with
+            ``together``.
 
     Returns:
-        A figure with one row per measure.
+        A figure with one row per measure (one panel with ``together``); with ``ax``,
+        the figure holding them.
     """
+    if not (isinstance(log_y, bool) or log_y == "auto"):
+        raise bad_value("log_y", log_y, "must be True, False or 'auto'")
     if is_run(data):
         df = viz_data.measures_over_steps(data, columns)
         cols = df.attrs["columns"]
@@ -259,12 +305,17 @@ def plot_measures(
         if absent:
             raise bad_value("columns", absent, f"are not columns of the data ({list(df.columns)})")
     if not cols:
-        raise bad_value("columns", cols, "no measures to plot: record some (train_hooked(measures=...)) or name them")
+        raise bad_value("columns", cols, "no measures to plot: record some (train_hooked(record=...)) or name them")
     hist = _history(history) if history is not None else df
-    marks = _marks(events, hist)
+    marks = _marks(events, hist, history if history is not None else data)
+    if together:
+        return _measures_together(df, cols, hist, loss, marks, smoothing=smoothing, window=window, sigma=sigma,
+                                  start=start, log_x=log_x, log_y=log_y, title=title, ax=ax)
     loss_df = _positive_steps(hist[["step", loss]].dropna(), log_x) if loss and loss in hist.columns else None
-    fig = _figure(9, 2.6 * len(cols) + 0.4)
-    axes = np.atleast_1d(fig.subplots(len(cols), 1, sharex=True))
+    fig, axes = place_axes(ax, len(cols), 9, 2.6 * len(cols) + 0.4, grid=(len(cols), 1), sharex=True)
+    own = ax is None
+    if _no_history(df, axes):
+        return fig
     for i, (ax, col) in enumerate(zip(axes, cols)):
         sub = _positive_steps(df[["step", col]].dropna(), log_x)
         if smoothing:
@@ -274,6 +325,8 @@ def plot_measures(
         else:
             ax.plot(sub["step"], sub[col], color="#1f77b4", linewidth=1.6, marker="." if len(sub) < 40 else None, label=col)
         ax.set_ylabel(col, color="#1f77b4")
+        if _log_wanted(log_y, sub[col]):
+            ax.set_yscale("log")
         _mark_events(ax, marks, label=i == 0)
         if loss_df is not None:
             twin = ax.twinx()
@@ -290,6 +343,54 @@ def plot_measures(
         if log_x:
             ax.set_xscale("log")
     axes[-1].set_xlabel("step")
+    if title:
+        set_title(fig, axes, title, title, own)
+    return fig
+
+
+def _log_wanted(log_y: bool | str, values: Any) -> bool:
+    """Whether a measure's axis is logarithmic: as asked, or for ``"auto"`` where every
+    value is positive and they span more than two decades."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v) or (v <= 0).any():
+        return False
+    return True if log_y is True else log_y == "auto" and float(v.max() / v.min()) > 100.0
+
+
+_LINE_COLORS = {"train_loss": _TRAIN_COLOR, "test_loss": _TEST_COLOR}
+
+
+def _measures_together(df: pd.DataFrame, cols: list[str], hist: pd.DataFrame, loss: Any, marks: dict[str, int], *,
+                       smoothing: bool, window: float, sigma: float, start: float, log_x: bool, log_y: bool | str,
+                       title: str | None, ax: Any) -> Figure:
+    """``plot_measures(together=True)``: every column on one axis."""
+    losses = [] if not loss else [loss] if isinstance(loss, str) else list(loss)
+    series = [(c, hist) for c in losses if c in hist.columns and c not in cols] + [(c, df) for c in cols]
+    fig, (axis,) = place_axes(ax, 1, 9, 4.2)
+    if _no_history(df, [axis]):
+        return fig
+    values = []
+    for i, (col, frame) in enumerate(series):
+        sub = _positive_steps(frame[["step", col]].dropna(), log_x)
+        color = _LINE_COLORS.get(col, f"C{(i + 2) % 10}")
+        y = sub[col].to_numpy(dtype=float)
+        if smoothing:
+            axis.plot(sub["step"], y, color=color, alpha=0.25, linewidth=1)
+            y = smooth(y, sub["step"], window=window, sigma=sigma, start=start)
+        axis.plot(sub["step"], y, color=color, linewidth=1.6, label=col, marker="." if len(sub) < 40 else None)
+        values.append(sub[col].to_numpy(dtype=float))
+    if values and _log_wanted(log_y, np.concatenate(values)):
+        axis.set_yscale("log")
+    _mark_events(axis, marks, label=True)
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss" if all("loss" in c for c, _ in series) else "value")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="best", fontsize=8)
+    if title:
+        axis.set_title(title)
     return fig
 
 
@@ -299,6 +400,7 @@ def plot_embedding_fourier_norms(
     step: int | None = None,
     key_frequencies: Iterable[int] | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> Figure:
     """Norm of the operand embeddings in each Fourier frequency ``k = 1..(p-1)/2``.
 
@@ -312,9 +414,10 @@ def plot_embedding_fourier_norms(
         step: Checkpoint of the run (None: final model); in the title for norms.
         key_frequencies: Frequencies to highlight.
         title: Axes title.
+        ax: A matplotlib axes to draw into instead of a new figure.
 
     Returns:
-        A bar chart.
+        A bar chart (with ``ax``, the figure holding it).
     """
     if is_run(data):
         data = viz_data.fourier_norms(data, step)
@@ -327,8 +430,7 @@ def plot_embedding_fourier_norms(
     ks = np.arange(1, len(norms) + 1)
     keys = set(int(k) for k in key_frequencies) if key_frequencies is not None else set()
     colors = ["#d62728" if k in keys else "#1f77b4" for k in ks]
-    fig = _figure(9, 3.2)
-    ax = fig.subplots()
+    fig, (ax,) = place_axes(ax, 1, 9, 3.2)
     ax.bar(ks, norms, color=colors, width=0.8)
     for k in sorted(keys):
         if 1 <= k <= len(norms):
@@ -348,6 +450,7 @@ def plot_neuron_clusters(
     *,
     step: int | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> Figure:
     """MLP neurons clustered by frequency: a heatmap of frequency x neuron (FVE).
 
@@ -363,9 +466,11 @@ def plot_neuron_clusters(
             :func:`grok_interp.viz.data.neuron_clusters`).
         step: Checkpoint of the run (None: final model); in the title for a table.
         title: Axes title.
+        ax: A matplotlib axes to draw into instead of a new figure.
 
     Returns:
-        A heatmap with the neuron count per row on the right.
+        A heatmap with the neuron count per row on the right (with ``ax``, the figure
+        holding it).
     """
     df = viz_data.neuron_clusters(data, step) if is_run(data) else data
     if not isinstance(df, pd.DataFrame):
@@ -380,8 +485,7 @@ def plot_neuron_clusters(
     grid = np.full((len(rows), len(df)), np.nan)
     for col, (k, fve) in enumerate(zip(df["frequency"].astype(int), df["fve"].astype(float))):
         grid[row_of[k], col] = fve
-    fig = _figure(10, max(2.2, 0.35 * len(rows) + 1.3))
-    ax = fig.subplots()
+    fig, (ax,) = place_axes(ax, 1, 10, max(2.2, 0.35 * len(rows) + 1.3))
     im = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
     ax.set_yticks(range(len(rows)), [f"k={k}" if k else "none" for k in rows])
     counts = df["frequency"].astype(int).value_counts()
@@ -411,6 +515,7 @@ def plot_split(
     *,
     correct: bool | np.ndarray | Tensor | None = None,
     title: str | None = None,
+    ax: Any = None,
 ) -> Figure:
     """The (a, b) grid: training pairs, test pairs and the forced-test region.
 
@@ -427,9 +532,11 @@ def plot_split(
             its final model's grid; False or None (the default for a Split) leaves it
             out. Default for a run: True.
         title: Figure title (default: the split's description).
+        ax: Axes to draw into instead of a new figure: one, or two with ``correct``.
 
     Returns:
-        One or two panels, ``a`` down the rows and ``b`` along the columns.
+        One or two panels, ``a`` down the rows and ``b`` along the columns (with
+        ``ax``, the figure holding them).
     """
     run = is_run(data, task=True)
     split = data.split if run else data
@@ -448,8 +555,8 @@ def plot_split(
     if right is not None and right.shape != codes.shape:
         raise bad_value("correct", tuple(right.shape), f"must be a ({p}, {p}) grid")
     correct = right is not None
-    fig = _figure(11 if correct else 5.8, 5.8)
-    axes = np.atleast_1d(fig.subplots(1, 2 if correct else 1))
+    own = ax is None
+    fig, axes = place_axes(ax, 2 if correct else 1, 11 if correct else 5.8, 5.8)
     axes[0].imshow(codes, cmap=ListedColormap(_SPLIT_COLORS), vmin=-0.5, vmax=3.5, interpolation="nearest", origin="lower")
     present = sorted(set(np.unique(codes).tolist()) - {0})
     n = {c: int((codes == c).sum()) for c in present}
@@ -476,7 +583,7 @@ def plot_split(
         ax.set_xlim(-0.5, p - 0.5)
         ax.set_ylim(-0.5, p - 0.5)
     desc = split.kind + (f"(k={split.k})" if split.k is not None else "") + (f"(t={split.t})" if split.t is not None else "")
-    fig.suptitle(title or f"p={p}, {desc}, frac={split.frac}")
+    set_title(fig, axes, title, f"p={p}, {desc}, frac={split.frac}", own)
     return fig
 
 
@@ -490,7 +597,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def plot_table(data: pd.DataFrame | Run, *, title: str | None = None, max_rows: int = 40) -> Figure:
+def plot_table(data: pd.DataFrame | Run, *, title: str | None = None, max_rows: int = 40, ax: Any = None) -> Figure:
     """A DataFrame drawn as a table figure (e.g. ``compare_measures(run)``).
 
     Args:
@@ -498,6 +605,7 @@ def plot_table(data: pd.DataFrame | Run, *, title: str | None = None, max_rows: 
             :func:`grok_interp.viz.data.compare_table`: ``compare_measures(run)``).
         title: Figure title.
         max_rows: Rows drawn (the rest are summarised in the title).
+        ax: A matplotlib axes to draw into instead of a new figure.
 
     Returns:
         A figure holding the table; floats show 4 significant digits.
@@ -516,8 +624,7 @@ def plot_table(data: pd.DataFrame | Run, *, title: str | None = None, max_rows: 
         labels = [str(shown.index.name or "")] + labels
     chars = sum(max([len(labels[j])] + [len(r[j]) for r in cells]) + 2 for j in range(len(labels)))
     width = min(16.0, max(4.0, 0.085 * chars))
-    fig = _figure(width, 0.2 * (len(shown) + 1) + (0.45 if title else 0.1))
-    ax = fig.subplots()
+    fig, (ax,) = place_axes(ax, 1, width, 0.2 * (len(shown) + 1) + (0.45 if title else 0.1))
     ax.axis("off")
     table = ax.table(cellText=cells or [["" for _ in labels]], colLabels=labels, loc="upper center", cellLoc="right")
     table.auto_set_font_size(False)

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from .. import store
 from .._validate import bad_value
 from ..errors import GrokInterpError
-from ..measures import Events, compare_measures, events, measure_checkpoints
+from ..measures import Events, compare_measures, events, measure_checkpoints, plot_columns
 from ..protocols import Run, TaskRun, as_task_run
 from . import data as viz_data
 from .attention import attention_widget, html_page
@@ -72,9 +72,7 @@ table.data th{background:#f0f0f0} .attention-widget{max-width:900px} .cols{displ
 #: restricted and excluded loss (final key frequencies held fixed; one fast forward per
 #: checkpoint), then the cheap weight-only ones.
 _CHECKPOINT_MEASURES = ("med", "restricted_loss", "excluded_loss", "gini", "weight_norm", "uniformity")
-#: Measure columns plotted first, at most _MAX_PANELS of them.
-_PLOT_ORDER = ("med", "restricted_loss", "excluded_loss", "activation_med", "gini_embed", "gini_logit",
-               "logit_cosine", "weight_norm", "med_sum", "med_nowrap", "rqi", "n_key_freqs")
+#: Measure columns plotted, at most this many (the registry decides the order: plot_columns()).
 _MAX_PANELS = 5
 
 
@@ -182,12 +180,13 @@ def _report(
     cache: dict[str, Any] = {}
 
     def events_section() -> str:
-        cache["events"] = events(hist)
+        cache["events"] = events(hist, grok_threshold=viz_data.grok_threshold_of(run))
         return _table_html(_events_frame(cache["events"]))
 
     def training_section() -> str:
-        fig = plot_training(hist, smoothing=smoothing)
-        return _figure_html("training", fig, "Loss (log) and accuracy over steps (log); dotted: memorised, dashed: grokked.")
+        fig = plot_training(run, smoothing=smoothing)  # the run's own grok_threshold marks grokking
+        return _figure_html("training", fig, "Loss (log) and accuracy over steps (log); dotted: memorised, dashed: "
+                            f"grokked (test accuracy >= {viz_data.grok_threshold_of(run):g}).")
 
     def measure_table() -> pd.DataFrame | None:
         """Measures to plot and compare: the recorded columns, else cheap ones over checkpoints."""
@@ -195,12 +194,10 @@ def _report(
             recorded = [c for c in hist.columns if c not in BASE_COLUMNS and _numeric(hist, c)]
             if measures is None and recorded:
                 cache["measures"] = None  # the history has them
-            elif not run.checkpoint_steps:
-                raise _Unavailable("no measures recorded and no checkpoints to measure")
             else:
                 names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
-                try:
-                    cache["measures"] = measure_checkpoints(run, names)
+                try:  # a model imported without checkpoints is measured at itself
+                    cache["measures"] = measure_checkpoints(viz_data.checkpointed(run), names)
                 except ValueError as exc:
                     raise _Unavailable(f"measures {names}: {exc}") from exc
         return cache["measures"]
@@ -209,7 +206,13 @@ def _report(
         table = measure_table()
         source = hist if table is None else table
         cols = [c for c in source.columns if c not in BASE_COLUMNS and _numeric(source, c)]
-        shown = sorted(cols, key=lambda c: (_PLOT_ORDER.index(c) if c in _PLOT_ORDER else len(_PLOT_ORDER), c))
+        order = plot_columns()  # the registered measures' columns, in the registry's order
+        shown = sorted(cols, key=lambda c: (order.index(c) if c in order else len(order), c))
+        if len(source) == 1:  # one model (imported without its training): its values, not a curve
+            row = source.iloc[0]
+            values = pd.DataFrame({"measure": shown, "value": [row[c] for c in shown]})
+            return (f"<p>Measured at the one model there is (step {int(row['step'])}): no training to draw "
+                    f"curves over.</p>\n{_table_html(values)}")
         shown = shown[:_MAX_PANELS]
         fig = plot_measures(source, shown, history=hist, smoothing=smoothing)
         origin = "recorded during training" if table is None else f"measured on {len(table)} checkpoints"

@@ -113,7 +113,7 @@ def test_square_against_the_random_split_of_its_own_seed():
     import pandas as pd
 
     nan = np.nan
-    rows = [  # split, k, seed, grokked_at, onset_at, u_acc, status
+    rows = [  # split, k, seed, halfway_at, onset_at, u_acc, status
         ("random", nan, 0, 400, 200, 1.0, "done"),
         ("random", nan, 1, 300, nan, 1.0, "done"),
         ("square", 30, 0, 300, 250, 0.9, "done"),   # earlier by the half-way rule, later onset
@@ -123,11 +123,11 @@ def test_square_against_the_random_split_of_its_own_seed():
         ("square", 40, 2, 100, 50, 0.8, "done"),    # no random split of seed 2: left out
         ("strip", nan, 0, 10, 10, 0.2, "done"),     # not a SQUARE
     ]
-    table = pd.DataFrame(rows, columns=["split", "k", "seed", "grokked_at", "onset_at", "u_acc", "status"])
+    table = pd.DataFrame(rows, columns=["split", "k", "seed", "halfway_at", "onset_at", "u_acc", "status"])
     with example("square_strip") as module:
         vs = module.square_vs_random(table)
     assert list(zip(vs["k"], vs["seed"])) == [(30, 0), (30, 1), (40, 0)]
-    assert vs["grokked_at_random"].tolist() == [400, 300, 400]
-    assert vs["earlier_grokked_at"].tolist() == [True, False, False]
+    assert vs["halfway_at_random"].tolist() == [400, 300, 400]
+    assert vs["earlier_halfway_at"].tolist() == [True, False, False]
     assert vs["earlier_onset_at"].isna().tolist() == [False, True, False]
     assert vs["earlier_onset_at"].fillna(False).tolist() == [False, False, True]

@@ -48,7 +48,7 @@ def study(name: str, tmp_path: Path, capsys, setup: str) -> tuple[str, pd.DataFr
     summary = pd.read_csv(res / "summary.csv")
     # The three columns, median [min, max] over seeds, in every study's summary.
     assert (summary["seeds"] == 2).all()
-    assert {f"{m}_{s}" for m in ("u_acc", "l_acc", "grokked_at") for s in ("median", "min", "max")} <= set(
+    assert {f"{m}_{s}" for m in ("u_acc", "l_acc", "halfway_at") for s in ("median", "min", "max")} <= set(
         summary.columns)
     assert ((summary["u_acc_min"] <= summary["u_acc_median"]) & (summary["u_acc_median"] <= summary["u_acc_max"])).all()
     # L-Acc is a minimum after U-Acc is approached: never above U-Acc, per run or in the medians.
@@ -89,7 +89,7 @@ def test_square_strip(tmp_path, capsys, setup):
     vs = pd.read_csv(res / "square_vs_random.csv")
     sq = t[t["split"] == "square"].sort_values("seed")
     assert vs["seed"].tolist() == sq["seed"].tolist() and np.allclose(vs["u_acc"], sq["u_acc"])
-    assert "SQUARE earlier than the random split by grokked_at" in out
+    assert "SQUARE earlier than the random split by halfway_at" in out
     if setup == "reference":
         # STRIP at both offsets; the reference options reached the run directories
         assert sorted(t.loc[t["split"] == "strip", "offset"].unique()) == [0, 14]

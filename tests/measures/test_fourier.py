@@ -114,5 +114,11 @@ def test_fourier_gini_is_high_for_a_one_frequency_embedding():
     w["embed.W_E"][:p] = 0
     w["embed.W_E"][:p, 0] = torch.cos(2 * math.pi * 5 * x / p)
     res = fourier_gini(w, task)
-    assert res["gini_embed"] == pytest.approx(1 - 1 / 6, abs=1e-5)
+    assert res["gini_embed"] == pytest.approx(1 - 1 / 6, abs=1e-5)  # one of (p-1)/2 frequency norms
     assert 0 <= res["gini_logit"] < 1
+    # the per-component norm set: one of p norms (const, cos k, sin k) is non-zero, cos 5
+    comp = fourier_gini(w, task, norms="component")
+    assert comp["gini_embed_component"] == pytest.approx(1 - 1 / 13, abs=1e-5)
+    assert 0 <= comp["gini_logit_component"] < 1 and comp["gini_logit_component"] != res["gini_logit"]
+    with pytest.raises(ValueError, match="norms"):
+        fourier_gini(w, task, norms="both")

@@ -25,7 +25,6 @@ import grok_interp as g
 from grok_interp.errors import GrokInterpError
 from grok_interp.measures import (
     excluded_loss,
-    fourier_gini,
     per_sample_loss,
     restricted_loss,
     stability,
@@ -256,24 +255,6 @@ def test_softmax_collapse_and_zero_gradients_of_a_scaled_fitted_model(trained):
         stability(m120, run.split, dtype="bfloat8")
 
 
-# --- Gini: both norm sets by name -------------------------------------------------------------
-def test_gini_norm_sets_on_a_single_cosine_embedding():
-    """W_E = cos(w_5 x) in one coordinate: one of (p-1)/2 frequency norms is non-zero, and
-    one of p component norms (cos 5); the Gini of a one-hot vector of length N is 1 - 1/N."""
-    p = 13
-    task = g.Task(p)
-    model = g.models.build_model(g.ModelConfig(d_model=8, n_heads=1, d_mlp=16), task)
-    w = {k: v.detach().clone() for k, v in g.models.weights(model).items()}
-    x = torch.arange(p, dtype=torch.float32)
-    w["embed.W_E"][:p] = 0
-    w["embed.W_E"][:p, 0] = torch.cos(2 * math.pi * 5 * x / p)
-    freq, comp = fourier_gini(w, task), fourier_gini(w, task, norms="component")
-    assert freq["gini_embed"] == pytest.approx(1 - 1 / 6, abs=1e-5)
-    assert comp["gini_embed_component"] == pytest.approx(1 - 1 / 13, abs=1e-5)
-    with pytest.raises(GrokInterpError, match="norms"):
-        fourier_gini(w, task, norms="both")
-
-
 # --- run directories of 0.1 (format 4) that recorded the old columns ------------------------
 def _as_format_4(run_dir) -> None:
     import json
@@ -307,3 +288,11 @@ def test_renamed_columns_chain_across_versions(monkeypatch):
     assert store.renamed_columns(4) == {"a": "c", "b": "c", "x": "y"}
     assert store.renamed_columns(5) == {"b": "c", "x": "y"}
     assert store.renamed_columns(7) == {}
+
+
+def test_stability_is_recorded_through_training():
+    run = small_run(steps=20, record=["stability"])
+    h = run.history
+    assert {"sc_fraction", "zero_grad_fraction", "nlm_cosine", "logit_scale"} <= set(h.columns)
+    assert h["logit_scale"].notna().all() and h["nlm_cosine"].between(-1, 1).all()
+    assert stability(run.model, run.split)["logit_scale"] == pytest.approx(h["logit_scale"].iloc[-1], rel=1e-5)

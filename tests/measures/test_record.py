@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import grok_interp as g
 from grok_interp.measures import compare_measures, med, recorder, restricted_loss, uniformity_stats, weight_norm
@@ -84,7 +85,8 @@ def _synthetic_history():
 
 def test_compare_measures_finds_lag_direction_and_lead():
     out = compare_measures(_synthetic_history()).set_index("measure")
-    assert out.attrs["memorised_at"] == 1000 and out.attrs["grokked_at"] == 4000
+    assert out.attrs["memorised_at"] == 1000 and out.attrs["halfway_at"] == 4000
+    assert out.attrs["grokked_at"] == 4700  # test accuracy first >= 0.99 (4000 + 150 ln 99 = 4689.3) at a row
     assert out.loc["leading", "best_lag"] == 600
     assert out.loc["leading", "pearson_at_lag"] == pytest.approx(1.0, abs=1e-6)
     assert out.loc["rising", "pearson_at_lag"] == pytest.approx(-1.0, abs=1e-6)
@@ -117,3 +119,48 @@ def test_cli_measure_writes_csv_and_prints_the_comparison(tmp_path, capsys):
     assert {"step", "med", "restricted_loss", "test_loss"} <= set(df.columns)
     assert cli.main(["measure", str(tmp_path / "run"), "--key-freqs-from", "soon"]) == 2
     assert "--key-freqs-from soon is invalid" in capsys.readouterr().err
+
+
+# --- the public extension point: a new measure is one function and one registration -------
+def test_a_registered_measure_reaches_recording_checkpoints_report_and_cli(tmp_path, monkeypatch, capsys):
+    from grok_interp.cli import build_parser
+    from grok_interp.measures import record as rec
+    from grok_interp.measures import register_measure
+    from grok_interp.viz import write_report
+
+    monkeypatch.setattr(rec, "_REGISTRY", dict(rec._REGISTRY))  # leave the real registry as it was
+
+    def mean_logit(ctx):  # one forward shared with the built-ins of the same evaluation
+        return float(ctx.probe.logits().double().mean())
+
+    register_measure("mean_logit", mean_logit)
+    run = small_run(out=tmp_path / "r", record=["med", "mean_logit"])
+    step = run.checkpoint_steps[-1]
+    with torch.no_grad():
+        want = float(run.model_at(step)(run.task.tokens(run.task.all_pairs())).double()[:, -1].mean())
+    assert run.history["mean_logit"].iloc[-1] == pytest.approx(want, rel=1e-5)
+    table = run.measure(["mean_logit"])
+    assert table.loc[table.step == step, "mean_logit"].item() == pytest.approx(want, rel=1e-5)
+    assert "mean_logit" in g.measures.plot_columns()
+    help_text = build_parser()._subparsers._group_actions[0].choices["measure"].format_help()
+    assert "mean_logit" in help_text.replace("\n", " ").replace("  ", " ")
+    page = write_report(run).read_text()
+    assert "mean_logit" in page
+    with pytest.raises(g.GrokInterpError, match="is taken"):
+        register_measure("mean_logit", mean_logit)
+    with pytest.raises(g.GrokInterpError, match="is taken"):
+        register_measure("default", mean_logit)
+    with pytest.raises(g.GrokInterpError, match="letters, digits"):
+        register_measure("mean logit", mean_logit)
+
+
+def test_unregister_keeps_the_built_ins(monkeypatch):
+    from grok_interp.measures import record as rec
+
+    monkeypatch.setattr(rec, "_REGISTRY", dict(rec._REGISTRY))
+    g.measures.register_measure("tmp_measure", lambda ctx: 1.0, plot=False)
+    assert "tmp_measure" in g.measures.measure_names() and "tmp_measure" not in g.measures.plot_columns()
+    g.measures.unregister_measure("tmp_measure")
+    assert "tmp_measure" not in g.measures.measure_names()
+    with pytest.raises(g.GrokInterpError, match="built-in"):
+        g.measures.unregister_measure("med")

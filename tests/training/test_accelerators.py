@@ -161,7 +161,7 @@ def test_config_options_are_checked_and_defaults_filled_in():
         (dict(grokfast="ma", grokfast_window=0), "^grokfast_window="),
         (dict(grokfast="ema", grokfast_lamb=-1.0), "^grokfast_lamb="),
         (dict(perpendicular_grad="yes"), "^perpendicular_grad="),
-        (dict(optimizer="adam"), "^optimizer="),
+        (dict(optimizer="lion"), "^optimizer="),
         (dict(momentum=0.9), "^momentum=.*optimizer='sgd'"),
         (dict(loss="softmax"), "^loss="),
     ]:

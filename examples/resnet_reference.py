@@ -1,0 +1,171 @@
+"""Does a ResNet-18 grok on the shapes-sum images under the reference recipe, on a CPU?
+
+The reference recipe (``preset="reference"``: the reference code's drawing, Adam with
+L2 weight decay 1e-4 coupled into the gradient, lr 1e-3, batch 200, 3660 training
+images, accuracy every 100 epochs) at a CPU size (32 px, width 16 by default; width 64
+is torchvision's own ResNet-18 and costs about 8x more per epoch), from two starts:
+
+* ``pretrain_epochs=0``: random initialisation;
+* ``pretrain_epochs=50``: the stand-in for the reference's ImageNet weights, 50 epochs
+  learning which shape sits in each cell of the training images before the sum task.
+
+Three seeds each, one run per core (``--workers``), resumable: rerunning continues
+every run, ``--epochs`` raised trains on. Each run's history has eval-mode accuracy,
+batch-statistics accuracy (``*_batch``), the training-mode ``epoch_acc`` and the
+pooled-feature MED. Per run the table gives the class of
+:func:`resnet_map.classify` (memorised, then a late jump of test accuracy = grokked),
+``memorised_at`` (eval-mode training accuracy >= 0.99), ``fit_at`` (training-mode
+``epoch_acc`` >= 0.99, the reference's measure), the jump, U-Acc and L-Acc, and whether
+the feature MED ratio moved half way before test accuracy did.
+
+    python examples/resnet_reference.py --workers 2 --epochs 3000     # the campaign (hours per run)
+    python examples/resnet_reference.py --snapshot                    # results from the runs as they stand
+    python examples/resnet_reference.py --report-only                 # tables and plots from results/
+    python examples/resnet_reference.py --quick                       # seconds: a smoke test
+
+Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
+``sweep.csv``, ``histories/<run>.csv``, ``summary.csv`` (medians over seeds per start)
+and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+import _common as c  # noqa: E402
+from grok_interp.measures import events  # noqa: E402
+from grok_interp.sweeps import grid, sweep  # noqa: E402
+from grok_interp.vision.train import PRESETS  # noqa: E402
+from resnet_map import classify, snapshot  # noqa: E402
+
+STUDY = "resnet_reference"
+_PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
+          "checkpoint_every": 250, "device": "cpu"}
+_QUICK = {**_PAPER, "image_size": 16, "width": 4, "subset": 300, "batch_size": 25, "epochs": 6, "eval_every": 2,
+          "checkpoint_every": 4}
+SCALES = {"library": {"paper": dict(base=_PAPER, pretrain=[0, 50]), "quick": dict(base=_QUICK, pretrain=[0, 2])}}
+HISTORY_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "epoch_acc",
+                   "train_acc_batch", "test_acc_batch", "feature_med_ratio"]
+
+
+def half_way(h: pd.DataFrame, col: str) -> int | None:
+    """First epoch where ``col`` has covered half its change from start to end."""
+    s = h[col].astype(float)
+    if s.isna().all() or s.iloc[-1] == s.iloc[0]:
+        return None
+    target = (s.iloc[0] + s.iloc[-1]) / 2
+    crossed = (s - target) * math.copysign(1, s.iloc[-1] - s.iloc[0]) >= 0
+    return int(h.loc[crossed.idxmax(), "step"]) if crossed.any() else None
+
+
+def describe(h: pd.DataFrame) -> dict:
+    """One run's numbers: the map's class and events, the training-mode fit, and whether
+    the feature MED ratio moved before test accuracy."""
+    out = classify(h)
+    ev = events(h)
+    out.update(u_acc=ev.u_acc, l_acc=ev.l_acc)
+    fit = h[h.get("epoch_acc", pd.Series(dtype=float)) >= 0.99] if "epoch_acc" in h else h.iloc[:0]
+    out["fit_at"] = int(fit["step"].iloc[0]) if len(fit) else None
+    med_at, acc_at = half_way(h, "feature_med_ratio"), half_way(h, "test_acc")
+    out["med_half_way_at"], out["test_acc_half_way_at"] = med_at, acc_at
+    out["med_moves_first"] = None if med_at is None or acc_at is None else med_at < acc_at
+    return out
+
+
+def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
+    (results / "histories").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for _, row in table.iterrows():
+        path = Path(row["path"]) / "history.csv"
+        if row["status"] == "failed" or not path.exists():
+            rows.append({})
+            continue
+        h = pd.read_csv(path)
+        h[[k for k in HISTORY_COLUMNS if k in h]].to_csv(results / "histories" / f"{row['run']}.csv", index=False,
+                                                         float_format="%.6g")
+        rows.append(describe(h))
+    extra = pd.DataFrame(rows).drop(columns=["memorised_at"], errors="ignore")
+    table = pd.concat([table.reset_index(drop=True), extra], axis=1).drop(columns=["path"], errors="ignore")
+    table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
+    return table
+
+
+def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
+    starts = sorted(table["pretrain_epochs"].unique())
+    fig, axes = plt.subplots(2, len(starts), figsize=(6 * len(starts), 7), squeeze=False, sharex=True)
+    styles = ["-", "--", ":"]
+    for j, start in enumerate(starts):
+        rows = table[table["pretrain_epochs"] == start].sort_values("seed")
+        for k, (_, r) in enumerate(rows.iterrows()):
+            h = hist(r["run"])
+            ls = styles[k % len(styles)]
+            axes[0][j].plot(h["step"], h["train_acc"], color="tab:blue", ls=ls, lw=1, label=f"train, seed {r['seed']}")
+            axes[0][j].plot(h["step"], h["test_acc"], color="tab:red", ls=ls, lw=1, label=f"test, seed {r['seed']}")
+            axes[1][j].plot(h["step"], h["feature_med_ratio"], color="tab:green", ls=ls, lw=1,
+                            label=f"seed {r['seed']}")
+        axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
+        axes[0][j].set_ylabel("accuracy (eval mode)")
+        axes[1][j].set_ylabel("feature MED ratio")
+        axes[1][j].set_xlabel("epoch")
+        for ax in axes[:, j]:
+            ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    return c.save(fig, path)
+
+
+def report(results: Path, title: str) -> pd.DataFrame:
+    table, hist = c.load(results)
+    cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
+            "best_test_acc", "late_train_acc", "late_test_acc", "med_half_way_at", "test_acc_half_way_at",
+            "med_moves_first"]
+    c.show(table, title, [k for k in cols if k in table])
+    summary = table.groupby("pretrain_epochs").agg(
+        runs=("run", "size"), final_epoch_median=("final_step", "median"),
+        grokked=("phase", lambda s: int((s == "grokked").sum())),
+        u_acc_median=("u_acc", "median"), l_acc_median=("l_acc", "median"),
+        best_test_acc_median=("best_test_acc", "median"), late_test_acc_median=("late_test_acc", "median"),
+    ).reset_index()
+    summary.to_csv(results / "summary.csv", index=False, float_format="%.6g")
+    c.show(summary, "per start (medians over seeds)")
+    curves(table, hist, results / "curves.png", title)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}", setups=("library",))
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
+    ap.add_argument("--snapshot", action="store_true", help="no training: results from the run directories as they stand")
+    ap.set_defaults(seeds="0,1,2", workers=1)
+    args = ap.parse_args(argv)
+    settings = c.scale(args, SCALES)
+    out = c.setup(args)
+    results = c.results_dir(args, STUDY, out)
+    base = dict(settings["base"])
+    if args.epochs is not None:
+        base["epochs"] = args.epochs
+    title = (f"ResNet-18 width {base['width']}, {base['image_size']} px reference images, Adam + L2 "
+             f"{base['weight_decay']:g}, batch {base['batch_size']}, up to {base['epochs']} epochs")
+    configs = c.with_seeds(grid(pretrain_epochs=settings["pretrain"]), args.seeds)
+    if args.snapshot:
+        results.mkdir(parents=True, exist_ok=True)
+        export(snapshot(configs, out), results)
+    elif not args.report_only:
+        torch.set_num_threads(1)
+        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
+                      progress=not args.quiet)
+        results.mkdir(parents=True, exist_ok=True)
+        export(table, results)
+    report(results, title)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""examples/resnet_reference.py: the campaign's per-run numbers on made-up histories, and
+the study at --quick scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from . import example
+
+
+@pytest.fixture(scope="module")
+def rref():
+    with example("resnet_reference") as module:
+        yield module
+
+
+def test_describe_a_made_up_grokking_history(rref):
+    n = 40
+    steps = np.arange(n) * 50
+    train = np.r_[np.linspace(0.1, 1.0, 5), np.ones(n - 5)]  # memorised at 200
+    test = np.r_[np.linspace(0.02, 0.3, 5), np.full(20, 0.3), np.full(n - 25, 0.97)]  # jump at 1250
+    med = np.r_[np.full(10, 0.9), np.linspace(0.9, 0.2, 10), np.full(n - 20, 0.2)]  # half way (0.55) at 750
+    epoch_acc = np.r_[np.linspace(0.2, 0.995, 4), np.ones(n - 4)]  # training mode fits first, at 150
+    d = rref.describe(pd.DataFrame({"step": steps, "train_acc": train, "test_acc": test, "feature_med_ratio": med,
+                                    "epoch_acc": epoch_acc}))
+    assert d["phase"] == "grokked" and d["jump_at"] == 1250 and d["fit_at"] == 150
+    assert d["u_acc"] == pytest.approx(0.97)
+    assert d["med_half_way_at"] == 750 and d["test_acc_half_way_at"] == 1250 and d["med_moves_first"] is True
+    assert rref.half_way(pd.DataFrame({"step": [0, 1], "x": [1.0, 1.0]}), "x") is None  # nothing moved
+
+
+@pytest.mark.slow
+def test_resnet_reference_quick(tmp_path, rref):
+    assert rref.main(["--quick", "--out", str(tmp_path), "--quiet"]) == 0
+    res = tmp_path / "library" / "results"
+    t = pd.read_csv(res / "sweep.csv")
+    assert len(t) == 6 and (t["status"] == "done").all()
+    assert sorted(set(t["pretrain_epochs"])) == [0, 2] and sorted(set(t["seed"])) == [0, 1, 2]
+    h = pd.read_csv(res / "histories" / f"{t['run'].iloc[0]}.csv")
+    assert {"epoch_acc", "train_acc_batch", "test_acc_batch", "feature_med_ratio"} <= set(h.columns)
+    s = pd.read_csv(res / "summary.csv")
+    assert s["runs"].tolist() == [3, 3]
+    assert (res / "curves.png").stat().st_size > 5000
