@@ -321,8 +321,8 @@ def symmetric(n: int) -> Group:
     perms = list(itertools.permutations(range(n)))
     index = {q: k for k, q in enumerate(perms)}
     table = [[index[tuple(g[h[x]] for x in range(n))] for h in perms] for g in perms]
-    swap = index[(1, 0, *range(2, n))]
-    cycle = index[(*range(1, n), 0)]
+    swap = index[tuple([1, 0] + list(range(2, n)))]
+    cycle = index[tuple(list(range(1, n)) + [0])]
     return Group(table, f"S{n}", generators=sorted({swap, cycle}), elements=perms)
 
 
@@ -393,7 +393,8 @@ def _name_irreps(G: Group, reps: list[tuple[np.ndarray, int]]) -> list[Irrep]:
         return np.trace(r, axis1=1, axis2=2)
 
     reps = sorted(reps, key=lambda re_: (re_[0].shape[1], tuple(-np.round(chi(re_[0]), 6))))
-    out, counts = [], {}
+    out: list[Irrep] = []
+    counts: dict[int, int] = {}
     for rho, e in reps:
         d = rho.shape[1]
         c = chi(rho)

@@ -371,7 +371,7 @@ def train_hooked(
         for key, value in (("p", p), ("op", op), ("offset", options.get("offset"))):
             if value is not None and value != mine[key]:
                 raise bad_value(key, value, f"conflicts with task= (which has {key}={mine[key]!r})")
-        p, op = task.p, mine["op"]
+        p, op = task.p, (task.op if callable(task.op) else task.op_name)
         options["offset"] = task.offset
     custom_op = callable(op)
     given = {k: v for k, v in (("p", p), ("op", op), ("split", split)) if v is not None}

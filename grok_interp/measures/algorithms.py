@@ -69,11 +69,12 @@ def gradient_symmetricity(model: nn.Module, task: Task | int, *, n_samples: int 
         leaf["e"] = act.detach().requires_grad_(True)
         return leaf["e"]
 
+    hooked: Any = model  # a HookedTransformer (checked above)
     was = model.training
     model.eval()
     try:
         with torch.enable_grad():
-            logits = model.run_with_hooks(tokens, fwd_hooks=[("hook_embed", grab)])[:, -1]
+            logits = hooked.run_with_hooks(tokens, fwd_hooks=[("hook_embed", grab)])[:, -1]
             out = logits[torch.arange(len(abc), device=device), abc[:, 2].to(device)].sum()
             (grad,) = torch.autograd.grad(out, leaf["e"])
     finally:
@@ -162,7 +163,8 @@ def set_attention_rate(model: nn.Module, rate: float) -> nn.Module:
         visible = torch.ones(q, k, device=pattern.device, dtype=pattern.dtype).tril(k - q)
         return rate * pattern + (1.0 - rate) * visible
 
-    for layer in range(model.cfg.n_layers):
-        model.add_hook(f"blocks.{layer}.attn.hook_pattern", hook, is_permanent=True)
-    model.attention_rate = rate  # type: ignore[attr-defined]
+    hooked: Any = model
+    for layer in range(hooked.cfg.n_layers):
+        hooked.add_hook(f"blocks.{layer}.attn.hook_pattern", hook, is_permanent=True)
+    hooked.attention_rate = rate
     return model

@@ -54,7 +54,7 @@ __all__ = ["LLCSettings", "LLCResult", "estimate_llc", "llc_available", "llc_col
 def llc_available() -> bool:
     """True when devinterp is installed."""
     try:
-        import devinterp.optim.sgmcmc  # noqa: F401, PLC0415
+        import devinterp.optim.sgmcmc  # type: ignore[import-untyped]  # noqa: F401, PLC0415
     except ImportError:
         return False
     return True
@@ -135,7 +135,7 @@ def estimate_llc(model: nn.Module, data: Any, settings: LLCSettings | None = Non
     """
     if not llc_available():
         raise bad_value("measure", "llc", "needs devinterp: pip install 'grok_interp[devinterp]'")
-    from devinterp.optim.sgmcmc import SGMCMC  # noqa: PLC0415 - optional dependency
+    from devinterp.optim.sgmcmc import SGMCMC  # type: ignore[import-untyped]  # noqa: PLC0415 - optional
 
     if settings is None:
         settings = LLCSettings(**options)
