@@ -439,7 +439,10 @@ class GroupTask(Task):
 
     A :class:`~grok_interp.tasks.Task` with ``p = |G|`` (not prime in general) and
     ``op = "group:<name>"``: tokens, offset, splits, training and run directories work
-    as for Z_p. Build one with :func:`group_task`.
+    as for Z_p. Build one with :func:`group_task`. ``Split.square``/``Split.strip``
+    cut by element *index*, which means something only for ``C_p`` (index = residue);
+    on other groups use :func:`word_ball_mask` (the group's SQUARE) or
+    :func:`subgroup_mask` (a subgroup's square, or with ``rows_only`` its STRIP).
     """
 
     group: Group | None = field(default=None, repr=False)
