@@ -6,8 +6,8 @@ tasks within minutes on one CPU core) trains with frac 0.8, AdamW (lr 1e-3, weig
 decay 1), checkpoints every 250 steps, and stops 500 steps after test accuracy 0.99.
 Over the checkpoints we measure ``cayley_med`` (MED along the group's generators; the
 paper's MED on C_p), ``weight_norm``, the irrep restricted and excluded loss over the
-final checkpoint's key irreps (held fixed) and the LLC (devinterp SGLD, 2 chains of 100
-draws); :func:`grok_interp.compare_measures` tells when each moved half way and whether
+final checkpoint's key irreps (held fixed) and the LLC (devinterp SGLD, 2 chains of 200
+burn-in steps and 400 draws, eps 1e-4, nbeta 15, gamma 100); :func:`grok_interp.compare_measures` tells when each moved half way and whether
 that was before test loss did.
 
 Writes ``results/groups/``: ``summary.csv`` (one row per task, seed and measure),
@@ -95,7 +95,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # devinterp's SGLD alias
-    settings = LLCSettings(num_chains=2, num_draws=100)
+    settings = LLCSettings(num_chains=2)  # 200 burn-in steps, 400 draws per chain
     rows = [study(name, seed, out, settings) for name in args.tasks for seed in args.seeds]
     summary = pd.concat(rows, ignore_index=True)
     summary.to_csv(out / "summary.csv", index=False)

@@ -381,9 +381,9 @@ def test_llc_estimate_diagnostics_and_recording(cyclic_run, tmp_path):
     pytest.importorskip("devinterp")
     import json
 
-    from grok_interp.measures.llc import LLCSettings, estimate_llc
+    from grok_interp.measures.llc import LLCSettings, estimate_llc, llc_columns
 
-    settings = LLCSettings(num_chains=2, num_draws=60, seed=3)
+    settings = LLCSettings(num_chains=2, num_draws=60, num_burnin=20, seed=3)
     before = {k: v.clone() for k, v in cyclic_run.model.state_dict().items()}
     r = estimate_llc(cyclic_run.model, cyclic_run, settings)
     assert all(torch.equal(before[k], v) for k, v in cyclic_run.model.state_dict().items())  # chains run on copies
@@ -397,8 +397,10 @@ def test_llc_estimate_diagnostics_and_recording(cyclic_run, tmp_path):
     assert saved["settings"]["num_draws"] == 60 and len(saved["trace"]) == 2
     # a sampler that is far too hot is flagged unstable (the estimate keeps climbing)
     hot = estimate_llc(cyclic_run.model, cyclic_run, LLCSettings(lr=3e-2, nbeta=2.0, localization=0.0, num_chains=1,
-                                                                 num_draws=60))
+                                                                 num_draws=60, num_burnin=0))
     assert not hot.stable
-    row = M.compute_measures(cyclic_run.model, cyclic_run.split, ["llc"])
+    small = LLCSettings(num_chains=1, num_draws=10, num_burnin=0)
+    row = llc_columns(cyclic_run.model, cyclic_run.split, small)  # what the "llc" measure records
     assert {"llc", "llc_std", "llc_stable", "llc_chain_spread"} <= set(row)
-    assert json.loads(row["llc_settings"])["nbeta"] == LLCSettings().nbeta
+    assert json.loads(row["llc_settings"]) == json.loads(json.dumps(small.__dict__))
+    assert "llc" in M.measure_names()
