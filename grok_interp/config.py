@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar
 from ._validate import (
     bad_value, check_choice, check_float, check_int, check_open_unit, check_prime, check_seed, did_you_mean,
 )
+from .groups import check_group_op, is_group_op
 from .tasks import SHUFFLES, SPLIT_KINDS, check_split_options
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "field_docs", "add_config_arguments"]
@@ -58,10 +59,13 @@ class DataConfig(_DictMixin):
     """The task and its split (see :mod:`grok_interp.tasks`).
 
     Args:
-        p: Prime modulus (>= 3).
+        p: Prime modulus (>= 3); for a group task, the group's order.
         op: Operation name (``add``, ``subtract``, ``multiply``, ``divide``,
-            ``square_sum``, ``a2_ab_b2``, ``a2_b2``, ``a3_b3``, ``a3_ab_b3``), or
-            ``custom:<name>`` for a run trained on a user callable.
+            ``square_sum``, ``a2_ab_b2``, ``a2_b2``, ``a3_b3``, ``a3_ab_b3``),
+            ``custom:<name>`` for a run trained on a user callable, or
+            ``group:<G>`` for a group's multiplication (``group:S4``, ``group:D10``,
+            ``group:C13``, ``group:table:<name>`` for a user's table; see
+            :mod:`grok_interp.groups`).
         offset: Operand offset d: operand b uses token ``b + d``.
         split: ``random``, ``square``, ``strip`` or ``mask`` (custom forced-test mask).
         frac: Training fraction in (0, 1): of valid pairs (random) or of ``p * p``.
@@ -88,7 +92,10 @@ class DataConfig(_DictMixin):
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"split": SPLIT_KINDS, "shuffle": SHUFFLES}
 
     def __post_init__(self) -> None:
-        check_prime("p", self.p)
+        if is_group_op(self.op):  # a group task: p is the group's order (grok_interp.groups)
+            check_group_op(self.op, self.p)
+        else:
+            check_prime("p", self.p)
         check_int("offset", self.offset, low=0)
         self._check_choices()
         self.frac = check_open_unit("frac", self.frac)

@@ -55,7 +55,8 @@ from .config import RunConfig
 from .training.forwards import fast_forward, fast_logits, fast_unsupported_reason, fast_weight_names
 from .models import weights
 from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
-from .tasks import Split, Task
+from .groups import build_task
+from .tasks import Split
 from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
 from .training.loop import columns_of_test, columns_of_train
 
@@ -91,7 +92,7 @@ def batch_key(config: RunConfig, mask: Tensor | None = None) -> tuple | None:
     m, d, t = config.model, config.data, config.train
     if fast_unsupported_reason(m) is not None or t.forward == "hooked" or d.op.startswith("custom:"):
         return None
-    task = Task(p=d.p, op=d.op, offset=d.offset)
+    task = build_task(d.p, d.op, d.offset)
     split = Split.from_config(task, d, mask=mask)
     return (
         d.p, d.offset, m.d_model, m.n_heads, m.d_head, m.d_mlp, m.act_fn,

@@ -29,6 +29,7 @@ from .store import CONFIG, DATA, MODEL, RunStore
 from .training.forwards import select_forward
 from .models import build_model, check_model_fits_task, load_weights, weights
 from .threads import batch_parts as machine_parts, resolve_threads, using_threads
+from .groups import build_task
 from .tasks import Split, Task
 from .trackers import trackers_for
 from .training import (
@@ -283,10 +284,7 @@ def read_task_split(path: str | os.PathLike, config: RunConfig) -> tuple[Task, S
     data = store.read_tensors(path / DATA)
     labels, train, forced = data["labels"], data["train_mask"].bool(), data["forced_test"].bool()
     d = config.data
-    if d.op.startswith("custom:"):
-        task = Task(p=d.p, op=d.op, offset=d.offset, labels_override=labels)
-    else:
-        task = Task(p=d.p, op=d.op, offset=d.offset)
+    task = build_task(d.p, d.op, d.offset, labels=labels)
     if not torch.equal(task.labels, labels):
         raise RunDirectoryError(f"run file {path / DATA}: labels disagree with op={d.op!r}")
     # the split config.json describes, drawn again, must be the one data.safetensors holds
@@ -324,6 +322,7 @@ def train_hooked(
     preset: str | None = None,
     threads: int | str | None = "auto",
     batch_parts: int | None = None,
+    task: Task | None = None,
     log_to: Any = None,
     log_every: float | None = None,
     **options: Any,
@@ -377,6 +376,10 @@ def train_hooked(
             a step (``benchmarks/split_cost.py``). The history's bits depend on it (like
             on the core count), so a run resumed with another value continues within
             float rounding of where it would have been, not bit for bit.
+        task: A :class:`~grok_interp.tasks.Task` to train on instead of ``p`` and
+            ``op``, e.g. a group task (:func:`grok_interp.groups.group_task`); its
+            ``p``, ``op`` and ``offset`` go into the config (a user's group table into
+            the run directory's labels).
         **options: Any field of :class:`DataConfig` (``frac``, ``offset``, ``k``, ``t``,
             ``data_seed``), :class:`ModelConfig` (``n_layers``, ``d_model``, ``init``,
             ``embed_init``, ``seed``, ``backend``, ...) or :class:`TrainConfig` (``steps``,
@@ -392,6 +395,15 @@ def train_hooked(
     """
     if batch_parts is not None:
         check_int("batch_parts", batch_parts, low=1)
+    if task is not None:
+        if not isinstance(task, Task):
+            raise bad_value("task", type(task).__name__, "must be a grok_interp.Task (e.g. grok_interp.groups.group_task('S4'))")
+        mine = {"p": task.p, "op": task.op if callable(task.op) else task.op_name, "offset": task.offset}
+        for key, value in (("p", p), ("op", op), ("offset", options.get("offset"))):
+            if value is not None and value != mine[key]:
+                raise bad_value(key, value, f"conflicts with task= (which has {key}={mine[key]!r})")
+        p, op = task.p, (task.op if callable(task.op) else task.op_name)
+        options["offset"] = task.offset
     custom_op = callable(op)
     given = {k: v for k, v in (("p", p), ("op", op), ("split", split)) if v is not None}
     if custom_op:
@@ -411,7 +423,7 @@ def train_hooked(
     try:
         s = prepare_run(
             config, op=op if custom_op else None, mask=mask, out=out, resume=resume, callbacks=callbacks,
-            record=record, forward=forward, fused_optimizer=True, trackers=trackers,
+            record=record, forward=forward, fused_optimizer=True, trackers=trackers, task=task,
         )
     except BaseException:
         _close_all(made)
@@ -550,6 +562,7 @@ def prepare_run(
     forward: Callable[..., torch.Tensor],
     fused_optimizer: bool = False,
     trackers: Iterable[Callback] = (),
+    task: Task | None = None,
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
@@ -562,7 +575,8 @@ def prepare_run(
     device = resolve_device(config.train.device)
     check_fits(config, device)
     d = config.data
-    task = Task(p=d.p, op=op if op is not None else d.op, offset=d.offset)
+    if task is None:
+        task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
     split = Split.from_config(task, d, mask)
     out_path = Path(out) if out is not None else None
     rs, resuming = store.open_out(out_path, resume) if out_path is not None else (None, False)

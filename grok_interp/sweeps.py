@@ -365,11 +365,12 @@ def _ceilings(split: Any, radii: Sequence[int]) -> dict[str, Any]:
 
 def _predicted_only(options: Mapping[str, Any], radii: Sequence[int]) -> dict[str, Any]:
     """Ceilings of a configuration that has no run directory (e.g. it failed early)."""
-    from .tasks import Split, Task
+    from .groups import build_task
+    from .tasks import Split
 
     try:
         d = _run_config(options).data
-        task = Task(p=d.p, op=d.op, offset=d.offset)
+        task = build_task(d.p, d.op, d.offset)
         return _ceilings(Split.from_config(task, d), radii)
     except Exception:  # noqa: BLE001 - the config itself is bad: its error is already in the row
         return {}

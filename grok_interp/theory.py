@@ -28,6 +28,16 @@ reach: a test input can only be answered if a training input of the same class l
 
 Torus distance: ``d((a, b), (a', b')) = min(|a - a'|, p - |a - a'|) + min(|b - b'|, p - |b - b'|)``.
 
+Group tasks (:mod:`grok_interp.groups`): class coverage and the coverage ceiling need
+only the labels and hold as they are. The distance-based ceilings use the group's word
+metric ``d(a, a') + d(b, b')`` with ``d(g, h) = |g^-1 h|`` (Cayley graph of the group's
+generators), which is the torus distance on ``C_p``; whether "nearby in the Cayley graph"
+is what lets a model copy an answer on a non-abelian group is Gu et al.'s argument
+carried over, not tested. ``alpha_bound`` holds for any ``n x n`` grid (``p = |G|``). The
+named symmetry maps ``negate*`` are maps of Z_p and are refused on other groups;
+``transpose`` applies, but on a non-abelian group ``b a != a b`` for most pairs, so it
+rarely counts.
+
 Example:
     >>> from grok_interp import Task, Split
     >>> task = Task(p=5, op="add")
@@ -51,6 +61,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ._validate import bad_value, check_int
+from .groups import GroupTask
 from .tasks import Split, Task
 
 __all__ = [
@@ -162,6 +173,22 @@ def torus_distance(x: Int[Tensor, "n 2"], y: Int[Tensor, "m 2"], p: int) -> Int[
     return torch.minimum(diff, p - diff).sum(-1)
 
 
+def _pair_distance(task: Task) -> Callable[[Tensor, Tensor], Tensor]:
+    """The grid's metric: torus Manhattan on ``Z_p x Z_p``; on a group task the
+    word metric ``d(a, a') + d(b, b')``, ``d(g, h) = |g^-1 h|`` in the group's generators
+    (equal to the torus distance on ``C_p`` with generator 1)."""
+    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+        D = task.group.distance  # type: ignore[union-attr]
+        return lambda x, y: D[x[:, None, 0], y[None, :, 0]] + D[x[:, None, 1], y[None, :, 1]]
+    return lambda x, y: torus_distance(x, y, task.p)
+
+
+def _diameter(task: Task) -> int:
+    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+        return 2 * int(task.group.word_length.max())  # type: ignore[union-attr]
+    return 2 * (task.p // 2)
+
+
 def nearest_train_distance(split: Split) -> Float[Tensor, "p p"]:
     """Torus-Manhattan distance from each test pair to its nearest same-class training pair.
 
@@ -177,6 +204,7 @@ def nearest_train_distance(split: Split) -> Float[Tensor, "p p"]:
         raise bad_value("split", type(split).__name__, "must be a grok_interp.Split (the distance lives on Z_p x Z_p)")
     p = split.task.p
     labels = split.task.labels
+    dist = _pair_distance(split.task)
     out = torch.full((p, p), float("nan"))
     test, train = split.test_mask, split.train_mask
     out[test] = float("inf")
@@ -186,7 +214,7 @@ def nearest_train_distance(split: Split) -> Float[Tensor, "p p"]:
             continue
         te = (test & (labels == c)).nonzero()
         rows = max(1, _CHUNK // max(1, len(tr)))
-        best = torch.cat([torus_distance(te[i : i + rows], tr, p).min(1).values for i in range(0, len(te), rows)])
+        best = torch.cat([dist(te[i : i + rows], tr).min(1).values for i in range(0, len(te), rows)])
         out[te[:, 0], te[:, 1]] = best.to(out.dtype)
     return out
 
@@ -208,7 +236,7 @@ def ceiling_curve(split: Split, radii: Iterable[int] | None = None) -> pd.DataFr
     """
     dist = nearest_train_distance(split)
     d = dist[split.test_mask]
-    diameter = 2 * (split.task.p // 2)
+    diameter = _diameter(split.task)
     radii = list(range(diameter + 1)) if radii is None else [check_int("radius", int(r), low=0) for r in radii]
     n_within = [int((d <= r).sum()) for r in radii]
     n_test = len(d)
@@ -267,6 +295,9 @@ def symmetry_covered(split: Split, maps: Maps = ("transpose",)) -> Bool[Tensor, 
             a2, b2 = a2.clamp(max=p - 1), b2.clamp(min=0)
             hit |= inside & split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])
             continue
+        if isinstance(m, str) and m.startswith("negate") and isinstance(split.task, GroupTask) \
+                and not split.task.group.is_cyclic_standard:  # type: ignore[union-attr]
+            raise bad_value("maps", m, "negates residues mod p: a Z_p map, meaningless on a non-cyclic group's indices")
         if isinstance(m, str):
             if m not in SYMMETRIES:
                 raise bad_value("maps", m, "must be a callable or one of " + ", ".join(map(repr, [*SYMMETRIES, "token_transpose"])))
@@ -309,13 +340,14 @@ def covered_per_point(task: Task, radius: int) -> float:
         radius: Torus Manhattan radius ``r >= 0``.
     """
     check_int("radius", radius, low=0)
-    p, labels = task.p, task.labels
+    labels = task.labels
+    dist = _pair_distance(task)
     total = 0
     for c in torch.unique(labels[task.valid]).tolist():
         pairs = (labels == c).nonzero()
         rows = max(1, _CHUNK // len(pairs))
         for i in range(0, len(pairs), rows):
-            total += int((torus_distance(pairs[i : i + rows], pairs, p) <= radius).sum())
+            total += int((dist(pairs[i : i + rows], pairs) <= radius).sum())
     return total / int(task.valid.sum())
 
 

@@ -22,7 +22,7 @@ def add_measure_parser(sub: Any) -> None:
     p.add_argument("run_dir", help="a run directory written by grok-interp train")
     p.add_argument(
         "--measures", nargs="+", default=["default", "fourier"],
-        help="measure names or aliases: default, fourier, " + ", ".join(measure_names()),
+        help="measure names or aliases: default, fourier, representations, " + ", ".join(measure_names()),
     )
     p.add_argument(
         "--key-freqs-from", default="final",

@@ -70,6 +70,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
+from ..groups import check_fourier_task
 from ..models import MLPBaseline
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
@@ -290,6 +291,7 @@ def _tl_demo_logits(probe: Probe, key_freqs: list[int], mode: str) -> Tensor:
 
 
 def _resolve(model: Any, task: Task, key_freqs: Iterable[int] | None, hooks: Iterable[str] = ()) -> tuple[Probe, list[int]]:
+    check_fourier_task(task, "the restricted/excluded loss over frequencies")
     probe = probe_of(model, fits(model, task), hooks)
     if key_freqs is None:
         key_freqs = key_frequencies(probe, task)

@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
+from ..groups import check_fourier_task
 from ..tasks import Task
 from ._probe import Probe, as_task, canonical, embedding_matrix, neuron_hook, probe_of
 
@@ -129,6 +130,7 @@ def embedding_fourier_norms(
         ``((p-1)//2,)`` tensor; entry ``i`` is frequency ``k = i + 1``.
     """
     task = as_task(task, model)
+    check_fourier_task(task, "embedding_fourier_norms")
     check_choice("operand", operand, ("a", "b", "both"))
     W = embedding_matrix(model).detach().double()
     ops = ("a", "b") if (operand == "both" and task.offset) else (("a",) if operand == "both" else (operand,))
@@ -203,6 +205,7 @@ def fourier_gini(model: nn.Module | dict[str, Tensor], task: Task | int, *, norm
     """
     check_choice("norms", norms, ("frequency", "component"))
     task = as_task(task, model)
+    check_fourier_task(task, "fourier_gini")
     w = canonical(model)
     wl = fourier_transform_1d(neuron_logit_map(w).detach().double(), dim=1).T  # (p, d_mlp): rows = basis
     if norms == "frequency":
@@ -258,6 +261,7 @@ def neuron_frequency_clusters(
         ``variance`` (the neuron's activation variance over the grid).
     """
     task = as_task(task, model)
+    check_fourier_task(task, "neuron_frequency_clusters")
     hook = hook or neuron_hook(model.model if isinstance(model, Probe) else model)
     acts = probe_of(model, task, [hook]).act(hook)
     return frequency_clusters_of(acts, task.p, threshold)
@@ -297,6 +301,7 @@ def key_frequencies(
         Sorted list of frequencies ``k`` in ``1..(p-1)/2``.
     """
     task = as_task(task, model)
+    check_fourier_task(task, "key_frequencies")
     check_choice("rule", rule, ("neurons", "embedding"))
     if rule == "embedding":
         m = model.model if isinstance(model, Probe) else model

@@ -35,11 +35,20 @@ name                          columns                                           
 ``logit_cosine``              ``logit_cosine``                                       yes
 ``stability``                 ``sc_fraction``, ``zero_grad_fraction``,               train
                               ``nlm_cosine``, ``logit_scale`` (Prieto et al.)        pairs
+``key_irreps``                ``key_irreps`` (e.g. ``"3a 3b"``; group tasks)         yes
+``irrep_restricted_loss``     the paper's restricted loss over the key irreps        yes
+``irrep_excluded_loss``       the paper's excluded loss over the key irreps          yes
+``cayley_med``                ``cayley_med`` (MED along the group's generators)      no
+``llc``                       ``llc``, ``llc_std``, ``llc_stable``,                  SGLD
+                              ``llc_chain_spread``, ``llc_settings`` (needs          chains
+                              devinterp; :mod:`grok_interp.measures.llc`)
 ============================  =====================================================  =========
 
 Aliases: ``"default"`` = the cheap ``med``, ``weight_norm``, ``uniformity``;
 ``"fourier"`` = ``key_freqs``, ``restricted_loss``, ``excluded_loss``, ``gini``,
-``logit_cosine``. A callable ``f(model, task) -> float | dict`` is also a measure
+``logit_cosine``; ``"representations"`` = ``cayley_med``, ``weight_norm``, ``key_irreps``,
+``irrep_restricted_loss``, ``irrep_excluded_loss`` (group tasks, or ``add``; over
+checkpoints the final checkpoint's key irreps are held fixed). A callable ``f(model, task) -> float | dict`` is also a measure
 (column: its ``__name__``, or the dict's keys). Measures that need a forward share one
 ``run_with_cache`` over the ``p x p`` grid per evaluation.
 
@@ -60,22 +69,26 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value, check_choice
+from ..groups import GroupTask
 from ..protocols import TaskRun, as_task_run, as_task_split
 from ..tasks import Split, Task
 from ._probe import Probe, fits, neuron_hook
 from .circuits import excluded_loss, logit_cosine_similarity, restricted_loss, trig_loss, weight_norm
 from .fourier import fourier_gini, key_frequencies
+from .llc import llc_columns
+from .representations import cayley_med, irrep_excluded_loss, irrep_restricted_loss, key_irreps
 from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
 __all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "MeasureContext", "MeasureSpec", "register_measure", "unregister_measure", "measure_names",
-           "plot_columns", "DEFAULT_MEASURES", "FOURIER_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+           "plot_columns", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEASURES = ("med", "weight_norm", "uniformity")
 FOURIER_MEASURES = ("key_freqs", "restricted_loss", "excluded_loss", "gini", "logit_cosine")
-_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES}
+REPRESENTATION_MEASURES = ("cayley_med", "weight_norm", "key_irreps", "irrep_restricted_loss", "irrep_excluded_loss")
+_ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "representations": REPRESENTATION_MEASURES}
 
 
 @dataclass
@@ -89,6 +102,8 @@ class MeasureContext:
         key_freqs: Fixed key frequencies, or None (then :meth:`freqs` computes the
             model's own by ``key_rule``).
         key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+        key_irreps: Fixed key irreps of a group task, or None (then :meth:`irreps`
+            computes the model's own, :func:`grok_interp.measures.representations.key_irreps`).
 
     ``probe`` is one cached forward over the ``p x p`` grid shared by every measure of
     this evaluation (``probe.logits()``, ``probe.act(hook_name)``).
@@ -100,6 +115,7 @@ class MeasureContext:
     key_freqs: list[int] | None = None
     key_rule: str = "neurons"
     _probe: Probe | None = field(default=None, repr=False)
+    key_irreps: list[str] | None = None
 
     @property
     def probe(self) -> Probe:
@@ -113,6 +129,12 @@ class MeasureContext:
         if self.key_freqs is None:
             self.key_freqs = key_frequencies(self.probe, self.task, self.key_rule)
         return self.key_freqs
+
+    def irreps(self) -> list[str]:
+        """The key irreps the representation measures use at this evaluation."""
+        if self.key_irreps is None:
+            self.key_irreps = key_irreps(self.probe, self.task, self.key_rule)
+        return self.key_irreps
 
     @property
     def data(self) -> Any:
@@ -256,6 +278,12 @@ for _kind in ("restricted", "excluded"):
         _one(f"{_kind}_loss_{_suffix}", _losses(_kind, _variant, f"{_kind}_loss_{_suffix}"))
 _one("stability", lambda c: stability(c.model, c.data), ["sc_fraction", "zero_grad_fraction", "nlm_cosine",
                                                          "logit_scale"])
+# Groups (grok_interp.measures.representations) and the LLC (grok_interp.measures.llc).
+_one("cayley_med", lambda c: cayley_med(c.model, c.task))
+_one("key_irreps", lambda c: {"key_irreps": " ".join(c.irreps())}, ["key_irreps"])
+_one("irrep_restricted_loss", lambda c: irrep_restricted_loss(c.probe, c.data, c.irreps()))
+_one("irrep_excluded_loss", lambda c: irrep_excluded_loss(c.probe, c.data, c.irreps(), pairs=_pairs(c)))
+_one("llc", lambda c: llc_columns(c.model, c.data), ["llc", "llc_std", "llc_stable", "llc_chain_spread"])
 
 #: The built-in measure names (:func:`measure_names` includes those registered since).
 MEASURE_NAMES: tuple[str, ...] = measure_names()
@@ -303,6 +331,7 @@ def compute_measures(
     *,
     key_freqs: Sequence[int] | None = None,
     key_rule: str = "neurons",
+    key_irreps_fixed: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate named measures on one model; one shared forward for those that need it.
 
@@ -314,6 +343,8 @@ def compute_measures(
         key_freqs: Key frequencies for the circuit measures (default: the model's own,
             by ``key_rule``).
         key_rule: ``neurons`` or ``embedding`` (see :func:`key_frequencies`).
+        key_irreps_fixed: Key irreps for the irrep losses (default: the model's own, by
+            ``key_rule``; see :func:`grok_interp.measures.representations.key_irreps`).
 
     Returns:
         ``{column: value}``.
@@ -321,7 +352,8 @@ def compute_measures(
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
     task, split = as_task_split(data, "data")
     fits(model, task)
-    ctx = MeasureContext(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule)
+    ctx = MeasureContext(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule,
+                         key_irreps=list(key_irreps_fixed) if key_irreps_fixed is not None else None)
     row: dict[str, Any] = {}
     for m in _expand(measures):
         row.update(_run(m, ctx) if isinstance(m, str) else _call(m, ctx))
@@ -415,20 +447,27 @@ def measure_checkpoints(
         ref, fixed = key_freqs_from, None
     else:
         ref, fixed = None, sorted(int(k) for k in key_freqs_from)
+    irreps_fixed: list[str] | None = None
     if ref is not None:
         load_weights(model, run.weights_at(ref))
-        fixed = key_frequencies(model, run.task, key_rule)
-        log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
+        if isinstance(run.task, GroupTask) or run.task.op == "add":  # the irrep measures' fixed set
+            irreps_fixed = key_irreps(model, run.task, key_rule)
+            log.info("key irreps (%s rule) at step %d: %s", key_rule, ref, irreps_fixed)
+        if not (isinstance(run.task, GroupTask) and not run.task.group.is_cyclic_standard):  # type: ignore[union-attr]
+            fixed = key_frequencies(model, run.task, key_rule)  # (Z_p frequencies mean nothing on other groups)
+            log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
 
     rows = []
     for step in tqdm(steps, disable=not progress, desc="measures", unit="ckpt"):
         load_weights(model, run.weights_at(step))
         row = {"step": step}
-        row.update(compute_measures(model, run.split, names, key_freqs=fixed, key_rule=key_rule))
+        row.update(compute_measures(model, run.split, names, key_freqs=fixed, key_rule=key_rule,
+                                    key_irreps_fixed=irreps_fixed))
         rows.append(row)
     df = pd.DataFrame(rows)
     hist_cols = [c for c in ("step", "train_loss", "test_loss", "train_acc", "test_acc") if c in run.history.columns]
     df = df.merge(run.history[hist_cols], on="step", how="left")
     df.attrs["key_freqs"] = fixed
+    df.attrs["key_irreps"] = irreps_fixed
     df.attrs["key_rule"] = key_rule
     return df
