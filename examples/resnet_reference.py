@@ -52,8 +52,12 @@ _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000,
 _QUICK = {**_PAPER, "image_size": 16, "width": 4, "subset": 300, "batch_size": 25, "epochs": 6, "eval_every": 2,
           "checkpoint_every": 4}
 SCALES = {"library": {"paper": dict(base=_PAPER, pretrain=[0, 50]), "quick": dict(base=_QUICK, pretrain=[0, 2])}}
+#: The columns kept in ``results/``. The batch-statistics columns (``*_batch``) are left
+#: out until the runs are evaluated with the shuffled batches of grok_interp 0.2's
+#: ``evaluate``: the first campaign rows took them over batches in dataset order, whose
+#: statistics are biased (neighbouring images share shapes).
 HISTORY_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "epoch_acc",
-                   "train_acc_batch", "test_acc_batch", "feature_med_ratio"]
+                   "feature_med_ratio"]
 
 
 def half_way(h: pd.DataFrame, col: str) -> int | None:
@@ -100,7 +104,7 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
 
 def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
     starts = sorted(table["pretrain_epochs"].unique())
-    fig, axes = plt.subplots(2, len(starts), figsize=(6 * len(starts), 7), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(3, len(starts), figsize=(6 * len(starts), 9.5), squeeze=False, sharex=True)
     styles = ["-", "--", ":"]
     for j, start in enumerate(starts):
         rows = table[table["pretrain_epochs"] == start].sort_values("seed")
@@ -109,12 +113,19 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
             ls = styles[k % len(styles)]
             axes[0][j].plot(h["step"], h["train_acc"], color="tab:blue", ls=ls, lw=1, label=f"train, seed {r['seed']}")
             axes[0][j].plot(h["step"], h["test_acc"], color="tab:red", ls=ls, lw=1, label=f"test, seed {r['seed']}")
-            axes[1][j].plot(h["step"], h["feature_med_ratio"], color="tab:green", ls=ls, lw=1,
+            if "epoch_acc" in h:  # training mode, the epoch's own mini-batches: the reference's accuracy
+                axes[1][j].plot(h["step"], h["epoch_acc"], color="tab:blue", ls=ls, lw=1,
+                                label=f"train (training mode), seed {r['seed']}")
+            if "test_acc_batch" in h:  # BatchNorm with batch statistics: steadier than eval mode
+                axes[1][j].plot(h["step"], h["test_acc_batch"], color="tab:red", ls=ls, lw=1,
+                                label=f"test (batch statistics), seed {r['seed']}")
+            axes[2][j].plot(h["step"], h["feature_med_ratio"], color="tab:green", ls=ls, lw=1,
                             label=f"seed {r['seed']}")
         axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
         axes[0][j].set_ylabel("accuracy (eval mode)")
-        axes[1][j].set_ylabel("feature MED ratio")
-        axes[1][j].set_xlabel("epoch")
+        axes[1][j].set_ylabel("accuracy (BatchNorm in training mode)")
+        axes[2][j].set_ylabel("feature MED ratio")
+        axes[2][j].set_xlabel("epoch")
         for ax in axes[:, j]:
             ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=10)

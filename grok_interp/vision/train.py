@@ -124,8 +124,9 @@ class ResNetConfig:
         batch_stats_eval: Also evaluate with BatchNorm in training mode (batch
             statistics; the running statistics are left unchanged): columns
             ``train_acc_batch``, ``test_acc_batch``, ``train_loss_batch``,
-            ``test_loss_batch``. The reference reports training accuracy in training mode;
-            eval-mode accuracy swings while the running statistics lag shrinking weights.
+            ``test_loss_batch``, over batches in a fixed random order. The reference reports
+            training accuracy in training mode; eval-mode accuracy swings while the running
+            statistics lag shrinking weights.
     """
 
     image_size: int = 224
@@ -268,13 +269,18 @@ def evaluate(
 
 def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int, autocast: bool,
           train_mode: bool) -> dict[str, float]:
-    """One pass over every image, BatchNorm in evaluation (or training) mode."""
+    """One pass over every image, BatchNorm in evaluation (or training) mode. In training
+    mode each batch is normalised by its own statistics, so the batches are a fixed
+    random order (seeded), like training mini-batches: consecutive images share shapes,
+    and batches in dataset order would have biased statistics."""
     model.train(train_mode)
     device = next(model.parameters()).device
     labels = dataset.labels
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)) if train_mode else torch.arange(n)
     losses, correct, pooled = [], [], []
-    for start in range(0, len(dataset), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(dataset)))
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
         with _autocast(device, autocast):
             logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
         logits, feats = logits.float(), feats.float()
@@ -282,7 +288,8 @@ def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch
         losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         correct.append((logits.argmax(-1) == y).cpu())
         pooled.append(feats.cpu())
-    loss, hit = torch.cat(losses), torch.cat(correct).float()
+    back = torch.argsort(order)  # per-sample values back in dataset order
+    loss, hit = torch.cat(losses)[back], torch.cat(correct).float()[back]
     tr, te = split.train_mask, split.test_mask
     row = {
         "train_loss": float(loss[tr].mean()),

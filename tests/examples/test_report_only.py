@@ -52,6 +52,7 @@ STUDIES = [
     ("resnet_map", [], "resnet_map/library"),
     ("resnet_map", ["--weight-decays", "0.3", "--init-scales", "3", "10", "--epochs", "1000"],
      "resnet_map/library-wd0.3-1000"),
+    ("resnet_reference", [], "resnet_reference/library"),
 ]
 
 pytestmark = pytest.mark.slow

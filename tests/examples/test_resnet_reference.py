@@ -39,7 +39,7 @@ def test_resnet_reference_quick(tmp_path, rref):
     assert len(t) == 6 and (t["status"] == "done").all()
     assert sorted(set(t["pretrain_epochs"])) == [0, 2] and sorted(set(t["seed"])) == [0, 1, 2]
     h = pd.read_csv(res / "histories" / f"{t['run'].iloc[0]}.csv")
-    assert {"epoch_acc", "train_acc_batch", "test_acc_batch", "feature_med_ratio"} <= set(h.columns)
+    assert {"epoch_acc", "train_acc", "test_acc", "feature_med_ratio"} <= set(h.columns)
     s = pd.read_csv(res / "summary.csv")
     assert s["runs"].tolist() == [3, 3]
     assert (res / "curves.png").stat().st_size > 5000
