@@ -23,13 +23,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from .._validate import bad_value
+from .._validate import bad_value, check_choice
 from .. import protocols
 from ..models import MLPBaseline, check_model_fits_task, weights
 from ..tasks import Task
 from ..training.forwards import fast_forward, mlp_fast_forward
 
-__all__ = ["as_task", "fits", "canonical", "embedding_matrix", "Probe", "neuron_hook", "grid_pairs"]
+__all__ = ["as_task", "fits", "canonical", "embedding_matrix", "Probe", "neuron_hook", "grid_pairs", "pair_mask"]
 
 
 def as_task(task: Task | int, model: Any = None) -> Task:
@@ -66,6 +66,17 @@ def embedding_matrix(x: nn.Module | dict[str, Tensor] | Tensor) -> Float[Tensor,
     if "embed.W_E" not in w:
         raise bad_value("weights", sorted(w)[:5], "have no 'embed.W_E'")
     return w["embed.W_E"]
+
+
+def pair_mask(task: Task, split: Any, pairs: str) -> Tensor:
+    """``(p*p,)`` bool over the grid: ``all`` valid pairs, or the split's ``train`` or
+    ``test`` pairs (those two need a :class:`~grok_interp.Split`)."""
+    check_choice("pairs", pairs, ("all", "train", "test"))
+    if pairs == "all":
+        return task.valid.reshape(-1)
+    if split is None:
+        raise bad_value("pairs", pairs, "needs a Split (or a run) as data, not a bare Task; or use pairs='all'")
+    return (split.train_mask if pairs == "train" else split.test_mask).reshape(-1)
 
 
 def grid_pairs(p: int) -> Int[Tensor, "p_sq 2"]:

@@ -74,7 +74,7 @@ from ..groups import check_fourier_task
 from ..models import MLPBaseline
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, canonical, fits, neuron_hook, probe_of
+from ._probe import Probe, canonical, fits, neuron_hook, pair_mask, probe_of
 from .fourier import basis64, key_frequencies
 
 __all__ = [
@@ -95,15 +95,6 @@ _DEFAULT_PAIRS = {
     "restricted": {"paper": "all", "difference_projection": "all", "tl_demo": "test", "neuron_projection": "all"},
     "excluded": dict.fromkeys(VARIANTS, "train"),
 }
-
-
-def _pair_mask(task: Task, split: Split | None, pairs: str) -> Tensor:
-    check_choice("pairs", pairs, ("all", "train", "test"))
-    if pairs == "all":
-        return task.valid.reshape(-1)
-    if split is None:
-        raise bad_value("pairs", pairs, "needs a Split (or a run) as data, not a bare Task; or use pairs='all'")
-    return (split.train_mask if pairs == "train" else split.test_mask).reshape(-1)
 
 
 def _freq_rows(p: int, freqs: Iterable[int], parts: str = "cos+sin") -> list[int]:
@@ -384,7 +375,7 @@ def restricted_loss(
     """
     _check_variant(variant, level)
     task, split = as_task_split(data, "data")
-    mask = _pair_mask(task, split, pairs or _DEFAULT_PAIRS["restricted"][variant])
+    mask = pair_mask(task, split, pairs or _DEFAULT_PAIRS["restricted"][variant])
     probe, freqs = _resolve(model, task, key_freqs)
     logits, r = _restricted_logits(probe, freqs, variant)
     sel = mask[probe.valid]
@@ -432,7 +423,7 @@ def excluded_loss(
     """
     _check_variant(variant, level)
     task, split = as_task_split(data, "data")
-    mask = _pair_mask(task, split, pairs or _DEFAULT_PAIRS["excluded"][variant])
+    mask = pair_mask(task, split, pairs or _DEFAULT_PAIRS["excluded"][variant])
     probe, freqs = _resolve(model, task, key_freqs)
     sel = mask[probe.valid]
     groups = [[k] for k in freqs] if per_frequency else [freqs]

@@ -46,7 +46,7 @@ from .._validate import bad_value, check_choice
 from ..groups import Group, group_of
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
-from ._probe import Probe, as_task, embedding_matrix, neuron_hook, probe_of, fits
+from ._probe import Probe, as_task, embedding_matrix, fits, neuron_hook, pair_mask, probe_of
 
 __all__ = [
     "irrep_basis",
@@ -206,15 +206,6 @@ def irrep_directions(task: Task, irreps: Iterable[str | int], device: Any = None
     return B[r.to(B.device)] / math.sqrt(G.order)
 
 
-def _pair_mask(task: Task, split: Split | None, pairs: str) -> Tensor:
-    check_choice("pairs", pairs, ("all", "train", "test"))
-    if pairs == "all":
-        return task.valid.reshape(-1)
-    if split is None:
-        raise bad_value("pairs", pairs, "needs a Split (or a run) as data, not a bare Task; or use pairs='all'")
-    return (split.train_mask if pairs == "train" else split.test_mask).reshape(-1)
-
-
 def _setup(model: Any, data: Any, irreps: Iterable[str | int] | None) -> tuple[Task, Split | None, Tensor, Tensor, Tensor]:
     task, split = as_task_split(data, "data")
     probe = probe_of(model, fits(model, task))
@@ -240,7 +231,7 @@ def irrep_restricted_loss(model: nn.Module | Probe, data: TaskRun | Split | Task
     ``restricted_loss(model, task, [k, ...])``. ``irreps=None``: :func:`key_irreps`.
     """
     task, split, L, R, r = _setup(model, data, irreps)
-    sel = _pair_mask(task, split, pairs)
+    sel = pair_mask(task, split, pairs)
     return _ce((R + (L - R).mean(0, keepdim=True))[sel], r[sel])
 
 
@@ -250,7 +241,7 @@ def irrep_excluded_loss(model: nn.Module | Probe, data: TaskRun | Split | Task, 
     """The paper's excluded loss over irreps: ``CE(L - R, r)`` on the training pairs
     (``R`` as in :func:`irrep_restricted_loss`); ``per_irrep`` removes one at a time."""
     task, split = as_task_split(data, "data")
-    sel = _pair_mask(task, split, pairs)
+    sel = pair_mask(task, split, pairs)
     if irreps is None:
         irreps = key_irreps(model, task)
     names = _names(group_of(task), irreps)
