@@ -55,7 +55,7 @@ def gradient_symmetricity(model: nn.Module, task: Task | int, *, n_samples: int 
     task = as_task(task, model)
     _add_task(task, "gradient_symmetricity")
     check_int("n_samples", n_samples, low=1)
-    if not hasattr(model, "run_with_hooks"):
+    if not callable(getattr(model, "run_with_hooks", None)):
         raise bad_value("model", type(model).__name__, "must be a hooked transformer (it reads hook_embed)")
     p = task.p
     triples = [(a, b, c) for a in range(p) for b in range(p) for c in range(p)]
@@ -155,7 +155,7 @@ def set_attention_rate(model: nn.Module, rate: float) -> nn.Module:
     train such a model with ``forward="hooked"`` semantics (its own ``model(tokens)``).
     """
     rate = check_float("rate", rate, low=0.0, high=1.0)
-    if not hasattr(model, "add_hook") or not hasattr(model, "cfg"):
+    if not callable(getattr(model, "add_hook", None)) or getattr(model, "cfg", None) is None:
         raise bad_value("model", type(model).__name__, "must be a hooked transformer")
 
     def hook(pattern: Tensor, hook: Any) -> Tensor:
