@@ -288,6 +288,23 @@ def report(results: Path, title: str) -> pd.DataFrame:
     return table
 
 
+def train_or_snapshot(args, configs: list[dict], out: Path, base: dict, results: Path, export_fn) -> None:
+    """Train the configurations (one thread per run) or, with ``--snapshot``, read their
+    run directories as they stand, and export the table to ``results`` with
+    ``export_fn(table, results)``; nothing with ``--report-only``. Shared by the ResNet
+    studies (this map and ``resnet_reference.py``)."""
+    if args.report_only and not args.snapshot:
+        return
+    if args.snapshot:
+        table = snapshot(configs, out)
+    else:
+        torch.set_num_threads(1)
+        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
+                      progress=not args.quiet)
+    results.mkdir(parents=True, exist_ok=True)
+    export_fn(table, results)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}")
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
@@ -310,15 +327,7 @@ def main(argv: list[str] | None = None) -> int:
              f"AdamW lr {b['lr']:g}, {b['epochs']} epochs")
     configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
                                 init_scale=args.init_scales or settings["init_scale"]), args.seeds)
-    if args.snapshot:
-        results.mkdir(parents=True, exist_ok=True)
-        export(snapshot(configs, out), results)
-    elif not args.report_only:
-        torch.set_num_threads(1)
-        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
-                      progress=not args.quiet)
-        results.mkdir(parents=True, exist_ok=True)
-        export(table, results)
+    train_or_snapshot(args, configs, out, base, results, export)
     report(results, title)
     timer.done(results)
     return 0

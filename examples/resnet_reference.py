@@ -38,13 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 import _common as c  # noqa: E402
 from grok_interp.measures import events  # noqa: E402
-from grok_interp.sweeps import grid, sweep  # noqa: E402
+from grok_interp.sweeps import grid  # noqa: E402
 from grok_interp.vision.train import PRESETS  # noqa: E402
-from resnet_map import classify, snapshot  # noqa: E402
+from resnet_map import classify, train_or_snapshot  # noqa: E402
 
 STUDY = "resnet_reference"
 _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
@@ -165,15 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"ResNet-18 width {base['width']}, {base['image_size']} px reference images, Adam + L2 "
              f"{base['weight_decay']:g}, batch {base['batch_size']}, up to {base['epochs']} epochs")
     configs = c.with_seeds(grid(pretrain_epochs=settings["pretrain"]), args.seeds)
-    if args.snapshot:
-        results.mkdir(parents=True, exist_ok=True)
-        export(snapshot(configs, out), results)
-    elif not args.report_only:
-        torch.set_num_threads(1)
-        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
-                      progress=not args.quiet)
-        results.mkdir(parents=True, exist_ok=True)
-        export(table, results)
+    train_or_snapshot(args, configs, out, base, results, export)
     report(results, title)
     return 0
 
