@@ -502,12 +502,19 @@ def group_of(task: Task) -> Group:
     raise bad_value("task", f"op={task.op_name!r}", "is not a group multiplication (use a GroupTask, or op='add')")
 
 
+def check_cyclic_order(task: Task, what: str, instead: str) -> None:
+    """Refuse a group task whose element ``i`` is not the residue ``i`` (``D_n``, ``S_n``,
+    ...) for a measure that reads that order (``what``), naming what to use ``instead``."""
+    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+        raise bad_value("task", task.op_name, f"{what}; the elements of a non-cyclic group have no such order: "
+                        f"use {instead}")
+
+
 def check_fourier_task(task: Task, what: str) -> None:
     """Z_p Fourier measures read element ``i`` as the residue ``i``: refuse a group task
     whose elements are not (``D_n``, ``S_n``, ...), naming the representation measure to use."""
-    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
-        raise bad_value("task", task.op_name, f"{what} is a Z_p Fourier measure; on a non-cyclic group use "
-                        "grok_interp.measures.representations (irrep_norms, key_irreps, irrep_restricted_loss)")
+    check_cyclic_order(task, f"{what} is a Z_p Fourier measure",
+                       "grok_interp.measures.representations (irrep_norms, key_irreps, irrep_restricted_loss)")
 
 
 # --- forced-test regions that make sense for a group ------------------------------

@@ -610,7 +610,7 @@ def prepare_run(
     if record is not None:
         from .measures import recorder  # measures are optional; imported only when asked
 
-        all_callbacks.append(recorder(record))
+        all_callbacks.append(recorder(record, task=task))
     all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
     return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history,
                        train_s=train_s)

@@ -233,6 +233,49 @@ def test_fourier_measures_refuse_a_non_cyclic_group():
             call()
 
 
+def test_order_reading_measures_refuse_a_non_cyclic_group_and_aliases_use_the_group_version():
+    task = group_task("D5")
+    model = _tiny_model(task)
+    for call in (lambda: M.med(model, task), lambda: M.activation_med(model, task)):
+        with pytest.raises(GrokInterpError, match="cayley_med"):
+            call()
+    with pytest.raises(GrokInterpError, match="cayley_med"):
+        M.compute_measures(model, task, ["med"])  # asked for by name: refused
+    row = M.compute_measures(model, task, "default")  # the alias: MED's group version
+    assert "med" not in row and math.isclose(row["cayley_med"], R.cayley_med(model, task), rel_tol=1e-12)
+    # on the cyclic group task the order exists and MED is MED
+    c7 = group_task("C7")
+    assert math.isclose(M.med(_tiny_model(c7), c7), R.cayley_med(_tiny_model(c7), c7), rel_tol=1e-9)
+    assert "med" in M.compute_measures(_tiny_model(c7), c7, "default")
+
+
+def test_cayley_steps_are_the_consecutive_distances_on_the_cyclic_group_and_a_loop_elsewhere():
+    from grok_interp.measures.uniformity import consecutive_distances
+
+    E = torch.randn(7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(R.cayley_steps(E, group_task("C7")), consecutive_distances(E))
+    task = group_task("S4")
+    G = task.group
+    E = torch.randn(G.order, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    loop = [float((E[G.multiply(torch.tensor(i), torch.tensor(s))] - E[i]).norm())
+            for i in range(G.order) for s in G.generators]
+    assert torch.allclose(R.cayley_steps(E, task), torch.tensor(loop, dtype=torch.float64))
+
+
+def test_uniformity_stats_on_a_group_read_the_generator_steps():
+    # C_p as a group task gives exactly the addition task's statistics ...
+    c7, add7 = group_task("C7"), g.Task(7)
+    model = _tiny_model(c7)
+    assert M.uniformity_stats(model, c7) == pytest.approx(M.uniformity_stats(model, add7), rel=1e-12)
+    # ... and on S4 med_cv is the coefficient of variation of the Cayley steps
+    s4 = group_task("S4")
+    model = _tiny_model(s4)
+    W = g.models.weights(model)["embed.W_E"].detach().double()
+    steps = R.cayley_steps(W[s4.operand_tokens("a")], s4)
+    assert math.isclose(M.uniformity_stats(model, s4)["med_cv"], float(steps.std(unbiased=False) / steps.mean()),
+                        rel_tol=1e-9)
+
+
 # --- training, run directories and splits ---------------------------------------------------
 def test_group_task_trains_saves_loads_and_resumes(tmp_path):
     task = group_task("D5")
@@ -334,6 +377,15 @@ def test_distance_irrelevance_on_logits_built_to_order():
     assert 0.7 < A.distance_irrelevance_of(clock, p) < 1.1
     with pytest.raises(GrokInterpError, match="shape"):
         A.distance_irrelevance_of(pizza[:5], p)
+    with pytest.raises(GrokInterpError, match="runner_up"):
+        A.distance_irrelevance_of(pizza, p, logit="second")
+    # runner_up (train-main.py's table) reads the largest wrong logit, not the correct one:
+    # wrong logits that depend on a - b only, a correct logit that depends on a + b only
+    dist = torch.cos(2 * math.pi * (a - b).float() / p).abs()
+    both = torch.zeros(p * p, p) + dist[:, None]
+    both[torch.arange(p * p), (a + b) % p] = 10.0 + ((a + b) % p).float()
+    assert A.distance_irrelevance_of(both, p, logit="runner_up") < 1e-6
+    assert A.distance_irrelevance_of(both, p, logit="correct") > 0.99  # constant along a - b
 
 
 @pytest.mark.slow

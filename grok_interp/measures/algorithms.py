@@ -39,7 +39,7 @@ from .._validate import bad_value, check_float, check_int
 from ..tasks import Task
 from ._probe import Probe, as_task, probe_of
 
-__all__ = ["gradient_symmetricity", "distance_irrelevance", "distance_irrelevance_of", "classify_algorithm", "set_attention_rate"]
+__all__ = ["gradient_symmetricity", "distance_irrelevance", "distance_irrelevance_of", "DISTANCE_LOGITS", "classify_algorithm", "set_attention_rate"]
 
 
 def _add_task(task: Task, what: str) -> None:
@@ -85,28 +85,50 @@ def gradient_symmetricity(model: nn.Module, task: Task | int, *, n_samples: int 
 
 
 @torch.no_grad()
-def distance_irrelevance(model: nn.Module | Probe, task: Task | int) -> float:
-    """``q = mean_d std_s Q[s, d] / std Q`` over the correct logits ``Q`` of all pairs,
-    ``s = a + b``, ``d = a - b`` (mod p) (Zhong et al. 2023); see
-    :func:`distance_irrelevance_of`."""
+def distance_irrelevance(model: nn.Module | Probe, task: Task | int, *, logit: str = "correct") -> float:
+    """``q = mean_d std_s Q[s, d] / std Q`` over the logits ``Q`` of all pairs,
+    ``s = a + b``, ``d = a - b`` (mod p) (Zhong et al. 2023); ``logit`` chooses which
+    logit of each pair ``Q`` holds, see :func:`distance_irrelevance_of`."""
     task = as_task(task, model.model if isinstance(model, Probe) else model)
     _add_task(task, "distance_irrelevance")
-    return distance_irrelevance_of(probe_of(model, task).logits(), task.p)
+    return distance_irrelevance_of(probe_of(model, task).logits(), task.p, logit=logit)
 
 
-def distance_irrelevance_of(logits: Tensor, p: int) -> float:
+#: Which logit of each pair distance irrelevance reads: the two codes of Zhong et al. differ.
+DISTANCE_LOGITS = ("correct", "runner_up")
+
+
+def distance_irrelevance_of(logits: Tensor, p: int, *, logit: str = "correct") -> float:
     """Distance irrelevance of the ``(p*p, p)`` logits of the addition grid (rows
-    ``a * p + b``): ``Q[(a + b) % p, (a - b) % p]`` is the correct logit, and
-    ``q = mean over d of std_s Q[s, d]``, divided by the standard deviation of all of ``Q``."""
+    ``a * p + b``): ``Q[(a + b) % p, (a - b) % p]`` is one logit of the pair, and
+    ``q = mean over d of std_s Q[s, d]``, divided by the standard deviation of all of ``Q``
+    (population standard deviations).
+
+    ``logit="correct"``: the correct answer's logit, as ``code/eval-main.ipynb`` (cell
+    "Correct Logits") computes it for the paper's heat maps. ``logit="runner_up"``: the
+    largest logit among the wrong answers, which is what ``code/train-main.py`` stores as
+    ``distance_irrelevancy`` (it fills ``oc`` with the top wrong logit and computes ``dd``
+    from ``oo = np.array(oc)``); the published tables ``result/1l_*.csv`` and the paper's
+    phase plots come from that code. The two can differ a lot on one model: read the one
+    you compare with.
+    """
     check_int("p", p, low=2)
+    if logit not in DISTANCE_LOGITS:
+        raise bad_value("logit", logit, f"must be one of {', '.join(DISTANCE_LOGITS)}")
     L = torch.as_tensor(logits).double().cpu()
     if L.shape != (p * p, p):
         raise bad_value("logits", tuple(L.shape), f"must have shape ({p * p}, {p})")
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
     a, b = a.reshape(-1), b.reshape(-1)
-    correct = L[torch.arange(p * p), (a + b) % p]
+    rows = torch.arange(p * p)
+    if logit == "correct":
+        value = L[rows, (a + b) % p]
+    else:
+        wrong = L.clone()
+        wrong[rows, (a + b) % p] = float("-inf")
+        value = wrong.max(dim=-1).values
     Q = np.zeros((p, p))
-    Q[((a + b) % p).numpy(), ((a - b) % p).numpy()] = correct.numpy()
+    Q[((a + b) % p).numpy(), ((a - b) % p).numpy()] = value.numpy()
     total = Q.std()
     return float(np.mean(Q.std(axis=0)) / total) if total > 0 else float("nan")
 

@@ -89,6 +89,14 @@ DEFAULT_MEASURES = ("med", "weight_norm", "uniformity")
 FOURIER_MEASURES = ("key_freqs", "restricted_loss", "excluded_loss", "gini", "logit_cosine")
 REPRESENTATION_MEASURES = ("cayley_med", "weight_norm", "key_irreps", "irrep_restricted_loss", "irrep_excluded_loss")
 _ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "representations": REPRESENTATION_MEASURES}
+#: On a group task whose elements have no cyclic order (``D_n``, ``S_n``), an alias's
+#: measures that read that order give way to their group versions (a name asked for
+#: explicitly is refused there instead, naming its replacement).
+_GROUP_VERSIONS = {"med": "cayley_med"}
+
+
+def _unordered_group(task: Task | None) -> bool:
+    return isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
 
 
 @dataclass
@@ -289,12 +297,13 @@ _one("llc", lambda c: llc_columns(c.model, c.data), ["llc", "llc_std", "llc_stab
 MEASURE_NAMES: tuple[str, ...] = measure_names()
 
 
-def _expand(measures: str | Iterable[str | Callable[..., Any]]) -> list[str | Callable[..., Any]]:
+def _expand(measures: str | Iterable[str | Callable[..., Any]], task: Task | None = None) -> list[str | Callable[..., Any]]:
     items = [measures] if isinstance(measures, str) or callable(measures) else list(measures)
+    swap = _GROUP_VERSIONS if _unordered_group(task) else {}
     out: list[str | Callable[..., Any]] = []
     for m in items:
         if isinstance(m, str) and m in _ALIASES:
-            out += [x for x in _ALIASES[m] if x not in out]
+            out += [x for x in (swap.get(x, x) for x in _ALIASES[m]) if x not in out]
         elif isinstance(m, str) and m in RENAMED_MEASURES:
             raise bad_value("measure", m, "was renamed in grok_interp 0.2: use " + RENAMED_MEASURES[m])
         elif callable(m) or m in _REGISTRY:
@@ -355,7 +364,7 @@ def compute_measures(
     ctx = MeasureContext(model, task, split, list(key_freqs) if key_freqs is not None else None, key_rule,
                          key_irreps=list(key_irreps_fixed) if key_irreps_fixed is not None else None)
     row: dict[str, Any] = {}
-    for m in _expand(measures):
+    for m in _expand(measures, task):
         row.update(_run(m, ctx) if isinstance(m, str) else _call(m, ctx))
     return row
 
@@ -365,6 +374,7 @@ def recorder(
     *,
     every: int | None = None,
     key_freqs: Sequence[int] | None = None,
+    task: Task | None = None,
 ) -> Callable[[int, nn.Module, Any], dict[str, Any] | None]:
     """A training callback that records measures as history columns.
 
@@ -380,11 +390,13 @@ def recorder(
             the history); default every history row.
         key_freqs: Fixed key frequencies for the circuit measures (default: the current
             model's own at each row).
+        task: The run's task, if known: on a group without a cyclic order the aliases'
+            ``med`` is recorded as ``cayley_med``.
 
     Returns:
         ``callback(step, model, context) -> dict``.
     """
-    names = _expand(measures)
+    names = _expand(measures, task)
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise bad_value("every", every, "must be a positive integer or None")
 
@@ -427,7 +439,7 @@ def measure_checkpoints(
 
     run = as_task_run(run)
     check_choice("key_rule", key_rule, ("neurons", "embedding"))
-    names = _expand(measures)
+    names = _expand(measures, run.task)
     available = run.checkpoint_steps
     if not available:
         raise bad_value("run", run, "has no saved checkpoints")

@@ -49,6 +49,7 @@ from ..tasks import Split, Task
 from ._probe import Probe, as_task, embedding_matrix, fits, neuron_hook, pair_mask, probe_of
 
 __all__ = [
+    "cayley_steps",
     "irrep_basis",
     "group_fourier_transform",
     "irrep_norms",
@@ -253,17 +254,21 @@ def irrep_excluded_loss(model: nn.Module | Probe, data: TaskRun | Split | Task, 
     return out if per_irrep else next(iter(out.values()))
 
 
+def cayley_steps(E: Float[Tensor, "n d"], task: Task) -> Float[Tensor, " m"]:
+    """The distances ``||E[g s] - E[g]||`` for every element ``g`` and generator ``s`` of
+    the task's group (rows of ``E`` indexed by element); on ``C_p`` with generator 1 they
+    are the consecutive distances ``||E[i + 1 mod p] - E[i]||``, in that order."""
+    G = group_of(task)
+    nxt = G.table[:, torch.tensor(G.generators)].to(E.device)  # (n, |S|)
+    return (E[nxt] - E[:, None, :]).norm(dim=-1).reshape(-1)
+
+
 def cayley_med(model: nn.Module | dict[str, Tensor] | Tensor, task: Task) -> float:
     """MED along the Cayley graph: ``(1/(|G| |S|)) sum_g sum_{s in S} ||E[tok(g s)] - E[tok(g)]||``
     over the group's generators ``S`` (operand-a tokens; with an offset, the mean over
     both operand ranges). On ``C_p`` (generator 1) it is ``med(model, task)``."""
     task = as_task(task, model)
-    G = group_of(task)
     W = embedding_matrix(model).detach().double()
-    vals = []
-    for o in (("a", "b") if task.offset else ("a",)):
-        E = W[task.operand_tokens(o).to(W.device)]
-        gens = torch.tensor(G.generators)
-        nxt = G.table[:, gens]  # (n, |S|)
-        vals.append(float((E[nxt.to(W.device)] - E[:, None, :]).norm(dim=-1).mean()))
+    vals = [float(cayley_steps(W[task.operand_tokens(o).to(W.device)], task).mean())
+            for o in (("a", "b") if task.offset else ("a",))]
     return sum(vals) / len(vals)

@@ -22,9 +22,11 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
+from ..groups import GroupTask, check_cyclic_order
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
 from ._probe import last_position, as_task, embedding_matrix, fits, neuron_hook
+from .representations import cayley_steps
 
 __all__ = ["med", "MED_VARIANTS", "activation_med", "uniformity_stats", "rqi", "consecutive_distances"]
 
@@ -108,6 +110,7 @@ def med(
         MED as a float.
     """
     task = as_task(task, model)
+    check_cyclic_order(task, "MED steps from element i to i + 1", "cayley_med (MED along the group's generators)")
     check_choice("reduce", reduce, ("mean", "sum"))
     W = embedding_matrix(model).detach()
     if variant is not None:
@@ -148,6 +151,7 @@ def activation_med(
         Activation MED as a float.
     """
     task = as_task(task, model)
+    check_cyclic_order(task, "activation MED steps from element i to i + 1", "cayley_med on the embeddings")
     check_choice("reduce", reduce, ("mean", "sum"))
     if hook is None:
         hook = "hidden1.hook_post" if neuron_hook(model).startswith("hidden") else "blocks.0.mlp.hook_post"
@@ -177,17 +181,22 @@ def uniformity_stats(model: nn.Module | dict[str, Tensor] | Tensor, task: Task |
     * ``top2_variance``: share of the centred variance in the top two principal
       components (1 for points on a plane, e.g. a circle).
 
-    Standard deviations are population ones (``ddof = 0``).
+    Standard deviations are population ones (``ddof = 0``). On a group task whose
+    elements have no cyclic order (``D_n``, ``S_n``), ``med_cv`` is over the steps along
+    the group's generators instead (:func:`~grok_interp.measures.representations.cayley_steps`,
+    the same distances as the consecutive ones on ``C_p``); the other three do not read
+    an order.
 
     Returns:
         ``{"med_cv", "nn_spread", "norm_spread", "top2_variance"}`` floats.
     """
     task = as_task(task, model)
     W = embedding_matrix(model).detach()
+    cayley = isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
     stats = []
     for o in _operands(task):
         X = W[task.operand_tokens(o).to(W.device)].double()
-        steps = consecutive_distances(X)
+        steps = cayley_steps(X, task) if cayley else consecutive_distances(X)
         D = torch.cdist(X, X)
         D.fill_diagonal_(float("inf"))
         nn_d = D.min(1).values

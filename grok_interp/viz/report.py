@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from .. import store
 from .._validate import bad_value
 from ..errors import GrokInterpError
+from ..groups import GroupTask
 from ..measures import Events, compare_measures, events, measure_checkpoints, plot_columns
 from ..protocols import Run, TaskRun, as_task_run, checkpointed
 from . import data as viz_data
@@ -72,6 +73,8 @@ table.data th{background:#f0f0f0} .attention-widget{max-width:900px} .cols{displ
 #: restricted and excluded loss (final key frequencies held fixed; one fast forward per
 #: checkpoint), then the cheap weight-only ones.
 _CHECKPOINT_MEASURES = ("med", "restricted_loss", "excluded_loss", "gini", "weight_norm", "uniformity")
+#: The same for a group task without a cyclic order (D_n, S_n): the group versions.
+_GROUP_CHECKPOINT_MEASURES = ("cayley_med", "irrep_restricted_loss", "irrep_excluded_loss", "weight_norm", "uniformity")
 #: Measure columns plotted, at most this many (the registry decides the order: plot_columns()).
 _MAX_PANELS = 5
 
@@ -195,7 +198,10 @@ def _report(
             if measures is None and recorded:
                 cache["measures"] = None  # the history has them
             else:
-                names = list(measures) if measures is not None else list(_CHECKPOINT_MEASURES)
+                task = getattr(run, "task", None)
+                unordered = isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
+                names = list(measures) if measures is not None else list(
+                    _GROUP_CHECKPOINT_MEASURES if unordered else _CHECKPOINT_MEASURES)
                 try:  # a model imported without checkpoints is measured at itself
                     cache["measures"] = measure_checkpoints(checkpointed(run), names)
                 except ValueError as exc:
