@@ -85,7 +85,7 @@ def train_one(rate: float, seed: int, s: dict, progress: bool = True) -> tuple[l
                 out = model(Xt)[:, -1].double()
                 test_loss, test_acc = float(F.cross_entropy(out, Yt)), float((out.argmax(-1) == Yt).float().mean())
             found = classify_algorithm(model, task)
-            rows.append({"attention_rate": rate, "seed": seed, "step": step, "train_loss": float(loss),
+            rows.append({"attention_rate": rate, "seed": seed, "step": step, "train_loss": float(loss.detach()),
                          "test_loss": test_loss, "test_acc": test_acc,
                          "gradient_symmetricity": found["gradient_symmetricity"],
                          "distance_irrelevance": found["distance_irrelevance"],

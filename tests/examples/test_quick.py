@@ -301,7 +301,7 @@ def test_accelerators(tmp_path, capsys):
         h = pd.read_csv(tmp_path / r["run"] / "history.csv")
         assert h["clock"].is_monotonic_increasing and h["med"].notna().all()
     cmp = pd.read_csv(tmp_path / "compare_measures.csv")
-    assert {"med", "weight_norm", "excluded_loss"} <= set(cmp["measure"])
+    assert {"med", "weight_norm", "excluded_loss", "excluded_loss_difference"} <= set(cmp["measure"])
     assert pngs(tmp_path) == ["test_loss_vs_measures_p23.png"]
 
 
