@@ -53,6 +53,7 @@ STUDIES = [
     ("resnet_map", ["--weight-decays", "0.3", "--init-scales", "3", "10", "--epochs", "1000"],
      "resnet_map/library-wd0.3-1000"),
     ("resnet_reference", [], "resnet_reference/library"),
+    ("clock_pizza", [], "clock_pizza"),
 ]
 
 pytestmark = pytest.mark.slow
