@@ -35,6 +35,8 @@ memorisation and at the end.
     python examples/resnet_map.py --quick               # seconds: a smoke test
     python examples/resnet_map.py --epochs 1000         # train every run on to 1000 epochs
     python examples/resnet_map.py --snapshot            # results from the runs as they stand
+    python examples/resnet_map.py --optimizer adam --image-size 32 --results results/resnet_map/library-adam-32px
+                                                        # coupled weight decay, 32 px images
 
 ``--setup reference`` draws the reference code's images instead (``style="reference"``).
 Outputs in ``results/resnet_map/<setup>`` (``--quick``: under ``--out``): ``sweep.csv``
@@ -278,6 +280,9 @@ def report(results: Path, title: str) -> pd.DataFrame:
             "gap_closed_at",
             "best_test_acc", "best_at", "late_train_acc", "late_test_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
     c.show(table, title, cols)
+    if "phase" not in table:  # no run trained: say why instead of failing on a missing column
+        errors = sorted(set(table["error"].dropna())) if "error" in table else []
+        raise SystemExit(f"error: no run in {results} finished; " + ("; ".join(errors) or "see the sweep's log"))
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
     summary.to_csv(results / "summary.csv")
     c.show(summary.reset_index(), "class per cell (rows: init_scale, columns: weight_decay)")
@@ -310,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
     ap.add_argument("--weight-decays", type=float, nargs="+", default=None)
     ap.add_argument("--init-scales", type=float, nargs="+", default=None)
+    ap.add_argument("--optimizer", choices=["adamw", "adam"], default=None,
+                    help="adamw: decoupled weight decay (the map's default); adam: L2 coupled into the "
+                         "gradient, as the reference code")
+    ap.add_argument("--image-size", type=int, default=None, help="image side in pixels (default: the scale's)")
     ap.add_argument("--snapshot", action="store_true",
                     help="no training: results from the run directories as they stand (a sweep still running, "
                          "or stopped: unfinished runs get status 'partial')")
@@ -320,11 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     results = c.results_dir(args, STUDY, out)
     timer = c.Timer()
     base = dict(settings["base"])
-    if args.epochs is not None:
-        base["epochs"] = args.epochs
+    for key in ("epochs", "optimizer", "image_size"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
     b = base
+    decay = {"adamw": "AdamW", "adam": "Adam + coupled L2"}[b["optimizer"]]
     title = (f"ResNet-18 width {b['width']}, {b['image_size']} px {b['style']} images, frac {b['frac']}, "
-             f"AdamW lr {b['lr']:g}, {b['epochs']} epochs")
+             f"{decay} lr {b['lr']:g}, {b['epochs']} epochs")
     configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
                                 init_scale=args.init_scales or settings["init_scale"]), args.seeds)
     train_or_snapshot(args, configs, out, base, results, export)

@@ -76,3 +76,22 @@ def test_resnet_map_quick(tmp_path, capsys, rmap):
     snap = pd.read_csv(res / "sweep.csv")
     assert (snap["status"] == "done").all() and snap["best_test_acc"].tolist() == t["best_test_acc"].tolist()
     assert snap["phase"].tolist() == t["phase"].tolist()
+
+
+@pytest.mark.slow
+def test_resnet_map_coupled_decay_and_image_size(tmp_path, rmap):
+    import grok_interp as g
+
+    args = ["--quick", "--out", str(tmp_path), "--quiet", "--optimizer", "adam", "--image-size", "20",
+            "--weight-decays", "0.1", "--init-scales", "1"]
+    assert rmap.main(args) == 0
+    t = pd.read_csv(tmp_path / "library" / "results" / "sweep.csv")
+    assert len(t) == 1 and (t["status"] == "done").all()
+    cfg = g.load_run(tmp_path / "library" / t["run"].iloc[0]).config
+    assert (cfg.optimizer, cfg.image_size, cfg.weight_decay) == ("adam", 20, 0.1)
+
+
+def test_resnet_map_says_why_when_no_run_trains(tmp_path, rmap):
+    with pytest.raises(SystemExit, match="image_size=12 is invalid"):
+        rmap.main(["--quick", "--out", str(tmp_path), "--quiet", "--image-size", "12", "--weight-decays", "0.1",
+                   "--init-scales", "1"])
