@@ -21,7 +21,7 @@ from torch import nn
 
 from . import tl_backend, store
 from ._validate import bad_value, check_int
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import SECTIONS, ModelConfig, RunConfig
 from .errors import GrokInterpError, RunDirectoryError, TrainingDiverged
 from .presets import preset_options
 from .sizes import check_fits
@@ -50,8 +50,7 @@ __all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = store.FORMAT_VERSION
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS = SECTIONS
 
 
 # --- the run object --------------------------------------------------------------------
@@ -189,7 +188,7 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split, rec
     records them too.
     """
     out.write_config({
-        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
+        "grok_interp": {"format": store.FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
         **({"record": list(record)} if record is not None else {}),
@@ -222,8 +221,8 @@ def read_config(path: str | os.PathLike) -> RunConfig:
     """The :class:`RunConfig` in ``path/config.json``, checked against its schema.
 
     Every section must hold exactly the config class's fields with values of the
-    declared types (keys added in a later format are filled per
-    :data:`grok_interp.store.ADDED_KEYS`); then the config's own checks run. An
+    declared types (keys added in a later format are filled from the config classes'
+    ``ADDED_KEYS``, :func:`grok_interp.store.check_fields`); then the config's own checks run. An
     extension that ``status.json`` records (a resume killed before it rewrote
     config.json, :meth:`grok_interp.store.RunStore.write_status`) is applied first.
 

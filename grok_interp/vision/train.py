@@ -57,8 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = store.FORMAT_VERSION
-
 #: Named settings. ``paper``: the paper's network and images (224 px, width 64).
 #: ``cpu``: chosen from ``benchmarks/resnet_epoch.py`` so thousands of epochs fit in
 #: hours on two CPU cores (see the docs page on the image branch). ``reference``: the
@@ -155,6 +153,13 @@ class ResNetConfig:
     #: Field name -> allowed values (checked below, offered by the command line).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
                                                      "style": STYLES}
+    #: Fields added in each run-directory format, with the value older ``config.json``
+    #: files meant by leaving them out (:class:`grok_interp.store.Migrating`).
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {
+        3: {"style": "library", "init_scale": 1.0, "autocast": False},  # the ResNet recipe search (issue 16)
+        # the reference recipe and stand-in pretraining (0.2): a 49-way head, none of them
+        5: {"num_classes": 49, "pretrain_epochs": 0, "batch_stats_eval": False},
+    }
 
     def __post_init__(self) -> None:
         for name, allowed in self.CHOICES.items():
@@ -191,6 +196,9 @@ class ResNetConfig:
         if unknown:
             raise bad_value("ResNetConfig", sorted(unknown), "unknown keys; allowed: " + ", ".join(sorted(names)))
         return cls(**d)
+
+
+store.register_config_section("config", ResNetConfig)
 
 
 # --- measures ----------------------------------------------------------------------
@@ -416,7 +424,7 @@ def epoch_loader(dataset: ShapesDataset, split: ShapesSplit, batch_size: int, se
 def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
     out.write_config({  # first: a writer killed before the data leaves a run with nothing trained
         "kind": "resnet",
-        "grok_interp": {"format": FORMAT_VERSION, "torchvision": version("torchvision")},
+        "grok_interp": {"format": store.FORMAT_VERSION, "torchvision": version("torchvision")},
         "config": config.to_dict(),
     })
     out.write_data({"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)})

@@ -157,12 +157,12 @@ def test_reference_style_run_round_trips(tmp_path):
 
 
 def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path, data16):
-    from grok_interp import store
+    from grok_interp.vision import ResNetConfig
 
     out = tmp_path / "run"
     train_resnet(epochs=0, out=out, dataset=data16, progress=False, style="library", init_scale=1.0, **TINY)
     raw = json.loads((out / "config.json").read_text())
-    added = [k.split(".", 1)[1] for k in store.ADDED_KEYS[3]]
+    added = list(ResNetConfig.ADDED_KEYS[3])
     old = {**raw, "grok_interp": {**raw["grok_interp"], "format": 2},
            "config": {k: v for k, v in raw["config"].items() if k not in added}}
     (out / "config.json").write_text(json.dumps(old))
