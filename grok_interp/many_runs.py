@@ -43,6 +43,7 @@ operation, a group of one) train through :func:`grok_interp.train_hooked`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -57,7 +58,7 @@ from .models import weights
 from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
 from .groups import build_task
 from .tasks import Split
-from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
+from .training import Callback, GradientTransform, RunState, eval_row, lifecycle, loss_fn, resolve_device, train_loop
 from .training.loop import columns_of_test, columns_of_train
 
 __all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
@@ -314,3 +315,9 @@ def _close_all(prepared: list[PreparedRun], quiet: bool = False) -> None:
             first = first or exc
     if first is not None and not quiet:
         raise first
+
+
+# The stacked runs: transformer runs in every respect (config, model, optimiser, run
+# directory, resume) but their step, one batched computation for K runs.
+lifecycle.register_run_kind("many", dataclasses.replace(lifecycle.run_kind("transformer"), name="many",
+                                                        step_function=StackedStep, train=train_many))

@@ -32,6 +32,8 @@ from .threads import batch_parts as machine_parts, resolve_threads, using_thread
 from .groups import build_task
 from .tasks import Split, Task
 from .trackers import trackers_for
+from .training import lifecycle
+from .training.lifecycle import CheckpointWriter
 from .training import (
     Callback,
     FullBatchStep,
@@ -46,7 +48,7 @@ from .training import (
 )
 
 __all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun",
-           "save_checkpoint", "read_config", "read_task_split"]
+           "save_checkpoint", "read_config", "read_task_split", "CheckpointWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -499,40 +501,35 @@ class PreparedRun:
     device: torch.device
     start: int
     history: list[dict[str, Any]]
-    memory: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    writer: "CheckpointWriter | None" = None
     train_s: float = 0.0  # seconds trained before this sitting (a resumed run's state)
+    #: Where the checkpoints go (memory, or the run directory through a background
+    #: writer) and who finishes and closes the run: the shared lifecycle.
+    checkpoints: lifecycle.Checkpoints = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checkpoints = lifecycle.Checkpoints(self.store, weights_of=weights)
+
+    @property
+    def memory(self) -> dict[int, dict[str, torch.Tensor]]:
+        """The checkpoints of a run without a directory, ``{step: canonical weights}``."""
+        return self.checkpoints.memory
 
     def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
         """The run as the training loop drives it; checkpoints go to the run directory
         (or stay in memory without one). The configuration's own gradient transforms
         (Grokfast, perpendicular gradient: :func:`gradient_transforms_for`) apply
         first, then ``gradient_transforms``."""
-
-        if self.store is not None and self.writer is None:
-            self.writer = CheckpointWriter(self.store)
-
-        def on_checkpoint(state: RunState) -> None:
-            if self.writer is None:
-                save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history,
-                                train_s=state.train_s)
-            else:
-                self.writer.save(state.step, state.model, state.optimizer, state.history, train_s=state.train_s)
-
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
             history=self.history, step=self.start, callbacks=self.callbacks, context=self.ctx,
-            on_checkpoint=on_checkpoint, train_s=self.train_s,
+            on_checkpoint=self.checkpoints.save, train_s=self.train_s,
             gradient_transforms=[*gradient_transforms_for(self.config.train, self.optimizer), *gradient_transforms],
         )
 
     def result(self, state: RunState) -> GrokRun:
         """The trained run; a run directory is marked finished (after every checkpoint
         write has landed)."""
-        if self.writer is not None:
-            self.writer.wait()
-        if self.store is not None:
-            self.store.write_status(state.history[-1]["step"], finished=True, train_s=state.train_s)
+        self.checkpoints.finish(state.history[-1]["step"], state.train_s)
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
             history=pd.DataFrame(state.history), path=self.out_path, checkpoints=self.memory,
@@ -541,12 +538,7 @@ class PreparedRun:
     def close(self) -> None:
         """Finish the checkpoint write in flight, then release the run directory's lock
         (nothing to do for an in-memory run)."""
-        try:
-            if self.writer is not None:
-                self.writer.close()
-        finally:
-            if self.store is not None:
-                self.store.close()
+        self.checkpoints.close()
 
 
 def prepare_run(
@@ -578,10 +570,9 @@ def prepare_run(
         task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
     split = Split.from_config(task, d, mask)
     out_path = Path(out) if out is not None else None
-    rs, resuming = store.open_out(out_path, resume) if out_path is not None else (None, False)
     if record is not None and not isinstance(record, str):
         record = list(record)
-    try:
+    with lifecycle.opened(out_path, resume) as (rs, resuming):  # an error: a directory made for it and left empty goes
         model = build_model(config.model, task, device=device)
         optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
         history: list[dict[str, Any]] = []
@@ -591,10 +582,6 @@ def prepare_run(
             start, history, train_s, record = _restore(rs, config, task, split, model, optimizer, record)
         elif rs is not None:
             write_static(rs, config, task, split, _record_names(record))
-    except BaseException:
-        if rs is not None:
-            rs.abandon()  # a directory made for this run and left empty goes
-        raise
     ctx = TrainContext(
         task=task,
         split=split,
@@ -629,64 +616,14 @@ def save_checkpoint(
     out.write_progress(step, w, optimizer.state_dict(), history, train_s=train_s)
 
 
-class CheckpointWriter:
-    """Writes a run's checkpoints in a background thread, one at a time, in order.
-
-    A checkpoint's files (weights, resume state, history, status: about ten atomic
-    writes, each flushed with ``fsync``) are I/O the training thread need not wait for:
-    the loop hands over copies of the tensors and history and goes on training while
-    they are written (the saving was not measured on its own). Crash safety is unchanged: each write is
-    still atomic and a resume state complete or absent; an interruption loses at most
-    the checkpoint in flight, and resuming takes the newest consistent state. A write's
-    error is raised in the training thread at the next checkpoint or at the end.
-    """
-
-    def __init__(self, store: RunStore) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="grok-interp-checkpoint")
-        self._pending: Any = None
-
-    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-             history: list[dict[str, Any]], train_s: float | None = None) -> None:
-        """Copy what the checkpoint of ``step`` holds, then write it in the background."""
-        self.wait()  # one write at a time: in order, and its error surfaces here
-        w = _weights_copy(model)
-        opt_state = _copy_tensors(optimizer.state_dict())
-        rows = [dict(r) for r in history]
-        self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows, train_s)
-
-    def wait(self) -> None:
-        """Block until the write in flight has landed (re-raising its error)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
 def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     """A checkpoint's weights: the canonical weights, copied to the CPU."""
     return {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
 
 
-def _copy_tensors(obj: Any) -> Any:
-    """``obj`` with every tensor cloned (an optimiser state dict keeps the live ones)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _copy_tensors(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy_tensors(v) for v in obj)
-    return obj
-
-
+#: The fields of ``train`` that a resume may change (the rest must equal the saved run's).
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_delta", "device"}
+_RESUME_CHANGEABLE = frozenset(f"train.{k}" for k in _RESUMABLE_CHANGES)
 
 
 def _restore(
@@ -702,16 +639,10 @@ def _restore(
     kept = saved_record(rs.path)
     if record is None:
         record = kept
-    a, b = saved.to_dict(), config.to_dict()
-    diffs = [
-        f"{sec}.{k}: saved {a[sec][k]!r}, given {b[sec][k]!r}"
-        for sec in ("data", "model", "train")
-        for k in a[sec]
-        if a[sec][k] != b[sec][k] and not (sec == "train" and k in _RESUMABLE_CHANGES)
-    ]
+    diffs = lifecycle.config_diffs(saved.to_dict(), config.to_dict(), _RESUME_CHANGEABLE)
     if diffs:
         raise bad_value("resume", True, f"the run in {rs.path} has another configuration: " + "; ".join(diffs))
-    if not rs.state_steps() and not rs.file(store.STATUS).exists():
+    if lifecycle.nothing_trained(rs):
         log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
         write_static(rs, config, task, split, _record_names(record))
         return 0, [], 0.0, record
@@ -724,27 +655,28 @@ def _restore(
             "backend", _resolved_backend(config.model),
             f"the run in {rs.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
         )
-    state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
-    renamed = sorted(set(store.renamed_columns(store.check_format(raw, rs.file(CONFIG)))) & set(
-        state.history.columns if state is not None else ()))
-    if renamed:
-        raise bad_value(
-            "resume", True,
-            f"the run in {rs.path} recorded {renamed} under an earlier grok_interp's definitions; resuming would "
-            "mix two definitions in one column: load it with load_run (the columns are renamed there) or train anew",
-        )
+    renamed_columns = store.renamed_columns(store.check_format(raw, rs.file(CONFIG)))
+
+    def load(state: store.ResumeState) -> None:
+        renamed = sorted(set(renamed_columns) & set(state.history.columns))
+        if renamed:
+            raise bad_value(
+                "resume", True,
+                f"the run in {rs.path} recorded {renamed} under an earlier grok_interp's definitions; resuming would "
+                "mix two definitions in one column: load it with load_run (the columns are renamed there) or train anew",
+            )
+        try:
+            load_weights(model, state.weights)
+            optimizer.load_state_dict(state.optimizer_state)
+        except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
+            raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
+
+    state = lifecycle.restore_newest(rs, load, eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
         write_static(rs, config, task, split, _record_names(record))
         return 0, [], 0.0, record
-    try:
-        load_weights(model, state.weights)
-        optimizer.load_state_dict(state.optimizer_state)
-    except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
-        raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
-    if config.train.steps < state.step:
-        raise bad_value("steps", config.train.steps, f"the run in {rs.path} has trained to step {state.step} "
-                        f"already: give steps >= {state.step}, or train a new run")
+    lifecycle.check_not_behind("steps", config.train.steps, state, rs.path)
     changes = {k: getattr(config.train, k) for k in sorted(_RESUMABLE_CHANGES - {"device"})
                if getattr(config.train, k) != getattr(saved.train, k)}
     names = _record_names(record)
@@ -756,8 +688,7 @@ def _restore(
         # status agree (status finished at the old step with config.json at the new
         # steps made a sweep skip the run as done).
         ext = {**({"train": changes} if changes else {}), **({"record": names} if names != kept else {})}
-        rs.write_status(state.step, finished=False, train_s=state.train_s, extending=ext)
-        write_static(rs, config, task, split, names)
+        lifecycle.record_extension(rs, state, ext, lambda: write_static(rs, config, task, split, names))
     log.info("resuming %s from step %d", rs.path, state.step)
     return state.step, state.history.to_dict("records"), state.train_s, record
 
@@ -800,6 +731,11 @@ def load_grok_run(path: str | os.PathLike, device: str = "auto") -> GrokRun:
 
 
 store.register_loader("transformer", load_grok_run)
+lifecycle.register_run_kind("transformer", lifecycle.RunKind(
+    name="transformer", config_class=RunConfig, resume_changeable=_RESUME_CHANGEABLE, build_model=build_model,
+    build_optimizer=make_optimizer, step_function=FullBatchStep, write_static=write_static, weights_of=weights,
+    result=GrokRun, train=train_hooked,
+))
 
 
 def load_run(path: str | os.PathLike, device: str = "auto") -> Any:

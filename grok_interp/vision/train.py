@@ -40,7 +40,7 @@ from ..errors import GrokInterpError, RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import CONFIG, DATA, RunStore
 from ..config import check_agrees
-from ..training import GradientTransform, RunState, Schedule, build_optimizer, resolve_device, train_loop
+from ..training import GradientTransform, RunState, Schedule, build_optimizer, lifecycle, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -384,8 +384,16 @@ def _take(full: ShapesDataset, indices: Tensor) -> ShapesDataset:
                          style=full.style)
 
 
+def _net_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """What a ResNet checkpoint holds: the network's state dict (torchvision layout,
+    BatchNorm buffers included)."""
+    net = model.net
+    assert isinstance(net, torch.nn.Module)
+    return net.state_dict()
+
+
 def _state(model: HookedResNet) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.net.state_dict().items()}
+    return {k: v.detach().to("cpu").clone() for k, v in _net_state(model).items()}
 
 
 def _load_state(model: HookedResNet, state: dict[str, Tensor]) -> None:
@@ -485,6 +493,13 @@ def scale_parameters(model: torch.nn.Module, alpha: float) -> None:
         p.mul_(alpha)
 
 
+def _build_model(config: ResNetConfig, device: torch.device | str = "cpu") -> HookedResNet:
+    """The run's freshly initialised network (seeded; local weights if given; scaled)."""
+    model = build_resnet(config.width, config.num_classes, seed=config.seed, weights_path=config.weights_path).to(device)
+    scale_parameters(model, config.init_scale)
+    return model
+
+
 def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
     return build_optimizer(model.parameters(), config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -563,23 +578,17 @@ def train_resnet(
     check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
-    model = build_resnet(config.width, config.num_classes, seed=config.seed, weights_path=config.weights_path).to(device)
-    scale_parameters(model, config.init_scale)
+    model = _build_model(config, device)
     optimizer = _make_optimizer(model, config)
     rows: list[dict[str, Any]] = []
     start, train_s = 0, 0.0
-    path = Path(out) if out is not None else None
-    out_store: RunStore | None = None
-    if path is not None:
-        out_store, resuming = store.open_out(path, resume)
-        try:
-            if resuming:
-                start, rows, train_s = _restore(out_store, config, split, model, optimizer, indices, data.labels)
-            else:
-                _write_static(out_store, config, indices, split, data.labels)
-        except BaseException:
-            out_store.close()
-            raise
+    with lifecycle.opened(out, resume) as (out_store, resuming):  # an error: a directory made for it and left empty goes
+        if resuming:
+            assert out_store is not None
+            start, rows, train_s = _restore(out_store, config, split, model, optimizer, indices, data.labels)
+        elif out_store is not None:
+            _write_static(out_store, config, indices, split, data.labels)
+    checkpoints = lifecycle.Checkpoints(out_store, weights_of=_net_state)  # background writes, by construction
     try:
         if start == 0 and config.pretrain_epochs:  # a resumed state holds the pretrained weights already
             pre = pretrain_positions(model, data, split, config, device, progress)
@@ -587,11 +596,10 @@ def train_resnet(
                 store.write_csv(out_store.file(PRETRAIN_HISTORY), pre)
                 store.write_tensors(out_store.file(PRETRAINED), _state(model))
             optimizer = _make_optimizer(model, config)  # the sum task's optimiser starts afresh
-        return _train(config, model, optimizer, data, indices, split, device, out_store, start, rows, callbacks,
+        return _train(config, model, optimizer, data, indices, split, device, checkpoints, start, rows, callbacks,
                       progress, gradient_transforms, train_s)
     finally:
-        if out_store is not None:
-            out_store.close()
+        checkpoints.close()
 
 
 #: Files of the stand-in pretraining in a run directory.
@@ -665,44 +673,34 @@ def _cell_accuracy(model: HookedResNet, data: ShapesDataset, split: ShapesSplit,
 
 def _train(
     config: ResNetConfig, model: HookedResNet, optimizer: torch.optim.Optimizer, data: ShapesDataset,
-    indices: Tensor, split: ShapesSplit, device: torch.device, out_store: RunStore | None, start: int,
+    indices: Tensor, split: ShapesSplit, device: torch.device, checkpoints: lifecycle.Checkpoints, start: int,
     rows: list[dict[str, Any]], callbacks: Iterable[ResNetCallback], progress: bool,
     gradient_transforms: Iterable[GradientTransform], train_s: float = 0.0,
 ) -> ResNetRun:
-    path = out_store.path if out_store is not None else None
+    path = checkpoints.store.path if checkpoints.store is not None else None
     if device.type == "cuda":  # the images cross to the GPU once, not every batch
         data = data.to(device)
     ctx = {"dataset": data, "split": split, "device": device}
-    memory: dict[int, dict[str, Tensor]] = {}
 
     def write_history(state: RunState) -> None:
         r = state.history[-1]
         log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", r["step"],
                  r["train_acc"], r["test_acc"], r["test_loss"], r["feature_med_ratio"])
-        if out_store is not None:
-            out_store.write_history(state.history)
-
-    def save(state: RunState) -> None:
-        w = _state(state.model)
-        if out_store is None:
-            memory[state.step] = w
-            return
-        out_store.write_progress(state.step, w, state.optimizer.state_dict(), state.history, train_s=state.train_s)
+        checkpoints.write_history(state.history)
 
     state = RunState(
         model=model, optimizer=optimizer,
         schedule=Schedule(steps=config.epochs, lr=config.lr, eval_every=config.eval_every,
                           checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True),
-        history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=save, on_row=write_history,
+        history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=checkpoints.save,
+        on_row=write_history,
         gradient_transforms=list(gradient_transforms), train_s=train_s,
     )
     train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
-    if out_store is not None:
-        out_store.write_history(state.history)
-        out_store.write_status(state.step, finished=True, train_s=state.train_s)
+    checkpoints.finish(state.step, state.train_s, history=state.history)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
-                     path=path, checkpoints=memory)
+                     path=path, checkpoints=checkpoints.memory)
 
 
 class EpochStep:
@@ -759,31 +757,34 @@ def _restore(
     path = rs.path
     saved = _read_config(path)
     a, b = saved.to_dict(), config.to_dict()
-    diffs = [f"{k}: saved {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k] and k not in _RESUMABLE]
+    diffs = lifecycle.config_diffs(a, b, _RESUMABLE)
     if diffs:
         raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
-    if not rs.state_steps() and not rs.file(store.STATUS).exists():  # killed before its first checkpoint
+    if lifecycle.nothing_trained(rs):  # killed before its first checkpoint
         _write_static(rs, config, indices, split, labels)
         return 0, [], 0.0
     _, saved_split = _read_data(path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
-    state = rs.latest_valid_state(eval_every=config.eval_every)
-    if state is not None:
+
+    def load(state: store.ResumeState) -> None:
         _load_state(model, state.weights)
         try:
             optimizer.load_state_dict(state.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
-    if state is not None and b["epochs"] < state.step:
-        raise bad_value("epochs", b["epochs"], f"the run in {path} has trained to epoch {state.step} already: "
-                        f"give epochs >= {state.step}, or train a new run")
+
+    state = lifecycle.restore_newest(rs, load, eval_every=config.eval_every)
+    if state is not None:
+        lifecycle.check_not_behind("epochs", b["epochs"], state, path, unit="epoch")
     if a["epochs"] != b["epochs"] or "extending" in rs.read_status():
-        if state is not None:  # status.json first, in one atomic write (see runs._restore)
-            rs.write_status(state.step, finished=False, train_s=state.train_s, extending={"config": {"epochs": b["epochs"]}})
-        meta = rs.read_meta()
-        meta["config"] = b
-        rs.write_config(meta)
+
+        def rewrite_config() -> None:
+            meta = rs.read_meta()
+            meta["config"] = b
+            rs.write_config(meta)
+
+        lifecycle.record_extension(rs, state, {"config": {"epochs": b["epochs"]}}, rewrite_config)
     if state is None:
         return 0, [], 0.0
     log.info("resuming %s from epoch %d", path, state.step)
@@ -811,3 +812,8 @@ def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
 
 
 store.register_loader("resnet", load_resnet_run)
+lifecycle.register_run_kind("resnet", lifecycle.RunKind(
+    name="resnet", config_class=ResNetConfig, resume_changeable=frozenset(_RESUMABLE), build_model=_build_model,
+    build_optimizer=_make_optimizer, step_function=EpochStep, write_static=_write_static, weights_of=_net_state,
+    result=ResNetRun, train=train_resnet,
+))

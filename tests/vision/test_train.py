@@ -226,3 +226,23 @@ def test_an_extension_killed_before_config_json_reports_its_true_state(tmp_path,
     resumed = train_resnet(epochs=4, out=path, resume=True, **opts)
     assert resumed.history["step"].max() == 4
     assert json.loads((path / "config.json").read_text())["config"]["epochs"] == 4
+
+
+def test_resnet_checkpoints_go_through_the_background_writer(tmp_path, data16, monkeypatch):
+    import threading
+
+    from grok_interp import store
+
+    threads: list[str] = []
+    real = store.RunStore.write_progress
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(store.RunStore, "write_progress", spy)
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, out=tmp_path / "r", dataset=data16,
+                       progress=False, **TINY)
+    assert len(threads) == 3 and all(n.startswith("grok-interp-checkpoint") for n in threads), threads
+    loaded = g.load_run(tmp_path / "r")
+    assert loaded.history.equals(run.history) and store.RunStore(tmp_path / "r").read_status()["finished"] is True
