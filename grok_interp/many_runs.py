@@ -55,7 +55,7 @@ from ._validate import bad_value
 from .config import RunConfig
 from .training.forwards import fast_forward, fast_logits, fast_unsupported_reason, fast_weight_names
 from .models import weights
-from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
+from .runs import GrokRun, PreparedRun, build_run, train_hooked
 from .groups import build_task
 from .tasks import Split
 from .training import Callback, GradientTransform, RunState, eval_row, lifecycle, loss_fn, resolve_device, train_loop
@@ -266,6 +266,7 @@ def train_many(
     if len(outs) != len(runs):
         raise bad_value("outs", f"{len(outs)} entries", f"give one per run ({len(runs)})")
     callbacks = list(callbacks)
+    record = _record_list(record)  # read once: every run records the same measures
     results: list[GrokRun | None] = [None] * len(runs)
     for group in batch_groups(runs, max_batch):
         if len(group) == 1:
@@ -283,10 +284,9 @@ def train_many(
             for i in group:
                 config, mask = _as_config(runs[i])
                 assert config is not None
-                prepared.append(prepare_run(
-                    config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, record=record,
-                    forward=fast_forward, fused_optimizer=True,
-                ))
+                built = build_run(config, mask=mask, fused_optimizer=True)
+                started = lifecycle.start_run(built, outs[i], resume, extra=record)
+                prepared.append(built.ready(started, forward=fast_forward, callbacks=callbacks))
             log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
             states = [r.run_state(gradient_transforms) for r in prepared]
             model_cfg = prepared[0].config.model
@@ -299,6 +299,11 @@ def train_many(
             raise
         _close_all(prepared)
     return [r for r in results if r is not None]
+
+
+def _record_list(record: Iterable[Any] | None) -> Any:
+    """``record`` as a run keeps it: None, a name, or a list (an iterable read once)."""
+    return record if record is None or isinstance(record, str) else list(record)
 
 
 def _close_all(prepared: list[PreparedRun], quiet: bool = False) -> None:

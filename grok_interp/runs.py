@@ -47,7 +47,7 @@ from .training import (
     train_loop,
 )
 
-__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun",
+__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun", "build_run", "BuiltRun",
            "save_checkpoint", "read_config", "read_task_split", "CheckpointWriter"]
 
 log = logging.getLogger(__name__)
@@ -202,9 +202,6 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split, rec
     })
 
 
-_META_KEYS = {"grok_interp", "backend", "kind", "record", *_SECTIONS}
-
-
 def _record_names(record: Any) -> list[str] | None:
     """``record`` as config.json keeps it: measure names (None: none recorded, or
     callables, which no file can hold)."""
@@ -231,26 +228,12 @@ def read_config(path: str | os.PathLike) -> RunConfig:
     Raises:
         RunDirectoryError: naming config.json and the key at fault.
     """
-    rs = RunStore(path)
-    file = rs.file(CONFIG)
-    meta = rs.reconciled_meta()
-    version = store.check_format(meta, file)
-    unknown = sorted(set(meta) - _META_KEYS)
-    if unknown:
-        raise RunDirectoryError(f"run file {file}: unknown keys {unknown}")
-    missing = sorted({"backend", *_SECTIONS} - set(meta))
-    if missing:
-        raise RunDirectoryError(f"run file {file}: keys {missing} are missing")
-    if meta.get("kind", "transformer") != "transformer":
-        raise RunDirectoryError(f"run file {file}: kind {meta['kind']!r} is not a transformer run")
+    config, meta = lifecycle.read_saved_config(path, "transformer", _SECTIONS, RunConfig.from_dict,
+                                               required=("backend",), optional=("record",), default_kind="transformer")
     rec = meta.get("record")
     if rec is not None and not (isinstance(rec, list) and all(isinstance(x, str) for x in rec)):
-        raise RunDirectoryError(f"run file {file}: 'record' must be a list of measure names")
-    sections = {s: store.check_fields(cls, meta[s], file=file, section=s, version=version) for s, cls in _SECTIONS.items()}
-    try:
-        return RunConfig.from_dict(sections)
-    except (GrokInterpError, TypeError) as exc:
-        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
+        raise RunDirectoryError(f"run file {RunStore(path).file(CONFIG)}: 'record' must be a list of measure names")
+    return config
 
 
 def _check_data(path: Path, config: RunConfig) -> None:
@@ -541,6 +524,69 @@ class PreparedRun:
         self.checkpoints.close()
 
 
+@dataclass(eq=False)
+class BuiltRun:
+    """A transformer run built from its configuration (task, split, model, optimiser),
+    before any file is touched; :func:`grok_interp.training.lifecycle.start_run` then
+    opens its run directory, restoring it (:meth:`restore`) or writing it anew
+    (:meth:`write_static`), and :meth:`ready` makes it a :class:`PreparedRun`."""
+
+    config: RunConfig
+    task: Task
+    split: Split
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+
+    def restore(self, rs: RunStore, record: Any) -> tuple[int, list[dict[str, Any]], float, Any]:
+        """Resume the run in ``rs`` (see :func:`_restore`); ``record`` None keeps its measures."""
+        return _restore(rs, self.config, self.task, self.split, self.model, self.optimizer, record)
+
+    def write_static(self, rs: RunStore, record: Any) -> None:
+        write_static(rs, self.config, self.task, self.split, _record_names(record))
+
+    def ready(self, started: lifecycle.Started, *, forward: Callable[..., torch.Tensor],
+              callbacks: Iterable[Callback] = (), trackers: Iterable[Callback] = ()) -> PreparedRun:
+        """The run as the loop takes it, its directory ``started``: data on the device,
+        the callbacks (``started.extra``'s measures recorded, then the trackers)."""
+        task, split, device, record = self.task, self.split, self.device, started.extra
+        ctx = TrainContext(
+            task=task,
+            split=split,
+            train_tokens=task.tokens(split.train_pairs).to(device),
+            train_labels=task.answers(split.train_pairs).to(device),
+            test_tokens=task.tokens(split.test_pairs).to(device),
+            test_labels=task.answers(split.test_pairs).to(device),
+            forward=forward,
+            loss=self.config.train.loss,
+        )
+        all_callbacks = list(callbacks)
+        if record is not None:
+            from .measures import recorder  # measures are optional; imported only when asked
+
+            all_callbacks.append(recorder(record))
+        all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
+        return PreparedRun(self.config, task, split, self.model, self.optimizer, ctx, all_callbacks, started.store,
+                           started.out, device, started.start, started.history, train_s=started.train_s)
+
+
+def build_run(
+    config: RunConfig, *, op: Callable[[Any, Any], Any] | None = None, mask: Any = None, task: Task | None = None,
+    fused_optimizer: bool = False,
+) -> BuiltRun:
+    """Build one run's task, split, model and optimiser (nothing on disk). The size of
+    the run is checked before anything is allocated."""
+    device = resolve_device(config.train.device)
+    check_fits(config, device)
+    d = config.data
+    if task is None:
+        task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
+    split = Split.from_config(task, d, mask)
+    model = build_model(config.model, task, device=device)
+    optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
+    return BuiltRun(config, task, split, model, optimizer, device)
+
+
 def prepare_run(
     config: RunConfig,
     *,
@@ -557,49 +603,19 @@ def prepare_run(
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
-    Shared by :func:`train_hooked` and :func:`grok_interp.many_runs.train_many`, so a run
-    is set up the same way whichever trains it. The size of the run is checked before
-    anything is allocated. With ``resume`` and an existing run directory, the model and
-    optimiser are loaded from its newest consistent resume state; no file of the run
-    is written before that state has been validated.
+    :func:`build_run`, then the shared lifecycle
+    (:func:`grok_interp.training.lifecycle.start_run`), then :meth:`BuiltRun.ready`: the
+    steps :func:`grok_interp.many_runs.train_many` takes too, so a run is set up the same
+    way whichever trains it. The size of the run is checked before anything is
+    allocated. With ``resume`` and an existing run directory, the model and optimiser
+    are loaded from its newest consistent resume state; no file of the run is written
+    before that state has been validated.
     """
-    device = resolve_device(config.train.device)
-    check_fits(config, device)
-    d = config.data
-    if task is None:
-        task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
-    split = Split.from_config(task, d, mask)
-    out_path = Path(out) if out is not None else None
     if record is not None and not isinstance(record, str):
         record = list(record)
-    with lifecycle.opened(out_path, resume) as (rs, resuming):  # an error: a directory made for it and left empty goes
-        model = build_model(config.model, task, device=device)
-        optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
-        history: list[dict[str, Any]] = []
-        start, train_s = 0, 0.0
-        if resuming:
-            assert rs is not None
-            start, history, train_s, record = _restore(rs, config, task, split, model, optimizer, record)
-        elif rs is not None:
-            write_static(rs, config, task, split, _record_names(record))
-    ctx = TrainContext(
-        task=task,
-        split=split,
-        train_tokens=task.tokens(split.train_pairs).to(device),
-        train_labels=task.answers(split.train_pairs).to(device),
-        test_tokens=task.tokens(split.test_pairs).to(device),
-        test_labels=task.answers(split.test_pairs).to(device),
-        forward=forward,
-        loss=config.train.loss,
-    )
-    all_callbacks = list(callbacks)
-    if record is not None:
-        from .measures import recorder  # measures are optional; imported only when asked
-
-        all_callbacks.append(recorder(record))
-    all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
-    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history,
-                       train_s=train_s)
+    built = build_run(config, op=op, mask=mask, task=task, fused_optimizer=fused_optimizer)
+    started = lifecycle.start_run(built, out, resume, extra=record)
+    return built.ready(started, forward=forward, callbacks=callbacks, trackers=trackers)
 
 
 def save_checkpoint(

@@ -4,10 +4,12 @@ Every trainer (the hooked transformer of :func:`grok_interp.train_hooked`, the s
 runs of :func:`grok_interp.train_many`, the ResNet of :func:`grok_interp.vision.train_resnet`)
 goes through the same steps around :func:`grok_interp.training.train_loop`:
 
-1. **open and lock** the run directory (:func:`open_run`: new, empty, or a run to
-   resume, never someone else's files);
-2. on resume, **compare** the given configuration with the saved one
-   (:func:`config_diffs`: only the fields the kind lists as changeable may differ),
+1. **open and lock** the run directory (:func:`open_run`, :func:`opened`: new, empty,
+   or a run to resume, never someone else's files; :func:`start_run` opens it for a
+   built run and restores it or writes it anew);
+2. on resume, **read** the saved configuration (:func:`read_saved_config`) and
+   **compare** the given one with it (:func:`config_diffs`: only the fields the kind
+   lists as changeable may differ),
    **restore** the newest consistent resume state (:func:`restore_newest`), refuse a
    schedule shorter than what was trained (:func:`check_not_behind`) and **record an
    extension** (:func:`record_extension`: ``status.json`` first, then ``config.json``);
@@ -32,22 +34,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from .. import store
 from .._validate import bad_value
+from ..errors import GrokInterpError, RunDirectoryError
 from ..store import ResumeState, RunStore
 
 __all__ = [
-    "RunKind", "register_run_kind", "run_kinds", "run_kind", "open_run", "opened", "config_diffs", "nothing_trained",
+    "RunKind", "register_run_kind", "run_kinds", "run_kind", "open_run", "opened", "Restorable", "Started", "start_run", "read_saved_config", "config_diffs", "nothing_trained",
     "restore_newest", "check_not_behind", "record_extension", "CheckpointWriter", "Checkpoints", "copy_tensors",
 ]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 WeightsOf = Callable[[nn.Module], Mapping[str, torch.Tensor]]
 
 
@@ -134,6 +138,84 @@ def opened(out: str | os.PathLike | None, resume: bool) -> Iterator[tuple[RunSto
         if rs is not None:
             rs.abandon()
         raise
+
+
+class Restorable(Protocol):
+    """A run built from its configuration, ready to meet its run directory: it resumes
+    from one (``restore(store, extra) -> (step, history, seconds trained, extra)``) or
+    writes a new one's ``config.json`` and static data (``write_static(store, extra)``).
+    ``extra`` is what a kind carries through (the transformer: the measures to record,
+    which a resume may take from the saved run)."""
+
+    def restore(self, rs: RunStore, extra: Any) -> tuple[int, list[dict[str, Any]], float, Any]: ...
+
+    def write_static(self, rs: RunStore, extra: Any) -> None: ...
+
+
+@dataclass
+class Started:
+    """Where a run starts: its locked run directory (None: in memory), the step, history
+    and seconds trained it resumes from (0, none, 0 for a new run), and the kind's
+    ``extra``."""
+
+    store: RunStore | None
+    out: Path | None
+    start: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_s: float = 0.0
+    extra: Any = None
+
+
+def start_run(run: Restorable, out: str | os.PathLike | None, resume: bool, extra: Any = None) -> Started:
+    """Open ``out`` for ``run`` (:func:`opened`) and restore the run there or write a new
+    one; on an error the directory is given up (a directory made for it goes)."""
+    path = Path(out) if out is not None else None
+    with opened(path, resume) as (rs, resuming):
+        if resuming:
+            assert rs is not None
+            start, history, train_s, extra = run.restore(rs, extra)
+            return Started(rs, path, start, history, train_s, extra)
+        if rs is not None:
+            run.write_static(rs, extra)
+    return Started(rs, path, extra=extra)
+
+
+def read_saved_config(
+    path: str | os.PathLike, kind: str, sections: Mapping[str, type], build: Callable[[dict[str, dict[str, Any]]], T],
+    *, required: Collection[str] = (), optional: Collection[str] = (), default_kind: str | None = None,
+) -> tuple[T, dict[str, Any]]:
+    """The configuration a run directory of ``kind`` holds, checked, and its ``config.json``.
+
+    ``config.json`` is read with the extension an unfinished ``status.json`` records
+    applied (:meth:`~grok_interp.store.RunStore.reconciled_meta`); it must be of ``kind``
+    (``default_kind`` when it names none), of a format this library reads, hold each of
+    ``sections`` and ``required`` and nothing but them, ``optional``, ``kind`` and
+    ``grok_interp``. Each section is checked against its config class
+    (:func:`grok_interp.store.check_fields`: types, no unknown key, keys of later
+    formats filled from the class's ``ADDED_KEYS``), then ``build({section: kwargs})``
+    makes the config (whose own checks run).
+
+    Raises:
+        RunDirectoryError: naming config.json and the key at fault.
+    """
+    rs = RunStore(path)
+    file = rs.file(store.CONFIG)
+    meta = rs.reconciled_meta()
+    found = meta.get("kind", default_kind)
+    if found != kind:
+        raise RunDirectoryError(f"run file {file}: kind {found!r} is not a {kind} run")
+    version = store.check_format(meta, file)
+    unknown = sorted(set(meta) - {"grok_interp", "kind", *sections, *required, *optional})
+    if unknown:
+        raise RunDirectoryError(f"run file {file}: unknown keys {unknown}")
+    missing = sorted({*sections, *required} - set(meta))
+    if missing:
+        raise RunDirectoryError(f"run file {file}: keys {missing} are missing")
+    fields = {s: store.check_fields(cls, meta[s], file=file, section=s, version=version) for s, cls in sections.items()}
+    try:
+        return build(fields), meta
+    except (GrokInterpError, TypeError) as exc:
+        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
 
 
 def config_diffs(saved: Mapping[str, Any], given: Mapping[str, Any], changeable: Collection[str],

@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 
 from .. import store
 from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_seed
-from ..errors import GrokInterpError, RunDirectoryError
+from ..errors import RunDirectoryError
 from ..sizes import format_bytes, memory_limit
-from ..store import CONFIG, DATA, RunStore
+from ..store import DATA, RunStore
 from ..config import check_agrees
 from ..training import GradientTransform, RunState, Schedule, build_optimizer, lifecycle, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
@@ -439,20 +439,9 @@ def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: S
 
 
 def _read_config(path: Path) -> ResNetConfig:
-    rs = RunStore(path)
-    file = rs.file(CONFIG)
-    raw = rs.reconciled_meta()  # with an extension status.json records (store.RunStore.write_status)
-    if raw.get("kind") != "resnet":
-        raise RunDirectoryError(f"run file {file} is not a ResNet run (kind={raw.get('kind')!r})")
-    ver = store.check_format(raw, file)
-    extra = sorted(set(raw) - {"kind", "grok_interp", "config"})
-    if extra or "config" not in raw:
-        raise RunDirectoryError(f"run file {file}: unknown keys {extra}" if extra else f"run file {file}: 'config' is missing")
-    fields = store.check_fields(ResNetConfig, raw["config"], file=file, section="config", version=ver)
-    try:
-        return ResNetConfig.from_dict(fields)
-    except (GrokInterpError, TypeError) as exc:
-        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
+    config, _ = lifecycle.read_saved_config(path, "resnet", {"config": ResNetConfig},
+                                            lambda sections: ResNetConfig.from_dict(sections["config"]))
+    return config
 
 
 def _read_data(path: Path, config: ResNetConfig) -> tuple[Tensor, ShapesSplit]:

@@ -75,3 +75,18 @@ def test_an_in_memory_run_keeps_its_checkpoints_in_memory():
     assert cp.memory[3]["weight"].data_ptr() != model.weight.data_ptr()  # a copy, not the live tensor
     cp.finish(3, 0.0)
     cp.close()
+
+
+def test_each_kind_reads_only_its_own_run_directories():
+    from pathlib import Path
+
+    from grok_interp.runs import read_config
+    from grok_interp.vision.train import _read_config as read_resnet_config
+
+    fixtures = Path(__file__).parents[1] / "data" / "format5"
+    assert read_config(fixtures / "transformer").data.p == 11
+    assert read_resnet_config(fixtures / "resnet").width == 2
+    with pytest.raises(g.RunDirectoryError, match="kind 'resnet' is not a transformer run"):
+        read_config(fixtures / "resnet")
+    with pytest.raises(g.RunDirectoryError, match="kind None is not a resnet run"):
+        read_resnet_config(fixtures / "transformer")
