@@ -132,11 +132,11 @@ def register_config_section(section: str, cls: type) -> None:
     names = {f.name for f in dataclasses.fields(cls)}
     for v, keys in added_keys(cls).items():
         if isinstance(v, bool) or not isinstance(v, int) or not 1 < v <= FORMAT_VERSION:
-            raise ValueError(f"{cls.__name__}.ADDED_KEYS: format {v!r} is not one of 2..{FORMAT_VERSION} "
-                             "(bump store.FORMAT_VERSION first)")
+            raise bad_value(f"{cls.__name__}.ADDED_KEYS", v,
+                            f"is not a format of 2..{FORMAT_VERSION} (bump store.FORMAT_VERSION first)")
         unknown = sorted(set(keys) - names)
         if unknown:
-            raise ValueError(f"{cls.__name__}.ADDED_KEYS[{v}] names {unknown}, which are not its fields")
+            raise bad_value(f"{cls.__name__}.ADDED_KEYS[{v}]", unknown, "are not its fields")
     _CONFIG_SECTIONS[section] = cls
 
 

@@ -73,9 +73,9 @@ def test_a_migration_for_a_format_not_yet_written_or_of_no_field_is_refused_at_r
         width: int = 3
         ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {store.FORMAT_VERSION + 1: {"width": 3}}
 
-    with pytest.raises(ValueError, match="bump store.FORMAT_VERSION"):
+    with pytest.raises(g.GrokInterpError, match="bump store.FORMAT_VERSION"):
         store.register_config_section("toy", Toy)
     Toy.ADDED_KEYS = {2: {"height": 1}}
-    with pytest.raises(ValueError, match="not its fields"):
+    with pytest.raises(g.GrokInterpError, match="are not its fields"):
         store.register_config_section("toy", Toy)
     assert "toy" not in store.config_sections()
