@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
+from . import store
 from ._validate import (
     bad_value, check_choice, check_float, check_int, check_open_unit, check_prime, check_seed, did_you_mean,
 )
@@ -33,6 +34,12 @@ class _DictMixin:
     #: Field name -> the values it may take: checked in ``__post_init__`` and offered by
     #: the command line, so a choice is written once.
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    #: Fields added in each run-directory format, with the value that ``config.json``
+    #: files of older formats meant by leaving them out: ``{format: {field: default}}``
+    #: (:class:`grok_interp.store.Migrating`). A new field needs an entry here, in the
+    #: format :data:`grok_interp.store.FORMAT_VERSION` is bumped to.
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {}
 
     def _check_choices(self) -> None:
         for name, allowed in self.CHOICES.items():
@@ -90,6 +97,9 @@ class DataConfig(_DictMixin):
     shuffle: str = "torch"
 
     CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"split": SPLIT_KINDS, "shuffle": SHUFFLES}
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {
+        2: {"shuffle": "torch"},  # the reference code's settings as options (issue 13)
+    }
 
     def __post_init__(self) -> None:
         if is_group_op(self.op):  # a group task: p is the group's order (grok_interp.groups)
@@ -173,6 +183,9 @@ class ModelConfig(_DictMixin):
         "embed_init": ("random", "circulant", "toeplitz", "onehot"),
         "backend": ("auto", "hooked", "bridge"),
         "mlp_input": ("operands", "operands_and_eq"),
+    }
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {
+        2: {"attn_bias": True, "unembed_bias": True, "mlp_input": "operands"},  # the reference code's settings (issue 13)
     }
 
     def __post_init__(self) -> None:
@@ -287,6 +300,14 @@ class TrainConfig(_DictMixin):
         "optimizer": ("adamw", "adam", "sgd"),
         "perpendicular_grad": (False, True),
     }
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {
+        2: {  # the accelerators (issue 15), off; the plateau-stop rule of the reference-setup studies, off
+            "grokfast": None, "grokfast_alpha": 0.98, "grokfast_window": 100, "grokfast_lamb": None,
+            "perpendicular_grad": False, "optimizer": "adamw", "momentum": 0.0,
+            "stop_on_plateau": None, "plateau_delta": 0.01,
+        },
+        4: {"eval_sparse": 1},  # adaptive evaluation (issue 17): runs saved before have a row every eval_every steps
+    }
 
     def __post_init__(self) -> None:
         self._check_choices()
@@ -384,6 +405,13 @@ class RunConfig:
 
 
 # --- the command line, derived from the dataclasses ---------------------------------------
+#: The sections of a transformer run's ``config.json`` and their classes, registered with
+#: the store, which fills a key an older file lacks from the class's ``ADDED_KEYS``.
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+for _section, _cls in SECTIONS.items():
+    store.register_config_section(_section, _cls)
+
+
 _ARG = re.compile(r"^(\s+)([A-Za-z_][\w, ]*):\s*(.*)$")
 
 

@@ -43,6 +43,7 @@ operation, a group of one) train through :func:`grok_interp.train_hooked`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -54,10 +55,10 @@ from ._validate import bad_value
 from .config import RunConfig
 from .training.forwards import fast_forward, fast_logits, fast_unsupported_reason, fast_weight_names
 from .models import weights
-from .runs import GrokRun, PreparedRun, prepare_run, train_hooked
+from .runs import GrokRun, PreparedRun, build_run, train_hooked
 from .groups import build_task
 from .tasks import Split
-from .training import Callback, GradientTransform, RunState, eval_row, loss_fn, resolve_device, train_loop
+from .training import Callback, GradientTransform, RunState, eval_row, lifecycle, loss_fn, resolve_device, train_loop
 from .training.loop import columns_of_test, columns_of_train
 
 __all__ = ["train_many", "batch_key", "batch_groups", "auto_batch_size", "CPU_BATCH_BYTES"]
@@ -265,6 +266,7 @@ def train_many(
     if len(outs) != len(runs):
         raise bad_value("outs", f"{len(outs)} entries", f"give one per run ({len(runs)})")
     callbacks = list(callbacks)
+    record = _record_list(record)  # read once: every run records the same measures
     results: list[GrokRun | None] = [None] * len(runs)
     for group in batch_groups(runs, max_batch):
         if len(group) == 1:
@@ -282,10 +284,9 @@ def train_many(
             for i in group:
                 config, mask = _as_config(runs[i])
                 assert config is not None
-                prepared.append(prepare_run(
-                    config, mask=mask, out=outs[i], resume=resume, callbacks=callbacks, record=record,
-                    forward=fast_forward, fused_optimizer=True,
-                ))
+                built = build_run(config, mask=mask, fused_optimizer=True)
+                started = lifecycle.start_run(built, outs[i], resume, extra=record)
+                prepared.append(built.ready(started, forward=fast_forward, callbacks=callbacks))
             log.info("training %d runs as one batch (p=%d)", len(prepared), prepared[0].task.p)
             states = [r.run_state(gradient_transforms) for r in prepared]
             model_cfg = prepared[0].config.model
@@ -298,6 +299,11 @@ def train_many(
             raise
         _close_all(prepared)
     return [r for r in results if r is not None]
+
+
+def _record_list(record: Iterable[Any] | None) -> Any:
+    """``record`` as a run keeps it: None, a name, or a list (an iterable read once)."""
+    return record if record is None or isinstance(record, str) else list(record)
 
 
 def _close_all(prepared: list[PreparedRun], quiet: bool = False) -> None:
@@ -314,3 +320,9 @@ def _close_all(prepared: list[PreparedRun], quiet: bool = False) -> None:
             first = first or exc
     if first is not None and not quiet:
         raise first
+
+
+# The stacked runs: transformer runs in every respect (config, model, optimiser, run
+# directory, resume) but their step, one batched computation for K runs.
+lifecycle.register_run_kind("many", dataclasses.replace(lifecycle.run_kind("transformer"), name="many",
+                                                        step_function=StackedStep, train=train_many))

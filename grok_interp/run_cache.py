@@ -38,14 +38,22 @@ What the key holds (:func:`key_payload`), and why:
   (``forward``: fast, hooked and compiled forwards round differently; ``device``,
   kept as given and also as resolved, since ``auto`` is CUDA on one machine and CPU on
   another);
-* ``record``: the measures recorded as history columns;
+* ``record``: the measures recorded as history columns, and what they are
+  (:func:`measures_payload`): each recorded measure's name, columns and the SHA-256 of
+  its own source (the function registered for it, and the functions and classes it
+  reaches by name that the package digest leaves out: the closures and helpers in
+  ``measures/record.py``, or a user's module), plus the source of the recording
+  plumbing (:func:`grok_interp.measures.recorder` and what it calls in that file). So an
+  edit of one measure changes the keys of the runs that record it only, and a measure a
+  user registered is cached by its source (where :func:`inspect.getsource` reads it;
+  else the run is not cached);
 * the versions that trained it: ``grok_interp.__version__``, a SHA-256 of the package's
   source files that can change a run directory (:func:`source_digest`; the version
   string is not bumped for every change of the training code), the run-directory
   format, torch and TransformerLens, and on CUDA the CUDA version and the GPU's name.
   The files listed in :data:`HISTORY_NEUTRAL` (plots, the report, the command lines, the
-  ResNet branch, the theory, measures computed after training, this cache) are left out
-  of that digest: none of them is imported by the code that trains a transformer run, so
+  ResNet branch, the theory, measures computed after training, the measures' registry,
+  this cache) are left out of that digest: none of them is imported by the code that trains a transformer run, so
   an edit there cannot change a history, and the runs of an earlier commit stay usable.
 
 Not in the key, because it does not change what the run directory holds: the run's
@@ -69,11 +77,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
+import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -84,6 +94,7 @@ from .errors import RunDirectoryError
 from .training import resolve_device
 
 __all__ = ["ENV", "KEY_SCHEMA", "HISTORY_NEUTRAL", "is_history_neutral", "cache_dir", "key_payload", "run_key", "options_key", "library_versions", "source_digest",
+           "code_digest", "measures_payload",
            "lookup", "record_run", "copy_cached", "clear"]
 
 log = logging.getLogger(__name__)
@@ -91,8 +102,10 @@ log = logging.getLogger(__name__)
 #: Environment variable naming the cache directory (``off`` turns the cache off).
 ENV = "GROK_INTERP_RUN_CACHE"
 #: Version of the key's layout: bump it when :func:`key_payload` changes meaning
-#: (2: the source digest leaves out :data:`HISTORY_NEUTRAL`).
-KEY_SCHEMA = 2
+#: (2: the source digest leaves out :data:`HISTORY_NEUTRAL`; 3: ``measures/record.py``
+#: is left out too, and a run that records measures carries their own sources,
+#: :func:`measures_payload`).
+KEY_SCHEMA = 3
 
 #: Package files (paths relative to the package; a trailing ``/`` is a whole folder)
 #: that cannot change what a transformer run's directory holds, so they are not part of
@@ -103,11 +116,14 @@ KEY_SCHEMA = 2
 #: (their options become the configuration, which is in the key), the ceilings of
 #: :mod:`grok_interp.theory` and the sweep's extra columns, the measures computed after
 #: training from a finished run (``compare``, ``phases``), the import of other
-#: codebases' checkpoints (``external``), the studies' selection language (``selection``)
-#: and this cache. Everything else, including any
-#: new file, is in the digest.
+#: codebases' checkpoints (``external``), the studies' selection language (``selection``),
+#: this cache, and the measures' registry (``measures/record.py``: what of it can change a
+#: history, a recorded measure and the recording plumbing, is in the key of a run that
+#: records measures, :func:`measures_payload`; a run that records none does not use it).
+#: Everything else, including any new file, is in the digest.
 HISTORY_NEUTRAL = ("viz/", "vision/", "cli.py", "_sweep_cli.py", "measures/_cli.py", "measures/compare.py",
-                   "measures/phases.py", "theory.py", "external.py", "run_cache.py", "selection.py")
+                   "measures/phases.py", "theory.py", "external.py", "run_cache.py", "selection.py",
+                   "measures/record.py")
 _OFF = ("off", "0", "false", "no", "none")
 
 
@@ -201,6 +217,125 @@ def _record_list(record: Any) -> list[Any] | None:
     return [record] if isinstance(record, str) else list(record)
 
 
+#: The module whose code :func:`source_digest` leaves out and :func:`code_digest` walks.
+_RECORD_MODULE = "grok_interp.measures.record"
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """A value whose ``repr`` is the same in every process (a literal)."""
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (tuple, list, frozenset)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _code_names(code: types.CodeType) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _code_names(const)
+    return names
+
+
+def _references(obj: Any) -> list[Any]:
+    """What the function or class ``obj`` names: globals its code reads, its closure's
+    values, and a class's methods."""
+    if inspect.isclass(obj):
+        out = []
+        for member in vars(obj).values():
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                out += [f for f in (member.fget, member.fset) if f is not None]
+            elif inspect.isfunction(member):
+                out.append(member)
+        # methods a decorator generated (a dataclass's __init__, __repr__) are not in the
+        # class's file: the class's source (its fields) makes them
+        try:
+            file = inspect.getfile(obj)
+        except TypeError:
+            return []
+        return [f for f in out if f.__code__.co_filename == file]
+    if not inspect.isfunction(obj):
+        return []
+    out = [obj.__globals__[n] for n in _code_names(obj.__code__) if n in obj.__globals__]
+    out += [cell.cell_contents for cell in obj.__closure__ or ()]
+    return out
+
+
+def code_digest(root: Callable[..., Any]) -> str:
+    """SHA-256 of the source of ``root`` and of the functions and classes it reaches by
+    name (globals its code reads, closure values, methods of the classes reached) that
+    :func:`source_digest` does not cover: those of ``measures/record.py``, or of
+    ``root``'s own module when that is not part of the package (a user's measure).
+    Literal values it reaches (a closure's ``"paper"``) are in it by ``repr``; what
+    other package modules and libraries define is covered by the package digest and
+    the versions in the key.
+
+    Raises:
+        GrokInterpError: a source cannot be read (a function typed into a REPL): such a
+            measure cannot be part of a key.
+    """
+    home = getattr(root, "__module__", None) or ""
+
+    def walked(obj: Any) -> bool:
+        module = getattr(obj, "__module__", None) or ""
+        return module == _RECORD_MODULE or (module == home and not home.startswith("grok_interp"))
+
+    parts: set[str] = set()
+    seen: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            if _plain(obj):
+                parts.add(f"value\0{obj!r}")
+            continue
+        if obj is not root and not walked(obj):
+            continue
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError) as exc:
+            raise bad_value("record", getattr(root, "__qualname__", repr(root)),
+                            f"has no readable source ({exc}), so a run recording it cannot be part of a run-cache key") from None
+        parts.add(f"{obj.__module__}.{obj.__qualname__}\0{source}")
+        stack += _references(obj)
+    h = hashlib.sha256()
+    for part in sorted(parts):
+        h.update(part.encode() + b"\0\0")
+    return h.hexdigest()
+
+
+def measures_payload(record: Any) -> dict[str, Any] | None:
+    """What the measures ``record`` names are, for a run-cache key: each one's name,
+    columns, whether plots show it and :func:`code_digest` of its function, in recording
+    order (aliases expanded), and the digest of the recording plumbing
+    (:func:`grok_interp.measures.recorder`). None when nothing is recorded.
+
+    Raises:
+        GrokInterpError: ``record`` names no registered measure, or one whose source
+            cannot be read.
+    """
+    names = _record_list(record)
+    if names is None or not all(isinstance(n, str) for n in names):
+        return None  # callables: key_payload refuses them (no stable name)
+    from .measures import record as measures_record  # noqa: PLC0415 - only a run that records measures needs it
+
+    specs = measures_record.measure_specs(names)
+    return {
+        "recorder": code_digest(measures_record.recorder),
+        "measures": [{"name": s.name, "columns": list(s.columns), "plot": s.plot, "source": code_digest(s.fn)}
+                     for s in specs],
+    }
+
+
 def _backend(config: RunConfig) -> str:
     return "mlp" if config.model.arch == "mlp" else tl_backend.resolve_backend(config.model.backend)
 
@@ -220,6 +355,7 @@ def key_payload(config: RunConfig, record: Any = None) -> dict[str, Any]:
         "backend": _backend(config),
         "device": device.type,
         "record": _record_list(record),
+        "measures": measures_payload(record),
         "versions": library_versions(device),
     }
     try:

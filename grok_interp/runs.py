@@ -21,7 +21,7 @@ from torch import nn
 
 from . import tl_backend, store
 from ._validate import bad_value, check_int
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import SECTIONS, ModelConfig, RunConfig
 from .errors import GrokInterpError, RunDirectoryError, TrainingDiverged
 from .presets import preset_options
 from .sizes import check_fits
@@ -32,6 +32,8 @@ from .threads import batch_parts as machine_parts, resolve_threads, using_thread
 from .groups import build_task
 from .tasks import Split, Task
 from .trackers import trackers_for
+from .training import lifecycle
+from .training.lifecycle import CheckpointWriter
 from .training import (
     Callback,
     FullBatchStep,
@@ -45,13 +47,12 @@ from .training import (
     train_loop,
 )
 
-__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun",
-           "save_checkpoint", "read_config", "read_task_split"]
+__all__ = ["GrokRun", "train_hooked", "load_run", "RunDirectoryError", "prepare_run", "PreparedRun", "build_run", "BuiltRun",
+           "save_checkpoint", "read_config", "read_task_split", "CheckpointWriter"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = store.FORMAT_VERSION
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS = SECTIONS
 
 
 # --- the run object --------------------------------------------------------------------
@@ -189,7 +190,7 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split, rec
     records them too.
     """
     out.write_config({
-        "grok_interp": {"format": FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
+        "grok_interp": {"format": store.FORMAT_VERSION, "transformer_lens": tl_backend.TL_VERSION},
         "backend": _resolved_backend(config.model),
         **config.to_dict(),
         **({"record": list(record)} if record is not None else {}),
@@ -199,9 +200,6 @@ def write_static(out: RunStore, config: RunConfig, task: Task, split: Split, rec
         "train_mask": split.train_mask.to(torch.uint8),
         "forced_test": split.forced_test.to(torch.uint8),
     })
-
-
-_META_KEYS = {"grok_interp", "backend", "kind", "record", *_SECTIONS}
 
 
 def _record_names(record: Any) -> list[str] | None:
@@ -222,34 +220,20 @@ def read_config(path: str | os.PathLike) -> RunConfig:
     """The :class:`RunConfig` in ``path/config.json``, checked against its schema.
 
     Every section must hold exactly the config class's fields with values of the
-    declared types (keys added in a later format are filled per
-    :data:`grok_interp.store.ADDED_KEYS`); then the config's own checks run. An
+    declared types (keys added in a later format are filled from the config classes'
+    ``ADDED_KEYS``, :func:`grok_interp.store.check_fields`); then the config's own checks run. An
     extension that ``status.json`` records (a resume killed before it rewrote
     config.json, :meth:`grok_interp.store.RunStore.write_status`) is applied first.
 
     Raises:
         RunDirectoryError: naming config.json and the key at fault.
     """
-    rs = RunStore(path)
-    file = rs.file(CONFIG)
-    meta = rs.reconciled_meta()
-    version = store.check_format(meta, file)
-    unknown = sorted(set(meta) - _META_KEYS)
-    if unknown:
-        raise RunDirectoryError(f"run file {file}: unknown keys {unknown}")
-    missing = sorted({"backend", *_SECTIONS} - set(meta))
-    if missing:
-        raise RunDirectoryError(f"run file {file}: keys {missing} are missing")
-    if meta.get("kind", "transformer") != "transformer":
-        raise RunDirectoryError(f"run file {file}: kind {meta['kind']!r} is not a transformer run")
+    config, meta = lifecycle.read_saved_config(path, "transformer", _SECTIONS, RunConfig.from_dict,
+                                               required=("backend",), optional=("record",), default_kind="transformer")
     rec = meta.get("record")
     if rec is not None and not (isinstance(rec, list) and all(isinstance(x, str) for x in rec)):
-        raise RunDirectoryError(f"run file {file}: 'record' must be a list of measure names")
-    sections = {s: store.check_fields(cls, meta[s], file=file, section=s, version=version) for s, cls in _SECTIONS.items()}
-    try:
-        return RunConfig.from_dict(sections)
-    except (GrokInterpError, TypeError) as exc:
-        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
+        raise RunDirectoryError(f"run file {RunStore(path).file(CONFIG)}: 'record' must be a list of measure names")
+    return config
 
 
 def _check_data(path: Path, config: RunConfig) -> None:
@@ -500,40 +484,35 @@ class PreparedRun:
     device: torch.device
     start: int
     history: list[dict[str, Any]]
-    memory: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    writer: "CheckpointWriter | None" = None
     train_s: float = 0.0  # seconds trained before this sitting (a resumed run's state)
+    #: Where the checkpoints go (memory, or the run directory through a background
+    #: writer) and who finishes and closes the run: the shared lifecycle.
+    checkpoints: lifecycle.Checkpoints = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checkpoints = lifecycle.Checkpoints(self.store, weights_of=weights)
+
+    @property
+    def memory(self) -> dict[int, dict[str, torch.Tensor]]:
+        """The checkpoints of a run without a directory, ``{step: canonical weights}``."""
+        return self.checkpoints.memory
 
     def run_state(self, gradient_transforms: Iterable[GradientTransform] = ()) -> RunState:
         """The run as the training loop drives it; checkpoints go to the run directory
         (or stay in memory without one). The configuration's own gradient transforms
         (Grokfast, perpendicular gradient: :func:`gradient_transforms_for`) apply
         first, then ``gradient_transforms``."""
-
-        if self.store is not None and self.writer is None:
-            self.writer = CheckpointWriter(self.store)
-
-        def on_checkpoint(state: RunState) -> None:
-            if self.writer is None:
-                save_checkpoint(self.store, self.memory, state.step, state.model, state.optimizer, state.history,
-                                train_s=state.train_s)
-            else:
-                self.writer.save(state.step, state.model, state.optimizer, state.history, train_s=state.train_s)
-
         return RunState(
             model=self.model, optimizer=self.optimizer, schedule=Schedule.of(self.config.train),
             history=self.history, step=self.start, callbacks=self.callbacks, context=self.ctx,
-            on_checkpoint=on_checkpoint, train_s=self.train_s,
+            on_checkpoint=self.checkpoints.save, train_s=self.train_s,
             gradient_transforms=[*gradient_transforms_for(self.config.train, self.optimizer), *gradient_transforms],
         )
 
     def result(self, state: RunState) -> GrokRun:
         """The trained run; a run directory is marked finished (after every checkpoint
         write has landed)."""
-        if self.writer is not None:
-            self.writer.wait()
-        if self.store is not None:
-            self.store.write_status(state.history[-1]["step"], finished=True, train_s=state.train_s)
+        self.checkpoints.finish(state.history[-1]["step"], state.train_s)
         return GrokRun(
             model=self.model, task=self.task, split=self.split, config=self.config,
             history=pd.DataFrame(state.history), path=self.out_path, checkpoints=self.memory,
@@ -542,12 +521,70 @@ class PreparedRun:
     def close(self) -> None:
         """Finish the checkpoint write in flight, then release the run directory's lock
         (nothing to do for an in-memory run)."""
-        try:
-            if self.writer is not None:
-                self.writer.close()
-        finally:
-            if self.store is not None:
-                self.store.close()
+        self.checkpoints.close()
+
+
+@dataclass(eq=False)
+class BuiltRun:
+    """A transformer run built from its configuration (task, split, model, optimiser),
+    before any file is touched; :func:`grok_interp.training.lifecycle.start_run` then
+    opens its run directory, restoring it (:meth:`restore`) or writing it anew
+    (:meth:`write_static`), and :meth:`ready` makes it a :class:`PreparedRun`."""
+
+    config: RunConfig
+    task: Task
+    split: Split
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+
+    def restore(self, rs: RunStore, record: Any) -> tuple[int, list[dict[str, Any]], float, Any]:
+        """Resume the run in ``rs`` (see :func:`_restore`); ``record`` None keeps its measures."""
+        return _restore(rs, self.config, self.task, self.split, self.model, self.optimizer, record)
+
+    def write_static(self, rs: RunStore, record: Any) -> None:
+        write_static(rs, self.config, self.task, self.split, _record_names(record))
+
+    def ready(self, started: lifecycle.Started, *, forward: Callable[..., torch.Tensor],
+              callbacks: Iterable[Callback] = (), trackers: Iterable[Callback] = ()) -> PreparedRun:
+        """The run as the loop takes it, its directory ``started``: data on the device,
+        the callbacks (``started.extra``'s measures recorded, then the trackers)."""
+        task, split, device, record = self.task, self.split, self.device, started.extra
+        ctx = TrainContext(
+            task=task,
+            split=split,
+            train_tokens=task.tokens(split.train_pairs).to(device),
+            train_labels=task.answers(split.train_pairs).to(device),
+            test_tokens=task.tokens(split.test_pairs).to(device),
+            test_labels=task.answers(split.test_pairs).to(device),
+            forward=forward,
+            loss=self.config.train.loss,
+        )
+        all_callbacks = list(callbacks)
+        if record is not None:
+            from .measures import recorder  # measures are optional; imported only when asked
+
+            all_callbacks.append(recorder(record, task=task))
+        all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
+        return PreparedRun(self.config, task, split, self.model, self.optimizer, ctx, all_callbacks, started.store,
+                           started.out, device, started.start, started.history, train_s=started.train_s)
+
+
+def build_run(
+    config: RunConfig, *, op: Callable[[Any, Any], Any] | None = None, mask: Any = None, task: Task | None = None,
+    fused_optimizer: bool = False,
+) -> BuiltRun:
+    """Build one run's task, split, model and optimiser (nothing on disk). The size of
+    the run is checked before anything is allocated."""
+    device = resolve_device(config.train.device)
+    check_fits(config, device)
+    d = config.data
+    if task is None:
+        task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
+    split = Split.from_config(task, d, mask)
+    model = build_model(config.model, task, device=device)
+    optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
+    return BuiltRun(config, task, split, model, optimizer, device)
 
 
 def prepare_run(
@@ -566,54 +603,19 @@ def prepare_run(
 ) -> PreparedRun:
     """Build one run's task, split, model, optimiser, data and run directory.
 
-    Shared by :func:`train_hooked` and :func:`grok_interp.many_runs.train_many`, so a run
-    is set up the same way whichever trains it. The size of the run is checked before
-    anything is allocated. With ``resume`` and an existing run directory, the model and
-    optimiser are loaded from its newest consistent resume state; no file of the run
-    is written before that state has been validated.
+    :func:`build_run`, then the shared lifecycle
+    (:func:`grok_interp.training.lifecycle.start_run`), then :meth:`BuiltRun.ready`: the
+    steps :func:`grok_interp.many_runs.train_many` takes too, so a run is set up the same
+    way whichever trains it. The size of the run is checked before anything is
+    allocated. With ``resume`` and an existing run directory, the model and optimiser
+    are loaded from its newest consistent resume state; no file of the run is written
+    before that state has been validated.
     """
-    device = resolve_device(config.train.device)
-    check_fits(config, device)
-    d = config.data
-    if task is None:
-        task = Task(p=d.p, op=op, offset=d.offset) if op is not None else build_task(d.p, d.op, d.offset)
-    split = Split.from_config(task, d, mask)
-    out_path = Path(out) if out is not None else None
-    rs, resuming = store.open_out(out_path, resume) if out_path is not None else (None, False)
     if record is not None and not isinstance(record, str):
         record = list(record)
-    try:
-        model = build_model(config.model, task, device=device)
-        optimizer = make_optimizer(model, config.train, fused=fused_optimizer)
-        history: list[dict[str, Any]] = []
-        start, train_s = 0, 0.0
-        if resuming:
-            assert rs is not None
-            start, history, train_s, record = _restore(rs, config, task, split, model, optimizer, record)
-        elif rs is not None:
-            write_static(rs, config, task, split, _record_names(record))
-    except BaseException:
-        if rs is not None:
-            rs.abandon()  # a directory made for this run and left empty goes
-        raise
-    ctx = TrainContext(
-        task=task,
-        split=split,
-        train_tokens=task.tokens(split.train_pairs).to(device),
-        train_labels=task.answers(split.train_pairs).to(device),
-        test_tokens=task.tokens(split.test_pairs).to(device),
-        test_labels=task.answers(split.test_pairs).to(device),
-        forward=forward,
-        loss=config.train.loss,
-    )
-    all_callbacks = list(callbacks)
-    if record is not None:
-        from .measures import recorder  # measures are optional; imported only when asked
-
-        all_callbacks.append(recorder(record, task=task))
-    all_callbacks.extend(trackers)  # last: a tracker logs every column of the row
-    return PreparedRun(config, task, split, model, optimizer, ctx, all_callbacks, rs, out_path, device, start, history,
-                       train_s=train_s)
+    built = build_run(config, op=op, mask=mask, task=task, fused_optimizer=fused_optimizer)
+    started = lifecycle.start_run(built, out, resume, extra=record)
+    return built.ready(started, forward=forward, callbacks=callbacks, trackers=trackers)
 
 
 def save_checkpoint(
@@ -630,64 +632,14 @@ def save_checkpoint(
     out.write_progress(step, w, optimizer.state_dict(), history, train_s=train_s)
 
 
-class CheckpointWriter:
-    """Writes a run's checkpoints in a background thread, one at a time, in order.
-
-    A checkpoint's files (weights, resume state, history, status: about ten atomic
-    writes, each flushed with ``fsync``) are I/O the training thread need not wait for:
-    the loop hands over copies of the tensors and history and goes on training while
-    they are written (the saving was not measured on its own). Crash safety is unchanged: each write is
-    still atomic and a resume state complete or absent; an interruption loses at most
-    the checkpoint in flight, and resuming takes the newest consistent state. A write's
-    error is raised in the training thread at the next checkpoint or at the end.
-    """
-
-    def __init__(self, store: RunStore) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="grok-interp-checkpoint")
-        self._pending: Any = None
-
-    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-             history: list[dict[str, Any]], train_s: float | None = None) -> None:
-        """Copy what the checkpoint of ``step`` holds, then write it in the background."""
-        self.wait()  # one write at a time: in order, and its error surfaces here
-        w = _weights_copy(model)
-        opt_state = _copy_tensors(optimizer.state_dict())
-        rows = [dict(r) for r in history]
-        self._pending = self._pool.submit(self.store.write_progress, step, w, opt_state, rows, train_s)
-
-    def wait(self) -> None:
-        """Block until the write in flight has landed (re-raising its error)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
 def _weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     """A checkpoint's weights: the canonical weights, copied to the CPU."""
     return {k: v.detach().to("cpu").clone() for k, v in weights(model).items()}
 
 
-def _copy_tensors(obj: Any) -> Any:
-    """``obj`` with every tensor cloned (an optimiser state dict keeps the live ones)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _copy_tensors(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy_tensors(v) for v in obj)
-    return obj
-
-
+#: The fields of ``train`` that a resume may change (the rest must equal the saved run's).
 _RESUMABLE_CHANGES = {"steps", "stop_after_grok", "stop_on_plateau", "plateau_delta", "device"}
+_RESUME_CHANGEABLE = frozenset(f"train.{k}" for k in _RESUMABLE_CHANGES)
 
 
 def _restore(
@@ -703,16 +655,10 @@ def _restore(
     kept = saved_record(rs.path)
     if record is None:
         record = kept
-    a, b = saved.to_dict(), config.to_dict()
-    diffs = [
-        f"{sec}.{k}: saved {a[sec][k]!r}, given {b[sec][k]!r}"
-        for sec in ("data", "model", "train")
-        for k in a[sec]
-        if a[sec][k] != b[sec][k] and not (sec == "train" and k in _RESUMABLE_CHANGES)
-    ]
+    diffs = lifecycle.config_diffs(saved.to_dict(), config.to_dict(), _RESUME_CHANGEABLE)
     if diffs:
         raise bad_value("resume", True, f"the run in {rs.path} has another configuration: " + "; ".join(diffs))
-    if not rs.state_steps() and not rs.file(store.STATUS).exists():
+    if lifecycle.nothing_trained(rs):
         log.info("nothing trained in %s yet: starting from step 0", rs.path)  # killed before its first checkpoint
         write_static(rs, config, task, split, _record_names(record))
         return 0, [], 0.0, record
@@ -725,27 +671,28 @@ def _restore(
             "backend", _resolved_backend(config.model),
             f"the run in {rs.path} was trained with backend {raw.get('backend')!r}; its optimiser state only resumes there",
         )
-    state = rs.latest_valid_state(eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
-    renamed = sorted(set(store.renamed_columns(store.check_format(raw, rs.file(CONFIG)))) & set(
-        state.history.columns if state is not None else ()))
-    if renamed:
-        raise bad_value(
-            "resume", True,
-            f"the run in {rs.path} recorded {renamed} under an earlier grok_interp's definitions; resuming would "
-            "mix two definitions in one column: load it with load_run (the columns are renamed there) or train anew",
-        )
+    renamed_columns = store.renamed_columns(store.check_format(raw, rs.file(CONFIG)))
+
+    def load(state: store.ResumeState) -> None:
+        renamed = sorted(set(renamed_columns) & set(state.history.columns))
+        if renamed:
+            raise bad_value(
+                "resume", True,
+                f"the run in {rs.path} recorded {renamed} under an earlier grok_interp's definitions; resuming would "
+                "mix two definitions in one column: load it with load_run (the columns are renamed there) or train anew",
+            )
+        try:
+            load_weights(model, state.weights)
+            optimizer.load_state_dict(state.optimizer_state)
+        except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
+            raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
+
+    state = lifecycle.restore_newest(rs, load, eval_every=config.train.eval_every, eval_sparse=config.train.eval_sparse)
     if state is None:
         log.info("no resume state in %s yet: starting from step 0", rs.path)
         write_static(rs, config, task, split, _record_names(record))
         return 0, [], 0.0, record
-    try:
-        load_weights(model, state.weights)
-        optimizer.load_state_dict(state.optimizer_state)
-    except (GrokInterpError, ValueError, KeyError, RuntimeError) as exc:
-        raise RunDirectoryError(f"resume state {state.path} does not fit the configured model: {exc}") from exc
-    if config.train.steps < state.step:
-        raise bad_value("steps", config.train.steps, f"the run in {rs.path} has trained to step {state.step} "
-                        f"already: give steps >= {state.step}, or train a new run")
+    lifecycle.check_not_behind("steps", config.train.steps, state, rs.path)
     changes = {k: getattr(config.train, k) for k in sorted(_RESUMABLE_CHANGES - {"device"})
                if getattr(config.train, k) != getattr(saved.train, k)}
     names = _record_names(record)
@@ -757,8 +704,7 @@ def _restore(
         # status agree (status finished at the old step with config.json at the new
         # steps made a sweep skip the run as done).
         ext = {**({"train": changes} if changes else {}), **({"record": names} if names != kept else {})}
-        rs.write_status(state.step, finished=False, train_s=state.train_s, extending=ext)
-        write_static(rs, config, task, split, names)
+        lifecycle.record_extension(rs, state, ext, lambda: write_static(rs, config, task, split, names))
     log.info("resuming %s from step %d", rs.path, state.step)
     return state.step, state.history.to_dict("records"), state.train_s, record
 
@@ -801,6 +747,11 @@ def load_grok_run(path: str | os.PathLike, device: str = "auto") -> GrokRun:
 
 
 store.register_loader("transformer", load_grok_run)
+lifecycle.register_run_kind("transformer", lifecycle.RunKind(
+    name="transformer", config_class=RunConfig, resume_changeable=_RESUME_CHANGEABLE, build_model=build_model,
+    build_optimizer=make_optimizer, step_function=FullBatchStep, write_static=write_static, weights_of=weights,
+    result=GrokRun, train=train_hooked,
+))
 
 
 def load_run(path: str | os.PathLike, device: str = "auto") -> Any:

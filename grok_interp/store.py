@@ -74,7 +74,7 @@ from .errors import RunDirectoryError
 
 __all__ = [
     "CONFIG", "DATA", "MODEL", "HISTORY", "STATUS", "CHECKPOINTS", "OPTIMIZER", "LOCK", "FORMAT_VERSION",
-    "ADDED_KEYS", "RENAMED_COLUMNS", "renamed_columns", "migrate_history", "RunStore", "ResumeState", "atomic_write", "write_json", "write_csv", "write_tensors",
+    "ADDED_KEYS", "Migrating", "added_keys", "register_config_section", "config_sections", "RENAMED_COLUMNS", "renamed_columns", "migrate_history", "RunStore", "ResumeState", "atomic_write", "write_json", "write_csv", "write_tensors",
     "read_json", "read_tensors", "tensor_shapes", "read_history", "read_torch", "is_run_dir", "open_out",
     "check_fields", "register_loader", "run_kind", "load", "copy_run_dir",
 ]
@@ -94,47 +94,86 @@ _STATE = re.compile(r"state-(\d+)")
 _CHECKPOINT = re.compile(r"step_(\d+)\.safetensors")
 
 #: Version of the run-directory format this library writes (``config.json`` ->
-#: ``grok_interp.format``). Bump it when a config key is added, and record the key below;
+#: ``grok_interp.format``): the one place the number is written. Bump it when a config
+#: key is added, and record the key with its config class (its ``ADDED_KEYS``, below);
 #: or when a history column's name changes meaning (:data:`RENAMED_COLUMNS`).
 FORMAT_VERSION = 5
 
-#: Keys added to ``config.json`` in each format version, with the value that files of
-#: older versions meant by leaving them out: ``{version: {"section.key": default}}``
-#: (section ``data``/``model``/``train`` for transformer runs, ``config`` for ResNet
-#: runs). A key missing from a file of its own version or later is an error, never
-#: silently today's default.
-ADDED_KEYS: dict[int, dict[str, Any]] = {
-    2: {  # the reference code's settings as options (issue 13); older runs had none of them
-        "data.shuffle": "torch",
-        "model.attn_bias": True,
-        "model.unembed_bias": True,
-        "model.mlp_input": "operands",
-        # the accelerators (issue 15): off
-        "train.grokfast": None,
-        "train.grokfast_alpha": 0.98,
-        "train.grokfast_window": 100,
-        "train.grokfast_lamb": None,
-        "train.perpendicular_grad": False,
-        "train.optimizer": "adamw",
-        "train.momentum": 0.0,
-        # the plateau-stop rule of the reference-setup studies: off
-        "train.stop_on_plateau": None,
-        "train.plateau_delta": 0.01,
-    },
-    3: {  # the ResNet recipe search (issue 16): the library's drawing, torchvision's init
-        "config.style": "library",
-        "config.init_scale": 1.0,
-        "config.autocast": False,
-    },
-    4: {  # adaptive evaluation (issue 17): runs saved before have a row every eval_every steps
-        "train.eval_sparse": 1,
-    },
-    5: {  # the ResNet reference recipe and stand-in pretraining (0.2): a 49-way head, none of them
-        "config.num_classes": 49,
-        "config.pretrain_epochs": 0,
-        "config.batch_stats_eval": False,
-    },
-}
+
+# --- config migrations: each config class carries its own ----------------------------
+class Migrating(typing.Protocol):
+    """A config dataclass that records its own migrations: ``ADDED_KEYS`` maps a format
+    version to the fields added in it, with the value that files of older versions
+    meant by leaving them out (``{version: {field: default}}``). A field missing from a
+    file of its own version or later is an error, never silently today's default."""
+
+    ADDED_KEYS: typing.ClassVar[Mapping[int, Mapping[str, Any]]]
+
+
+#: Sections of ``config.json`` (``data``, ``model``, ``train``, a ResNet run's ``config``)
+#: and the config class each holds, as the modules defining them registered them
+#: (:func:`register_config_section`); the store imports none of them.
+_CONFIG_SECTIONS: dict[str, type] = {}
+
+
+def added_keys(cls: type) -> Mapping[int, Mapping[str, Any]]:
+    """The migrations config class ``cls`` carries (``{}`` for a class that records none)."""
+    return getattr(cls, "ADDED_KEYS", {})
+
+
+def register_config_section(section: str, cls: type) -> None:
+    """Register ``cls`` as the config class of ``config.json``'s section ``section``.
+
+    Its migrations (``cls.ADDED_KEYS``) must name its own fields and versions up to
+    :data:`FORMAT_VERSION` (a key added for a format not yet written is an error here,
+    at import); :func:`check_fields` reads them whenever a file lacks a key. The
+    registry is what :data:`ADDED_KEYS` and ``tests/test_config_formats.py`` see.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    for v, keys in added_keys(cls).items():
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 < v <= FORMAT_VERSION:
+            raise bad_value(f"{cls.__name__}.ADDED_KEYS", v,
+                            f"is not a format of 2..{FORMAT_VERSION} (bump store.FORMAT_VERSION first)")
+        unknown = sorted(set(keys) - names)
+        if unknown:
+            raise bad_value(f"{cls.__name__}.ADDED_KEYS[{v}]", unknown, "are not its fields")
+    _CONFIG_SECTIONS[section] = cls
+
+
+def config_sections() -> dict[str, type]:
+    """The registered sections of ``config.json`` and their config classes."""
+    return dict(_CONFIG_SECTIONS)
+
+
+class _AddedKeysView(Mapping[int, Mapping[str, Any]]):
+    """Every registered config class's migrations as one read-only table,
+    ``{version: {"section.key": default}}`` (the layout this module kept before the
+    classes carried them)."""
+
+    def _table(self) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for section, cls in _CONFIG_SECTIONS.items():
+            for v, keys in added_keys(cls).items():
+                out.setdefault(v, {}).update({f"{section}.{k}": d for k, d in keys.items()})
+        return {v: out[v] for v in sorted(out)}
+
+    def __getitem__(self, version: int) -> Mapping[str, Any]:
+        return types.MappingProxyType(self._table()[version])
+
+    def __iter__(self) -> typing.Iterator[int]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"ADDED_KEYS({self._table()!r})"
+
+
+#: Read-only view of the keys added in each format version, ``{version: {"section.key":
+#: default}}``, gathered from the registered config classes (kept for code written
+#: against the table this module used to hold; the classes' ``ADDED_KEYS`` are the truth).
+ADDED_KEYS: Mapping[int, Mapping[str, Any]] = _AddedKeysView()
 
 #: History columns whose name took another meaning in a format version, with the name
 #: their values carry now: ``{version: {old name: new name}}``. A history of an older
@@ -392,9 +431,9 @@ def check_fields(cls: type, raw: Any, *, file: Path, section: str, version: int)
 
     The schema is derived from the dataclass (its ``init`` fields and their type hints),
     so fields added to a config class are checked without changes here. A key missing
-    from a file is filled from :data:`ADDED_KEYS` only when it was added in a format
-    version later than the file's; otherwise it is an error, like an unknown key or a
-    value of the wrong type.
+    from a file is filled from the class's own migrations (``cls.ADDED_KEYS``, see
+    :class:`Migrating`) only when it was added in a format version later than the
+    file's; otherwise it is an error, like an unknown key or a value of the wrong type.
     """
     if not isinstance(raw, dict):
         raise RunDirectoryError(f"run file {file}: {section!r} must be a JSON object, found {type(raw).__name__}")
@@ -410,7 +449,7 @@ def check_fields(cls: type, raw: Any, *, file: Path, section: str, version: int)
     for f in fields:
         key = f"{section}.{f.name}"
         if f.name not in raw:
-            added = [(v, keys[key]) for v, keys in sorted(ADDED_KEYS.items()) if v > version and key in keys]
+            added = [(v, keys[f.name]) for v, keys in sorted(added_keys(cls).items()) if v > version and f.name in keys]
             if not added:
                 raise RunDirectoryError(f"run file {file}: key {key!r} is missing (format {version} requires it)")
             out[f.name] = added[0][1]

@@ -196,7 +196,7 @@ def _is_finished(options: Mapping[str, Any], path: Path, kind: str = "transforme
 
         wanted = _run_config(options).to_dict()
         # read_config fills the keys a run saved in an older format left out with what
-        # they meant then (store.ADDED_KEYS: a format-3 run has eval_sparse 1, dense)
+        # they meant then (TrainConfig.ADDED_KEYS: a format-3 run has eval_sparse 1, dense)
         got = read_config(path).to_dict()
     except Exception:  # noqa: BLE001 - unreadable or invalid: let training report it
         return False

@@ -187,7 +187,7 @@ def _touch(path: Path) -> None:
 
 @pytest.mark.parametrize("edit, changes", [
     ("viz/plots.py", False), ("vision/train.py", False), ("theory.py", False), ("measures/compare.py", False),
-    ("run_cache.py", False), ("training/loop.py", True), ("models.py", True), ("measures/record.py", True),
+    ("run_cache.py", False), ("training/loop.py", True), ("models.py", True), ("measures/record.py", False),
     ("store.py", True), ("new_module.py", True),
 ])
 def test_source_digest_changes_with_the_training_code_only(tmp_path, edit, changes):
@@ -376,6 +376,81 @@ def test_every_config_field_is_in_the_key(option, value, needs):
     after = RunConfig.from_kwargs(**{**CPU, **needs, option: value})
     assert before.flat()[option] != after.flat()[option]
     assert run_key(before) != run_key(after)
+
+
+USER_MEASURES = """
+def helper(ctx):
+    return float(ctx.model.W_E.norm())
+
+
+def alpha(ctx):
+    return helper(ctx) + 1.0
+
+
+def beta(ctx):
+    return 2.0
+"""
+
+
+def _register_user_measures(tmp_path: Path, source: str, monkeypatch) -> None:
+    """Load ``source`` as the module ``user_measures`` (a fresh import of the edited file,
+    as a new process would see it) and register its ``alpha`` and ``beta``."""
+    import importlib.util
+    import sys
+
+    from grok_interp.measures import register_measure
+
+    file = tmp_path / "user_measures.py"
+    file.write_text(source)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    spec = importlib.util.spec_from_file_location("user_measures", file)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "user_measures", module)
+    spec.loader.exec_module(module)
+    register_measure("alpha", module.alpha, replace=True)
+    register_measure("beta", module.beta, replace=True)
+
+
+def test_a_recorded_measure_keys_the_run_by_its_own_source(tmp_path, monkeypatch):
+    from grok_interp.measures import record
+
+    monkeypatch.setattr(record, "_REGISTRY", dict(record._REGISTRY))
+    config = RunConfig.from_kwargs(**CPU)
+    _register_user_measures(tmp_path, USER_MEASURES, monkeypatch)
+    key_a, key_b, key_none = run_key(config, ["alpha"]), run_key(config, ["beta"]), run_key(config)
+    # an edit of another measure leaves the key of a run recording alpha alone
+    _register_user_measures(tmp_path, USER_MEASURES.replace("return 2.0", "return 3.0  # changed"), monkeypatch)
+    assert run_key(config, ["alpha"]) == key_a and run_key(config) == key_none
+    assert run_key(config, ["beta"]) != key_b
+    # an edit of alpha, or of the helper it calls, changes it
+    _register_user_measures(tmp_path, USER_MEASURES.replace("+ 1.0", "+ 2.0"), monkeypatch)
+    assert run_key(config, ["alpha"]) != key_a
+    _register_user_measures(tmp_path, USER_MEASURES.replace(".norm())", ".norm() ** 2)"), monkeypatch)
+    assert run_key(config, ["alpha"]) != key_a
+    # the built-ins likewise: replacing med's function changes med's runs, not weight_norm's
+    wn, med = run_key(config, ["weight_norm"]), run_key(config, ["med"])
+    record.register_measure("med", lambda c: 0.0, replace=True)
+    assert run_key(config, ["weight_norm"]) == wn and run_key(config, ["med"]) != med
+    # closures that differ only in their values (the loss variants) have different keys
+    payload = run_cache.measures_payload(["restricted_loss_difference", "restricted_loss_tl_demo"])
+    assert payload["measures"][0]["source"] != payload["measures"][1]["source"]
+    # an alias is keyed by the measures it stands for
+    assert run_cache.measures_payload("default")["measures"] == run_cache.measures_payload(
+        ["med", "weight_norm", "uniformity"])["measures"]
+
+
+def test_a_measure_without_readable_source_makes_the_run_uncacheable(monkeypatch):
+    from grok_interp.measures import record
+
+    monkeypatch.setattr(record, "_REGISTRY", dict(record._REGISTRY))
+    namespace: dict = {}
+    exec("def typed_in(ctx):\n    return 1.0\n", namespace)  # noqa: S102 - a function with no file, as in a REPL
+    record.register_measure("typed_in", namespace["typed_in"])
+    config = RunConfig.from_kwargs(**CPU)
+    with pytest.raises(g.GrokInterpError, match="no readable source"):
+        run_key(config, ["typed_in"])
+    assert run_cache.options_key({**CPU, "record": ["typed_in"]}) is None
+    assert run_cache.options_key({**CPU, "record": ["med"]}) is not None
 
 
 def test_the_key_holds_record_and_versions(monkeypatch):

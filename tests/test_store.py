@@ -418,7 +418,7 @@ def test_keys_added_in_a_later_format_take_their_recorded_default(run_dir, monke
     _edit_config(run_dir, lambda r: {**r, "train": {k: v for k, v in r["train"].items() if k != "grok_threshold"}})
     new = store.FORMAT_VERSION + 1  # a future format that adds the key
     monkeypatch.setattr(store, "FORMAT_VERSION", new)
-    monkeypatch.setattr(store, "ADDED_KEYS", {new: {"train.grok_threshold": 0.5}})
+    monkeypatch.setattr(g.TrainConfig, "ADDED_KEYS", {new: {"grok_threshold": 0.5}})  # the class's own migration
     assert g.load_run(run_dir).config.train.grok_threshold == 0.5  # an older file: the recorded default
     _edit_config(run_dir, lambda r: {**r, "grok_interp": {**r["grok_interp"], "format": new}})
     with pytest.raises(g.RunDirectoryError, match="'train.grok_threshold' is missing"):
@@ -427,7 +427,9 @@ def test_keys_added_in_a_later_format_take_their_recorded_default(run_dir, monke
 
 def test_a_format_1_run_loads_with_the_reference_options_off(run_dir):
     """Runs written before the reference options existed (format 1) mean their defaults."""
-    keys = [k.split(".") for k in store.ADDED_KEYS[2]]
+    keys = [(sec, k) for sec, cls in (("data", g.DataConfig), ("model", g.ModelConfig), ("train", g.TrainConfig))
+            for k in cls.ADDED_KEYS[2]]
+    assert len(keys) == 13
 
     def downgrade(r):
         r = {**r, "grok_interp": {**r["grok_interp"], "format": 1}}

@@ -65,6 +65,7 @@ from .record import (
     unregister_measure,
     compute_measures,
     measure_checkpoints,
+    measure_specs,
     recorder,
 )
 from .stability import DTYPES, per_sample_loss, stability
@@ -110,6 +111,7 @@ __all__ = [
     "recorder",
     "compute_measures",
     "measure_checkpoints",
+    "measure_specs",
     "MEASURE_NAMES",
     "DEFAULT_MEASURES",
     "FOURIER_MEASURES",

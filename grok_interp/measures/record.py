@@ -81,7 +81,7 @@ from .stability import stability
 from .uniformity import activation_med, med, rqi, uniformity_stats
 
 __all__ = ["MEASURE_NAMES", "RENAMED_MEASURES", "MeasureContext", "MeasureSpec", "register_measure", "unregister_measure", "measure_names",
-           "plot_columns", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints"]
+           "plot_columns", "DEFAULT_MEASURES", "FOURIER_MEASURES", "REPRESENTATION_MEASURES", "recorder", "compute_measures", "measure_checkpoints", "measure_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,18 @@ def _expand(measures: str | Iterable[str | Callable[..., Any]], task: Task | Non
         else:
             raise bad_value("measure", m, "must be a callable or one of " + ", ".join(map(repr, (*_ALIASES, *_REGISTRY))))
     return out
+
+
+def measure_specs(measures: str | Iterable[str]) -> tuple[MeasureSpec, ...]:
+    """The registered measures that ``measures`` (names and aliases, as ``record=``
+    takes them) records, in the order recorded; what a run-cache key is made of
+    (:func:`grok_interp.run_cache.key_payload`)."""
+    out = []
+    for m in _expand(measures):
+        if not isinstance(m, str):
+            raise bad_value("measures", m, "must be measure names")
+        out.append(_REGISTRY[m])
+    return tuple(out)
 
 
 def _run(name: str, c: MeasureContext) -> dict[str, Any]:

@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 
 from .. import store
 from .._validate import bad_value, check_choice, check_float, check_int, check_open_unit, check_seed
-from ..errors import GrokInterpError, RunDirectoryError
+from ..errors import RunDirectoryError
 from ..sizes import format_bytes, memory_limit
-from ..store import CONFIG, DATA, RunStore
+from ..store import DATA, RunStore
 from ..config import check_agrees
-from ..training import GradientTransform, RunState, Schedule, build_optimizer, resolve_device, train_loop
+from ..training import GradientTransform, RunState, Schedule, build_optimizer, lifecycle, resolve_device, train_loop
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -56,8 +56,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = store.FORMAT_VERSION
 
 #: Named settings. ``paper``: the paper's network and images (224 px, width 64).
 #: ``cpu``: chosen from ``benchmarks/resnet_epoch.py`` so thousands of epochs fit in
@@ -155,6 +153,13 @@ class ResNetConfig:
     #: Field name -> allowed values (checked below, offered by the command line).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
                                                      "style": STYLES}
+    #: Fields added in each run-directory format, with the value older ``config.json``
+    #: files meant by leaving them out (:class:`grok_interp.store.Migrating`).
+    ADDED_KEYS: ClassVar[dict[int, dict[str, Any]]] = {
+        3: {"style": "library", "init_scale": 1.0, "autocast": False},  # the ResNet recipe search (issue 16)
+        # the reference recipe and stand-in pretraining (0.2): a 49-way head, none of them
+        5: {"num_classes": 49, "pretrain_epochs": 0, "batch_stats_eval": False},
+    }
 
     def __post_init__(self) -> None:
         for name, allowed in self.CHOICES.items():
@@ -191,6 +196,9 @@ class ResNetConfig:
         if unknown:
             raise bad_value("ResNetConfig", sorted(unknown), "unknown keys; allowed: " + ", ".join(sorted(names)))
         return cls(**d)
+
+
+store.register_config_section("config", ResNetConfig)
 
 
 # --- measures ----------------------------------------------------------------------
@@ -376,8 +384,16 @@ def _take(full: ShapesDataset, indices: Tensor) -> ShapesDataset:
                          style=full.style)
 
 
+def _net_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    """What a ResNet checkpoint holds: the network's state dict (torchvision layout,
+    BatchNorm buffers included)."""
+    net = model.net
+    assert isinstance(net, torch.nn.Module)
+    return net.state_dict()
+
+
 def _state(model: HookedResNet) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.net.state_dict().items()}
+    return {k: v.detach().to("cpu").clone() for k, v in _net_state(model).items()}
 
 
 def _load_state(model: HookedResNet, state: dict[str, Tensor]) -> None:
@@ -416,27 +432,16 @@ def epoch_loader(dataset: ShapesDataset, split: ShapesSplit, batch_size: int, se
 def _write_static(out: RunStore, config: ResNetConfig, indices: Tensor, split: ShapesSplit, labels: Tensor) -> None:
     out.write_config({  # first: a writer killed before the data leaves a run with nothing trained
         "kind": "resnet",
-        "grok_interp": {"format": FORMAT_VERSION, "torchvision": version("torchvision")},
+        "grok_interp": {"format": store.FORMAT_VERSION, "torchvision": version("torchvision")},
         "config": config.to_dict(),
     })
     out.write_data({"indices": indices, "labels": labels, "train_mask": split.train_mask.to(torch.uint8)})
 
 
 def _read_config(path: Path) -> ResNetConfig:
-    rs = RunStore(path)
-    file = rs.file(CONFIG)
-    raw = rs.reconciled_meta()  # with an extension status.json records (store.RunStore.write_status)
-    if raw.get("kind") != "resnet":
-        raise RunDirectoryError(f"run file {file} is not a ResNet run (kind={raw.get('kind')!r})")
-    ver = store.check_format(raw, file)
-    extra = sorted(set(raw) - {"kind", "grok_interp", "config"})
-    if extra or "config" not in raw:
-        raise RunDirectoryError(f"run file {file}: unknown keys {extra}" if extra else f"run file {file}: 'config' is missing")
-    fields = store.check_fields(ResNetConfig, raw["config"], file=file, section="config", version=ver)
-    try:
-        return ResNetConfig.from_dict(fields)
-    except (GrokInterpError, TypeError) as exc:
-        raise RunDirectoryError(f"run file {file} is invalid: {exc}") from exc
+    config, _ = lifecycle.read_saved_config(path, "resnet", {"config": ResNetConfig},
+                                            lambda sections: ResNetConfig.from_dict(sections["config"]))
+    return config
 
 
 def _read_data(path: Path, config: ResNetConfig) -> tuple[Tensor, ShapesSplit]:
@@ -475,6 +480,13 @@ def scale_parameters(model: torch.nn.Module, alpha: float) -> None:
         return
     for p in model.parameters():
         p.mul_(alpha)
+
+
+def _build_model(config: ResNetConfig, device: torch.device | str = "cpu") -> HookedResNet:
+    """The run's freshly initialised network (seeded; local weights if given; scaled)."""
+    model = build_resnet(config.width, config.num_classes, seed=config.seed, weights_path=config.weights_path).to(device)
+    scale_parameters(model, config.init_scale)
+    return model
 
 
 def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Optimizer:
@@ -555,23 +567,17 @@ def train_resnet(
     check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
     split = data.split(config.frac, config.data_seed)
-    model = build_resnet(config.width, config.num_classes, seed=config.seed, weights_path=config.weights_path).to(device)
-    scale_parameters(model, config.init_scale)
+    model = _build_model(config, device)
     optimizer = _make_optimizer(model, config)
     rows: list[dict[str, Any]] = []
     start, train_s = 0, 0.0
-    path = Path(out) if out is not None else None
-    out_store: RunStore | None = None
-    if path is not None:
-        out_store, resuming = store.open_out(path, resume)
-        try:
-            if resuming:
-                start, rows, train_s = _restore(out_store, config, split, model, optimizer, indices, data.labels)
-            else:
-                _write_static(out_store, config, indices, split, data.labels)
-        except BaseException:
-            out_store.close()
-            raise
+    with lifecycle.opened(out, resume) as (out_store, resuming):  # an error: a directory made for it and left empty goes
+        if resuming:
+            assert out_store is not None
+            start, rows, train_s = _restore(out_store, config, split, model, optimizer, indices, data.labels)
+        elif out_store is not None:
+            _write_static(out_store, config, indices, split, data.labels)
+    checkpoints = lifecycle.Checkpoints(out_store, weights_of=_net_state)  # background writes, by construction
     try:
         if start == 0 and config.pretrain_epochs:  # a resumed state holds the pretrained weights already
             pre = pretrain_positions(model, data, split, config, device, progress)
@@ -579,11 +585,10 @@ def train_resnet(
                 store.write_csv(out_store.file(PRETRAIN_HISTORY), pre)
                 store.write_tensors(out_store.file(PRETRAINED), _state(model))
             optimizer = _make_optimizer(model, config)  # the sum task's optimiser starts afresh
-        return _train(config, model, optimizer, data, indices, split, device, out_store, start, rows, callbacks,
+        return _train(config, model, optimizer, data, indices, split, device, checkpoints, start, rows, callbacks,
                       progress, gradient_transforms, train_s)
     finally:
-        if out_store is not None:
-            out_store.close()
+        checkpoints.close()
 
 
 #: Files of the stand-in pretraining in a run directory.
@@ -657,44 +662,34 @@ def _cell_accuracy(model: HookedResNet, data: ShapesDataset, split: ShapesSplit,
 
 def _train(
     config: ResNetConfig, model: HookedResNet, optimizer: torch.optim.Optimizer, data: ShapesDataset,
-    indices: Tensor, split: ShapesSplit, device: torch.device, out_store: RunStore | None, start: int,
+    indices: Tensor, split: ShapesSplit, device: torch.device, checkpoints: lifecycle.Checkpoints, start: int,
     rows: list[dict[str, Any]], callbacks: Iterable[ResNetCallback], progress: bool,
     gradient_transforms: Iterable[GradientTransform], train_s: float = 0.0,
 ) -> ResNetRun:
-    path = out_store.path if out_store is not None else None
+    path = checkpoints.store.path if checkpoints.store is not None else None
     if device.type == "cuda":  # the images cross to the GPU once, not every batch
         data = data.to(device)
     ctx = {"dataset": data, "split": split, "device": device}
-    memory: dict[int, dict[str, Tensor]] = {}
 
     def write_history(state: RunState) -> None:
         r = state.history[-1]
         log.info("epoch %d: train_acc %.4f test_acc %.4f test_loss %.4f feature_med_ratio %.4f", r["step"],
                  r["train_acc"], r["test_acc"], r["test_loss"], r["feature_med_ratio"])
-        if out_store is not None:
-            out_store.write_history(state.history)
-
-    def save(state: RunState) -> None:
-        w = _state(state.model)
-        if out_store is None:
-            memory[state.step] = w
-            return
-        out_store.write_progress(state.step, w, state.optimizer.state_dict(), state.history, train_s=state.train_s)
+        checkpoints.write_history(state.history)
 
     state = RunState(
         model=model, optimizer=optimizer,
         schedule=Schedule(steps=config.epochs, lr=config.lr, eval_every=config.eval_every,
                           checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True),
-        history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=save, on_row=write_history,
+        history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=checkpoints.save,
+        on_row=write_history,
         gradient_transforms=list(gradient_transforms), train_s=train_s,
     )
     train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
-    if out_store is not None:
-        out_store.write_history(state.history)
-        out_store.write_status(state.step, finished=True, train_s=state.train_s)
+    checkpoints.finish(state.step, state.train_s, history=state.history)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,
-                     path=path, checkpoints=memory)
+                     path=path, checkpoints=checkpoints.memory)
 
 
 class EpochStep:
@@ -751,31 +746,34 @@ def _restore(
     path = rs.path
     saved = _read_config(path)
     a, b = saved.to_dict(), config.to_dict()
-    diffs = [f"{k}: saved {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k] and k not in _RESUMABLE]
+    diffs = lifecycle.config_diffs(a, b, _RESUMABLE)
     if diffs:
         raise bad_value("resume", str(path), "the saved run has other settings (" + "; ".join(diffs) + ")")
-    if not rs.state_steps() and not rs.file(store.STATUS).exists():  # killed before its first checkpoint
+    if lifecycle.nothing_trained(rs):  # killed before its first checkpoint
         _write_static(rs, config, indices, split, labels)
         return 0, [], 0.0
     _, saved_split = _read_data(path, saved)
     if not torch.equal(saved_split.train_mask, split.train_mask):
         raise RunDirectoryError(f"run file {rs.file(DATA)}: train mask differs from the rebuilt split")
-    state = rs.latest_valid_state(eval_every=config.eval_every)
-    if state is not None:
+
+    def load(state: store.ResumeState) -> None:
         _load_state(model, state.weights)
         try:
             optimizer.load_state_dict(state.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
-    if state is not None and b["epochs"] < state.step:
-        raise bad_value("epochs", b["epochs"], f"the run in {path} has trained to epoch {state.step} already: "
-                        f"give epochs >= {state.step}, or train a new run")
+
+    state = lifecycle.restore_newest(rs, load, eval_every=config.eval_every)
+    if state is not None:
+        lifecycle.check_not_behind("epochs", b["epochs"], state, path, unit="epoch")
     if a["epochs"] != b["epochs"] or "extending" in rs.read_status():
-        if state is not None:  # status.json first, in one atomic write (see runs._restore)
-            rs.write_status(state.step, finished=False, train_s=state.train_s, extending={"config": {"epochs": b["epochs"]}})
-        meta = rs.read_meta()
-        meta["config"] = b
-        rs.write_config(meta)
+
+        def rewrite_config() -> None:
+            meta = rs.read_meta()
+            meta["config"] = b
+            rs.write_config(meta)
+
+        lifecycle.record_extension(rs, state, {"config": {"epochs": b["epochs"]}}, rewrite_config)
     if state is None:
         return 0, [], 0.0
     log.info("resuming %s from epoch %d", path, state.step)
@@ -803,3 +801,8 @@ def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
 
 
 store.register_loader("resnet", load_resnet_run)
+lifecycle.register_run_kind("resnet", lifecycle.RunKind(
+    name="resnet", config_class=ResNetConfig, resume_changeable=frozenset(_RESUMABLE), build_model=_build_model,
+    build_optimizer=_make_optimizer, step_function=EpochStep, write_static=_write_static, weights_of=_net_state,
+    result=ResNetRun, train=train_resnet,
+))

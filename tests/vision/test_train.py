@@ -157,12 +157,12 @@ def test_reference_style_run_round_trips(tmp_path):
 
 
 def test_a_format_2_resnet_run_loads_with_the_library_style_and_scale_1(tmp_path, data16):
-    from grok_interp import store
+    from grok_interp.vision import ResNetConfig
 
     out = tmp_path / "run"
     train_resnet(epochs=0, out=out, dataset=data16, progress=False, style="library", init_scale=1.0, **TINY)
     raw = json.loads((out / "config.json").read_text())
-    added = [k.split(".", 1)[1] for k in store.ADDED_KEYS[3]]
+    added = list(ResNetConfig.ADDED_KEYS[3])
     old = {**raw, "grok_interp": {**raw["grok_interp"], "format": 2},
            "config": {k: v for k, v in raw["config"].items() if k not in added}}
     (out / "config.json").write_text(json.dumps(old))
@@ -226,3 +226,23 @@ def test_an_extension_killed_before_config_json_reports_its_true_state(tmp_path,
     resumed = train_resnet(epochs=4, out=path, resume=True, **opts)
     assert resumed.history["step"].max() == 4
     assert json.loads((path / "config.json").read_text())["config"]["epochs"] == 4
+
+
+def test_resnet_checkpoints_go_through_the_background_writer(tmp_path, data16, monkeypatch):
+    import threading
+
+    from grok_interp import store
+
+    threads: list[str] = []
+    real = store.RunStore.write_progress
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(store.RunStore, "write_progress", spy)
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, out=tmp_path / "r", dataset=data16,
+                       progress=False, **TINY)
+    assert len(threads) == 3 and all(n.startswith("grok-interp-checkpoint") for n in threads), threads
+    loaded = g.load_run(tmp_path / "r")
+    assert loaded.history.equals(run.history) and store.RunStore(tmp_path / "r").read_status()["finished"] is True
