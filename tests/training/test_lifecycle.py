@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import torch
@@ -42,15 +41,8 @@ def test_config_diffs_name_what_a_resume_may_not_change():
     assert lifecycle.config_diffs({"epochs": 2, "lr": 1}, {"epochs": 4, "lr": 2}, {"epochs"}) == ["lr: saved 1, given 2"]
 
 
-def test_checkpoints_are_written_in_the_background_and_finish_after_the_last_write(tmp_path, monkeypatch):
-    threads: list[str] = []
-    real = store.RunStore.write_progress
-
-    def spy(self, *args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(store.RunStore, "write_progress", spy)
+def test_checkpoints_are_written_in_the_background_and_finish_after_the_last_write(tmp_path, write_threads):
+    threads = write_threads
     run = g.train_hooked(p=23, steps=40, eval_every=10, checkpoint_every=20, progress=False, out=tmp_path / "r",
                          **SMALL_MODEL)
     assert threads and all(n.startswith("grok-interp-checkpoint") for n in threads), threads

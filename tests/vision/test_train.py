@@ -228,19 +228,10 @@ def test_an_extension_killed_before_config_json_reports_its_true_state(tmp_path,
     assert json.loads((path / "config.json").read_text())["config"]["epochs"] == 4
 
 
-def test_resnet_checkpoints_go_through_the_background_writer(tmp_path, data16, monkeypatch):
-    import threading
-
+def test_resnet_checkpoints_go_through_the_background_writer(tmp_path, data16, write_threads):
     from grok_interp import store
 
-    threads: list[str] = []
-    real = store.RunStore.write_progress
-
-    def spy(self, *args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(store.RunStore, "write_progress", spy)
+    threads = write_threads
     run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, out=tmp_path / "r", dataset=data16,
                        progress=False, **TINY)
     assert len(threads) == 3 and all(n.startswith("grok-interp-checkpoint") for n in threads), threads
