@@ -97,7 +97,7 @@ _CHECKPOINT = re.compile(r"step_(\d+)\.safetensors")
 #: ``grok_interp.format``): the one place the number is written. Bump it when a config
 #: key is added, and record the key with its config class (its ``ADDED_KEYS``, below);
 #: or when a history column's name changes meaning (:data:`RENAMED_COLUMNS`).
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 
 # --- config migrations: each config class carries its own ----------------------------

@@ -62,7 +62,8 @@ def test_the_compatibility_view_is_the_classes_tables_and_read_only():
     assert store.ADDED_KEYS[4] == {"train.eval_sparse": 1}
     assert store.ADDED_KEYS[5] == {"config.num_classes": 49, "config.pretrain_epochs": 0, "config.batch_stats_eval": False}
     assert store.ADDED_KEYS[2]["data.shuffle"] == "torch" and store.ADDED_KEYS[3]["config.style"] == "library"
-    assert sorted(store.ADDED_KEYS) == [2, 3, 4, 5]
+    assert store.ADDED_KEYS[6] == {"config.eval_sparse": 1}
+    assert sorted(store.ADDED_KEYS) == [2, 3, 4, 5, 6]
     with pytest.raises(TypeError):
         store.ADDED_KEYS[4]["train.eval_sparse"] = 2  # type: ignore[index]
 

@@ -34,7 +34,9 @@ Adaptive evaluation (``Schedule.eval_sparse = k > 1``, the default of
 most of a row's price, and for most of a run the test metrics barely move. So at a
 row step that is not a *full* one, the run only holds the row back: its training
 metrics (from the step's own forward), its step and a copy of the trained parameters
-(one model's worth of memory, at most ``k - 1`` copies). A row is *full* at every
+(one model's worth of memory, at most ``k - 1`` copies; a run whose evaluation
+depends on more than its parameters, such as the ResNet's BatchNorm running statistics,
+names those tensors too: ``RunState.evaluated_by``). A row is *full* at every
 multiple of ``k * eval_every``, at the last step, at every checkpoint step, and
 wherever a stop rule could fire (see :meth:`RunState.full_row_due`); there the test
 set is evaluated and :func:`backfill_needed` decides, from the last recorded row,
@@ -426,6 +428,14 @@ def _row_order(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: row[k] for k in _COLUMNS if k in row}, **{k: v for k, v in row.items() if k not in _COLUMNS}}
 
 
+def _merged(train: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    """A sparse run's row from its training and test columns: the four metric columns
+    first, then the test side's other columns, then the training side's (the order in
+    which the ResNet's dense row lists them: feature uniformity, then batch statistics
+    and ``epoch_loss``; a transformer's row has only the four)."""
+    return _row_order({**test, **train})
+
+
 def backfill_needed(
     last: dict[str, Any] | None, held: Sequence[dict[str, Any]], row: dict[str, Any], schedule: Schedule
 ) -> bool:
@@ -484,6 +494,10 @@ class RunState:
             resume state's); :func:`train_loop` adds the wall time of every step the run
             takes part in (forward, rows, checkpoints, update). Runs trained together
             each count the whole step.
+        evaluated_by: ``fn(state)`` -> the tensors the model's evaluation depends on,
+            which a held row copies and a backfilled row puts back (adaptive evaluation;
+            :attr:`eval_state`). None: the trained parameters (:attr:`params`); the
+            ResNet adds its BatchNorm running statistics.
     """
 
     model: nn.Module
@@ -497,6 +511,7 @@ class RunState:
     on_row: Callable[["RunState"], None] | None = None
     gradient_transforms: Sequence[GradientTransform] = ()
     train_s: float = 0.0
+    evaluated_by: Callable[["RunState"], Sequence[Tensor]] | None = None
     end: int = field(init=False)
     grok_step: int | None = field(init=False)
 
@@ -506,7 +521,7 @@ class RunState:
         self._last_row = self.history[-1]["step"] if self.history else -1
         # A resumed run starts from the checkpoint it was saved at: not saved again.
         self._saved_at = self.step if self.step > 0 else -1
-        self._held: list[tuple[int, list[Tensor], dict[str, Any]]] = []  # (step, parameters, training metrics)
+        self._held: list[tuple[int, list[Tensor], dict[str, Any]]] = []  # (step, eval_state copy, training metrics)
         self._row_arg = [wants_row(cb) for cb in self.callbacks]
         self.grok_step = next((r["step"] for r in self.history if r["test_acc"] >= sch.grok_threshold), None)
         self.end = sch.steps
@@ -566,9 +581,9 @@ class RunState:
         return clock is not None and s >= clock + max(self._plateau.patience, clock)
 
     def hold(self, train_row: dict[str, Any]) -> None:
-        """Hold back this step's row: its training metrics and a copy of the parameters."""
+        """Hold back this step's row: its training metrics and a copy of :attr:`eval_state`."""
         _check_finite_row(train_row, self.step)
-        self._held.append((self.step, [p.detach().clone() for p in self.params], dict(train_row)))
+        self._held.append((self.step, [p.detach().clone() for p in self.eval_state], dict(train_row)))
         self._last_row = self.step
 
     def resolve(self, row: dict[str, Any] | None, test_at: Callable[[], dict[str, Any]]) -> None:
@@ -584,13 +599,13 @@ class RunState:
             if not held:
                 return
             step, weights, train = held.pop()
-            full = (step, weights, self._at_weights(weights, lambda: _row_order({**train, **test_at()})))
+            full = (step, weights, self._at_weights(weights, lambda: _merged(train, test_at())))
         else:
             full = (self.step, None, row)
         last = self.history[-1] if self.history else None
         if held and backfill_needed(last, [h[2] for h in held], full[2], self.schedule):
             for step, weights, train in held:
-                self._at_weights(weights, lambda: self.record(_row_order({**train, **test_at()}), step=step))
+                self._at_weights(weights, lambda: self.record(_merged(train, test_at()), step=step))
         step, weights, row = full
         if weights is None:
             self.record(row)
@@ -598,13 +613,14 @@ class RunState:
             self._at_weights(weights, lambda: self.record(row, step=step))
 
     def _at_weights(self, weights: list[Tensor], fn: Callable[[], Any]) -> Any:
-        """``fn()`` with the trained parameters set to ``weights``; they are put back after.
+        """``fn()`` with :attr:`eval_state` (the trained parameters, by default) set to
+        ``weights``; they are put back after.
 
         The values are swapped through ``.data``, which autograd does not track: the
         training forward's graph (its saved tensors are these parameters) stays valid
         for the update, which sees the same values bit for bit.
         """
-        params = self.params
+        params = self.eval_state
         with torch.no_grad():
             now = [p.detach().clone() for p in params]
             try:
@@ -667,6 +683,12 @@ class RunState:
         """The parameters the optimiser trains, in its order."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
+    @property
+    def eval_state(self) -> list[Tensor]:
+        """The tensors a history row's evaluation depends on: :attr:`params`, or what
+        ``evaluated_by`` names (e.g. the parameters and BatchNorm buffers)."""
+        return self.params if self.evaluated_by is None else list(self.evaluated_by(self))
+
     def optimizer_step(self) -> None:
         """Apply the gradient transforms, then the optimiser: every update of every step
         function goes through here."""
@@ -700,9 +722,10 @@ class StepFunction(Protocol):
     ``adaptive`` says whether it can evaluate adaptively (``eval_sparse > 1``); then it
     also has ``train_rows(states, due, out)`` (``train_loss`` and ``train_acc`` from the
     step's own forward) and ``test_rows(states, due)`` (``test_loss`` and ``test_acc`` of
-    the models as they are now): :class:`FullBatchStep` and the batched step of
-    :mod:`grok_interp.many_runs` do. Runs driven by one that cannot (the ResNet epoch
-    step, ``adaptive = False``) record every row densely, whatever their ``eval_sparse``.
+    the models as they are now): :class:`FullBatchStep`, the batched step of
+    :mod:`grok_interp.many_runs` and the ResNet epoch step (when its config's
+    ``eval_sparse > 1``) do. Runs driven by one that cannot (``adaptive = False``)
+    record every row densely, whatever their ``eval_sparse``.
     """
 
     adaptive: bool
@@ -864,7 +887,7 @@ def _rows(states: Sequence[RunState], due: list[int], step_fn: Any, out: Any) ->
     tests = dict(zip(full, step_fn.test_rows(states, full))) if full else {}
     for i, train in zip(sparse, step_fn.train_rows(states, sparse, out)):
         if i in tests:
-            states[i].resolve(_row_order({**train, **tests[i]}), _test_at(step_fn, states, i))
+            states[i].resolve(_merged(train, tests[i]), _test_at(step_fn, states, i))
         else:
             states[i].hold(train)
 

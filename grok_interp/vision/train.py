@@ -125,6 +125,15 @@ class ResNetConfig:
             ``test_loss_batch``, over batches in a fixed random order. The reference reports
             training accuracy in training mode; eval-mode accuracy swings while the running
             statistics lag shrinking weights.
+        eval_sparse: Adaptive evaluation, as the transformer's (``k > 1``; see
+            :mod:`grok_interp.training.loop`): at a row step that is not full the
+            training images are evaluated (with the batch-statistics columns,
+            ``epoch_loss`` and ``epoch_acc``) and the row is held back with a copy of
+            the weights and BatchNorm buffers; the test images and the feature
+            uniformity (every image) are evaluated every ``k * eval_every`` epochs, at
+            every checkpoint and the last epoch, and at the held epochs only where the
+            test metrics moved. Every recorded row equals the dense run's (bit for bit
+            on CPU). 1 (the default): every row in full.
     """
 
     image_size: int = 224
@@ -149,6 +158,7 @@ class ResNetConfig:
     num_classes: int = N_CLASSES
     pretrain_epochs: int = 0
     batch_stats_eval: bool = False
+    eval_sparse: int = 1
 
     #: Field name -> allowed values (checked below, offered by the command line).
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": ("adam", "adamw"), "device": ("cpu", "cuda", "auto"),
@@ -159,6 +169,7 @@ class ResNetConfig:
         3: {"style": "library", "init_scale": 1.0, "autocast": False},  # the ResNet recipe search (issue 16)
         # the reference recipe and stand-in pretraining (0.2): a 49-way head, none of them
         5: {"num_classes": 49, "pretrain_epochs": 0, "batch_stats_eval": False},
+        6: {"eval_sparse": 1},  # adaptive evaluation for the ResNet (issue 38): older runs' rows are dense
     }
 
     def __post_init__(self) -> None:
@@ -178,6 +189,7 @@ class ResNetConfig:
         self.weight_decay = check_float("weight_decay", self.weight_decay, low=0.0)
         check_int("batch_size", self.batch_size, low=1)
         check_int("eval_every", self.eval_every, low=1)
+        check_int("eval_sparse", self.eval_sparse, low=1)
         check_int("checkpoint_every", self.checkpoint_every, low=1)
         check_int("eval_batch_size", self.eval_batch_size, low=1)
         self.init_scale = check_float("init_scale", self.init_scale, low=0.0, low_open=True)
@@ -252,7 +264,7 @@ def _autocast(device: torch.device, enabled: bool):
 @torch.no_grad()
 def evaluate(
     model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500, autocast: bool = False,
-    batch_stats: bool = False,
+    batch_stats: bool = False, images: str = "all",
 ) -> dict[str, float]:
     """Loss and accuracy on the train and test images (evaluation mode) and the
     pooled-feature uniformity of :func:`feature_uniformity` over all images
@@ -260,34 +272,50 @@ def evaluate(
 
     With ``batch_stats`` the loss and accuracy are also taken with BatchNorm in training
     mode (each batch normalised by its own statistics), as ``train_acc_batch`` ...
-    ``test_loss_batch``; the running statistics are restored afterwards."""
+    ``test_loss_batch``; the running statistics are restored afterwards.
+
+    ``images="train"`` or ``"test"`` passes only those images in evaluation mode: the
+    row has only their loss and accuracy, and no feature uniformity (it needs every
+    image). The batch-statistics pass always covers every image (its batches mix train
+    and test images), so its four columns are the same whatever ``images`` is."""
     was_training = model.training
-    row = _pass(model, dataset, split, batch_size, autocast, train_mode=False)
-    if batch_stats:
-        saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
-        try:
-            extra = _pass(model, dataset, split, batch_size, autocast, train_mode=True)
-        finally:
-            model.load_state_dict(saved, strict=False)
-        row.update({f"{k}_batch": v for k, v in extra.items() if k in ("train_loss", "test_loss", "train_acc",
-                                                                        "test_acc")})
-    model.train(was_training)
+    try:
+        row = _pass(model, dataset, split, batch_size, autocast, train_mode=False, images=images)
+        if batch_stats:
+            saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+            try:
+                extra = _pass(model, dataset, split, batch_size, autocast, train_mode=True)
+            finally:
+                model.load_state_dict(saved, strict=False)
+            row.update({f"{k}_batch": v for k, v in extra.items() if k in ("train_loss", "test_loss", "train_acc",
+                                                                            "test_acc")})
+    finally:
+        model.train(was_training)
     return row
 
 
 def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int, autocast: bool,
-          train_mode: bool) -> dict[str, float]:
-    """One pass over every image, BatchNorm in evaluation (or training) mode. In training
-    mode each batch is normalised by its own statistics, so the batches are a fixed
-    random order (seeded), like training mini-batches: consecutive images share shapes,
-    and batches in dataset order would have biased statistics."""
+          train_mode: bool, images: str = "all") -> dict[str, float]:
+    """One pass over the images (``all``, or only the ``train`` or ``test`` images of
+    ``split``), BatchNorm in evaluation (or training) mode. In training mode each batch
+    is normalised by its own statistics, so the batches are a fixed random order
+    (seeded), like training mini-batches: consecutive images share shapes, and batches
+    in dataset order would have biased statistics. In evaluation mode a sample's values
+    do not depend on the other images of its batch, so a subset's are those of the pass
+    over every image (bit for bit on CPU, as the tests check; a GPU kernel chosen for
+    another batch size may round otherwise)."""
+    check_choice("images", images, ("all", "train", "test"))
     model.train(train_mode)
     device = next(model.parameters()).device
     labels = dataset.labels
     n = len(dataset)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)) if train_mode else torch.arange(n)
+    chosen = {"all": None, "train": split.train_indices, "test": split.test_indices}[images]
+    m = n if chosen is None else len(chosen)
+    order = torch.randperm(m, generator=torch.Generator().manual_seed(0)) if train_mode else torch.arange(m)
+    if chosen is not None:
+        order = chosen[order]
     losses, correct, pooled = [], [], []
-    for start in range(0, n, batch_size):
+    for start in range(0, m, batch_size):
         idx = order[start : start + batch_size]
         with _autocast(device, autocast):
             logits, feats = model(dataset.inputs(idx).to(device), return_pooled=True)
@@ -296,18 +324,21 @@ def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch
         losses.append(F.cross_entropy(logits.double(), y, reduction="none").cpu())
         correct.append((logits.argmax(-1) == y).cpu())
         pooled.append(feats.cpu())
-    back = torch.argsort(order)  # per-sample values back in dataset order
-    loss, hit = torch.cat(losses)[back], torch.cat(correct).float()[back]
-    tr, te = split.train_mask, split.test_mask
-    row = {
-        "train_loss": float(loss[tr].mean()),
-        "test_loss": float(loss[te].mean()),
-        "train_acc": float(hit[tr].mean()),
-        "test_acc": float(hit[te].mean()),
-    }
-    if not train_mode:
+    # per-sample values back in dataset order (NaN for images not passed)
+    loss = torch.full((n,), float("nan"), dtype=torch.float64).index_put_((order,), torch.cat(losses))
+    hit = torch.full((n,), float("nan")).index_put_((order,), torch.cat(correct).float())
+    row = {}
+    for part, mask in (("train", split.train_mask), ("test", split.test_mask)):
+        if images in ("all", part):
+            row[f"{part}_loss"], row[f"{part}_acc"] = float(loss[mask].mean()), float(hit[mask].mean())
+    if not train_mode and chosen is None:
         row.update(feature_uniformity(torch.cat(pooled), labels))
-    return row
+    return _in_history_order(row)
+
+
+def _in_history_order(row: dict[str, float]) -> dict[str, float]:
+    order = ("train_loss", "test_loss", "train_acc", "test_acc")
+    return {**{k: row[k] for k in order if k in row}, **{k: v for k, v in row.items() if k not in order}}
 
 
 # --- the run object ------------------------------------------------------------------
@@ -680,10 +711,11 @@ def _train(
     state = RunState(
         model=model, optimizer=optimizer,
         schedule=Schedule(steps=config.epochs, lr=config.lr, eval_every=config.eval_every,
-                          checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True),
+                          checkpoint_every=config.checkpoint_every, eval_at_checkpoints=True,
+                          eval_sparse=config.eval_sparse),
         history=rows, step=start, callbacks=list(callbacks), context=ctx, on_checkpoint=checkpoints.save,
         on_row=write_history,
-        gradient_transforms=list(gradient_transforms), train_s=train_s,
+        gradient_transforms=list(gradient_transforms), train_s=train_s, evaluated_by=_params_and_buffers,
     )
     train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
     model.eval()
@@ -692,19 +724,28 @@ def _train(
                      path=path, checkpoints=checkpoints.memory)
 
 
+def _params_and_buffers(state: RunState) -> list[Tensor]:
+    """What a ResNet's evaluation depends on: its trained parameters and its BatchNorm
+    buffers (running statistics), which a held row must copy."""
+    return [*state.params, *state.model.buffers()]
+
+
 class EpochStep:
     """The ResNet's step for :func:`grok_interp.training.train_loop`: one epoch of
     mini-batches (shuffled by :func:`epoch_loader`), each an optimiser step through
     :meth:`~grok_interp.training.RunState.optimizer_step`. A history row evaluates the
     model on all images (:func:`evaluate`) and adds ``epoch_loss``, the mean mini-batch
     loss of the epoch just trained and ``epoch_acc``, the share of its mini-batch samples
-    classified right in training mode (the reference's training accuracy; NaN at epoch 0)."""
+    classified right in training mode (the reference's training accuracy; NaN at epoch 0).
 
-    adaptive = False
+    With ``eval_sparse > 1`` it is adaptive: :meth:`train_rows` evaluates the training
+    images (and the batch-statistics pass, if asked), :meth:`test_rows` the test images
+    and the feature uniformity, which needs every image."""
 
     def __init__(self, data: ShapesDataset, split: ShapesSplit, config: ResNetConfig, device: torch.device,
                  progress: bool) -> None:
         self.data, self.split, self.config, self.device, self.progress = data, split, config, device, progress
+        self.adaptive = config.eval_sparse > 1
         self.epoch_loss = float("nan")
         self.epoch_acc = float("nan")
 
@@ -715,6 +756,26 @@ class EpochStep:
         return [{**evaluate(states[i].model, self.data, self.split, self.config.eval_batch_size,
                             self.config.autocast, batch_stats=self.config.batch_stats_eval),
                  "epoch_loss": self.epoch_loss, "epoch_acc": self.epoch_acc} for i in due]
+
+    def train_rows(self, states: Sequence[RunState], due: list[int], out: None) -> list[dict[str, Any]]:
+        """Loss and accuracy on the training images (evaluation mode), the
+        batch-statistics columns if configured, and the epoch's ``epoch_loss`` and
+        ``epoch_acc``: what a held row keeps."""
+        cfg = self.config
+        return [{**evaluate(states[i].model, self.data, self.split, cfg.eval_batch_size, cfg.autocast,
+                            batch_stats=cfg.batch_stats_eval, images="train"),
+                 "epoch_loss": self.epoch_loss, "epoch_acc": self.epoch_acc} for i in due]
+
+    def test_rows(self, states: Sequence[RunState], due: list[int]) -> list[dict[str, Any]]:
+        """Loss and accuracy on the test images and the feature uniformity, of the
+        models as they are now (one evaluation-mode pass over every image, the dense
+        row's own, so the values are the dense row's)."""
+        cfg = self.config
+        rows = []
+        for i in due:
+            row = evaluate(states[i].model, self.data, self.split, cfg.eval_batch_size, cfg.autocast)
+            rows.append({k: v for k, v in row.items() if k not in ("train_loss", "train_acc")})
+        return rows
 
     def update(self, states: Sequence[RunState], going: list[int], out: None) -> None:
         for i in going:
@@ -763,7 +824,7 @@ def _restore(
         except (ValueError, KeyError, RuntimeError) as exc:
             raise RunDirectoryError(f"resume state {state.path} does not fit the configured optimiser: {exc}") from exc
 
-    state = lifecycle.restore_newest(rs, load, eval_every=config.eval_every)
+    state = lifecycle.restore_newest(rs, load, eval_every=config.eval_every, eval_sparse=config.eval_sparse)
     if state is not None:
         lifecycle.check_not_behind("epochs", b["epochs"], state, path, unit="epoch")
     if a["epochs"] != b["epochs"] or "extending" in rs.read_status():
@@ -794,7 +855,7 @@ def load_resnet_run(path: str | os.PathLike, device: str = "cpu") -> ResNetRun:
     indices, split = _read_data(path, config)
     check_fits(config, resolve_device(device), training=False)
     model = build_resnet(config.width, config.num_classes, seed=config.seed)
-    w, history, _ = RunStore(path).read_latest(eval_every=config.eval_every)
+    w, history, _ = RunStore(path).read_latest(eval_every=config.eval_every, eval_sparse=config.eval_sparse)
     _load_state(model, w)
     model = model.to(resolve_device(device)).eval()
     return ResNetRun(model=model, config=config, history=history, indices=indices, split=split, path=path)

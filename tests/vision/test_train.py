@@ -237,3 +237,120 @@ def test_resnet_checkpoints_go_through_the_background_writer(tmp_path, data16, w
     assert len(threads) == 3 and all(n.startswith("grok-interp-checkpoint") for n in threads), threads
     loaded = g.load_run(tmp_path / "r")
     assert loaded.history.equals(run.history) and store.RunStore(tmp_path / "r").read_status()["finished"] is True
+
+
+# --- adaptive (sparse) evaluation -------------------------------------------------------
+# Nine epochs, a row each, checkpoints at 0, 1, 2, 4, 8 and 9; with eval_sparse 3 the
+# rows at 3, 6 and 9 and at the checkpoints are full, those at 5 and 7 are held.
+SPARSE = dict(epochs=9, eval_every=1, checkpoint_every=4, progress=False, **TINY)
+
+
+@pytest.fixture
+def passes(monkeypatch):
+    """Every evaluation pass: (images, train_mode)."""
+    from grok_interp.vision import train as vt
+
+    seen: list[tuple[str, bool]] = []
+    real = vt._pass
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("images", "all"), kwargs["train_mode"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vt, "_pass", spy)
+    return seen
+
+
+def _test_passes(seen):
+    """Evaluation-mode passes over the test images (every image: the full rows')."""
+    return sum(1 for images, train_mode in seen if images in ("all", "test") and not train_mode)
+
+
+@pytest.mark.parametrize("batch_stats", [False, True])
+def test_a_sparse_resnet_run_records_the_dense_rows_where_it_records_them(data16, passes, batch_stats):
+    import pandas as pd
+
+    opts = dict(dataset=data16, batch_stats_eval=batch_stats, **SPARSE)
+    dense = train_resnet(**opts)
+    dense_passes = _test_passes(passes)
+    assert dense_passes == len(dense.history) == 10
+    passes.clear()
+    sparse = train_resnet(eval_sparse=3, **opts)
+    d, s = dense.history.set_index("step"), sparse.history.set_index("step")
+    assert {0, 1, 2, 3, 4, 6, 8, 9} <= set(s.index) <= set(d.index)
+    assert list(s.columns) == list(d.columns)  # the dense row's columns, in its order
+    pd.testing.assert_frame_equal(s, d.loc[s.index], check_exact=True)
+    assert _test_passes(passes) == len(s)  # one test pass per recorded row, none for a dropped one
+    assert ("train", False) in passes  # held rows evaluate the training images only
+    for k, w in dense.model.net.state_dict().items():  # evaluation never touches training
+        assert torch.equal(w, sparse.model.net.state_dict()[k]), k
+
+
+def test_held_rows_that_do_not_move_are_dropped_without_a_test_pass(data16, passes, monkeypatch):
+    from grok_interp.training import loop
+
+    monkeypatch.setattr(loop, "backfill_needed", lambda *a: False)
+    run = train_resnet(eval_sparse=3, dataset=data16, **SPARSE)
+    assert run.history["step"].tolist() == [0, 1, 2, 3, 4, 6, 8, 9]
+    assert _test_passes(passes) == 8 < 10  # the dense run's ten rows take ten
+    assert sum(1 for p in passes if p == ("train", False)) == 10  # every row's training images
+
+
+def test_a_backfilled_row_is_evaluated_with_its_own_batchnorm_statistics(data16, monkeypatch):
+    """Forced backfills: rows 5 and 7 are evaluated after training went on, with the
+    weights *and* BatchNorm running statistics of their own epoch put back."""
+    from grok_interp.training import loop
+
+    dense = train_resnet(dataset=data16, **SPARSE)
+    seen = {}
+
+    def stats(epoch, model, ctx):  # what the model holds while a row is recorded
+        seen[epoch] = torch.cat([b.flatten().double() for b in model.buffers()])
+
+    monkeypatch.setattr(loop, "backfill_needed", lambda *a: True)
+    sparse = train_resnet(eval_sparse=3, dataset=data16, callbacks=[stats], **SPARSE)
+    assert sparse.history.equals(dense.history)
+    assert not torch.equal(seen[5], seen[6])  # the running statistics move every epoch
+    after = torch.cat([b.flatten().double() for b in sparse.model.buffers()])
+    assert torch.equal(after, torch.cat([b.flatten().double() for b in dense.model.buffers()]))
+
+
+def test_an_interrupted_sparse_resnet_run_resumes_to_the_uninterrupted_one(tmp_path, data16):
+    from grok_interp import store
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, model, ctx):
+        if epoch >= 6:
+            raise Stop
+
+    opts = dict(eval_sparse=3, dataset=data16, **SPARSE)
+    with pytest.raises(Stop):
+        train_resnet(out=tmp_path / "r", callbacks=[interrupt], **opts)
+    assert max(store.RunStore(tmp_path / "r").state_steps()) == 4
+    resumed = train_resnet(out=tmp_path / "r", resume=True, **opts)
+    straight = train_resnet(**opts)
+    assert resumed.history.equals(straight.history)
+    a, b = straight.model.net.state_dict(), resumed.model.net.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert g.load_run(tmp_path / "r").history.equals(straight.history)
+
+
+def test_eval_sparse_is_checked_and_a_format_5_resnet_config_means_dense_rows(tmp_path, data16):
+    from grok_interp.vision import ResNetConfig
+
+    with pytest.raises(ValueError, match="eval_sparse"):
+        ResNetConfig(eval_sparse=0)
+    out = tmp_path / "old"
+    train_resnet(epochs=0, out=out, dataset=data16, progress=False, **TINY)
+    meta = json.loads((out / "config.json").read_text())
+    del meta["config"]["eval_sparse"]
+    meta["grok_interp"]["format"] = 5
+    (out / "config.json").write_text(json.dumps(meta))
+    assert load_resnet_run(out).config.eval_sparse == 1
+    meta["grok_interp"]["format"] = 6
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(g.GrokInterpError, match="eval_sparse"):
+        load_resnet_run(out)
