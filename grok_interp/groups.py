@@ -43,7 +43,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -502,10 +502,17 @@ def group_of(task: Task) -> Group:
     raise bad_value("task", f"op={task.op_name!r}", "is not a group multiplication (use a GroupTask, or op='add')")
 
 
+def lacks_cyclic_order(task: Task | None) -> TypeGuard[GroupTask]:
+    """Whether ``task`` is a group task whose element ``i`` is not the residue ``i``
+    (``D_n``, ``S_n``, a non-standard ``C_n``): there, measures that read the cyclic order
+    (MED, Z_p Fourier, torus distances) mean nothing and their group versions apply."""
+    return isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
+
+
 def check_cyclic_order(task: Task, what: str, instead: str) -> None:
     """Refuse a group task whose element ``i`` is not the residue ``i`` (``D_n``, ``S_n``,
     ...) for a measure that reads that order (``what``), naming what to use ``instead``."""
-    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+    if lacks_cyclic_order(task):
         raise bad_value("task", task.op_name, f"{what}; the elements of a non-cyclic group have no such order: "
                         f"use {instead}")
 

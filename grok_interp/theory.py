@@ -61,7 +61,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ._validate import bad_value, check_int
-from .groups import GroupTask
+from .groups import lacks_cyclic_order
 from .tasks import Split, Task
 
 __all__ = [
@@ -177,14 +177,14 @@ def _pair_distance(task: Task) -> Callable[[Tensor, Tensor], Tensor]:
     """The grid's metric: torus Manhattan on ``Z_p x Z_p``; on a group task the
     word metric ``d(a, a') + d(b, b')``, ``d(g, h) = |g^-1 h|`` in the group's generators
     (equal to the torus distance on ``C_p`` with generator 1)."""
-    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+    if lacks_cyclic_order(task):
         D = task.group.distance  # type: ignore[union-attr]
         return lambda x, y: D[x[:, None, 0], y[None, :, 0]] + D[x[:, None, 1], y[None, :, 1]]
     return lambda x, y: torus_distance(x, y, task.p)
 
 
 def _diameter(task: Task) -> int:
-    if isinstance(task, GroupTask) and not task.group.is_cyclic_standard:  # type: ignore[union-attr]
+    if lacks_cyclic_order(task):
         return 2 * int(task.group.word_length.max())  # type: ignore[union-attr]
     return 2 * (task.p // 2)
 
@@ -295,8 +295,7 @@ def symmetry_covered(split: Split, maps: Maps = ("transpose",)) -> Bool[Tensor, 
             a2, b2 = a2.clamp(max=p - 1), b2.clamp(min=0)
             hit |= inside & split.train_mask[a2, b2] & (labels[a2, b2] == labels[a, b])
             continue
-        if isinstance(m, str) and m.startswith("negate") and isinstance(split.task, GroupTask) \
-                and not split.task.group.is_cyclic_standard:  # type: ignore[union-attr]
+        if isinstance(m, str) and m.startswith("negate") and lacks_cyclic_order(split.task):
             raise bad_value("maps", m, "negates residues mod p: a Z_p map, meaningless on a non-cyclic group's indices")
         if isinstance(m, str):
             if m not in SYMMETRIES:

@@ -69,7 +69,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._validate import bad_value, check_choice
-from ..groups import GroupTask
+from ..groups import GroupTask, lacks_cyclic_order
 from ..protocols import TaskRun, as_task_run, as_task_split
 from ..tasks import Split, Task
 from ._probe import Probe, fits, neuron_hook
@@ -93,10 +93,6 @@ _ALIASES = {"default": DEFAULT_MEASURES, "fourier": FOURIER_MEASURES, "represent
 #: measures that read that order give way to their group versions (a name asked for
 #: explicitly is refused there instead, naming its replacement).
 _GROUP_VERSIONS = {"med": "cayley_med"}
-
-
-def _unordered_group(task: Task | None) -> bool:
-    return isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
 
 
 @dataclass
@@ -299,7 +295,7 @@ MEASURE_NAMES: tuple[str, ...] = measure_names()
 
 def _expand(measures: str | Iterable[str | Callable[..., Any]], task: Task | None = None) -> list[str | Callable[..., Any]]:
     items = [measures] if isinstance(measures, str) or callable(measures) else list(measures)
-    swap = _GROUP_VERSIONS if _unordered_group(task) else {}
+    swap = _GROUP_VERSIONS if lacks_cyclic_order(task) else {}
     out: list[str | Callable[..., Any]] = []
     for m in items:
         if isinstance(m, str) and m in _ALIASES:
@@ -477,7 +473,7 @@ def measure_checkpoints(
         if isinstance(run.task, GroupTask) or run.task.op == "add":  # the irrep measures' fixed set
             irreps_fixed = key_irreps(model, run.task, key_rule)
             log.info("key irreps (%s rule) at step %d: %s", key_rule, ref, irreps_fixed)
-        if not (isinstance(run.task, GroupTask) and not run.task.group.is_cyclic_standard):  # type: ignore[union-attr]
+        if not lacks_cyclic_order(run.task):
             fixed = key_frequencies(model, run.task, key_rule)  # (Z_p frequencies mean nothing on other groups)
             log.info("key frequencies (%s rule) at step %d: %s", key_rule, ref, fixed)
 

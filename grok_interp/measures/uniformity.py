@@ -22,7 +22,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from .._validate import bad_value, check_choice
-from ..groups import GroupTask, check_cyclic_order
+from ..groups import check_cyclic_order, lacks_cyclic_order
 from ..protocols import TaskRun, as_task_split
 from ..tasks import Split, Task
 from ._probe import last_position, as_task, embedding_matrix, fits, neuron_hook
@@ -192,7 +192,7 @@ def uniformity_stats(model: nn.Module | dict[str, Tensor] | Tensor, task: Task |
     """
     task = as_task(task, model)
     W = embedding_matrix(model).detach()
-    cayley = isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
+    cayley = lacks_cyclic_order(task)
     stats = []
     for o in _operands(task):
         X = W[task.operand_tokens(o).to(W.device)].double()

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from .. import store
 from .._validate import bad_value
 from ..errors import GrokInterpError
-from ..groups import GroupTask
+from ..groups import lacks_cyclic_order
 from ..measures import Events, compare_measures, events, measure_checkpoints, plot_columns
 from ..protocols import Run, TaskRun, as_task_run, checkpointed
 from . import data as viz_data
@@ -199,7 +199,7 @@ def _report(
                 cache["measures"] = None  # the history has them
             else:
                 task = getattr(run, "task", None)
-                unordered = isinstance(task, GroupTask) and not task.group.is_cyclic_standard  # type: ignore[union-attr]
+                unordered = lacks_cyclic_order(task)
                 names = list(measures) if measures is not None else list(
                     _GROUP_CHECKPOINT_MEASURES if unordered else _CHECKPOINT_MEASURES)
                 try:  # a model imported without checkpoints is measured at itself
