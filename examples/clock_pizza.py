@@ -48,6 +48,7 @@ import grok_interp as g  # noqa: E402
 from grok_interp.measures.algorithms import (  # noqa: E402
     classify_algorithm,
     distance_irrelevance,
+    distance_logit_grid,
     set_attention_rate,
 )
 from grok_interp.models import build_model  # noqa: E402
@@ -96,14 +97,9 @@ def train_one(rate: float, seed: int, s: dict, progress: bool = True) -> tuple[l
                 print(f"rate {rate:g} seed {seed} step {step}: test_acc {test_acc:.3f} symmetricity "
                       f"{r['gradient_symmetricity']:.3f} irrelevance {r['distance_irrelevance']:.3f} "
                       f"({r['distance_irrelevance_runner_up']:.3f} runner-up) -> {r['algorithm']}", flush=True)
-    p = task.p
     with torch.no_grad():
-        pairs = task.all_pairs()
-        logits = model(task.tokens(pairs))[:, -1].double()
-    a, b = pairs[:, 0], pairs[:, 1]
-    Q = np.zeros((p, p))
-    Q[((a + b) % p).numpy(), ((a - b) % p).numpy()] = logits[torch.arange(len(pairs)), (a + b) % p].numpy()
-    return rows, Q
+        logits = model(task.tokens(task.all_pairs()))[:, -1]
+    return rows, distance_logit_grid(logits, task.p)
 
 
 def report(dest: Path) -> list[Path]:

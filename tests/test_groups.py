@@ -71,6 +71,21 @@ def test_cyclic_group_task_is_the_addition_task():
     assert torch.equal(g.Split.random(task, 0.3, 5).train_mask, g.Split.random(add, 0.3, 5).train_mask)
 
 
+def test_lacks_cyclic_order_only_where_element_i_is_not_the_residue_i():
+    """The one predicate every order-reading measure consults: true exactly for a group
+    task whose table differs from addition mod n (checked here against that table)."""
+    relabelled = torch.tensor([1, 0, 2, 3, 4])  # C5 with elements 0 and 1 swapped
+    T = (torch.arange(5)[:, None] + torch.arange(5)[None, :]) % 5
+    swapped = Group(relabelled[T[relabelled[:, None], relabelled[None, :]]], "C5swap")
+    for task in (group_task("C7"), group_task("D4"), group_task("S3"), group_task(swapped),
+                 g.Task(7, "add"), g.Task(7, "multiply"), None):
+        expected = task is not None and isinstance(task, groups_mod.GroupTask) and not torch.equal(
+            task.labels, (torch.arange(task.p)[:, None] + torch.arange(task.p)[None, :]) % task.p)
+        assert groups_mod.lacks_cyclic_order(task) == expected, task
+    with pytest.raises(GrokInterpError, match="no such order"):
+        groups_mod.check_cyclic_order(group_task("D4"), "MED reads the order", "cayley_med")
+
+
 @pytest.mark.parametrize("table,why", [
     ([[0, 1], [0, 1]], "Latin"),
     ([[0, 1, 2], [1, 2, 0], [2, 1, 0]], "Latin"),
@@ -386,6 +401,13 @@ def test_distance_irrelevance_on_logits_built_to_order():
     both[torch.arange(p * p), (a + b) % p] = 10.0 + ((a + b) % p).float()
     assert A.distance_irrelevance_of(both, p, logit="runner_up") < 1e-6
     assert A.distance_irrelevance_of(both, p, logit="correct") > 0.99  # constant along a - b
+    # the grid itself, entry by entry, against a loop over the pairs
+    Q, R = A.distance_logit_grid(both, p), A.distance_logit_grid(both, p, logit="runner_up")
+    for x in range(p):
+        for y in range(p):
+            row = both[x * p + y]
+            assert Q[(x + y) % p, (x - y) % p] == row[(x + y) % p]
+            assert R[(x + y) % p, (x - y) % p] == max(float(v) for k, v in enumerate(row) if k != (x + y) % p)
 
 
 @pytest.mark.slow

@@ -98,20 +98,11 @@ def distance_irrelevance(model: nn.Module | Probe, task: Task | int, *, logit: s
 DISTANCE_LOGITS = ("correct", "runner_up")
 
 
-def distance_irrelevance_of(logits: Tensor, p: int, *, logit: str = "correct") -> float:
-    """Distance irrelevance of the ``(p*p, p)`` logits of the addition grid (rows
-    ``a * p + b``): ``Q[(a + b) % p, (a - b) % p]`` is one logit of the pair, and
-    ``q = mean over d of std_s Q[s, d]``, divided by the standard deviation of all of ``Q``
-    (population standard deviations).
-
-    ``logit="correct"``: the correct answer's logit, as ``code/eval-main.ipynb`` (cell
-    "Correct Logits") computes it for the paper's heat maps. ``logit="runner_up"``: the
-    largest logit among the wrong answers, which is what ``code/train-main.py`` stores as
-    ``distance_irrelevancy`` (it fills ``oc`` with the top wrong logit and computes ``dd``
-    from ``oo = np.array(oc)``); the published tables ``result/1l_*.csv`` and the paper's
-    phase plots come from that code. The two can differ a lot on one model: read the one
-    you compare with.
-    """
+def distance_logit_grid(logits: Tensor, p: int, *, logit: str = "correct") -> np.ndarray:
+    """The ``(p, p)`` grid ``Q[(a + b) % p, (a - b) % p]`` of one logit per pair, from the
+    ``(p*p, p)`` logits of the addition grid (rows ``a * p + b``): the heat map Zhong et
+    al. plot, and what :func:`distance_irrelevance_of` reads. ``logit`` is ``"correct"``
+    (the answer's logit) or ``"runner_up"`` (the largest wrong logit); see there."""
     check_int("p", p, low=2)
     if logit not in DISTANCE_LOGITS:
         raise bad_value("logit", logit, f"must be one of {', '.join(DISTANCE_LOGITS)}")
@@ -129,6 +120,24 @@ def distance_irrelevance_of(logits: Tensor, p: int, *, logit: str = "correct") -
         value = wrong.max(dim=-1).values
     Q = np.zeros((p, p))
     Q[((a + b) % p).numpy(), ((a - b) % p).numpy()] = value.numpy()
+    return Q
+
+
+def distance_irrelevance_of(logits: Tensor, p: int, *, logit: str = "correct") -> float:
+    """Distance irrelevance of the ``(p*p, p)`` logits of the addition grid (rows
+    ``a * p + b``): with ``Q`` the grid of :func:`distance_logit_grid`,
+    ``q = mean over d of std_s Q[s, d]``, divided by the standard deviation of all of ``Q``
+    (population standard deviations).
+
+    ``logit="correct"``: the correct answer's logit, as ``code/eval-main.ipynb`` (cell
+    "Correct Logits") computes it for the paper's heat maps. ``logit="runner_up"``: the
+    largest logit among the wrong answers, which is what ``code/train-main.py`` stores as
+    ``distance_irrelevancy`` (it fills ``oc`` with the top wrong logit and computes ``dd``
+    from ``oo = np.array(oc)``); the published tables ``result/1l_*.csv`` and the paper's
+    phase plots come from that code. The two can differ a lot on one model: read the one
+    you compare with.
+    """
+    Q = distance_logit_grid(logits, p, logit=logit)
     total = Q.std()
     return float(np.mean(Q.std(axis=0)) / total) if total > 0 else float("nan")
 
