@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
@@ -158,15 +159,20 @@ def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], method
     for i, method in enumerate(methods):
         for j, col in enumerate(cols):
             ax = axes[i][j]
+            drawn = []
             for _method, seed, h, ex in sorted((r for r in runs if r[0] == method), key=lambda r: r[1]):
                 src = ex if col == excluded else h
                 style = dict(color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.9)
                 if col in src and len(src):
                     ax.plot(src["step"], src[col], label=f"seed {seed}", **style)
+                    drawn.append(src[col].to_numpy(dtype=float))
                 step, _ = time_to(h)
                 if step is not None:
                     ax.axvline(step, color=c.seed_color(seed), ls=c.seed_style(seed), lw=0.5, alpha=0.6)
-            if col in logs:
+            values = np.concatenate(drawn) if drawn else np.array([])
+            values = values[np.isfinite(values) & (values > 0)]
+            # log only where the curves span two decades: in less, a log axis has one labelled tick or none
+            if col in logs and len(values) and values.max() >= 100 * values.min():
                 ax.set_yscale("log")
                 ax.yaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0, ... would collide
             ax.set_title(f"{method}: {col}", fontsize=9)
