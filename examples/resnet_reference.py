@@ -15,8 +15,12 @@ batch-statistics accuracy (``*_batch``), the training-mode ``epoch_acc`` and the
 pooled-feature MED. Per run the table gives the class of
 :func:`resnet_map.classify` (memorised, then a late jump of test accuracy = grokked),
 ``memorised_at`` (eval-mode training accuracy >= 0.99), ``fit_at`` (training-mode
-``epoch_acc`` >= 0.99, the reference's measure), the jump, U-Acc and L-Acc, and whether
-the feature MED ratio moved half way before test accuracy did.
+``epoch_acc`` >= 0.99, the reference's measure), the jump, U-Acc and L-Acc, and, for a
+run that grokked, whether the feature MED ratio moved half way before test accuracy did.
+A late jump counts only if it holds: eval-mode test accuracy swings from one evaluation
+to the next, so a run whose last evaluations fall back below the plateau + 0.2 is
+``memorised, test spikes``. ``summary.csv`` counts per start the runs that fitted, that
+memorised and that grokked, with the range of epochs reached.
 
     python examples/resnet_reference.py --workers 2 --epochs 3000     # the campaign (hours per run)
     python examples/resnet_reference.py --snapshot                    # results from the runs as they stand
@@ -24,7 +28,7 @@ the feature MED ratio moved half way before test accuracy did.
     python examples/resnet_reference.py --quick                       # seconds: a smoke test
 
 Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
-``sweep.csv``, ``histories/<run>.csv``, ``summary.csv`` (medians over seeds per start)
+``sweep.csv``, ``histories/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start)
 and ``curves.png``.
 """
 
@@ -43,7 +47,7 @@ import _common as c  # noqa: E402
 from grok_interp.measures import events  # noqa: E402
 from grok_interp.sweeps import grid  # noqa: E402
 from grok_interp.vision.train import PRESETS  # noqa: E402
-from resnet_map import classify, train_or_snapshot  # noqa: E402
+from resnet_map import JUMP, classify, train_or_snapshot  # noqa: E402
 
 STUDY = "resnet_reference"
 _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
@@ -73,13 +77,19 @@ def describe(h: pd.DataFrame) -> dict:
     """One run's numbers: the map's class and events, the training-mode fit, and whether
     the feature MED ratio moved before test accuracy."""
     out = classify(h)
+    if out["phase"] == "grokked" and not out["late_test_acc"] >= out["plateau"] + JUMP:
+        # eval-mode test accuracy swings between evaluations: one high reading after the
+        # plateau is not a jump unless the last evaluations stay up
+        out["phase"] = "memorised, test spikes"
     ev = events(h)
     out.update(u_acc=ev.u_acc, l_acc=ev.l_acc)
     fit = h[h.get("epoch_acc", pd.Series(dtype=float)) >= 0.99] if "epoch_acc" in h else h.iloc[:0]
     out["fit_at"] = int(fit["step"].iloc[0]) if len(fit) else None
     med_at, acc_at = half_way(h, "feature_med_ratio"), half_way(h, "test_acc")
     out["med_half_way_at"], out["test_acc_half_way_at"] = med_at, acc_at
-    out["med_moves_first"] = None if med_at is None or acc_at is None else med_at < acc_at
+    # "does the MED move before test accuracy" asks about a jump: without one there is nothing to lead
+    jumped = out["phase"] == "grokked"
+    out["med_moves_first"] = None if med_at is None or acc_at is None or not jumped else med_at < acc_at
     return out
 
 
@@ -102,29 +112,29 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
 
 
 def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
+    """One column per start; rows: test accuracy, training accuracy (training-mode
+    mini-batches, with the eval-mode reading faint), feature MED ratio; seeds by colour."""
     starts = sorted(table["pretrain_epochs"].unique())
     fig, axes = plt.subplots(3, len(starts), figsize=(6 * len(starts), 9.5), squeeze=False, sharex=True)
-    styles = ["-", "--", ":"]
     for j, start in enumerate(starts):
         rows = table[table["pretrain_epochs"] == start].sort_values("seed")
-        for k, (_, r) in enumerate(rows.iterrows()):
-            h = hist(r["run"])
-            ls = styles[k % len(styles)]
-            axes[0][j].plot(h["step"], h["train_acc"], color="tab:blue", ls=ls, lw=1, label=f"train, seed {r['seed']}")
-            axes[0][j].plot(h["step"], h["test_acc"], color="tab:red", ls=ls, lw=1, label=f"test, seed {r['seed']}")
-            if "epoch_acc" in h:  # training mode, the epoch's own mini-batches: the reference's accuracy
-                axes[1][j].plot(h["step"], h["epoch_acc"], color="tab:blue", ls=ls, lw=1,
-                                label=f"train (training mode), seed {r['seed']}")
+        for _, r in rows.iterrows():
+            h, seed = hist(r["run"]), int(r["seed"])
+            style = dict(color=c.seed_color(seed), ls=c.seed_style(seed))
+            axes[0][j].plot(h["step"], h["test_acc"], lw=1, label=f"seed {seed}", **style)
             if "test_acc_batch" in h:  # BatchNorm with batch statistics: steadier than eval mode
-                axes[1][j].plot(h["step"], h["test_acc_batch"], color="tab:red", ls=ls, lw=1,
-                                label=f"test (batch statistics), seed {r['seed']}")
-            axes[2][j].plot(h["step"], h["feature_med_ratio"], color="tab:green", ls=ls, lw=1,
-                            label=f"seed {r['seed']}")
+                axes[0][j].plot(h["step"], h["test_acc_batch"], lw=0.6, alpha=0.5, **style)
+            if "epoch_acc" in h:  # training mode, the epoch's own mini-batches: the reference's accuracy
+                axes[1][j].plot(h["step"], h["epoch_acc"], lw=1, label=f"seed {seed}", **style)
+            axes[1][j].plot(h["step"], h["train_acc"], lw=0.6, alpha=0.35, **style)
+            axes[2][j].plot(h["step"], h["feature_med_ratio"], lw=1, label=f"seed {seed}", **style)
         axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
-        axes[0][j].set_ylabel("accuracy (eval mode)")
-        axes[1][j].set_ylabel("accuracy (BatchNorm in training mode)")
+        axes[0][j].set_ylabel("test accuracy (eval mode)")
+        axes[1][j].set_ylabel("training accuracy\n(training mode; faint: eval mode)")
         axes[2][j].set_ylabel("feature MED ratio")
         axes[2][j].set_xlabel("epoch")
+        for ax in axes[:2, j]:
+            ax.set_ylim(-0.02, 1.02)
         for ax in axes[:, j]:
             ax.legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=10)
@@ -138,7 +148,9 @@ def report(results: Path, title: str) -> pd.DataFrame:
             "med_moves_first"]
     c.show(table, title, [k for k in cols if k in table])
     summary = table.groupby("pretrain_epochs").agg(
-        runs=("run", "size"), final_epoch_median=("final_step", "median"),
+        runs=("run", "size"), final_epoch_min=("final_step", "min"), final_epoch_max=("final_step", "max"),
+        fitted=("fit_at", "count"), fit_at_median=("fit_at", "median"),
+        memorised=("phase", lambda s: int(s.isin(["memorised", "memorised, test spikes", "grokked"]).sum())),
         grokked=("phase", lambda s: int((s == "grokked").sum())),
         u_acc_median=("u_acc", "median"), l_acc_median=("l_acc", "median"),
         best_test_acc_median=("best_test_acc", "median"), late_test_acc_median=("late_test_acc", "median"),

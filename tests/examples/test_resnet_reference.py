@@ -31,6 +31,24 @@ def test_describe_a_made_up_grokking_history(rref):
     assert rref.half_way(pd.DataFrame({"step": [0, 1], "x": [1.0, 1.0]}), "x") is None  # nothing moved
 
 
+def test_a_spike_after_the_plateau_is_not_grokking(rref):
+    """One high eval-mode reading that falls back (BatchNorm's swings) is not a jump, and
+    without a jump the MED has nothing to move before."""
+    n = 40
+    steps = np.arange(n) * 50
+    train = np.r_[np.linspace(0.1, 1.0, 5), np.ones(n - 5)]
+    test = np.r_[np.linspace(0.02, 0.3, 5), np.full(n - 5, 0.3)]
+    test[30] = 0.9  # a single reading at epoch 1500
+    med = np.linspace(0.9, 0.2, n)
+    h = pd.DataFrame({"step": steps, "train_acc": train, "test_acc": test, "feature_med_ratio": med,
+                      "epoch_acc": train})
+    assert rref.classify(h)["phase"] == "grokked"  # the map's rule alone takes the spike
+    d = rref.describe(h)
+    assert d["phase"] == "memorised, test spikes" and d["med_moves_first"] is None
+    held = h.assign(test_acc=np.r_[test[:30], np.full(n - 30, 0.9)])
+    assert rref.describe(held)["phase"] == "grokked"
+
+
 @pytest.mark.slow
 def test_resnet_reference_quick(tmp_path, rref):
     assert rref.main(["--quick", "--out", str(tmp_path), "--quiet"]) == 0
