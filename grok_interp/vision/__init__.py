@@ -35,6 +35,8 @@ from .train import (
     evaluate,
     feature_uniformity,
     load_resnet_run,
+    recalibrate_batchnorm,
+    recalibrated_accuracy,
     scale_parameters,
     train_resnet,
 )
@@ -65,5 +67,7 @@ __all__ = [
     "load_resnet_run",
     "feature_uniformity",
     "evaluate",
+    "recalibrate_batchnorm",
+    "recalibrated_accuracy",
     "scale_parameters",
 ]

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+from torch.optim.swa_utils import update_bn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
@@ -334,6 +335,55 @@ def _pass(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch
     if not train_mode and chosen is None:
         row.update(feature_uniformity(torch.cat(pooled), labels))
     return _in_history_order(row)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: HookedResNet, dataset: ShapesDataset, split: ShapesSplit, batch_size: int = 500,
+                          seed: int = 0) -> HookedResNet:
+    """Set every BatchNorm's running mean and variance to their averages over the
+    training images under the current weights, in place ("precise BatchNorm").
+
+    Eval-mode accuracy normalises with running statistics that trail the weights by the
+    momentum's horizon; while weights move (or shrink under weight decay) it then reads
+    a network other than the one trained, and swings between evaluations. Recalibrated,
+    eval mode reads the weights as they are. The training images pass in batches of a
+    seeded random order (neighbouring images share shapes), BatchNorm in training mode
+    with a cumulative average (``torch.optim.swa_utils.update_bn``: an equal weight per
+    batch). Only the running statistics change; the model is left in eval mode.
+    """
+    check_int("batch_size", batch_size, low=1)
+    device = next(model.parameters()).device
+    idx = split.train_indices
+    order = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
+    batches = (dataset.inputs(order[s : s + batch_size]).to(device) for s in range(0, len(order), batch_size))
+    update_bn(batches, model)
+    return model.eval()
+
+
+@torch.no_grad()
+def recalibrated_accuracy(run: ResNetRun, steps: Sequence[int] | None = None, batch_size: int = 500,
+                          dataset: ShapesDataset | None = None) -> pd.DataFrame:
+    """Eval-mode loss and accuracy at checkpoints after :func:`recalibrate_batchnorm`:
+    one row per step (default every checkpoint) with ``train_loss_recal``,
+    ``test_loss_recal``, ``train_acc_recal``, ``test_acc_recal``. The third reading of
+    BatchNorm beside eval mode (``test_acc``) and batch statistics (``test_acc_batch``).
+    ``dataset``: the full dataset (as :func:`train_resnet` takes it) instead of the cache."""
+    steps = run.checkpoint_steps if steps is None else [int(s) for s in steps]
+    if dataset is None:
+        data = run.dataset()
+    else:  # the full dataset, as train_resnet(dataset=) takes it
+        if (dataset.image_size, dataset.style) != (run.config.image_size, run.config.style) or len(dataset) != 14641:
+            raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px, style {dataset.style!r}",
+                            f"must be all 14641 images of {run.config.image_size} px, style {run.config.style!r}")
+        data = _take(dataset, run.indices)
+    rows = []
+    for step in steps:
+        model = recalibrate_batchnorm(run.model_at(step), data, run.split, batch_size)
+        row = _pass(model, data, run.split, batch_size, autocast=False, train_mode=False, images="all")
+        rows.append({"step": step, **{f"{k}_recal": row[k] for k in ("train_loss", "test_loss", "train_acc",
+                                                                      "test_acc")}})
+    return pd.DataFrame(rows, columns=["step", "train_loss_recal", "test_loss_recal", "train_acc_recal",
+                                       "test_acc_recal"])
 
 
 def _in_history_order(row: dict[str, float]) -> dict[str, float]:

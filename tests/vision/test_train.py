@@ -354,3 +354,51 @@ def test_eval_sparse_is_checked_and_a_format_5_resnet_config_means_dense_rows(tm
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(g.GrokInterpError, match="eval_sparse"):
         load_resnet_run(out)
+
+
+# --- BatchNorm recalibration -----------------------------------------------------------------
+def test_recalibrated_statistics_are_the_training_images_own(data16):
+    """One batch of every training image: the first BatchNorm's running mean and variance
+    become the mean and unbiased variance of conv1's output over those images, whatever
+    the statistics were before; the weights do not move."""
+    from grok_interp.vision import ShapesSplit, build_resnet, recalibrate_batchnorm
+
+    model = build_resnet(4, 49, seed=0)
+    mask = torch.zeros(len(data16), dtype=torch.bool)
+    mask[torch.randperm(len(data16), generator=torch.Generator().manual_seed(1))[:150]] = True
+    split = ShapesSplit("random", 150 / len(data16), 1, mask)
+    net = model.net
+    net.bn1.running_mean.fill_(100.0)
+    net.bn1.running_var.fill_(1e-3)
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    recalibrate_batchnorm(model, data16, split, batch_size=len(split.train_indices))
+    with torch.no_grad():
+        z = net.conv1(data16.inputs(split.train_indices))
+    assert torch.allclose(net.bn1.running_mean, z.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(net.bn1.running_var, z.transpose(0, 1).reshape(z.shape[1], -1).var(1), rtol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in net.named_parameters())
+    assert not model.training and net.bn1.momentum == 0.1
+
+
+def test_recalibrated_accuracy_equals_an_independent_count(tmp_path, data16):
+    from grok_interp.vision import recalibrate_batchnorm, recalibrated_accuracy
+
+    run = train_resnet(epochs=2, eval_every=1, checkpoint_every=1, out=tmp_path / "r", dataset=data16,
+                       progress=False, **TINY)
+    table = recalibrated_accuracy(g.load_run(tmp_path / "r"), dataset=data16)
+    assert table["step"].tolist() == [0, 1, 2]
+    test = run.indices[run.split.test_mask]
+    model = recalibrate_batchnorm(run.model_at(2), _subset(data16, run.indices), run.split)
+    acc = (model(data16.inputs(test)).argmax(-1) == data16.labels[test]).float().mean()
+    assert float(table["test_acc_recal"].iloc[-1]) == pytest.approx(float(acc))
+    with pytest.raises(ValueError, match="14641"):
+        recalibrated_accuracy(run, dataset=_subset(data16, run.indices))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        recalibrated_accuracy(run, steps=[7], dataset=data16)
+
+
+def _subset(data, indices):
+    from grok_interp.vision import ShapesDataset
+
+    return ShapesDataset(images=data.images[indices], combos=data.combos[indices], image_size=data.image_size,
+                         style=data.style)
