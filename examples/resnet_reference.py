@@ -22,18 +22,25 @@ to the next, so a run whose last evaluations fall back below the plateau + 0.2 i
 ``memorised, test spikes``. ``summary.csv`` counts per start the runs that fitted, that
 memorised and that grokked, with the range of epochs reached.
 
+BatchNorm is read three ways: eval mode (``test_acc``, running statistics that trail the
+weights), batch statistics (``test_acc_batch``, format-6 runs only, see
+:data:`BATCH_COLUMNS`), and recalibrated (``test_acc_recal``: the running statistics
+recomputed on the training images at each checkpoint,
+:func:`grok_interp.vision.recalibrated_accuracy`, kept in ``recalibrated/<run>.csv``).
+
     python examples/resnet_reference.py --workers 2 --epochs 3000     # the campaign (hours per run)
     python examples/resnet_reference.py --snapshot                    # results from the runs as they stand
     python examples/resnet_reference.py --report-only                 # tables and plots from results/
     python examples/resnet_reference.py --quick                       # seconds: a smoke test
 
 Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
-``sweep.csv``, ``histories/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start)
+``sweep.csv``, ``histories/<run>.csv``, ``recalibrated/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start)
 and ``curves.png``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -44,10 +51,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
+from grok_interp import load_run  # noqa: E402
 from grok_interp.measures import events  # noqa: E402
 from grok_interp.sweeps import grid  # noqa: E402
+from grok_interp.vision import load_shapes, recalibrated_accuracy  # noqa: E402
 from grok_interp.vision.train import PRESETS  # noqa: E402
-from resnet_map import JUMP, classify, train_or_snapshot  # noqa: E402
+from resnet_map import JUMP, LATE, classify, train_or_snapshot  # noqa: E402
 
 STUDY = "resnet_reference"
 _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
@@ -55,12 +64,24 @@ _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000,
 _QUICK = {**_PAPER, "image_size": 16, "width": 4, "subset": 300, "batch_size": 25, "epochs": 6, "eval_every": 2,
           "checkpoint_every": 4}
 SCALES = {"library": {"paper": dict(base=_PAPER, pretrain=[0, 50]), "quick": dict(base=_QUICK, pretrain=[0, 2])}}
-#: The columns kept in ``results/``. The batch-statistics columns (``*_batch``) are left
-#: out until the runs are evaluated with the shuffled batches of grok_interp 0.2's
-#: ``evaluate``: the first campaign rows took them over batches in dataset order, whose
-#: statistics are biased (neighbouring images share shapes).
+#: The columns kept in ``results/``.
 HISTORY_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "epoch_acc",
                    "feature_med_ratio"]
+#: The batch-statistics columns (BatchNorm in training mode), kept only for runs whose
+#: ``config.json`` is format 6 or later. The first campaign runs (format 5, started before
+#: ``evaluate`` shuffled its batch-statistics batches) took them over batches in dataset
+#: order, whose statistics are biased (neighbouring images share shapes); format 6 came
+#: after that change, so a format-6 run has shuffled batches from its first row.
+BATCH_COLUMNS = ["train_acc_batch", "test_acc_batch", "train_loss_batch", "test_loss_batch"]
+BATCH_FORMAT = 6
+
+
+def run_format(run_dir: Path) -> int:
+    """The ``grok_interp.format`` of a run directory's ``config.json`` (0 if absent)."""
+    try:
+        return int(json.loads((run_dir / "config.json").read_text())["grok_interp"]["format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def half_way(h: pd.DataFrame, col: str) -> int | None:
@@ -83,6 +104,8 @@ def describe(h: pd.DataFrame) -> dict:
         out["phase"] = "memorised, test spikes"
     ev = events(h)
     out.update(u_acc=ev.u_acc, l_acc=ev.l_acc)
+    # test accuracy with BatchNorm in training mode (batch statistics), where recorded
+    out["late_test_acc_batch"] = float(h["test_acc_batch"].iloc[-LATE:].median()) if "test_acc_batch" in h else None
     fit = h[h.get("epoch_acc", pd.Series(dtype=float)) >= 0.99] if "epoch_acc" in h else h.iloc[:0]
     out["fit_at"] = int(fit["step"].iloc[0]) if len(fit) else None
     med_at, acc_at = half_way(h, "feature_med_ratio"), half_way(h, "test_acc")
@@ -93,25 +116,57 @@ def describe(h: pd.DataFrame) -> dict:
     return out
 
 
+def recalibrated(run_dir: Path, dest: Path, dataset=None, last: int | None = None) -> pd.DataFrame:
+    """Recalibrated-BatchNorm accuracy (:func:`grok_interp.vision.recalibrated_accuracy`)
+    at every checkpoint of a run up to epoch ``last``, kept in ``dest``: a later snapshot
+    measures only the checkpoints added since."""
+    done = pd.read_csv(dest) if dest.exists() else pd.DataFrame(columns=["step"])
+    run = load_run(run_dir, device="cpu")
+    todo = [s for s in run.checkpoint_steps
+            if s not in set(done["step"].astype(int)) and (last is None or s <= last)]
+    if todo:
+        new = recalibrated_accuracy(run, todo, dataset=dataset)
+        done = pd.concat([done, new] if len(done) else [new]).sort_values("step").reset_index(drop=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        done.to_csv(dest, index=False, float_format="%.6g")
+    return done
+
+
 def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     (results / "histories").mkdir(parents=True, exist_ok=True)
     rows = []
+    datasets: dict = {}
     for _, row in table.iterrows():
         path = Path(row["path"]) / "history.csv"
         if row["status"] == "failed" or not path.exists():
             rows.append({})
             continue
         h = pd.read_csv(path)
-        h[[k for k in HISTORY_COLUMNS if k in h]].to_csv(results / "histories" / f"{row['run']}.csv", index=False,
+        recal = pd.DataFrame()
+        if (Path(row["path"]) / "checkpoints").is_dir():  # weights to recalibrate, up to the history's end
+            cfg = json.loads((Path(row["path"]) / "config.json").read_text())["config"]
+            key = (cfg["image_size"], cfg["style"])
+            if key not in datasets:
+                datasets[key] = load_shapes(key[0], style=key[1])
+            recal = recalibrated(Path(row["path"]), results / "recalibrated" / f"{row['run']}.csv", datasets[key],
+                                 last=int(h["step"].max()))
+        if run_format(Path(row["path"])) < BATCH_FORMAT:
+            h = h.drop(columns=BATCH_COLUMNS, errors="ignore")
+        h[[k for k in HISTORY_COLUMNS + BATCH_COLUMNS if k in h]].to_csv(results / "histories" / f"{row['run']}.csv", index=False,
                                                          float_format="%.6g")
-        rows.append(describe(h))
+        d = describe(h)
+        if len(recal):  # the last checkpoint's recalibrated accuracy
+            last = recal.iloc[-1]
+            d.update(recal_step=int(last["step"]), train_acc_recal=float(last["train_acc_recal"]),
+                     test_acc_recal=float(last["test_acc_recal"]))
+        rows.append(d)
     extra = pd.DataFrame(rows).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra], axis=1).drop(columns=["path"], errors="ignore")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     return table
 
 
-def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
+def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Path:
     """One column per start; rows: test accuracy, training accuracy (training-mode
     mini-batches, with the eval-mode reading faint), feature MED ratio; seeds by colour."""
     starts = sorted(table["pretrain_epochs"].unique())
@@ -127,12 +182,17 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
             if "epoch_acc" in h:  # training mode, the epoch's own mini-batches: the reference's accuracy
                 axes[1][j].plot(h["step"], h["epoch_acc"], lw=1, label=f"seed {seed}", **style)
             axes[1][j].plot(h["step"], h["train_acc"], lw=0.6, alpha=0.35, **style)
+            recal = results / "recalibrated" / f"{r['run']}.csv"
+            if recal.exists():  # BatchNorm recalibrated on the training images, at checkpoints
+                rc = pd.read_csv(recal)
+                axes[0][j].plot(rc["step"], rc["test_acc_recal"], lw=0, marker="o", ms=3.5, color=style["color"])
             axes[2][j].plot(h["step"], h["feature_med_ratio"], lw=1, label=f"seed {seed}", **style)
         axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
-        axes[0][j].set_ylabel("test accuracy (eval mode)")
+        axes[0][j].set_ylabel("test accuracy (eval mode; faint: batch\nstatistics; dots: recalibrated BatchNorm)")
         axes[1][j].set_ylabel("training accuracy\n(training mode; faint: eval mode)")
         axes[2][j].set_ylabel("feature MED ratio")
-        axes[2][j].set_xlabel("epoch")
+        axes[2][j].set_xlabel("epoch (linear to 50, then logarithmic)")
+        axes[2][j].set_xscale("symlog", linthresh=50, linscale=0.5)  # the first 100 epochs and the long tail
         for ax in axes[:2, j]:
             ax.set_ylim(-0.02, 1.02)
         for ax in axes[:, j]:
@@ -144,7 +204,7 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
     cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
-            "best_test_acc", "late_train_acc", "late_test_acc", "med_half_way_at", "test_acc_half_way_at",
+            "best_test_acc", "late_train_acc", "late_test_acc", "late_test_acc_batch", "recal_step", "test_acc_recal", "med_half_way_at", "test_acc_half_way_at",
             "med_moves_first"]
     c.show(table, title, [k for k in cols if k in table])
     summary = table.groupby("pretrain_epochs").agg(
@@ -154,10 +214,11 @@ def report(results: Path, title: str) -> pd.DataFrame:
         grokked=("phase", lambda s: int((s == "grokked").sum())),
         u_acc_median=("u_acc", "median"), l_acc_median=("l_acc", "median"),
         best_test_acc_median=("best_test_acc", "median"), late_test_acc_median=("late_test_acc", "median"),
+        test_acc_recal_median=("test_acc_recal", "median"),
     ).reset_index()
     summary.to_csv(results / "summary.csv", index=False, float_format="%.6g")
     c.show(summary, "per start (medians over seeds)")
-    curves(table, hist, results / "curves.png", title)
+    curves(table, hist, results / "curves.png", title, results)
     return table
 
 

@@ -3,6 +3,8 @@ the study at --quick scale."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,6 +51,26 @@ def test_a_spike_after_the_plateau_is_not_grokking(rref):
     assert rref.describe(held)["phase"] == "grokked"
 
 
+@pytest.mark.parametrize("fmt,kept", [(5, False), (6, True)])
+def test_batch_statistics_columns_kept_only_for_format_6_runs(tmp_path, rref, fmt, kept):
+    """Format-5 campaign runs took batch statistics over unshuffled batches: dropped."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"kind": "resnet", "grok_interp": {"format": fmt}, "config": {}}))
+    n = 12
+    h = pd.DataFrame({"step": np.arange(n) * 50, "train_acc": np.linspace(0.1, 1, n), "test_acc": np.full(n, 0.3),
+                      "feature_med_ratio": np.linspace(0.1, 0.3, n), "epoch_acc": np.linspace(0.1, 1, n),
+                      "test_acc_batch": np.r_[np.zeros(n - 5), np.full(5, 0.5)], "train_acc_batch": np.ones(n),
+                      "test_loss_batch": np.ones(n), "train_loss_batch": np.ones(n)})
+    h.to_csv(run / "history.csv", index=False)
+    table = pd.DataFrame([{"run": "r", "path": str(run), "status": "done", "pretrain_epochs": 0, "seed": 0}])
+    out = rref.export(table, tmp_path / "res")
+    written = pd.read_csv(tmp_path / "res" / "histories" / "r.csv")
+    assert ("test_acc_batch" in written) == kept
+    assert (out["late_test_acc_batch"].iloc[0] == 0.5) if kept else pd.isna(out["late_test_acc_batch"].iloc[0])
+    assert rref.run_format(tmp_path) == 0  # no config.json
+
+
 @pytest.mark.slow
 def test_resnet_reference_quick(tmp_path, rref):
     assert rref.main(["--quick", "--out", str(tmp_path), "--quiet"]) == 0
@@ -57,7 +79,10 @@ def test_resnet_reference_quick(tmp_path, rref):
     assert len(t) == 6 and (t["status"] == "done").all()
     assert sorted(set(t["pretrain_epochs"])) == [0, 2] and sorted(set(t["seed"])) == [0, 1, 2]
     h = pd.read_csv(res / "histories" / f"{t['run'].iloc[0]}.csv")
-    assert {"epoch_acc", "train_acc", "test_acc", "feature_med_ratio"} <= set(h.columns)
+    assert {"epoch_acc", "train_acc", "test_acc", "feature_med_ratio", "test_acc_batch"} <= set(h.columns)
+    rc = pd.read_csv(res / "recalibrated" / f"{t['run'].iloc[0]}.csv")
+    assert rc["step"].iloc[-1] == t["final_step"].iloc[0] and rc["test_acc_recal"].between(0, 1).all()
+    assert t["test_acc_recal"].notna().all()
     s = pd.read_csv(res / "summary.csv")
     assert s["runs"].tolist() == [3, 3]
     assert (res / "curves.png").stat().st_size > 5000
