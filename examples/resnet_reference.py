@@ -155,10 +155,11 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h[[k for k in HISTORY_COLUMNS + BATCH_COLUMNS if k in h]].to_csv(results / "histories" / f"{row['run']}.csv", index=False,
                                                          float_format="%.6g")
         d = describe(h)
-        if len(recal):  # the last checkpoint's recalibrated accuracy
-            last = recal.iloc[-1]
+        if len(recal):  # the last checkpoint's recalibrated accuracy, and the best one
+            last, best = recal.iloc[-1], recal.loc[recal["test_acc_recal"].astype(float).idxmax()]
             d.update(recal_step=int(last["step"]), train_acc_recal=float(last["train_acc_recal"]),
-                     test_acc_recal=float(last["test_acc_recal"]))
+                     test_acc_recal=float(last["test_acc_recal"]),
+                     best_test_acc_recal=float(best["test_acc_recal"]), best_recal_at=int(best["step"]))
         rows.append(d)
     extra = pd.DataFrame(rows).drop(columns=["memorised_at"], errors="ignore")
     table = pd.concat([table.reset_index(drop=True), extra], axis=1).drop(columns=["path"], errors="ignore")
@@ -204,7 +205,8 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> 
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
     cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
-            "best_test_acc", "late_train_acc", "late_test_acc", "late_test_acc_batch", "recal_step", "test_acc_recal", "med_half_way_at", "test_acc_half_way_at",
+            "best_test_acc", "late_train_acc", "late_test_acc", "late_test_acc_batch", "best_test_acc_recal",
+            "best_recal_at", "recal_step", "test_acc_recal", "med_half_way_at", "test_acc_half_way_at",
             "med_moves_first"]
     c.show(table, title, [k for k in cols if k in table])
     summary = table.groupby("pretrain_epochs").agg(
@@ -215,6 +217,7 @@ def report(results: Path, title: str) -> pd.DataFrame:
         u_acc_median=("u_acc", "median"), l_acc_median=("l_acc", "median"),
         best_test_acc_median=("best_test_acc", "median"), late_test_acc_median=("late_test_acc", "median"),
         test_acc_recal_median=("test_acc_recal", "median"),
+        best_test_acc_recal_median=("best_test_acc_recal", "median"),
     ).reset_index()
     summary.to_csv(results / "summary.csv", index=False, float_format="%.6g")
     c.show(summary, "per start (medians over seeds)")

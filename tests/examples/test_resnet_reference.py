@@ -82,7 +82,8 @@ def test_resnet_reference_quick(tmp_path, rref):
     assert {"epoch_acc", "train_acc", "test_acc", "feature_med_ratio", "test_acc_batch"} <= set(h.columns)
     rc = pd.read_csv(res / "recalibrated" / f"{t['run'].iloc[0]}.csv")
     assert rc["step"].iloc[-1] == t["final_step"].iloc[0] and rc["test_acc_recal"].between(0, 1).all()
-    assert t["test_acc_recal"].notna().all()
+    assert t["test_acc_recal"].notna().all() and (t["best_test_acc_recal"] >= t["test_acc_recal"]).all()
+    assert (t["best_recal_at"] <= t["recal_step"]).all()
     s = pd.read_csv(res / "summary.csv")
     assert s["runs"].tolist() == [3, 3]
     assert (res / "curves.png").stat().st_size > 5000
