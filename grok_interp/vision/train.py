@@ -349,13 +349,20 @@ def recalibrate_batchnorm(model: HookedResNet, dataset: ShapesDataset, split: Sh
     eval mode reads the weights as they are. The training images pass in batches of a
     seeded random order (neighbouring images share shapes), BatchNorm in training mode
     with a cumulative average (``torch.optim.swa_utils.update_bn``: an equal weight per
-    batch). Only the running statistics change; the model is left in eval mode.
+    batch; a last batch of one image joins the one before). Only the running statistics
+    change; the model is left in eval mode.
     """
-    check_int("batch_size", batch_size, low=1)
+    check_int("batch_size", batch_size, low=2)
     device = next(model.parameters()).device
     idx = split.train_indices
+    if len(idx) < 2:
+        raise bad_value("split", f"{len(idx)} training images", "must have at least 2 (BatchNorm needs a batch)")
     order = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
-    batches = (dataset.inputs(order[s : s + batch_size]).to(device) for s in range(0, len(order), batch_size))
+    starts = list(range(0, len(order), batch_size))
+    if len(order) - starts[-1] == 1 and len(starts) > 1:  # a last batch of one image has no statistics:
+        starts.pop()                                      # it joins the batch before
+    ends = starts[1:] + [len(order)]
+    batches = (dataset.inputs(order[s:e]).to(device) for s, e in zip(starts, ends))
     update_bn(batches, model)
     return model.eval()
 

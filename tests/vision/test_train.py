@@ -378,6 +378,11 @@ def test_recalibrated_statistics_are_the_training_images_own(data16):
     assert torch.allclose(net.bn1.running_var, z.transpose(0, 1).reshape(z.shape[1], -1).var(1), rtol=1e-4)
     assert all(torch.equal(v, before[k]) for k, v in net.named_parameters())
     assert not model.training and net.bn1.momentum == 0.1
+    # batches of 149: the last one (1 image) joins the first, which is then every image
+    again = recalibrate_batchnorm(build_resnet(4, 49, seed=0), data16, split, batch_size=149)
+    assert torch.allclose(again.net.bn1.running_mean, net.bn1.running_mean, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        recalibrate_batchnorm(model, data16, split, batch_size=1)
 
 
 def test_recalibrated_accuracy_equals_an_independent_count(tmp_path, data16):
