@@ -296,16 +296,25 @@ def report(results: Path, title: str) -> pd.DataFrame:
 def train_or_snapshot(args, configs: list[dict], out: Path, base: dict, results: Path, export_fn) -> None:
     """Train the configurations (one thread per run) or, with ``--snapshot``, read their
     run directories as they stand, and export the table to ``results`` with
-    ``export_fn(table, results)``; nothing with ``--report-only``. Shared by the ResNet
-    studies (this map and ``resnet_reference.py``)."""
+    ``export_fn(table, results)``; nothing with ``--report-only``. ``--only`` picks the
+    configurations, ``--plan`` writes them without training, ``--no-cache`` trains even
+    cached ones, as in every study. Shared by the ResNet studies (this map and
+    ``resnet_reference.py``)."""
     if args.report_only and not args.snapshot:
         return
+    if getattr(args, "plan", None):  # --plan: the runs it would train, nothing trained
+        c.write_plan([("", base, configs)], args)
+        raise SystemExit(0)
+    only = getattr(args, "only", None)
+    chosen = c.select(configs, only)  # --only, as every study's parser offers it
+    if not chosen:
+        raise SystemExit(f"error: --only {only!r} matches none of the study's {len(configs)} configurations")
     if args.snapshot:
-        table = snapshot(configs, out)
+        table = snapshot(chosen, out)
     else:
         torch.set_num_threads(1)
-        table = sweep(configs, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
-                      progress=not args.quiet)
+        table = sweep(chosen, out, base=base, kind="resnet", max_workers=args.workers, executor=args.executor,
+                      progress=not args.quiet, cache=False if getattr(args, "no_cache", False) else None)
     results.mkdir(parents=True, exist_ok=True)
     export_fn(table, results)
 

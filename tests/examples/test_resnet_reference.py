@@ -87,3 +87,21 @@ def test_resnet_reference_quick(tmp_path, rref):
     s = pd.read_csv(res / "summary.csv")
     assert s["runs"].tolist() == [3, 3]
     assert (res / "curves.png").stat().st_size > 5000
+
+
+def test_only_and_plan_choose_the_runs(tmp_path, rref):
+    """--only and --plan reach the ResNet studies as every study's parser says (they were
+    once ignored there: a sweep meant for one run trained them all)."""
+    plan = tmp_path / "plan.csv"
+    with pytest.raises(SystemExit) as exit_:
+        rref.main(["--quick", "--out", str(tmp_path), "--only", "pretrain_epochs == 2", "--plan", str(plan)])
+    assert exit_.value.code == 0
+    assert sorted(pd.read_csv(plan)["run"]) == [f"pretrain_epochs=2,seed={s}" for s in (0, 1, 2)]
+    with pytest.raises(SystemExit, match="matches none"):
+        rref.main(["--quick", "--out", str(tmp_path), "--only", "pretrain_epochs == 7", "--quiet"])
+    assert rref.main(["--quick", "--out", str(tmp_path), "--only", "pretrain_epochs == 0 and seed == 1",
+                      "--quiet"]) == 0
+    t = pd.read_csv(tmp_path / "library" / "results" / "sweep.csv")
+    assert t["run"].tolist() == ["pretrain_epochs=0,seed=1"]
+    assert sorted(p.name for p in (tmp_path / "library").iterdir() if p.is_dir() and p.name != "results") == [
+        "pretrain_epochs=0,seed=1"]
