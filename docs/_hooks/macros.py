@@ -36,7 +36,7 @@ RESULTS = ROOT / "results"
 PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}", re.S)
 #: Configuration keys: printed as they are written (0.5, 97), not to three decimals.
 KEYS = {"p", "frac", "k", "t", "offset", "seed", "seeds", "grokked", "weight_decay", "init_scale", "runs",
-        "reached_099", "n_train", "n_test", "n", "final_step"}
+        "reached_099", "n_train", "n_test", "n", "final_step", "pretrain_epochs", "fitted", "memorised"}
 
 
 # --- reading results -------------------------------------------------------------------
@@ -99,12 +99,17 @@ def _is_count(column: str) -> bool:
 
 
 def fmt_col(v: Any, column: str, digits: int | None = None, na: str = "none") -> str:
-    """``fmt``, with counts, steps and configuration keys as integers (``3``, not ``3.000``)."""
-    if digits is None and _is_count(column) and not (v is None or v is pd.NA or pd.isna(v)):
+    """``fmt``, with counts, steps and configuration keys as integers (``3``, not ``3.000``)
+    or in their shortest form (``0.3``), also where ``digits`` sets a table's other columns."""
+    if _is_count(column) and not (v is None or v is pd.NA or pd.isna(v)):
         try:
-            return f"{float(v):g}" if not float(v).is_integer() else str(int(float(v)))
+            f = float(v)
         except (TypeError, ValueError):
             return str(v)
+        if f.is_integer():
+            return str(int(f))
+        if digits is None or column in KEYS:  # a configuration key reads as written (0.3)
+            return f"{f:g}"
     return fmt(v, digits, na)
 
 
