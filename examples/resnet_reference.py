@@ -40,7 +40,6 @@ and ``curves.png``.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -51,7 +50,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import _common as c  # noqa: E402
-from grok_interp import load_run  # noqa: E402
+from grok_interp import load_run, store  # noqa: E402
 from grok_interp.measures import events  # noqa: E402
 from grok_interp.sweeps import grid  # noqa: E402
 from grok_interp.vision import load_shapes, recalibrated_accuracy  # noqa: E402
@@ -79,7 +78,7 @@ BATCH_FORMAT = 6
 def run_format(run_dir: Path) -> int:
     """The ``grok_interp.format`` of a run directory's ``config.json`` (0 if absent)."""
     try:
-        return int(json.loads((run_dir / "config.json").read_text())["grok_interp"]["format"])
+        return int(store.read_json(run_dir / "config.json")["grok_interp"]["format"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
@@ -116,14 +115,13 @@ def describe(h: pd.DataFrame) -> dict:
     return out
 
 
-def recalibrated(run_dir: Path, dest: Path, dataset=None, last: int | None = None) -> pd.DataFrame:
+def recalibrated(run, dest: Path, dataset=None, last: int | None = None) -> pd.DataFrame:
     """Recalibrated-BatchNorm accuracy (:func:`grok_interp.vision.recalibrated_accuracy`)
-    at every checkpoint of a run up to epoch ``last``, kept in ``dest``: a later snapshot
-    measures only the checkpoints added since."""
+    at every checkpoint of a loaded run up to epoch ``last``, kept in ``dest``: a later
+    snapshot measures only the checkpoints added since."""
     done = pd.read_csv(dest) if dest.exists() else pd.DataFrame(columns=["step"])
-    run = load_run(run_dir, device="cpu")
-    todo = [s for s in run.checkpoint_steps
-            if s not in set(done["step"].astype(int)) and (last is None or s <= last)]
+    measured = set(done["step"].astype(int))
+    todo = [s for s in run.checkpoint_steps if s not in measured and (last is None or s <= last)]
     if todo:
         new = recalibrated_accuracy(run, todo, dataset=dataset)
         done = pd.concat([done, new] if len(done) else [new]).sort_values("step").reset_index(drop=True)
@@ -144,11 +142,11 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         h = pd.read_csv(path)
         recal = pd.DataFrame()
         if (Path(row["path"]) / "checkpoints").is_dir():  # weights to recalibrate, up to the history's end
-            cfg = json.loads((Path(row["path"]) / "config.json").read_text())["config"]
-            key = (cfg["image_size"], cfg["style"])
-            if key not in datasets:
+            run = load_run(row["path"], device="cpu")
+            key = (run.config.image_size, run.config.style)
+            if key not in datasets:  # the images, drawn or read once for every run that shares them
                 datasets[key] = load_shapes(key[0], style=key[1])
-            recal = recalibrated(Path(row["path"]), results / "recalibrated" / f"{row['run']}.csv", datasets[key],
+            recal = recalibrated(run, results / "recalibrated" / f"{row['run']}.csv", datasets[key],
                                  last=int(h["step"].max()))
         if run_format(Path(row["path"])) < BATCH_FORMAT:
             h = h.drop(columns=BATCH_COLUMNS, errors="ignore")

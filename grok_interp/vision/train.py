@@ -379,9 +379,7 @@ def recalibrated_accuracy(run: ResNetRun, steps: Sequence[int] | None = None, ba
     if dataset is None:
         data = run.dataset()
     else:  # the full dataset, as train_resnet(dataset=) takes it
-        if (dataset.image_size, dataset.style) != (run.config.image_size, run.config.style) or len(dataset) != 14641:
-            raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px, style {dataset.style!r}",
-                            f"must be all 14641 images of {run.config.image_size} px, style {run.config.style!r}")
+        _check_full(dataset, run.config)
         data = _take(dataset, run.indices)
     rows = []
     for step in steps:
@@ -581,12 +579,19 @@ def _make_optimizer(model: HookedResNet, config: ResNetConfig) -> torch.optim.Op
     return build_optimizer(model.parameters(), config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _check_full(dataset: ShapesDataset, config: ResNetConfig) -> None:
+    """A dataset a user hands in must be every image, drawn as ``config`` draws them."""
+    if dataset.image_size != config.image_size or len(dataset) != 11**4 or dataset.style != config.style:
+        raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px ({dataset.style} style)",
+                        f"must be the full dataset (all {11**4} images) at image_size={config.image_size}, "
+                        f"style={config.style!r}")
+
+
 def _select(dataset: ShapesDataset | None, config: ResNetConfig, cache_dir: Any) -> tuple[ShapesDataset, Tensor]:
     if dataset is None:
         dataset = load_shapes(config.image_size, cache_dir=cache_dir, style=config.style)
-    elif dataset.image_size != config.image_size or len(dataset) != 11**4 or dataset.style != config.style:
-        raise bad_value("dataset", f"{len(dataset)} images of {dataset.image_size} px ({dataset.style} style)",
-                        f"must be the full dataset at image_size={config.image_size}, style={config.style!r}")
+    else:
+        _check_full(dataset, config)
     if config.subset is None:
         return dataset, torch.arange(len(dataset))
     indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.data_seed))
