@@ -291,9 +291,12 @@ def test_permission_denied_is_one_line(tmp_path):
     out = tmp_path / "locked"
     out.mkdir(mode=0o555)
     tmp_path.chmod(0o755)
-    code = (  # import first (the parser too: it imports its subcommands lazily): the
+    code = (  # import first (the parser too: it imports its subcommands lazily; a model
+        # build too: TransformerLens 4 imports its bridge's driver only then): the
         # unprivileged user may not read the interpreter's files or a checkout under /tmp
         "import os, sys, grok_interp.runs, grok_interp.cli; grok_interp.cli.build_parser(); "
+        "from grok_interp import Task; from grok_interp.config import ModelConfig; "
+        "from grok_interp.models import build_model; build_model(ModelConfig(), Task(11)); "
         "os.setgid(65534); os.setuid(65534); "
         f"sys.exit(grok_interp.cli.main(['train', '--out', {str(out / 'r')!r}, '--quiet', '--p', '11', '--steps', '2']))"
     )
