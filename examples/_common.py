@@ -85,9 +85,11 @@ HISTORY_EVERY = 100
 SEED_METRICS = ("u_acc", "l_acc", "halfway_at", "onset_at")
 
 
-def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -> argparse.ArgumentParser:
+def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS,
+           batching: bool = True) -> argparse.ArgumentParser:
     """Arguments every example takes: setup (of ``setups``, those the example has), seeds,
-    scale, output directories, executor."""
+    scale, output directories, executor; ``--no-batch`` only where the study batches runs
+    (``batching``: a study whose runs always train one by one does not offer it)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--setup", choices=setups, default="library",
                     help="library (the library's defaults, default) or reference (the reference code's settings)")
@@ -104,8 +106,9 @@ def parser(description: str, default_out: str, setups: Sequence[str] = SETUPS) -
                     help=f"run directories (default {default_out}/<setup>, or {default_out}-quick/<setup>)")
     ap.add_argument("--workers", type=int, default=None, help="parallel runs (default: CPU cores)")
     ap.add_argument("--executor", default="local", help="local or ray")
-    ap.add_argument("--no-batch", action="store_true",
-                    help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
+    if batching:
+        ap.add_argument("--no-batch", action="store_true",
+                        help="train every run on its own (no grok_interp.many_runs batches of same-shaped runs)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--only", default=None, metavar="QUERY",
                     help="run (and export) only the configurations matching this expression over their keys: "
@@ -276,12 +279,27 @@ def export(table: pd.DataFrame, results: Path, columns: Sequence[str],
             h.loc[keep, [c for c in ["step", *columns] if c in h.columns]].to_csv(
                 hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
         extra.append(cols)
-    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
+    table = add_columns(table, extra)
     table["onset_at"] = table["onset_at"].astype("Int64")
     table = table.drop(columns=["path", "cached_from"], errors="ignore")
     table = merge_with_earlier(table, results)
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     print(f"results written to {results}")
+    return table
+
+
+def add_columns(table: pd.DataFrame, rows: Sequence[dict]) -> pd.DataFrame:
+    """``table`` with one more column per key of ``rows`` (one dict per table row, in order).
+
+    A key the table already has replaces that column where it stands, so a name never
+    appears twice in a CSV (``pd.concat(axis=1)`` would keep both, and a reader would see
+    ``u_acc`` and ``u_acc.1``)."""
+    if len(rows) != len(table):
+        raise ValueError(f"{len(rows)} rows of columns for a table of {len(table)} rows")
+    extra = pd.DataFrame(list(rows), index=range(len(table)))
+    table = table.reset_index(drop=True).copy()
+    for col in extra.columns:
+        table[col] = extra[col]
     return table
 
 
@@ -508,7 +526,7 @@ class Timer:
 
 def sweep_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_workers": args.workers, "executor": args.executor, "progress": not args.quiet,
-            "batched": not args.no_batch, "cache": False if args.no_cache else None}
+            "batched": not getattr(args, "no_batch", True), "cache": False if args.no_cache else None}
 
 
 def split_of(base: dict, row: pd.Series, keys: Sequence[str]) -> Any:

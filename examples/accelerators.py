@@ -188,7 +188,7 @@ def plot(p: int, runs: list[tuple[str, int, pd.DataFrame, pd.DataFrame]], method
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = c.parser(__doc__.splitlines()[0], "runs/examples/accelerators")
+    ap = c.parser(__doc__.splitlines()[0], "runs/examples/accelerators", batching=False)
     ap.add_argument("--ps", default=None, help="comma-separated primes (default: the scale's)")
     ap.add_argument("--methods", default=None, help=f"comma-separated, of {', '.join(METHODS)} (default all)")
     args = ap.parse_args(argv)

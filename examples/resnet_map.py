@@ -159,8 +159,8 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
         cols = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "feature_med",
                 "feature_med_ratio", "feature_cv"]
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
-    extra_df = pd.DataFrame(extra).drop(columns=["memorised_at"], errors="ignore")
-    table = pd.concat([table.reset_index(drop=True), extra_df], axis=1).drop(columns=["path"], errors="ignore")
+    extra = [{k: v for k, v in d.items() if k != "memorised_at"} for d in extra]
+    table = c.add_columns(table, extra).drop(columns=["path"], errors="ignore")
     for col in ("memorised_at", "grokked_at", "halfway_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
         if col in table:
             table[col] = table[col].astype("Int64")
@@ -320,7 +320,7 @@ def train_or_snapshot(args, configs: list[dict], out: Path, base: dict, results:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}")
+    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}", batching=False)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
     ap.add_argument("--weight-decays", type=float, nargs="+", default=None)
     ap.add_argument("--init-scales", type=float, nargs="+", default=None)

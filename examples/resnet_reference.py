@@ -159,8 +159,8 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
                      test_acc_recal=float(last["test_acc_recal"]),
                      best_test_acc_recal=float(best["test_acc_recal"]), best_recal_at=int(best["step"]))
         rows.append(d)
-    extra = pd.DataFrame(rows).drop(columns=["memorised_at"], errors="ignore")
-    table = pd.concat([table.reset_index(drop=True), extra], axis=1).drop(columns=["path"], errors="ignore")
+    rows = [{k: v for k, v in d.items() if k != "memorised_at"} for d in rows]
+    table = c.add_columns(table, rows).drop(columns=["path"], errors="ignore")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")
     return table
 
@@ -224,7 +224,7 @@ def report(results: Path, title: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}", setups=("library",))
+    ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}", setups=("library",), batching=False)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
     ap.add_argument("--snapshot", action="store_true", help="no training: results from the run directories as they stand")
     ap.set_defaults(seeds="0,1,2", workers=1)

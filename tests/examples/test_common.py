@@ -171,3 +171,31 @@ def test_plan_output_problems_are_one_line(common, tmp_path, capsys):
                 plan(ro / "plan.csv")
         finally:
             ro.chmod(0o700)
+
+
+def test_added_columns_replace_same_names_instead_of_doubling_them(common, tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"run": ["a", "b", "c"], "u_acc": [0.1, 0.2, 0.3], "seed": [0, 1, 2]}, index=[5, 7, 9])
+    out = common.add_columns(table, [{"u_acc": 0.5, "fit_at": 10}, {}, {"u_acc": 0.7}])
+    assert list(out.columns) == ["run", "u_acc", "seed", "fit_at"]  # replaced where it stood, new ones after
+    assert out["u_acc"].tolist()[0::2] == [0.5, 0.7] and pd.isna(out["u_acc"][1])  # a failed run's row is empty
+    assert out["fit_at"].isna().tolist() == [False, True, True] and table["u_acc"].tolist() == [0.1, 0.2, 0.3]
+    out.to_csv(tmp_path / "t.csv", index=False)
+    assert list(pd.read_csv(tmp_path / "t.csv").columns) == list(out.columns)  # no "u_acc.1" on reading back
+    with pytest.raises(ValueError, match="2 rows of columns for a table of 3"):
+        common.add_columns(table, [{}, {}])
+
+
+@pytest.mark.parametrize("study", ["resnet_reference", "resnet_map", "accelerators"])
+def test_a_study_whose_runs_never_batch_refuses_no_batch(study, capsys):
+    """``--no-batch`` would be accepted and ignored: the ResNet and timing studies train run by run."""
+    with example(study) as mod, pytest.raises(SystemExit):
+        mod.main(["--no-batch", "--plan", "unused.csv"])
+    assert "unrecognized arguments: --no-batch" in capsys.readouterr().err
+
+
+def test_a_batching_study_offers_no_batch(common):
+    args = common.parser("x", "runs/x").parse_args(["--no-batch"])
+    assert common.sweep_kwargs(args)["batched"] is False
+    assert common.sweep_kwargs(common.parser("x", "runs/x").parse_args([]))["batched"] is True
