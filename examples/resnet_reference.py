@@ -157,7 +157,8 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
             last, best = recal.iloc[-1], recal.loc[recal["test_acc_recal"].astype(float).idxmax()]
             d.update(recal_step=int(last["step"]), train_acc_recal=float(last["train_acc_recal"]),
                      test_acc_recal=float(last["test_acc_recal"]),
-                     best_test_acc_recal=float(best["test_acc_recal"]), best_recal_at=int(best["step"]))
+                     best_test_acc_recal=float(best["test_acc_recal"]), best_recal_at=int(best["step"]),
+                     train_acc_at_best_recal=float(best["train_acc_recal"]))
         rows.append(d)
     rows = [{k: v for k, v in d.items() if k != "memorised_at"} for d in rows]
     table = c.add_columns(table, rows).drop(columns=["path"], errors="ignore")

@@ -84,6 +84,10 @@ def test_resnet_reference_quick(tmp_path, rref):
     assert rc["step"].iloc[-1] == t["final_step"].iloc[0] and rc["test_acc_recal"].between(0, 1).all()
     assert t["test_acc_recal"].notna().all() and (t["best_test_acc_recal"] >= t["test_acc_recal"]).all()
     assert (t["best_recal_at"] <= t["recal_step"]).all()
+    for _, r in t.iterrows():  # the training accuracy beside the best test accuracy is that checkpoint's
+        rc = pd.read_csv(res / "recalibrated" / f"{r['run']}.csv").set_index("step")
+        assert r["train_acc_at_best_recal"] == pytest.approx(rc.loc[r["best_recal_at"], "train_acc_recal"], abs=1e-6)
+        assert rc.loc[r["best_recal_at"], "test_acc_recal"] == pytest.approx(rc["test_acc_recal"].max(), abs=1e-6)
     s = pd.read_csv(res / "summary.csv")
     assert s["runs"].tolist() == [3, 3]
     assert (res / "curves.png").stat().st_size > 5000
