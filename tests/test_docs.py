@@ -87,6 +87,20 @@ def test_seeds_above_compares_rows_of_the_same_seed():
     assert got == f"{int((a > b).sum())} of 3"
 
 
+def test_listed_names_the_matching_rows_by_their_keys():
+    m = _hook()
+    path = "nonisomorphic/library/sweep.csv"
+    sweep = pd.read_csv(ROOT / "results" / path)
+    got = m.listed(path, ["frac", "seed"], where="seed == 1", names={"frac": "fraction"})
+    want = "; ".join(f"fraction {r.frac:g}, seed 1" for r in sweep[sweep["seed"] == 1].itertuples())
+    assert got == want and got.count("; ") == (sweep["seed"] == 1).sum() - 1
+    assert m.listed(path, ["seed"], where="seed > 99") == "none"
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match="no column 'nope'"):
+        m.listed(path, ["nope"])
+
+
 # --- the built site ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

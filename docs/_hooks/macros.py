@@ -134,6 +134,24 @@ def values(path: str, column: str, sep: str = ", ", digits: int | None = None, n
     return sep.join(fmt_col(v, column, digits, na) for v in frame[column])
 
 
+def listed(path: str, keys: list[str], where: str | None = None, names: dict[str, str] | None = None,
+           sep: str = "; ", none: str = "none", **filters: Any) -> str:
+    """The matching rows named by their ``keys`` (``"pretraining epochs 0, seed 1"``), in
+    file order, joined by ``sep``; ``none`` when no row matches. Prose that says which
+    runs did something then follows the data instead of naming them by hand."""
+    try:
+        frame = rows(path, where, **filters)
+    except PluginError as exc:
+        if "no row matches" in str(exc):
+            return none
+        raise
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise PluginError(f"{path}: no column {missing[0]!r}")
+    names = names or {}
+    return sep.join(", ".join(f"{names.get(k, k)} {fmt_col(r[k], k)}" for k in keys) for _, r in frame.iterrows())
+
+
 def number(path: str, column: str, where: str | None = None, **filters: Any) -> float:
     """The one cell as a float, for arithmetic inside a placeholder."""
     frame = rows(path, where, **filters)
@@ -268,7 +286,7 @@ def notebook(path: str) -> str:
     return "\n\n".join(parts)
 
 
-MACROS = dict(seeds_above=seeds_above, per_seed_ratios=per_seed_ratios, value=value, values=values, number=number, span=span, count=count, spread=spread,
+MACROS = dict(listed=listed, seeds_above=seeds_above, per_seed_ratios=per_seed_ratios, value=value, values=values, number=number, span=span, count=count, spread=spread,
               ratio=ratio, table=table, cli_reference=cli_reference, notebook=notebook, round=round,
               abs=abs, min=min, max=max, fmt=fmt)
 
