@@ -29,11 +29,15 @@ from .loop import (
     plateau_stop_step,
     resolve_device,
     train_loop,
+    flush_denormals,
+    flushing_denormals,
 )
 from .optim import OPTIMIZERS, build_optimizer, make_optimizer
 
 __all__ = [
     "train_loop",
+    "flush_denormals",
+    "flushing_denormals",
     "RunState",
     "Schedule",
     "StepFunction",

@@ -41,7 +41,9 @@ from ..errors import RunDirectoryError
 from ..sizes import format_bytes, memory_limit
 from ..store import DATA, RunStore
 from ..config import check_agrees
-from ..training import GradientTransform, RunState, Schedule, build_optimizer, lifecycle, resolve_device, train_loop
+from ..training import (
+    GradientTransform, RunState, Schedule, build_optimizer, flush_denormals, lifecycle, resolve_device, train_loop,
+)
 from .resnet import HookedResNet, build_resnet
 from .shapes import N_CLASSES, SHAPE_WEIGHTS, STYLES, ShapesDataset, ShapesSplit, all_combos, load_shapes
 
@@ -616,6 +618,7 @@ def train_resnet(
     progress: bool = True,
     gradient_transforms: Iterable[GradientTransform] = (),
     pretrained: str | os.PathLike | None = None,
+    flush_denormal: bool = True,
     **options: Any,
 ) -> ResNetRun:
     """Train a hooked ResNet-18 on the shapes-sum images and return the run.
@@ -640,6 +643,14 @@ def train_resnet(
             ImageNet's, saved where you have them): the same as ``weights_path``; every
             tensor of the right shape is loaded, the 1000-way ``fc`` is not. Nothing is
             downloaded.
+        flush_denormal: Train with subnormal floats flushed to zero
+            (:func:`grok_interp.training.flush_denormals`; the setting found is restored
+            on return). Weight decay drives many weights and Adam moments into float32's
+            subnormal range, where a CPU computes slowly: the image campaign's late
+            epochs took 2.6 times longer without it (``benchmarks/denormals.py``). A
+            flushed value counts as zero (a change below 1.2e-38), so results differ
+            from IEEE arithmetic only in the last bits. An execution setting like
+            ``device``, not part of the config.
         **options: Fields of :class:`ResNetConfig`.
 
     Returns:
@@ -673,13 +684,14 @@ def train_resnet(
     checkpoints = lifecycle.Checkpoints(out_store, weights_of=_net_state)  # background writes, by construction
     try:
         if start == 0 and config.pretrain_epochs:  # a resumed state holds the pretrained weights already
-            pre = pretrain_positions(model, data, split, config, device, progress)
+            with flush_denormals(flush_denormal):  # as the training loop (pretraining runs outside it)
+                pre = pretrain_positions(model, data, split, config, device, progress)
             if out_store is not None:
                 store.write_csv(out_store.file(PRETRAIN_HISTORY), pre)
                 store.write_tensors(out_store.file(PRETRAINED), _state(model))
             optimizer = _make_optimizer(model, config)  # the sum task's optimiser starts afresh
         return _train(config, model, optimizer, data, indices, split, device, checkpoints, start, rows, callbacks,
-                      progress, gradient_transforms, train_s)
+                      progress, gradient_transforms, train_s, flush_denormal)
     finally:
         checkpoints.close()
 
@@ -757,7 +769,7 @@ def _train(
     config: ResNetConfig, model: HookedResNet, optimizer: torch.optim.Optimizer, data: ShapesDataset,
     indices: Tensor, split: ShapesSplit, device: torch.device, checkpoints: lifecycle.Checkpoints, start: int,
     rows: list[dict[str, Any]], callbacks: Iterable[ResNetCallback], progress: bool,
-    gradient_transforms: Iterable[GradientTransform], train_s: float = 0.0,
+    gradient_transforms: Iterable[GradientTransform], train_s: float = 0.0, flush_denormal: bool = True,
 ) -> ResNetRun:
     path = checkpoints.store.path if checkpoints.store is not None else None
     if device.type == "cuda":  # the images cross to the GPU once, not every batch
@@ -779,7 +791,8 @@ def _train(
         on_row=write_history,
         gradient_transforms=list(gradient_transforms), train_s=train_s, evaluated_by=_params_and_buffers,
     )
-    train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs")
+    train_loop([state], EpochStep(data, split, config, device, progress), progress=progress, desc="epochs",
+               flush_denormal=flush_denormal)
     model.eval()
     checkpoints.finish(state.step, state.train_s, history=state.history)
     return ResNetRun(model=model, config=config, history=pd.DataFrame(state.history), indices=indices, split=split,

@@ -228,3 +228,32 @@ def test_cross_entropy_gradient_is_exact_in_float64_and_has_no_subnormals():
     nonzero = z.grad[z.grad != 0]
     assert (nonzero.abs() >= torch.finfo(torch.float32).tiny).all()
     assert torch.equal(z.grad, torch.zeros(2, 3))  # all flushed: their float64 values are ~1e-40
+
+
+def test_flush_denormals_flushes_inside_and_restores_the_setting_found():
+    from grok_interp.training import flush_denormals, flushing_denormals
+
+    before = flushing_denormals()
+    tiny = torch.tensor([1e-30])
+    for outer in (False, True):
+        torch.set_flush_denormal(outer)
+        try:
+            for inner in (True, False):
+                with flush_denormals(inner):
+                    assert flushing_denormals() == inner
+                    assert ((tiny * 1e-10).item() == 0.0) == inner  # 1e-40 is subnormal in float32
+                assert flushing_denormals() == outer
+            with pytest.raises(RuntimeError), flush_denormals(True):  # restored on an error too
+                raise RuntimeError
+            assert flushing_denormals() == outer
+        finally:
+            torch.set_flush_denormal(before)
+
+
+def test_the_transformer_keeps_ieee_subnormals_while_training():
+    """Its runs are replayed bit for bit; only its loss gradient is flushed (loss_fn)."""
+    from grok_interp.training import flushing_denormals
+
+    seen = []
+    small_run(steps=10, callbacks=[lambda step, model, ctx: seen.append(flushing_denormals())])
+    assert seen and not any(seen)

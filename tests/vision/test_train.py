@@ -407,3 +407,17 @@ def _subset(data, indices):
 
     return ShapesDataset(images=data.images[indices], combos=data.combos[indices], image_size=data.image_size,
                          style=data.style)
+
+
+def test_resnet_training_flushes_subnormals_and_restores_the_setting(data16):
+    """Weight decay drives ResNet weights into float32's subnormal range, where a CPU
+    computes through slow microcode: the ResNet trains with subnormals flushed to zero
+    (benchmarks/denormals.py) unless asked not to, and the process is left as found."""
+    from grok_interp.training import flushing_denormals
+
+    before, seen = flushing_denormals(), []
+    for flush in (True, False):
+        seen.clear()
+        train_resnet(dataset=data16, callbacks=[lambda epoch, model, ctx: seen.append(flushing_denormals())],
+                     epochs=2, eval_every=1, checkpoint_every=4, progress=False, flush_denormal=flush, **TINY)
+        assert seen and set(seen) == {flush} and flushing_denormals() == before
