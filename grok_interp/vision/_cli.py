@@ -16,8 +16,9 @@ def add_resnet_parser(sub: argparse._SubParsersAction) -> None:
         "polygon sides, and write a run directory that `grok_interp.load_run` reads. Options left out keep "
         "the preset's values.",
     )
-    p.add_argument("--preset", default="paper", choices=["paper", "cpu", "reference"],
-                   help="paper: 224 px, torchvision resnet18; cpu: 32 px, width 16, eval every 10 epochs; "
+    p.add_argument("--preset", default=None, choices=["paper", "cpu", "reference"],
+                   help="paper (the default for a new run; with --resume, the saved run's values are kept): "
+                   "224 px, torchvision resnet18; cpu: 32 px, width 16, eval every 10 epochs; "
                    "reference: the reference code's recipe (its images, 52-way head, accuracy every 100 epochs; "
                    "--image-size 32 or 64 on a CPU)")
     p.add_argument("--pretrained", default=None, metavar="PATH",
@@ -38,7 +39,11 @@ def cmd_resnet(args: argparse.Namespace) -> int:
 
     skip = {"command", "out", "resume", "quiet", "func", "preset", "cache_dir", "pretrained"}
     opts = {k: v for k, v in vars(args).items() if k not in skip}
-    run = train_resnet(preset=args.preset, out=args.out, resume=args.resume, cache_dir=args.cache_dir,
+    from .. import store
+
+    # resuming a run: its saved configuration, changed only by the options given (as `train --resume`)
+    preset = args.preset or (None if args.resume and store.is_run_dir(args.out) else "paper")
+    run = train_resnet(preset=preset, out=args.out, resume=args.resume, cache_dir=args.cache_dir,
                        progress=not args.quiet and sys.stderr.isatty(), pretrained=args.pretrained, **opts)
     last = run.history.iloc[-1]
     print(

@@ -631,6 +631,8 @@ def train_resnet(
         out: Run directory written as training goes (None: in memory only).
         resume: Continue the run in ``out`` from its latest resume state; only
             ``epochs``, ``device`` and ``eval_batch_size`` may differ from the saved config.
+            Without ``config``, the saved configuration is used, changed only by the
+            options given (``train_resnet(out=d, resume=True, epochs=5000)``).
         dataset: The full dataset at the configured image size (default: loaded from
             the cache with :func:`~grok_interp.vision.load_shapes`).
         cache_dir: Dataset cache directory (default ``~/.cache/grok_interp``).
@@ -660,7 +662,11 @@ def train_resnet(
         if options.get("weights_path") not in (None, str(pretrained)):
             raise bad_value("pretrained", str(pretrained), "is weights_path under another name: give one of them")
         options["weights_path"] = str(pretrained)
-    if config is None:
+    if config is None and resume and out is not None and store.is_run_dir(out):
+        # the saved run, changed only as asked (as train_hooked resumes): not the defaults
+        given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
+        config = ResNetConfig.from_dict({**_read_config(Path(out)).to_dict(), **given})
+    elif config is None:
         base = dict(PRESETS[check_choice("preset", preset, tuple(PRESETS))]) if preset is not None else {}
         base.update(options)
         config = ResNetConfig(**base)

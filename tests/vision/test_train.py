@@ -82,6 +82,20 @@ def test_resume_equals_uninterrupted(tmp_path, data16):
         train_resnet(epochs=4, out=tmp_path / "part", resume=True, **{**opts, "lr": 3e-3})
 
 
+def test_resume_without_a_config_takes_the_saved_one(tmp_path, data16):
+    """As train_hooked: resume=True with only the options to change continues the saved
+    run (it used to build the defaults, 224 px, and refuse the run's own dataset)."""
+    opts = dict(eval_every=1, checkpoint_every=2, dataset=data16, progress=False)
+    full = train_resnet(epochs=4, out=tmp_path / "full", **opts, **TINY)
+    train_resnet(epochs=2, out=tmp_path / "part", **opts, **TINY)
+    resumed = train_resnet(out=tmp_path / "part", resume=True, epochs=4, **opts)
+    assert resumed.history.equals(full.history) and resumed.config == full.config
+    with pytest.raises(ValueError, match="other settings"):  # a change the run cannot take is still refused
+        train_resnet(out=tmp_path / "part", resume=True, epochs=5, lr=3e-3, **opts)
+    with pytest.raises(ValueError, match="unknown keys"):
+        train_resnet(out=tmp_path / "part", resume=True, epoch=5, **opts)
+
+
 def test_cli_resnet(tmp_path, capsys, data16, monkeypatch):
     from grok_interp.cli import main
 
@@ -92,6 +106,10 @@ def test_cli_resnet(tmp_path, capsys, data16, monkeypatch):
     assert rc == 0
     assert "epoch 1" in capsys.readouterr().out
     assert isinstance(g.load_run(out), ResNetRun)
+    # --resume keeps the saved run's values (not the paper preset's 224 px): only --epochs changes
+    assert main(["resnet", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert "trained to epoch 2" in capsys.readouterr().out
+    assert g.load_run(out).config.image_size == 16
     assert main(["resnet", "--image-size", "15", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert "--image-size 15 is invalid" in capsys.readouterr().err
 
