@@ -75,6 +75,20 @@ def test_every_committed_result_directory_is_covered():
     assert committed == {d for _, _, d in STUDIES}
 
 
+def test_no_committed_table_names_a_column_twice():
+    """pandas reads a doubled name back as ``name.1``: a reader would take the wrong one."""
+    import csv
+
+    doubled = {}
+    for path in sorted(RESULTS.rglob("*.csv")):
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        twice = sorted({k for k in header if header.count(k) > 1})
+        if twice:
+            doubled[path.relative_to(RESULTS).as_posix()] = twice
+    assert not doubled, f"columns named twice: {doubled}"
+
+
 @pytest.mark.parametrize("script,args,folder", STUDIES, ids=[d for _, _, d in STUDIES])
 def test_report_only_rebuilds_the_committed_outputs(tmp_path, script, args, folder):
     committed = RESULTS / folder
