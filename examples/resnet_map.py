@@ -188,7 +188,7 @@ def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
+def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = "AdamW weight decay (decoupled)") -> Path:
     """The map: one square per (weight decay, initial scale), coloured by class, with the
     best test accuracy (and its epoch), the plateau, the memorisation / jump epochs and
     the late train / test accuracy (medians of the last evaluations) written in it."""
@@ -208,7 +208,7 @@ def phase_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
                 ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
     ax.set_yticks(range(len(scales)), [f"{s:g}" for s in scales])
-    ax.set(xlim=(-0.5, len(wds) - 0.5), ylim=(-0.5, len(scales) - 0.5), xlabel="AdamW weight decay (decoupled)",
+    ax.set(xlim=(-0.5, len(wds) - 0.5), ylim=(-0.5, len(scales) - 0.5), xlabel=xlabel,
            ylabel="initial weight scale alpha")
     ax.set_title(title, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k], alpha=0.75) for k in CLASSES]
@@ -271,7 +271,7 @@ def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
     return c.save(fig, path)
 
 
-def report(results: Path, title: str) -> pd.DataFrame:
+def report(results: Path, title: str, xlabel: str = "AdamW weight decay (decoupled)") -> pd.DataFrame:
     table, hist = c.load(results)
     for col in ("jump_at", "gap_closed_at", "best_at"):
         if col in table:
@@ -286,7 +286,7 @@ def report(results: Path, title: str) -> pd.DataFrame:
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
     summary.to_csv(results / "summary.csv")
     c.show(summary.reset_index(), "class per cell (rows: init_scale, columns: weight_decay)")
-    phase_figure(table, results / "phase.png", title)
+    phase_figure(table, results / "phase.png", title, xlabel)
     curves_figure(table, hist, results / "curves.png", title)
     if not (results / "samples.png").exists():
         samples_figure(results / "samples.png")
@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
                                 init_scale=args.init_scales or settings["init_scale"]), args.seeds)
     train_or_snapshot(args, configs, out, base, results, export)
-    report(results, title)
+    xlabel = {"adamw": "AdamW weight decay (decoupled)", "adam": "Adam weight decay (L2 coupled into the gradient)"}
+    report(results, title, xlabel[b["optimizer"]])
     timer.done(results)
     return 0
 

@@ -52,6 +52,8 @@ STUDIES = [
     ("resnet_map", [], "resnet_map/library"),
     ("resnet_map", ["--weight-decays", "0.3", "--init-scales", "3", "10", "--epochs", "1000"],
      "resnet_map/library-wd0.3-1000"),
+    ("resnet_map", ["--optimizer", "adam", "--image-size", "32", "--weight-decays", "1e-4", "1e-3", "1e-2", "1e-1",
+                    "--init-scales", "1", "--epochs", "1000"], "resnet_map/library-adam-32px"),
     ("resnet_reference", [], "resnet_reference/library"),
     ("clock_pizza", [], "clock_pizza"),
 ]
