@@ -101,6 +101,17 @@ def test_listed_names_the_matching_rows_by_their_keys():
         m.listed(path, ["nope"])
 
 
+def test_a_number_from_the_data_never_starts_a_numbered_list():
+    m = _hook()
+    from mkdocs.exceptions import PluginError
+
+    path = "nonisomorphic/library/sweep.csv"
+    with pytest.raises(PluginError, match="numbered list"):
+        m.expand(f'the runs:\n  {{{{ count("{path}") }}}}. Then', "test.md")  # "9. Then": a list item
+    assert m.expand(f'the runs:\n  {{{{ count("{path}") }}}} of them. Then', "test.md").endswith("9 of them. Then")
+    assert m.expand(f'in {{{{ count("{path}") }}}}. Then', "test.md") == "in 9. Then"
+
+
 # --- the built site ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

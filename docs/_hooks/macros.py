@@ -291,10 +291,20 @@ MACROS = dict(listed=listed, seeds_above=seeds_above, per_seed_ratios=per_seed_r
               abs=abs, min=min, max=max, fmt=fmt)
 
 
+#: A line that starts with a number and ". " or ") " is a Markdown ordered-list item.
+_LIST_MARKER = re.compile(r"\d{1,9}[.)](\s|$)")
+
+
 def expand(markdown: str, where: str = "") -> str:
     def one(m: re.Match[str]) -> str:
         try:
-            return str(eval(m.group(1).strip(), {"__builtins__": {}}, dict(MACROS)))  # noqa: S307
+            text = str(eval(m.group(1).strip(), {"__builtins__": {}}, dict(MACROS)))  # noqa: S307
+            line_start = markdown[:m.start()].rsplit("\n", 1)[-1].strip() == ""
+            if line_start and _LIST_MARKER.match(text + markdown[m.end():m.end() + 2]):
+                # the data's number would turn the line into a numbered list item
+                raise PluginError(f"the value {text!r} starts a line before {markdown[m.end():m.end() + 2]!r}: "
+                                  "Markdown reads it as a numbered list; move the placeholder off the line's start")
+            return text
         except PluginError as exc:
             raise PluginError(f"{where}: {{{{{m.group(1).strip()}}}}}: {exc}") from None
         except Exception as exc:
