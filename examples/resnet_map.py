@@ -70,6 +70,8 @@ DELAY = 50
 LATE = 5
 #: A run that never fits has "no gap" when its late train and test accuracy differ by less.
 GAP = 0.1
+#: The phase map's weight-decay axis, per optimiser.
+DECAY_AXIS = {"adamw": "AdamW weight decay (decoupled)", "adam": "Adam weight decay (L2 coupled into the gradient)"}
 CLASSES = ("grokked", "generalised, no plateau", "memorised", "not fitted, no gap", "not fitted")
 COLOURS = {"grokked": "tab:green", "generalised, no plateau": "tab:blue", "memorised": "tab:orange",
            "not fitted, no gap": "tab:purple", "not fitted": "tab:grey"}
@@ -188,7 +190,7 @@ def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = "AdamW weight decay (decoupled)") -> Path:
+def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> Path:
     """The map: one square per (weight decay, initial scale), coloured by class, with the
     best test accuracy (and its epoch), the plateau, the memorisation / jump epochs and
     the late train / test accuracy (medians of the last evaluations) written in it."""
@@ -271,7 +273,7 @@ def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
     return c.save(fig, path)
 
 
-def report(results: Path, title: str, xlabel: str = "AdamW weight decay (decoupled)") -> pd.DataFrame:
+def report(results: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> pd.DataFrame:
     table, hist = c.load(results)
     for col in ("jump_at", "gap_closed_at", "best_at"):
         if col in table:
@@ -348,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = c.with_seeds(grid(weight_decay=args.weight_decays or settings["weight_decay"],
                                 init_scale=args.init_scales or settings["init_scale"]), args.seeds)
     train_or_snapshot(args, configs, out, base, results, export)
-    xlabel = {"adamw": "AdamW weight decay (decoupled)", "adam": "Adam weight decay (L2 coupled into the gradient)"}
-    report(results, title, xlabel[b["optimizer"]])
+    report(results, title, DECAY_AXIS[b["optimizer"]])
     timer.done(results)
     return 0
 

@@ -753,8 +753,8 @@ def flush_denormals(enabled: bool = True) -> Iterator[bool]:
 
     Long training with weight decay drives many weights and Adam moments towards zero,
     into the subnormal range (below 1.2e-38 in float32), where x86 CPUs compute through
-    slow microcode: an epoch of the image campaign's ResNet cost 2.6 times more with
-    its subnormal weights than with them flushed (``benchmarks/denormals.py``). Flushed,
+    slow microcode: a late epoch of the image campaign's ResNet cost 1.85 times more
+    with its subnormals than with them flushed (``benchmarks/denormals.py``). Flushed,
     such a value counts as zero, a change of at most 1.2e-38 per number: results differ
     from an unflushed run in the last bits, as they do between CPUs of this kind with
     other vector units. ``torch.set_flush_denormal`` sets the calling thread, the one that

@@ -648,8 +648,8 @@ def train_resnet(
         flush_denormal: Train with subnormal floats flushed to zero
             (:func:`grok_interp.training.flush_denormals`; the setting found is restored
             on return). Weight decay drives many weights and Adam moments into float32's
-            subnormal range, where a CPU computes slowly: the image campaign's late
-            epochs took 2.6 times longer without it (``benchmarks/denormals.py``). A
+            subnormal range, where a CPU computes slowly: a late epoch of the image
+            campaign took 1.85 times longer without it (``benchmarks/denormals.py``). A
             flushed value counts as zero (a change below 1.2e-38), so results differ
             from IEEE arithmetic only in the last bits. An execution setting like
             ``device``, not part of the config.
@@ -662,17 +662,14 @@ def train_resnet(
         if options.get("weights_path") not in (None, str(pretrained)):
             raise bad_value("pretrained", str(pretrained), "is weights_path under another name: give one of them")
         options["weights_path"] = str(pretrained)
-    if config is None and resume and out is not None and store.is_run_dir(out):
-        # the saved run, changed only as asked (as train_hooked resumes): not the defaults
-        given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
-        config = ResNetConfig.from_dict({**_read_config(Path(out)).to_dict(), **given})
-    elif config is None:
-        base = dict(PRESETS[check_choice("preset", preset, tuple(PRESETS))]) if preset is not None else {}
-        base.update(options)
-        config = ResNetConfig(**base)
-    else:
-        given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
+    given = {**(PRESETS[check_choice("preset", preset, tuple(PRESETS))] if preset is not None else {}), **options}
+    if config is not None:
         check_agrees(config.to_dict(), given, lambda key, value: ResNetConfig.from_dict({key: value}))
+    elif resume and out is not None and store.is_run_dir(out):
+        # the saved run, changed only as asked (as train_hooked resumes): not the defaults
+        config = ResNetConfig.from_dict({**_read_config(Path(out)).to_dict(), **given})
+    else:
+        config = ResNetConfig(**given)
     device = resolve_device(config.device)
     check_fits(config, device)
     data, indices = _select(dataset, config, cache_dir)
