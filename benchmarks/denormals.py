@@ -83,16 +83,14 @@ def resumed(run_dir: str, epochs: int, flush: bool) -> tuple[float, float, dict,
     its newest state), the share of subnormal weights it starts from, and the weights and
     history it ends with."""
     import dataclasses
-    import shutil
     import tempfile
     from pathlib import Path
 
-    from grok_interp import load_run
+    from grok_interp import load_run, store
     from grok_interp.vision import train_resnet
 
     with tempfile.TemporaryDirectory() as tmp:
-        copy_dir = Path(tmp) / "run"
-        shutil.copytree(run_dir, copy_dir)
+        copy_dir = store.copy_run_dir(run_dir, Path(tmp) / "run")  # locked: never a run halfway through a write
         run = load_run(copy_dir, device="cpu")
         share = subnormal_share(run.model)
         data = load_shapes(run.config.image_size, style=run.config.style)

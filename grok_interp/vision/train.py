@@ -650,9 +650,10 @@ def train_resnet(
             on return). Weight decay drives many weights and Adam moments into float32's
             subnormal range, where a CPU computes slowly: a late epoch of the image
             campaign took 1.85 times longer without it (``benchmarks/denormals.py``). A
-            flushed value counts as zero (a change below 1.2e-38), so results differ
-            from IEEE arithmetic only in the last bits. An execution setting like
-            ``device``, not part of the config.
+            flushed value counts as zero (a change below 1.2e-38); the run is not bit
+            for bit the IEEE one, and Adam can carry the change further (see
+            ``docs/speed.md``). An execution setting like ``device``, not part of the
+            config.
         **options: Fields of :class:`ResNetConfig`.
 
     Returns:
