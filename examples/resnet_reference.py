@@ -95,7 +95,9 @@ def half_way(h: pd.DataFrame, col: str) -> int | None:
 
 def describe(h: pd.DataFrame) -> dict:
     """One run's numbers: the map's class and events, the training-mode fit, and whether
-    the feature MED ratio moved before test accuracy."""
+    the feature MED ratio moved before test accuracy: ``med_half_way_at`` and
+    ``test_acc_half_way_at`` are the first epochs where each has covered half its change
+    from memorisation (epoch 0 in a run that did not memorise) to the last evaluation."""
     out = classify(h)
     if out["phase"] == "grokked" and not out["late_test_acc"] >= out["plateau"] + JUMP:
         # eval-mode test accuracy swings between evaluations: one high reading after the
@@ -107,7 +109,11 @@ def describe(h: pd.DataFrame) -> dict:
     out["late_test_acc_batch"] = float(h["test_acc_batch"].iloc[-LATE:].median()) if "test_acc_batch" in h else None
     fit = h[h.get("epoch_acc", pd.Series(dtype=float)) >= 0.99] if "epoch_acc" in h else h.iloc[:0]
     out["fit_at"] = int(fit["step"].iloc[0]) if len(fit) else None
-    med_at, acc_at = half_way(h, "feature_med_ratio"), half_way(h, "test_acc")
+    # half way over the rows from memorisation on, where a late jump happens: measured from
+    # epoch 0, test accuracy's early peak (pretrained features generalise before the
+    # training set is memorised) would cross half way before any jump began
+    late = h if out["memorised_at"] is None else h[h["step"] >= out["memorised_at"]]
+    med_at, acc_at = half_way(late, "feature_med_ratio"), half_way(late, "test_acc")
     out["med_half_way_at"], out["test_acc_half_way_at"] = med_at, acc_at
     # "does the MED move before test accuracy" asks about a jump: without one there is nothing to lead
     jumped = out["phase"] == "grokked"

@@ -33,6 +33,24 @@ def test_describe_a_made_up_grokking_history(rref):
     assert rref.half_way(pd.DataFrame({"step": [0, 1], "x": [1.0, 1.0]}), "x") is None  # nothing moved
 
 
+def test_med_lead_is_measured_from_memorisation_not_from_an_early_peak(rref):
+    """A pretrained start generalises early, loses it while memorising and recovers late.
+    Measured from epoch 0, test accuracy would be half way at its early peak (epoch 50)
+    and the MED could never lead; from memorisation on, the MED (half way at 750) leads
+    the late rise (half way at 1350)."""
+    n = 42
+    steps = np.arange(n) * 50
+    train = np.r_[np.linspace(0.5, 1.0, 9), np.ones(n - 9)]  # memorised at 400
+    test = np.r_[0.1, 0.85, np.linspace(0.8, 0.3, 7), np.full(12, 0.3), np.linspace(0.3, 0.7, 12), np.full(9, 0.7)]
+    med = np.r_[np.full(9, 0.2), np.linspace(0.2, 0.4, 12), np.full(n - 21, 0.4)]
+    h = pd.DataFrame({"step": steps, "train_acc": train, "test_acc": test, "feature_med_ratio": med,
+                      "epoch_acc": train})
+    d = rref.describe(h)
+    assert d["phase"] == "grokked" and d["memorised_at"] == 400
+    assert rref.half_way(h, "test_acc") == 50  # the early peak, from epoch 0
+    assert d["test_acc_half_way_at"] == 1350 and d["med_half_way_at"] == 750 and d["med_moves_first"] is True
+
+
 def test_a_spike_after_the_plateau_is_not_grokking(rref):
     """One high eval-mode reading that falls back (BatchNorm's swings) is not a jump, and
     without a jump the MED has nothing to move before."""
