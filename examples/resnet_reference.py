@@ -34,8 +34,8 @@ recomputed on the training images at each checkpoint,
     python examples/resnet_reference.py --quick                       # seconds: a smoke test
 
 Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
-``sweep.csv``, ``histories/<run>.csv``, ``recalibrated/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start)
-and ``curves.png``.
+``sweep.csv``, ``histories/<run>.csv``, ``recalibrated/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start),
+``curves.png`` (every epoch, logarithmic) and ``late.png`` (the epochs after the fit, linear).
 """
 
 from __future__ import annotations
@@ -207,6 +207,46 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> 
     return c.save(fig, path)
 
 
+def late(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Path:
+    """The epochs after the training set is fitted, on a linear axis (``curves.png`` is
+    logarithmic and squeezes them): one column per start; rows: test accuracy
+    (recalibrated BatchNorm, the steadiest reading, with eval mode faint) and the feature
+    MED ratio. For a run that grokked, dotted lines mark where each had covered half its
+    change since memorisation (``med_half_way_at``, ``test_acc_half_way_at``): does the
+    MED move first?"""
+    starts = sorted(table["pretrain_epochs"].unique())
+    fitted = table["fit_at"].dropna() if "fit_at" in table else pd.Series(dtype=float)
+    start_at = float(fitted.min()) if len(fitted) else 0.0
+    fig, axes = plt.subplots(2, len(starts), figsize=(6 * len(starts), 6.5), squeeze=False, sharex=True)
+    for j, start in enumerate(starts):
+        rows = table[table["pretrain_epochs"] == start].sort_values("seed")
+        for _, r in rows.iterrows():
+            h, seed = hist(r["run"]), int(r["seed"])
+            h = h[h["step"] >= start_at]
+            style = dict(color=c.seed_color(seed), ls=c.seed_style(seed))
+            recal = results / "recalibrated" / f"{r['run']}.csv"
+            axes[0][j].plot(h["step"], h["test_acc"], lw=0.6, alpha=0.35, color=style["color"])
+            if recal.exists():
+                rc = pd.read_csv(recal)
+                rc = rc[rc["step"] >= start_at]
+                axes[0][j].plot(rc["step"], rc["test_acc_recal"], lw=1.2, marker="o", ms=3, label=f"seed {seed}",
+                                **style)
+            axes[1][j].plot(h["step"], h["feature_med_ratio"], lw=1, label=f"seed {seed}", **style)
+            if r.get("phase") == "grokked":
+                for ax, key in ((axes[0][j], "test_acc_half_way_at"), (axes[1][j], "med_half_way_at")):
+                    if pd.notna(r.get(key)):
+                        ax.axvline(float(r[key]), color=style["color"], ls=":", lw=1)
+        axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
+        axes[0][j].set_ylabel("test accuracy (recalibrated BatchNorm;\nfaint: eval mode)")
+        axes[0][j].set_ylim(-0.02, 1.02)
+        axes[1][j].set_ylabel("feature MED ratio")
+        axes[1][j].set_xlabel("epoch (dotted: half way since memorisation, runs that grokked)")
+        for ax in axes[:, j]:
+            ax.legend(fontsize=7, ncol=3)
+    fig.suptitle(f"{title}: after the fit (epoch {start_at:g} on)", fontsize=10)
+    return c.save(fig, path)
+
+
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
     cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
@@ -227,6 +267,7 @@ def report(results: Path, title: str) -> pd.DataFrame:
     summary.to_csv(results / "summary.csv", index=False, float_format="%.6g")
     c.show(summary, "per start (medians over seeds)")
     curves(table, hist, results / "curves.png", title, results)
+    late(table, hist, results / "late.png", title, results)
     return table
 
 
