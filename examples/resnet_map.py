@@ -28,7 +28,8 @@ Each run is put in one class (:func:`classify`):
 after memorisation. Per run the table also has the events of
 :func:`grok_interp.measures.events`, the best test accuracy and the pooled-feature
 uniformity (``feature_med_ratio``, :func:`grok_interp.vision.feature_uniformity`) at
-memorisation and at the end.
+memorisation and at the end, and where it and test accuracy had covered half their change
+since memorisation (:func:`med_lead`; ``med_moves_first`` for a run that grokked).
 
     python examples/resnet_map.py                       # the map (about 80 CPU-minutes)
     python examples/resnet_map.py --report-only         # tables and figures from results/
@@ -145,6 +146,32 @@ def classify(history: pd.DataFrame, jump: float = JUMP, delay: int = DELAY) -> d
     return out
 
 
+def half_way(h: pd.DataFrame, col: str) -> int | None:
+    """First epoch where ``col`` has covered half its change from start to end."""
+    s = h[col].astype(float)
+    if s.isna().all() or s.iloc[-1] == s.iloc[0]:
+        return None
+    target = (s.iloc[0] + s.iloc[-1]) / 2
+    crossed = (s - target) * math.copysign(1, s.iloc[-1] - s.iloc[0]) >= 0
+    return int(h.loc[crossed.idxmax(), "step"]) if crossed.any() else None
+
+
+def med_lead(h: pd.DataFrame, memorised_at: int | None, jumped: bool) -> dict:
+    """Does the feature MED ratio move before test accuracy? ``med_half_way_at`` and
+    ``test_acc_half_way_at``: the first epochs where each has covered half its change from
+    memorisation (epoch 0 in a run that did not memorise) to the last evaluation;
+    ``med_moves_first``: whether the MED got there first, asked only of a run whose test
+    accuracy jumped (``jumped``; None otherwise: without a jump there is nothing to lead).
+
+    Measured from memorisation because that is where a late jump starts: from epoch 0,
+    test accuracy's early peak (a pretrained start generalises before it memorises)
+    would be half way before any jump began."""
+    late = h if memorised_at is None else h[h["step"] >= memorised_at]
+    med_at, acc_at = half_way(late, "feature_med_ratio"), half_way(late, "test_acc")
+    return {"med_half_way_at": med_at, "test_acc_half_way_at": acc_at,
+            "med_moves_first": None if med_at is None or acc_at is None or not jumped else med_at < acc_at}
+
+
 def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     """``sweep.csv`` with each run's class, and every evaluation of each run in
     ``histories/``; the table without run paths."""
@@ -157,13 +184,16 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
             extra.append({})
             continue
         h = pd.read_csv(path)
-        extra.append(classify(h))
+        d = classify(h)
+        d.update(med_lead(h, d["memorised_at"], jumped=d["phase"] == "grokked"))
+        extra.append(d)
         cols = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "epoch_loss", "feature_med",
                 "feature_med_ratio", "feature_cv"]
         h[[k for k in cols if k in h]].to_csv(hist_dir / f"{row['run']}.csv", index=False, float_format="%.6g")
     extra = [{k: v for k, v in d.items() if k != "memorised_at"} for d in extra]
     table = c.add_columns(table, extra).drop(columns=["path"], errors="ignore")
-    for col in ("memorised_at", "grokked_at", "halfway_at", "jump_at", "gap_closed_at", "best_at", "final_step"):
+    for col in ("memorised_at", "grokked_at", "halfway_at", "jump_at", "gap_closed_at", "best_at", "final_step",
+                "med_half_way_at", "test_acc_half_way_at"):
         if col in table:
             table[col] = table[col].astype("Int64")
     table.to_csv(results / "sweep.csv", index=False, float_format="%.6g")

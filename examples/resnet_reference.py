@@ -40,7 +40,6 @@ Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -55,7 +54,7 @@ from grok_interp.measures import events  # noqa: E402
 from grok_interp.sweeps import grid  # noqa: E402
 from grok_interp.vision import load_shapes, recalibrated_accuracy  # noqa: E402
 from grok_interp.vision.train import PRESETS  # noqa: E402
-from resnet_map import JUMP, LATE, classify, train_or_snapshot  # noqa: E402
+from resnet_map import JUMP, LATE, classify, med_lead, train_or_snapshot  # noqa: E402
 
 STUDY = "resnet_reference"
 _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
@@ -83,21 +82,9 @@ def run_format(run_dir: Path) -> int:
         return 0
 
 
-def half_way(h: pd.DataFrame, col: str) -> int | None:
-    """First epoch where ``col`` has covered half its change from start to end."""
-    s = h[col].astype(float)
-    if s.isna().all() or s.iloc[-1] == s.iloc[0]:
-        return None
-    target = (s.iloc[0] + s.iloc[-1]) / 2
-    crossed = (s - target) * math.copysign(1, s.iloc[-1] - s.iloc[0]) >= 0
-    return int(h.loc[crossed.idxmax(), "step"]) if crossed.any() else None
-
-
 def describe(h: pd.DataFrame) -> dict:
     """One run's numbers: the map's class and events, the training-mode fit, and whether
-    the feature MED ratio moved before test accuracy: ``med_half_way_at`` and
-    ``test_acc_half_way_at`` are the first epochs where each has covered half its change
-    from memorisation (epoch 0 in a run that did not memorise) to the last evaluation."""
+    the feature MED ratio moved before test accuracy (:func:`resnet_map.med_lead`)."""
     out = classify(h)
     if out["phase"] == "grokked" and not out["late_test_acc"] >= out["plateau"] + JUMP:
         # eval-mode test accuracy swings between evaluations: one high reading after the
@@ -109,15 +96,7 @@ def describe(h: pd.DataFrame) -> dict:
     out["late_test_acc_batch"] = float(h["test_acc_batch"].iloc[-LATE:].median()) if "test_acc_batch" in h else None
     fit = h[h.get("epoch_acc", pd.Series(dtype=float)) >= 0.99] if "epoch_acc" in h else h.iloc[:0]
     out["fit_at"] = int(fit["step"].iloc[0]) if len(fit) else None
-    # half way over the rows from memorisation on, where a late jump happens: measured from
-    # epoch 0, test accuracy's early peak (pretrained features generalise before the
-    # training set is memorised) would cross half way before any jump began
-    late = h if out["memorised_at"] is None else h[h["step"] >= out["memorised_at"]]
-    med_at, acc_at = half_way(late, "feature_med_ratio"), half_way(late, "test_acc")
-    out["med_half_way_at"], out["test_acc_half_way_at"] = med_at, acc_at
-    # "does the MED move before test accuracy" asks about a jump: without one there is nothing to lead
-    jumped = out["phase"] == "grokked"
-    out["med_moves_first"] = None if med_at is None or acc_at is None or not jumped else med_at < acc_at
+    out.update(med_lead(h, out["memorised_at"], jumped=out["phase"] == "grokked"))
     return out
 
 

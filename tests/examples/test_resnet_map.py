@@ -60,6 +60,8 @@ def test_resnet_map_quick(tmp_path, capsys, rmap):
     t = pd.read_csv(res / "sweep.csv")
     assert (t["status"] == "done").all() and len(t) == 4
     assert set(t["phase"]) <= set(rmap.CLASSES) and "path" not in t
+    # the MED lead is asked only of runs that grokked
+    assert t.loc[t["phase"] != "grokked", "med_moves_first"].isna().all()
     for run in t["run"]:
         h = pd.read_csv(res / "histories" / f"{run}.csv")
         assert h["step"].tolist() == [0, 1, 2, 4, 6]  # every evaluation: eval_every 2 plus checkpoints 1

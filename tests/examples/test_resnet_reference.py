@@ -30,7 +30,9 @@ def test_describe_a_made_up_grokking_history(rref):
     assert d["phase"] == "grokked" and d["jump_at"] == 1250 and d["fit_at"] == 150
     assert d["u_acc"] == pytest.approx(0.97)
     assert d["med_half_way_at"] == 750 and d["test_acc_half_way_at"] == 1250 and d["med_moves_first"] is True
-    assert rref.half_way(pd.DataFrame({"step": [0, 1], "x": [1.0, 1.0]}), "x") is None  # nothing moved
+    flat = rref.med_lead(pd.DataFrame({"step": [0, 1], "feature_med_ratio": [1.0, 1.0], "test_acc": [0.0, 1.0]}),
+                         None, jumped=True)
+    assert flat["med_half_way_at"] is None and flat["med_moves_first"] is None  # the MED never moved
 
 
 def test_med_lead_is_measured_from_memorisation_not_from_an_early_peak(rref):
@@ -47,7 +49,7 @@ def test_med_lead_is_measured_from_memorisation_not_from_an_early_peak(rref):
                       "epoch_acc": train})
     d = rref.describe(h)
     assert d["phase"] == "grokked" and d["memorised_at"] == 400
-    assert rref.half_way(h, "test_acc") == 50  # the early peak, from epoch 0
+    assert rref.med_lead(h, None, jumped=True)["test_acc_half_way_at"] == 50  # the early peak, from epoch 0
     assert d["test_acc_half_way_at"] == 1350 and d["med_half_way_at"] == 750 and d["med_moves_first"] is True
 
 
