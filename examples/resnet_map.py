@@ -223,20 +223,28 @@ def snapshot(configs: list[dict], out: Path) -> pd.DataFrame:
 def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> Path:
     """The map: one square per (weight decay, initial scale), coloured by class, with the
     best test accuracy (and its epoch), the plateau, the memorisation / jump epochs and
-    the late train / test accuracy (medians of the last evaluations) written in it."""
+    the late train / test accuracy (medians of the last evaluations) written in it. With
+    several seeds each square is split into one strip per seed, left to right."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
-    fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
+    seeds = sorted(table["seed"].unique()) if "seed" in table else [None]
+    n = len(seeds)
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * n * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
     for _, r in table.iterrows():
         x, y = wds.index(r["weight_decay"]), scales.index(r["init_scale"])
+        k = seeds.index(r["seed"]) if n > 1 else 0
+        left, width = x - 0.45 + k * 0.9 / n, 0.9 / n
         phase = r.get("phase") if isinstance(r.get("phase"), str) else "not fitted"
-        ax.add_patch(plt.Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, color=COLOURS[phase], alpha=0.75))
+        ax.add_patch(plt.Rectangle((left, y - 0.45), width - (0.02 if n > 1 else 0), 0.9, color=COLOURS[phase],
+                                   alpha=0.75))
         mem = "-" if pd.isna(r.get("memorised_at")) else int(r["memorised_at"])
         jump = "" if pd.isna(r.get("jump_at")) else f"\njump {int(r['jump_at'])}"
         if not pd.isna(r.get("gap_closed_at")):
             jump += f"\ngap closed {int(r['gap_closed_at'])}"
-        ax.text(x, y, f"best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
-                      f"mem {mem}{jump}\nlate {r['late_train_acc']:.2f}/{r['late_test_acc']:.2f} @{int(r['final_step'])}",
+        seed = f"seed {int(r['seed'])}\n" if n > 1 else ""
+        ax.text(left + width / 2 if n > 1 else x, y,
+                f"{seed}best {r['best_test_acc']:.2f} @{int(r['best_at'])}\nplateau {r['plateau']:.2f}\n"
+                f"mem {mem}{jump}\nlate {r['late_train_acc']:.2f}/{r['late_test_acc']:.2f} @{int(r['final_step'])}",
                 ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
     ax.set_yticks(range(len(scales)), [f"{s:g}" for s in scales])
@@ -251,25 +259,29 @@ def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = DECA
 def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
     """Train / test accuracy and, on an axis of its own below, the pooled-feature
     uniformity (MED ratio) of every run: one pair of panels per cell of the map (rows:
-    initial scale, columns: weight decay)."""
+    initial scale, columns: weight decay, and seed when there are several)."""
     wds = sorted(table["weight_decay"].unique())
     scales = sorted(table["init_scale"].unique())
-    fig, axes = plt.subplots(2 * len(scales), len(wds), figsize=(max(7.5, 3.4 * len(wds)), 3.4 * len(scales)),
+    seeds = sorted(table["seed"].unique()) if "seed" in table else [None]
+    cols = [(wd, s) for wd in wds for s in seeds]
+    fig, axes = plt.subplots(2 * len(scales), len(cols), figsize=(max(7.5, 3.4 * len(cols)), 3.4 * len(scales)),
                              sharex=True, squeeze=False, gridspec_kw={"height_ratios": [2, 1] * len(scales)})
     for _, r in table.iterrows():
         if r["status"] == "failed":
             continue
         row = 2 * (len(scales) - 1 - scales.index(r["init_scale"]))
-        acc, med = axes[row, wds.index(r["weight_decay"])], axes[row + 1, wds.index(r["weight_decay"])]
+        col = cols.index((r["weight_decay"], r["seed"] if len(seeds) > 1 else seeds[0]))
+        acc, med = axes[row, col], axes[row + 1, col]
         h = hist(r["run"])
         acc.plot(h["step"], h["train_acc"], label="train acc", color="tab:blue")
         acc.plot(h["step"], h["test_acc"], label="test acc", color="tab:red", ls="--")
         med.plot(h["step"], h["feature_med_ratio"], color="tab:green")
-        acc.set_title(f"wd {r['weight_decay']:g}, alpha {r['init_scale']:g}: {r['phase']}", fontsize=8)
+        seed = f", seed {int(r['seed'])}" if len(seeds) > 1 else ""
+        acc.set_title(f"wd {r['weight_decay']:g}, alpha {r['init_scale']:g}{seed}: {r['phase']}", fontsize=8)
         acc.set_ylim(0, 1.02)
         acc.tick_params(labelsize=7)
         med.tick_params(labelsize=7)
-    for j in range(len(wds)):
+    for j in range(len(cols)):
         for i in range(len(scales)):
             if j == 0:
                 axes[2 * i, 0].set_ylabel("accuracy", fontsize=7)
@@ -303,6 +315,16 @@ def samples_figure(path: Path, sizes=(224, 32, 16)) -> Path:
     return c.save(fig, path)
 
 
+def cell_classes(phases: pd.Series) -> str:
+    """The class of a cell of the map: the run's class for one seed; with several, each
+    class with how many seeds are in it (``grokked (2 of 3 seeds); memorised (1 of 3
+    seeds)``), so a cell never shows one seed's class for all."""
+    if len(phases) == 1:
+        return str(phases.iloc[0])
+    counts = phases.value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    return "; ".join(f"{k} ({v} of {len(phases)} seeds)" for k, v in counts.items())
+
+
 def report(results: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> pd.DataFrame:
     table, hist = c.load(results)
     for col in ("jump_at", "gap_closed_at", "best_at"):
@@ -315,7 +337,7 @@ def report(results: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> pd.D
     if "phase" not in table:  # no run trained: say why instead of failing on a missing column
         errors = sorted(set(table["error"].dropna())) if "error" in table else []
         raise SystemExit(f"error: no run in {results} finished; " + ("; ".join(errors) or "see the sweep's log"))
-    summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc="first")
+    summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc=cell_classes)
     summary.to_csv(results / "summary.csv")
     c.show(summary.reset_index(), "class per cell (rows: init_scale, columns: weight_decay)")
     phase_figure(table, results / "phase.png", title, xlabel)
