@@ -32,6 +32,7 @@ recomputed on the training images at each checkpoint,
     python examples/resnet_reference.py --snapshot                    # results from the runs as they stand
     python examples/resnet_reference.py --report-only                 # tables and plots from results/
     python examples/resnet_reference.py --quick                       # seconds: a smoke test
+    python examples/resnet_reference.py --image-size 64 --out runs/ref64 --results results/resnet_reference/library-64px
 
 Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
 ``sweep.csv``, ``histories/<run>.csv``, ``recalibrated/<run>.csv``, ``summary.csv`` (counts and medians over seeds per start),
@@ -228,6 +229,9 @@ def late(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Pa
 
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
+    if "phase" not in table:  # no run has a history: say why instead of failing on a missing column
+        errors = sorted(set(table["error"].dropna())) if "error" in table else []
+        raise SystemExit(f"error: no run in {results} has a history; " + ("; ".join(errors) or "see the sweep's log"))
     cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
             "best_test_acc", "late_train_acc", "late_test_acc", "late_test_acc_batch", "best_test_acc_recal",
             "best_recal_at", "recal_step", "test_acc_recal", "med_half_way_at", "test_acc_half_way_at",
@@ -254,14 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = c.parser(__doc__.splitlines()[0], f"runs/examples/{STUDY}", setups=("library",), batching=False)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the scale's)")
     ap.add_argument("--snapshot", action="store_true", help="no training: results from the run directories as they stand")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help="image side in pixels (default: the scale's, 32 at paper scale); give another size its "
+                         "own --out and --results (a run directory refuses a different size on resume)")
     ap.set_defaults(seeds="0,1,2", workers=1)
     args = ap.parse_args(argv)
     settings = c.scale(args, SCALES)
     out = c.setup(args)
     results = c.results_dir(args, STUDY, out)
     base = dict(settings["base"])
-    if args.epochs is not None:
-        base["epochs"] = args.epochs
+    for key in ("epochs", "image_size"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
     title = (f"ResNet-18 width {base['width']}, {base['image_size']} px reference images, Adam + L2 "
              f"{base['weight_decay']:g}, batch {base['batch_size']}, up to {base['epochs']} epochs")
     configs = c.with_seeds(grid(pretrain_epochs=settings["pretrain"]), args.seeds)

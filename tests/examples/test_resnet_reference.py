@@ -130,3 +130,14 @@ def test_only_and_plan_choose_the_runs(tmp_path, rref):
     assert t["run"].tolist() == ["pretrain_epochs=0,seed=1"]
     assert sorted(p.name for p in (tmp_path / "library").iterdir() if p.is_dir() and p.name != "results") == [
         "pretrain_epochs=0,seed=1"]
+
+
+def test_image_size_is_an_option_and_a_run_keeps_its_own(tmp_path, rref):
+    """--image-size reaches the runs; a run directory trained at one size refuses another,
+    and the study says why instead of failing on an empty table."""
+    only = ["--quick", "--out", str(tmp_path), "--only", "pretrain_epochs == 0 and seed == 0", "--quiet"]
+    assert rref.main([*only, "--image-size", "20"]) == 0
+    config = json.loads((tmp_path / "library" / "pretrain_epochs=0,seed=0" / "config.json").read_text())
+    assert config["config"]["image_size"] == 20
+    with pytest.raises(SystemExit, match="image_size: saved 20, given 16"):
+        rref.main(only)  # the quick scale's 16 px into the same directory
