@@ -42,6 +42,7 @@ Outputs in ``results/resnet_reference/<setup>`` (``--quick``: under ``--out``):
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -183,7 +184,7 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> 
             ax.set_ylim(-0.02, 1.02)
         for ax in axes[:, j]:
             ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 60 * len(starts)), fontsize=10)  # one column: two lines, not cut off
     return c.save(fig, path)
 
 
@@ -223,7 +224,7 @@ def late(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Pa
         axes[1][j].set_xlabel("epoch (dotted: half way since memorisation, runs that grokked)")
         for ax in axes[:, j]:
             ax.legend(fontsize=7, ncol=3)
-    fig.suptitle(f"{title}: after the fit (epoch {start_at:g} on)", fontsize=10)
+    fig.suptitle(textwrap.fill(f"{title}: after the fit (epoch {start_at:g} on)", 60 * len(starts)), fontsize=10)
     return c.save(fig, path)
 
 
