@@ -54,7 +54,11 @@ STUDIES = [
      "resnet_map/library-wd0.3-1000"),
     ("resnet_map", ["--optimizer", "adam", "--image-size", "32", "--weight-decays", "1e-4", "1e-3", "1e-2", "1e-1",
                     "--init-scales", "1", "--epochs", "1000"], "resnet_map/library-adam-32px"),
+    ("resnet_map", ["--optimizer", "adam", "--image-size", "32", "--weight-decays", "1e-2", "--init-scales", "1",
+                    "--seeds", "0,1,2", "--epochs", "2000"], "resnet_map/library-adam-32px-wd0.01"),
     ("resnet_reference", [], "resnet_reference/library"),
+    ("resnet_reference", ["--seeds", "0", "--only", "pretrain_epochs == 50", "--epochs", "4500"],
+     "resnet_reference/library-4500"),
     ("clock_pizza", [], "clock_pizza"),
 ]
 
