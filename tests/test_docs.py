@@ -48,6 +48,14 @@ def test_value_reads_the_one_matching_row():
     assert m.expand('{{ value("med_vs_loss/library/summary.csv", "grokked", p=47) }}') == "1"
 
 
+def test_a_true_false_column_reads_yes_or_no():
+    """A one-row bool column comes back from pandas as numpy's bool, which is not an int:
+    it must read as in the tables (yes/no), not as the number 0.000."""
+    m = _hook()
+    assert m.expand('{{ value("resnet_reference/library-4500/sweep.csv", "med_moves_first", seed=0) }}') in ("yes", "no")
+    assert m.fmt(np.bool_(True)) == "yes" and m.fmt(False) == "no"
+
+
 def test_macros_fail_when_the_data_is_not_there():
     m = _hook()
     from mkdocs.exceptions import PluginError

@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
@@ -80,7 +81,7 @@ def fmt(v: Any, digits: int | None = None, na: str = "none") -> str:
     """A cell for reading: integers without a decimal point, floats to ``digits`` (3)."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return na
-    if isinstance(v, (bool,)):
+    if isinstance(v, (bool, np.bool_)):  # numpy's bool is no int subclass: once it read as 0.000
         return "yes" if v else "no"
     if isinstance(v, (int,)) or (isinstance(v, float) and v.is_integer() and digits is None and abs(v) >= 10):
         return str(int(v))
