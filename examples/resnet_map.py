@@ -232,7 +232,7 @@ def phase_figure(table: pd.DataFrame, path: Path, title: str, xlabel: str = DECA
     fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * n * len(wds) + 3.2), 1.6 * len(scales) + 1.6))
     for _, r in table.iterrows():
         x, y = wds.index(r["weight_decay"]), scales.index(r["init_scale"])
-        k = seeds.index(r["seed"]) if n > 1 else 0
+        k = seeds.index(r.get("seed"))
         left, width = x - 0.45 + k * 0.9 / n, 0.9 / n
         phase = r.get("phase") if isinstance(r.get("phase"), str) else "not fitted"
         ax.add_patch(plt.Rectangle((left, y - 0.45), width - (0.02 if n > 1 else 0), 0.9, color=COLOURS[phase],
@@ -270,7 +270,7 @@ def curves_figure(table: pd.DataFrame, hist, path: Path, title: str) -> Path:
         if r["status"] == "failed":
             continue
         row = 2 * (len(scales) - 1 - scales.index(r["init_scale"]))
-        col = cols.index((r["weight_decay"], r["seed"] if len(seeds) > 1 else seeds[0]))
+        col = cols.index((r["weight_decay"], r.get("seed")))
         acc, med = axes[row, col], axes[row + 1, col]
         h = hist(r["run"])
         acc.plot(h["step"], h["train_acc"], label="train acc", color="tab:blue")
@@ -325,6 +325,15 @@ def cell_classes(phases: pd.Series) -> str:
     return "; ".join(f"{k} ({v} of {len(phases)} seeds)" for k, v in counts.items())
 
 
+def require_histories(table: pd.DataFrame, results: Path) -> None:
+    """Exit with the runs' errors when no run of ``table`` has a history (every run
+    failed, for instance a run directory refusing other settings), instead of failing
+    later on a missing column. Shared by the ResNet studies' reports."""
+    if "phase" not in table:
+        errors = sorted(set(table["error"].dropna())) if "error" in table else []
+        raise SystemExit(f"error: no run in {results} has a history; " + ("; ".join(errors) or "see the sweep's log"))
+
+
 def report(results: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> pd.DataFrame:
     table, hist = c.load(results)
     for col in ("jump_at", "gap_closed_at", "best_at"):
@@ -334,9 +343,7 @@ def report(results: Path, title: str, xlabel: str = DECAY_AXIS["adamw"]) -> pd.D
             "gap_closed_at",
             "best_test_acc", "best_at", "late_train_acc", "late_test_acc", "final_test_acc", "final_step", "feature_med_ratio_at_mem", "feature_med_ratio_final", "wall_s"]
     c.show(table, title, cols)
-    if "phase" not in table:  # no run trained: say why instead of failing on a missing column
-        errors = sorted(set(table["error"].dropna())) if "error" in table else []
-        raise SystemExit(f"error: no run in {results} finished; " + ("; ".join(errors) or "see the sweep's log"))
+    require_histories(table, results)
     summary = table.pivot_table(index="init_scale", columns="weight_decay", values="phase", aggfunc=cell_classes)
     summary.to_csv(results / "summary.csv")
     c.show(summary.reset_index(), "class per cell (rows: init_scale, columns: weight_decay)")

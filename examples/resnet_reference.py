@@ -56,7 +56,7 @@ from grok_interp.measures import events  # noqa: E402
 from grok_interp.sweeps import grid  # noqa: E402
 from grok_interp.vision import load_shapes, recalibrated_accuracy  # noqa: E402
 from grok_interp.vision.train import PRESETS  # noqa: E402
-from resnet_map import JUMP, LATE, classify, med_lead, train_or_snapshot  # noqa: E402
+from resnet_map import JUMP, LATE, classify, med_lead, require_histories, train_or_snapshot  # noqa: E402
 
 STUDY = "resnet_reference"
 _PAPER = {**PRESETS["reference"], "image_size": 32, "width": 16, "epochs": 3000, "eval_every": 50,
@@ -153,6 +153,11 @@ def export(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     return table
 
 
+def start_title(start: int) -> str:
+    """A column's title: how its runs started."""
+    return "random init" if start == 0 else f"{start} epochs of stand-in pretraining"
+
+
 def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Path:
     """One column per start; rows: test accuracy, training accuracy (training-mode
     mini-batches, with the eval-mode reading faint), feature MED ratio; seeds by colour."""
@@ -174,7 +179,7 @@ def curves(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> 
                 rc = pd.read_csv(recal)
                 axes[0][j].plot(rc["step"], rc["test_acc_recal"], lw=0, marker="o", ms=3.5, color=style["color"])
             axes[2][j].plot(h["step"], h["feature_med_ratio"], lw=1, label=f"seed {seed}", **style)
-        axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
+        axes[0][j].set_title(start_title(start))
         axes[0][j].set_ylabel("test accuracy (eval mode; faint: batch\nstatistics; dots: recalibrated BatchNorm)")
         axes[1][j].set_ylabel("training accuracy\n(training mode; faint: eval mode)")
         axes[2][j].set_ylabel("feature MED ratio")
@@ -217,7 +222,7 @@ def late(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Pa
                 for ax, key in ((axes[0][j], "test_acc_half_way_at"), (axes[1][j], "med_half_way_at")):
                     if pd.notna(r.get(key)):
                         ax.axvline(float(r[key]), color=style["color"], ls=":", lw=1)
-        axes[0][j].set_title(f"{'random init' if start == 0 else f'{start} epochs of stand-in pretraining'}")
+        axes[0][j].set_title(start_title(start))
         axes[0][j].set_ylabel("test accuracy (recalibrated BatchNorm;\nfaint: eval mode)")
         axes[0][j].set_ylim(-0.02, 1.02)
         axes[1][j].set_ylabel("feature MED ratio")
@@ -230,9 +235,7 @@ def late(table: pd.DataFrame, hist, path: Path, title: str, results: Path) -> Pa
 
 def report(results: Path, title: str) -> pd.DataFrame:
     table, hist = c.load(results)
-    if "phase" not in table:  # no run has a history: say why instead of failing on a missing column
-        errors = sorted(set(table["error"].dropna())) if "error" in table else []
-        raise SystemExit(f"error: no run in {results} has a history; " + ("; ".join(errors) or "see the sweep's log"))
+    require_histories(table, results)
     cols = ["pretrain_epochs", "seed", "status", "final_step", "phase", "fit_at", "jump_at", "u_acc", "l_acc",
             "best_test_acc", "late_train_acc", "late_test_acc", "late_test_acc_batch", "best_test_acc_recal",
             "best_recal_at", "recal_step", "test_acc_recal", "med_half_way_at", "test_acc_half_way_at",
